@@ -1,0 +1,300 @@
+// pardict::concurrent_map — a concurrent hash map that grows under load without losing anything.
+//
+// A thin facade over detail::concurrent_table (read its opening essay for the design). Like
+// boost::concurrent_flat_map there are no iterators: an iterator into a table that other threads
+// resize is a dangling pointer waiting to happen. Elements are reached by visitation — a callback
+// that runs while the element is protected — or copied out. docs/concurrency.md states what each
+// operation guarantees to concurrent callers.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <new>
+#include <optional>
+#include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "pardict/detail/concurrent_table.hpp"
+#include "pardict/hash.hpp"
+
+namespace pardict {
+
+template <class K, class V, class Hash = pardict::hash<K>, class KeyEqual = std::equal_to<K>,
+          class Allocator = std::allocator<std::pair<const K, V>>>
+class concurrent_map {
+  using table_type = detail::concurrent_table<K, V, Hash, KeyEqual, Allocator>;
+  using no_visit = detail::no_visit;
+
+  static_assert(std::is_nothrow_move_constructible_v<V> || std::is_copy_constructible_v<V>,
+                "pardict::concurrent_map: V must be nothrow-movable or copyable (growth moves it)");
+
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using value_type = std::pair<const K, V>;
+  using size_type = std::size_t;
+  using hasher = Hash;
+  using key_equal = KeyEqual;
+  using allocator_type = Allocator;
+
+  // True when lookups copy elements out without writing shared memory.
+  static constexpr bool optimistic_reads = table_type::optimistic;
+
+  concurrent_map() : concurrent_map(0) {}
+  explicit concurrent_map(size_type bucket_hint, const Hash& h = Hash(),
+                          const KeyEqual& eq = KeyEqual(), const Allocator& a = Allocator())
+      : table_(bucket_hint, h, eq, a) {}
+
+  // Copying reads `other` with visitation, so it is safe while other threads modify it; the copy
+  // then holds each element as it was when its group was visited.
+  concurrent_map(const concurrent_map& other)
+      : table_(other.size(), other.hash_function(), other.key_eq(), other.get_allocator()) {
+    other.cvisit_all([this](const value_type& x) { insert(x); });
+  }
+  concurrent_map(concurrent_map&& other) noexcept : table_(std::move(other.table_)) {}
+
+  concurrent_map& operator=(const concurrent_map& other) {
+    if (this != &other) {
+      concurrent_map tmp(other);
+      swap(tmp);
+    }
+    return *this;
+  }
+  concurrent_map& operator=(concurrent_map&& other) noexcept {
+    if (this != &other) {
+      concurrent_map tmp(std::move(other));
+      swap(tmp);
+    }
+    return *this;
+  }
+  ~concurrent_map() = default;
+
+  // ---- insertion ----------------------------------------------------------------------------
+  bool insert(const value_type& x) { return emplace_visit(x.first, no_visit{}, false, x); }
+  bool insert(value_type&& x) {
+    return table_.upsert(
+        x.first, [&](void* where) { ::new (where) value_type(std::move(x)); }, no_visit{}, true,
+        false);
+  }
+
+  template <class... Args>
+  bool emplace(Args&&... args) {
+    // The key must exist before the probe: build the element once, then move it in.
+    value_type x(std::forward<Args>(args)...);
+    return insert(std::move(x));
+  }
+
+  template <class... Args>
+  bool try_emplace(const K& k, Args&&... args) {
+    return table_.upsert(
+        k,
+        [&](void* where) {
+          ::new (where) value_type(std::piecewise_construct, std::forward_as_tuple(k),
+                                   std::forward_as_tuple(std::forward<Args>(args)...));
+        },
+        no_visit{}, true, false);
+  }
+
+  template <class M>
+  bool insert_or_assign(const K& k, M&& v) {
+    return table_.upsert(
+        k, [&](void* where) { ::new (where) value_type(k, std::forward<M>(v)); },
+        [&](value_type& x) { x.second = std::forward<M>(v); });
+  }
+
+  template <class F>
+  bool insert_or_visit(const value_type& x, F f) {
+    return emplace_visit(x.first, f, true, x);
+  }
+  template <class F>
+  bool insert_or_cvisit(const value_type& x, F f) {
+    return emplace_visit(x.first, [&](const value_type& e) { f(e); }, false, x);
+  }
+
+  // Boost's argument order: try_emplace_or_visit(k, args..., f).
+  template <class... Args>
+  bool try_emplace_or_visit(const K& k, Args&&... args_then_f) {
+    return try_emplace_or_visit_impl<true>(k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
+                                           std::make_index_sequence<sizeof...(Args) - 1>{});
+  }
+  template <class... Args>
+  bool try_emplace_or_cvisit(const K& k, Args&&... args_then_f) {
+    return try_emplace_or_visit_impl<false>(k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
+                                            std::make_index_sequence<sizeof...(Args) - 1>{});
+  }
+
+  // ---- lookup -------------------------------------------------------------------------------
+  std::optional<V> find(const K& k) const {
+    std::optional<V> out;
+    table_.read(k, [&](const value_type& x) { out.emplace(x.second); });
+    return out;
+  }
+  bool contains(const K& k) const {
+    return table_.read(k, [](const value_type&) {});
+  }
+  size_type count(const K& k) const { return contains(k) ? 1 : 0; }
+
+  template <class F>
+  size_type visit(const K& k, F f) {
+    bool hit = false;
+    table_.upsert(
+        k, [](void*) {},
+        [&](value_type& x) {
+          hit = true;
+          f(x);
+        },
+        /*insert_if_absent=*/false);
+    return hit ? 1 : 0;
+  }
+  template <class F>
+  size_type visit(const K& k, F f) const {
+    return cvisit(k, f);
+  }
+  template <class F>
+  size_type cvisit(const K& k, F f) const {
+    return table_.read(k, [&](const value_type& x) { f(x); }) ? 1 : 0;
+  }
+
+  // ---- erasure ------------------------------------------------------------------------------
+  size_type erase(const K& k) {
+    return table_.erase_if_key(k, [](const value_type&) { return true; });
+  }
+  template <class F>
+  size_type erase_if(const K& k, F pred) {
+    return table_.erase_if_key(k, pred);
+  }
+
+  // ---- whole table --------------------------------------------------------------------------
+  template <class F>
+  size_type visit_all(F f) {
+    return table_.visit_all(f, true);
+  }
+  template <class F>
+  size_type visit_all(F f) const {
+    return cvisit_all(f);
+  }
+  template <class F>
+  size_type cvisit_all(F f) const {
+    return const_cast<table_type&>(table_).visit_all([&](const value_type& x) { f(x); }, false);
+  }
+  template <class F>
+  size_type erase_if(F pred) {
+    return table_.erase_if_all(pred);
+  }
+
+  size_type size() const noexcept { return table_.size(); }
+  bool empty() const noexcept { return size() == 0; }
+  size_type bucket_count() const noexcept { return table_.bucket_count(); }
+  double load_factor() const noexcept {
+    const size_type b = bucket_count();
+    return b == 0 ? 0.0 : static_cast<double>(size()) / static_cast<double>(b);
+  }
+  void reserve(size_type n) { table_.reserve(n); }
+  void rehash(size_type n) { table_.reserve(std::max(n, size()), /*exact=*/true); }
+  void clear() { table_.clear(); }
+
+  // Moves the elements of `other` whose keys are absent here; returns how many moved. Elements are
+  // moved one at a time (each is in exactly one of the two maps at every instant). Must not run
+  // concurrently with other.merge(*this).
+  template <class H2, class E2>
+  size_type merge(concurrent_map<K, V, H2, E2, Allocator>& other) {
+    if (static_cast<const void*>(&other) == static_cast<const void*>(this)) return 0;
+    return other.erase_if([this](value_type& x) {
+      return try_emplace(x.first, std::move(x.second));
+    });
+  }
+  template <class H2, class E2>
+  size_type merge(concurrent_map<K, V, H2, E2, Allocator>&& other) {
+    return merge(other);
+  }
+
+  void swap(concurrent_map& other) noexcept { table_.swap(other.table_); }
+
+  // ---- bulk ---------------------------------------------------------------------------------
+  size_type find_many(std::span<const K> keys, std::span<V> values_out,
+                      std::span<bool> found_out) const {
+    check_bulk(keys.size(), values_out.size());
+    check_bulk(keys.size(), found_out.size());
+    for (auto& f : found_out.first(keys.size())) f = false;
+    return table_.read_many(keys.data(), keys.size(), [&](std::size_t i, const value_type& x) {
+      values_out[i] = x.second;
+      found_out[i] = true;
+    });
+  }
+  size_type contains_many(std::span<const K> keys, std::span<bool> found_out) const {
+    check_bulk(keys.size(), found_out.size());
+    for (auto& f : found_out.first(keys.size())) f = false;
+    return table_.read_many(keys.data(), keys.size(),
+                            [&](std::size_t i, const value_type&) { found_out[i] = true; });
+  }
+  size_type insert_or_assign_many(std::span<const K> keys, std::span<const V> values) {
+    return upsert_many(keys, values, combine_op::assign);
+  }
+  size_type upsert_many(std::span<const K> keys, std::span<const V> values, combine_op op) {
+    check_bulk(keys.size(), values.size());
+    return table_.upsert_many(
+        keys.data(), keys.size(),
+        [&](std::size_t i, void* where) { ::new (where) value_type(keys[i], values[i]); },
+        [&](std::size_t i, value_type& x) { detail::combine(x.second, values[i], op); });
+  }
+
+  hasher hash_function() const { return table_.hash_function(); }
+  key_equal key_eq() const { return table_.key_eq(); }
+  allocator_type get_allocator() const { return table_.get_allocator(); }
+
+ private:
+  template <class F, class... Args>
+  bool emplace_visit(const K& k, F&& f, bool mutate, Args&&... args) {
+    return table_.upsert(
+        k, [&](void* where) { ::new (where) value_type(std::forward<Args>(args)...); }, f, true,
+        mutate);
+  }
+
+  template <bool Mutate, class Tuple, std::size_t... I>
+  bool try_emplace_or_visit_impl(const K& k, Tuple&& t, std::index_sequence<I...>) {
+    auto&& f = std::get<sizeof...(I)>(t);
+    return table_.upsert(
+        k,
+        [&](void* where) {
+          ::new (where) value_type(std::piecewise_construct, std::forward_as_tuple(k),
+                                   std::forward_as_tuple(std::get<I>(std::move(t))...));
+        },
+        [&](value_type& x) {
+          if constexpr (Mutate) {
+            f(x);
+          } else {
+            f(static_cast<const value_type&>(x));
+          }
+        },
+        true, Mutate);
+  }
+
+  static void check_bulk(std::size_t keys, std::size_t out) {
+    if (out < keys) throw std::length_error("pardict: bulk output/value span shorter than keys");
+  }
+
+  table_type table_;
+};
+
+template <class K, class V, class H, class E, class A>
+bool operator==(const concurrent_map<K, V, H, E, A>& a, const concurrent_map<K, V, H, E, A>& b) {
+  if (a.size() != b.size()) return false;
+  bool same = true;
+  a.cvisit_all([&](const typename concurrent_map<K, V, H, E, A>::value_type& x) {
+    if (!same) return;
+    bool hit = false;
+    b.cvisit(x.first, [&](const auto& y) { hit = (y.second == x.second); });
+    if (!hit) same = false;
+  });
+  return same;
+}
+
+template <class K, class V, class H, class E, class A>
+void swap(concurrent_map<K, V, H, E, A>& a, concurrent_map<K, V, H, E, A>& b) noexcept {
+  a.swap(b);
+}
+
+}  // namespace pardict

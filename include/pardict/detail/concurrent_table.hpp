@@ -1,0 +1,1184 @@
+// The engine behind pardict::concurrent_map.
+//
+// ================================================================================================
+// Design
+// ================================================================================================
+//
+// Goal: a hash map that any number of threads may insert into, look up, update and erase from
+// while it grows, that never touches freed memory, never loses or duplicates an entry, and gets as
+// close as it can to the memory system's limits on a small machine (2 cores, tables far larger than
+// the cache). The choices below follow from three facts measured on such a machine (see
+// shared/research/peers.md): a table larger than the cache is bound by DRAM latency, so lines per
+// operation and overlapped misses matter more than instructions; a cache line that two cores both
+// write costs as much as a DRAM miss; and with more threads than cores, a waiting thread must
+// sleep, or it steals the quantum of the thread it waits for.
+//
+// Layout
+// ------
+// The key space is split over S = 64 shards by the top 6 bits of the 64-bit hash. Each shard owns
+// one open-addressing table (`table`), reached through an atomic pointer. A table is an array of
+// groups of 8 slots:
+//
+//     metadata array, 16 B per group           slot array, 8 slots per group
+//     +--------+----------+----------------+   +--------------------------------------------+
+//     | seq 4B | overflow | tags: 8 x 1 B  |   | pair<const K, V> x 8, stored inline          |
+//     +--------+----------+----------------+   +--------------------------------------------+
+//
+// The metadata is 2 bytes per slot, so a lookup of an absent key usually touches only the
+// metadata line, and the metadata of even a 10M-entry table mostly lives in L3. The group index is
+// `(low 32 hash bits * n_groups) >> 32` (any group count, so reserve() sizes tables exactly and
+// growth need not waste memory on powers of two); the tag is hash bits 32..39 (0 means empty);
+// the overflow class is bits 40..42. Probing is linear over groups. There are no tombstones: when
+// an insert passes a full group it sets that group's overflow bit for the key's class, and a
+// lookup stops at the first group whose bit for its class is clear (the boost.unordered scheme).
+// Erased slots are reused at once; overflow bits are cleared only by building a new table, which
+// the budget below triggers when erasures from overflowed groups accumulate.
+//
+// Lock and memory-ordering protocol
+// ---------------------------------
+// `seq` is a lock + seqlock word: bit 0 locked, bit 1 waiters (someone sleeps on the futex),
+// bit 2 moved (migrated to the next table), bits 3.. a version that every unlock increments.
+//
+// * Writers (insert, assign, erase, visit) lock the key's home group for the whole operation, so
+//   two inserts of one key are serialised there and can never both succeed. Other groups on the
+//   probe path are locked one at a time with a bounded spin; if that fails the writer releases
+//   everything and starts over, so no thread ever waits while holding a lock it could be asked
+//   for (no deadlock, even when a probe wraps around a small table). Locks are acquired with an
+//   acquire CAS and released with a release exchange that bumps the version.
+// * Readers of trivially copyable keys and values write no shared memory: load seq (acquire),
+//   copy tags and candidate slots with relaxed atomic word loads, fence(acquire), reload seq; equal
+//   and unlocked means the copy is a consistent snapshot. Writers therefore store into slots with
+//   relaxed atomic word stores too, and `visit` runs the caller's function on a private copy that
+//   is stored back as a whole: a visitor that throws leaves the element unchanged. Hot keys do not
+//   make lookups ping-pong their cache line.
+// * Other key/value types (std::string, move-only, ...) cannot be copied while being written, so
+//   their readers lock each group they inspect.
+// * Waiting: spin with pause, then yield, then set the waiters bit and futex-wait on seq
+//   (std::atomic::wait); unlock calls notify_all only when the waiters bit was set.
+//
+// Growth
+// ------
+// Each table has a budget: its capacity times the maximum load (0.8) minus the elements it holds.
+// Inserts charge the budget through per-thread counters that are flushed in batches (a shared
+// counter bumped by every insert would move one cache line between cores per insert). When the
+// budget runs out, or an insert finds no free slot at all, the shard migrates to a new table of
+// twice the live size:
+//
+// 1. Under the shard's mutex (taken only to start a migration, never by ordinary operations),
+//    one thread allocates the new table and publishes it in `old->next`.
+// 2. The old table is cut into chunks of 128 groups. Every thread that needs the shard — the
+//    starter, and any writer that meets a moved group — claims chunks with fetch_add and migrates
+//    them: lock the old group, copy its elements into the new table (locking the target groups
+//    there, since several migrators write it), unlock it with the moved bit set.
+// 3. The thread that completes the last chunk installs the new table in the shard, wakes the
+//    threads sleeping on the old table's `done` word, and retires the old table.
+//
+// Writers never modify the new table until it is installed: one that meets a moved group (or
+// cannot lock its home group because it moved) helps, sleeps until the migration is done, and
+// retries. Readers never wait for a migration: they search the old table, skipping moved groups,
+// and if they met any moved group and did not find the key, they search `next` the same way.
+// A key is copied into the new table before its old group is marked moved, and nothing else
+// writes the new table meanwhile, so a key present throughout a lookup is always found.
+// Migrating one shard at a time bounds the transient memory of growth to about 1/64 of the map.
+//
+// Reclamation
+// -----------
+// Retired tables go to the epoch-based reclamation domain of epoch.hpp: every operation runs
+// inside an epoch guard (one seq_cst store to the calling thread's own cache line on entry, one
+// release store on exit), and a table is freed only after every thread that could have loaded its
+// pointer has left. Element objects are destroyed as they are moved out, so retired tables hold
+// only raw memory.
+//
+// Counting
+// --------
+// size() sums per-thread cells (one cache line per cell, 32 cells, threads mapped to cells by
+// their epoch slot). Each cell holds the net insert count and per-shard pending budget charges;
+// a charge is flushed to the table's budget every few inserts. size() is exact whenever no
+// operation is in flight.
+//
+// Invariants
+// ----------
+// * A key occurs at most once in the union of a shard's current table and the groups of its
+//   migrating table that are not yet moved.
+// * Every element stored in a group other than its home group is reachable: each group between
+//   its home and its slot has the overflow bit of its class set.
+// * A slot's bytes change only while its group is locked, and every unlock bumps the version.
+// * A moved group is never written again; a table is freed only through the epoch domain.
+// ================================================================================================
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pardict/detail/epoch.hpp"
+#include "pardict/detail/group.hpp"
+
+#ifndef PARDICT_REENTRANCY_CHECK
+#ifdef NDEBUG
+#define PARDICT_REENTRANCY_CHECK 0
+#else
+#define PARDICT_REENTRANCY_CHECK 1
+#endif
+#endif
+
+namespace pardict {
+
+// Thrown (in builds with PARDICT_REENTRANCY_CHECK) when a visitor calls back into the map that is
+// visiting it, which would otherwise deadlock on the element's group lock.
+struct reentrancy_error : std::logic_error {
+  using std::logic_error::logic_error;
+};
+
+enum class combine_op { assign, add, min, max };
+
+namespace detail {
+
+// The "found" callback of operations that leave an existing element alone (insert, try_emplace).
+struct no_visit {
+  template <class T>
+  void operator()(T&&) const noexcept {}
+};
+
+template <class T>
+struct is_std_array : std::false_type {};
+template <class T, std::size_t N>
+struct is_std_array<std::array<T, N>> : std::true_type {};
+
+template <class T>
+void combine_scalar(T& stored, const T& x, combine_op op) {
+  if constexpr (std::is_same_v<T, bool>) {
+    switch (op) {
+      case combine_op::assign: stored = x; break;
+      case combine_op::add:
+      case combine_op::max: stored = stored || x; break;
+      case combine_op::min: stored = stored && x; break;
+    }
+  } else {
+    switch (op) {
+      case combine_op::assign: stored = x; break;
+      case combine_op::add: stored = static_cast<T>(stored + x); break;
+      case combine_op::min:
+        if (x < stored) stored = x;
+        break;
+      case combine_op::max:
+        if (stored < x) stored = x;
+        break;
+    }
+  }
+}
+
+template <class V>
+void combine(V& stored, const V& x, combine_op op) {
+  if constexpr (std::is_arithmetic_v<V>) {
+    combine_scalar(stored, x, op);
+  } else if constexpr (is_std_array<V>::value) {
+    if constexpr (std::is_arithmetic_v<typename V::value_type>) {
+      for (std::size_t i = 0; i < stored.size(); ++i) combine_scalar(stored[i], x[i], op);
+    } else {
+      if (op != combine_op::assign) throw std::invalid_argument("pardict: combine op needs arithmetic values");
+      stored = x;
+    }
+  } else {
+    if (op != combine_op::assign) throw std::invalid_argument("pardict: combine op needs arithmetic values");
+    stored = x;
+  }
+}
+
+#if PARDICT_REENTRANCY_CHECK
+// The maps whose callbacks the current thread is running.
+inline thread_local std::vector<const void*> visiting_maps;
+struct visiting_scope {
+  explicit visiting_scope(const void* m) { visiting_maps.push_back(m); }
+  ~visiting_scope() { visiting_maps.pop_back(); }
+};
+inline void check_not_reentering(const void* m) {
+  for (const void* v : visiting_maps) {
+    if (v == m) throw reentrancy_error("pardict: a visitor called back into the map it visits");
+  }
+}
+#else
+struct visiting_scope {
+  explicit visiting_scope(const void*) noexcept {}
+};
+inline void check_not_reentering(const void*) noexcept {}
+#endif
+
+template <class K, class V, class Hash, class KeyEqual, class Allocator>
+class concurrent_table {
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using value_type = std::pair<const K, V>;
+  using size_type = std::size_t;
+
+  // Readers copy instead of locking when both halves are plain bytes.
+  static constexpr bool optimistic =
+      std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<V>;
+
+  static constexpr unsigned shard_bits = 6;
+  static constexpr std::size_t shard_count = std::size_t{1} << shard_bits;
+  static constexpr std::size_t min_groups = 2;
+  static constexpr std::size_t chunk_groups = 128;
+  static constexpr double max_load = 0.8;
+  static constexpr std::size_t cell_count = 32;
+
+  explicit concurrent_table(std::size_t n, const Hash& h, const KeyEqual& eq, const Allocator& a)
+      : hash_(h),
+        eq_(eq),
+        alloc_(a),
+        shards_(std::make_unique<shard[]>(shard_count)),
+        cells_(std::make_unique<cell[]>(cell_count)) {
+    if (n > 0) reserve(n);
+  }
+
+  concurrent_table(concurrent_table&& o) noexcept
+      : hash_(o.hash_),
+        eq_(o.eq_),
+        alloc_(o.alloc_),
+        shards_(std::move(o.shards_)),
+        cells_(std::move(o.cells_)) {
+    o.shards_ = std::make_unique<shard[]>(shard_count);
+    o.cells_ = std::make_unique<cell[]>(cell_count);
+  }
+
+  ~concurrent_table() { destroy_all(); }
+
+  void swap(concurrent_table& o) noexcept {
+    using std::swap;
+    swap(hash_, o.hash_);
+    swap(eq_, o.eq_);
+    swap(alloc_, o.alloc_);
+    swap(shards_, o.shards_);
+    swap(cells_, o.cells_);
+  }
+
+  const Hash& hash_function() const noexcept { return hash_; }
+  const KeyEqual& key_eq() const noexcept { return eq_; }
+  const Allocator& get_allocator() const noexcept { return alloc_; }
+
+  // ---------------------------------------------------------------------------------------------
+  // Lookups
+  // ---------------------------------------------------------------------------------------------
+
+  // Calls f(const value_type&) on the element with key k (a validated copy for optimistic types,
+  // the element itself under its group lock otherwise). Returns whether it was found.
+  template <class F>
+  bool read(const K& k, F&& f) const {
+    check_not_reentering(this);
+    epoch_guard guard;
+    const std::uint64_t h = hash_(k);
+    return read_hashed(k, h, f);
+  }
+
+  // Bulk lookup: hash a block ahead, prefetch the metadata, then the candidate slots, then look
+  // each key up with the ordinary (now cache-hot) path.
+  template <class F>
+  std::size_t read_many(const K* keys, std::size_t n, F&& on_found) const {
+    check_not_reentering(this);
+    epoch_guard guard;
+    constexpr std::size_t block = 16;
+    std::uint64_t hs[block];
+    std::size_t found = 0;
+    for (std::size_t base = 0; base < n; base += block) {
+      const std::size_t m = std::min(block, n - base);
+      for (std::size_t i = 0; i < m; ++i) {
+        hs[i] = hash_(keys[base + i]);
+        prefetch_home(hs[i], false);
+      }
+      if constexpr (optimistic) {
+        for (std::size_t i = 0; i < m; ++i) prefetch_candidate(hs[i], false);
+      }
+      for (std::size_t i = 0; i < m; ++i) {
+        const std::size_t idx = base + i;
+        if (read_hashed(keys[idx], hs[i], [&](const value_type& x) { on_found(idx, x); })) {
+          ++found;
+        }
+      }
+    }
+    return found;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Writes
+  // ---------------------------------------------------------------------------------------------
+
+  // The one write primitive. Finds k; if present, calls on_found(value_type&) under the element's
+  // protection and returns false; otherwise constructs the element with make(void* where) —
+  // placement-new of a value_type — and returns true. When `insert_if_absent` is false a missing
+  // key is left missing (on_found reports nothing).
+  template <class Make, class OnFound>
+  bool upsert(const K& k, Make&& make, OnFound&& on_found, bool insert_if_absent = true,
+              bool mutate = true) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    return upsert_hashed(k, hash_(k), make, on_found, insert_if_absent, mutate);
+  }
+
+  template <class Make, class OnFound>
+  std::size_t upsert_many(const K* keys, std::size_t n, Make&& make, OnFound&& on_found) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    constexpr std::size_t block = 16;
+    std::uint64_t hs[block];
+    std::size_t inserted = 0;
+    for (std::size_t base = 0; base < n; base += block) {
+      const std::size_t m = std::min(block, n - base);
+      for (std::size_t i = 0; i < m; ++i) {
+        hs[i] = hash_(keys[base + i]);
+        prefetch_home(hs[i], true);
+      }
+      for (std::size_t i = 0; i < m; ++i) prefetch_candidate(hs[i], true);
+      for (std::size_t i = 0; i < m; ++i) {
+        const std::size_t idx = base + i;
+        if (upsert_hashed(
+                keys[idx], hs[i], [&](void* where) { make(idx, where); },
+                [&](value_type& x) { on_found(idx, x); }, true, true)) {
+          ++inserted;
+        }
+      }
+    }
+    return inserted;
+  }
+
+  // Erases k if pred(value_type&) says so. Returns 1 if erased.
+  template <class Pred>
+  std::size_t erase_if_key(const K& k, Pred&& pred) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    const std::uint64_t h = hash_(k);
+    shard& s = shard_of(h);
+    for (;;) {
+      table* t = s.cur.load(std::memory_order_acquire);
+      if (t == nullptr) return 0;
+      locate_result r = locate(t, k, h);
+      if (r.status == locate_status::moved) {
+        help_migrate(s, t);
+        continue;
+      }
+      if (r.status == locate_status::busy) {
+        std::this_thread::yield();
+        continue;
+      }
+      if (r.status != locate_status::found) return 0;
+      value_type* e = t->slot(r.group, r.slot);
+      bool yes;
+      {
+        visiting_scope vs(this);
+        if constexpr (optimistic) {
+          alignas(value_type) unsigned char buf[sizeof(value_type)];
+          racy_load(buf, e);
+          yes = static_cast<bool>(pred(*std::launder(reinterpret_cast<value_type*>(buf))));
+        } else {
+          yes = static_cast<bool>(pred(*e));
+        }
+      }
+      if (!yes) return 0;
+      erase_slot(s, t, r.group, r.slot);
+      return 1;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Whole-table operations
+  // ---------------------------------------------------------------------------------------------
+
+  // Runs f(value_type&) on every element, group by group under the group lock. A shard is not
+  // migrated while it is being visited (its resize mutex is held). Returns the count visited.
+  template <class F>
+  std::size_t visit_all(F&& f, bool mutate) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    std::size_t n = 0;
+    for (std::size_t si = 0; si < shard_count; ++si) {
+      shard& s = shards_[si];
+      std::unique_lock<std::mutex> lk(s.resize_mutex);
+      table* t = settle(s, lk);
+      if (t == nullptr) continue;
+      for (std::size_t g = 0; g < t->ngroups; ++g) {
+        group_meta& gm = t->groups[g];
+        lock_group(gm, true);
+        group_lock gl(&gm);
+        std::uint64_t occupied = ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+        visiting_scope vs(this);
+        for (; occupied; occupied &= occupied - 1) {
+          value_type* e = t->slot(g, first_slot(occupied));
+          apply_visitor(e, f, mutate);
+          ++n;
+        }
+      }
+    }
+    return n;
+  }
+
+  template <class Pred>
+  std::size_t erase_if_all(Pred&& pred) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    std::size_t n = 0;
+    for (std::size_t si = 0; si < shard_count; ++si) {
+      shard& s = shards_[si];
+      std::unique_lock<std::mutex> lk(s.resize_mutex);
+      table* t = settle(s, lk);
+      if (t == nullptr) continue;
+      for (std::size_t g = 0; g < t->ngroups; ++g) {
+        group_meta& gm = t->groups[g];
+        lock_group(gm, true);
+        group_lock gl(&gm);
+        std::uint64_t occupied = ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+        for (; occupied; occupied &= occupied - 1) {
+          const unsigned j = first_slot(occupied);
+          value_type* e = t->slot(g, j);
+          bool yes;
+          {
+            visiting_scope vs(this);
+            if constexpr (optimistic) {
+              alignas(value_type) unsigned char buf[sizeof(value_type)];
+              std::memcpy(buf, static_cast<const void*>(e), sizeof(value_type));
+              yes = static_cast<bool>(pred(*std::launder(reinterpret_cast<value_type*>(buf))));
+            } else {
+              yes = static_cast<bool>(pred(*e));
+            }
+          }
+          if (yes) {
+            remove_from_locked_group(s, t, g, j);
+            ++n;
+          }
+        }
+      }
+    }
+    return n;
+  }
+
+  std::size_t size() const noexcept {
+    std::int64_t n = 0;
+    for (std::size_t i = 0; i < cell_count; ++i) n += cells_[i].live.load(std::memory_order_relaxed);
+    return n < 0 ? 0 : static_cast<std::size_t>(n);
+  }
+
+  std::size_t bucket_count() const noexcept {
+    epoch_guard guard;
+    std::size_t n = 0;
+    for (std::size_t si = 0; si < shard_count; ++si) {
+      const table* t = shards_[si].cur.load(std::memory_order_acquire);
+      if (t != nullptr) n += t->ngroups * group_width;
+    }
+    return n;
+  }
+
+  // Make room for n elements in total (spread evenly over the shards). Shrinks when `exact`.
+  void reserve(std::size_t n, bool exact = false) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    const std::size_t per_shard = (n + shard_count - 1) / shard_count;
+    for (std::size_t si = 0; si < shard_count; ++si) {
+      shard& s = shards_[si];
+      for (;;) {
+        table* t = s.cur.load(std::memory_order_acquire);
+        const std::size_t want = groups_for(std::max(per_shard, exact ? live_estimate(t) : 0));
+        if (t == nullptr) {
+          if (per_shard == 0) break;
+          install_first_table(s, want);
+          continue;
+        }
+        if (t->next.load(std::memory_order_acquire) != nullptr) {
+          help_migrate(s, t);
+          continue;
+        }
+        if (exact) {
+          // One rebuild per shard: under concurrent inserts the estimate keeps moving.
+          if (t->ngroups != want) start_migration(s, t, want, false);
+          break;
+        }
+        if (t->ngroups >= want) break;
+        start_migration(s, t, want, false);
+      }
+    }
+  }
+
+  void clear() {
+    check_not_reentering(this);
+    epoch_guard guard;
+    for (std::size_t si = 0; si < shard_count; ++si) {
+      shard& s = shards_[si];
+      for (;;) {
+        table* t = s.cur.load(std::memory_order_acquire);
+        if (t == nullptr) break;
+        if (t->next.load(std::memory_order_acquire) != nullptr) {
+          help_migrate(s, t);
+          continue;
+        }
+        // A migration into a fresh minimum-size table that destroys instead of copying.
+        if (start_migration(s, t, min_groups, true)) break;
+      }
+    }
+  }
+
+ private:
+  // ---------------------------------------------------------------------------------------------
+  // Data
+  // ---------------------------------------------------------------------------------------------
+  struct table {
+    group_meta* groups;
+    value_type* slots;
+    std::size_t ngroups;
+    void* block;
+    std::size_t block_bytes;
+    std::atomic<std::int64_t> budget;  // inserts left before the table must grow
+    std::size_t flush_every;          // per-thread charge batch for this table's size
+    // Migration state (meaningful once `next` is set).
+    std::atomic<table*> next{nullptr};
+    std::atomic<std::size_t> next_chunk{0};
+    std::atomic<std::size_t> chunks_done{0};
+    std::atomic<std::int64_t> moved_elements{0};
+    std::atomic<std::uint32_t> done{0};  // 1 once `next` is installed; futex for waiters
+    bool drop = false;                    // clear(): destroy instead of moving
+
+    std::size_t nchunks() const noexcept { return (ngroups + chunk_groups - 1) / chunk_groups; }
+    value_type* slot(std::size_t g, unsigned j) const noexcept {
+      return slots + g * group_width + j;
+    }
+  };
+
+  struct alignas(64) shard {
+    std::atomic<table*> cur{nullptr};
+    std::mutex resize_mutex;  // starting a migration; whole-shard visitation
+  };
+
+  struct alignas(64) cell {
+    std::atomic<std::int64_t> live{0};
+    std::atomic<std::int32_t> pending[shard_count];
+  };
+
+  using byte_alloc = typename std::allocator_traits<Allocator>::template rebind_alloc<unsigned char>;
+
+  [[no_unique_address]] Hash hash_;
+  [[no_unique_address]] KeyEqual eq_;
+  [[no_unique_address]] Allocator alloc_;
+  std::unique_ptr<shard[]> shards_;
+  std::unique_ptr<cell[]> cells_;
+
+  // ---------------------------------------------------------------------------------------------
+  // Hash bit assignment
+  // ---------------------------------------------------------------------------------------------
+  shard& shard_of(std::uint64_t h) const noexcept { return shards_[h >> (64 - shard_bits)]; }
+  static std::size_t home_of(std::uint64_t h, std::size_t ngroups) noexcept {
+    return static_cast<std::size_t>((std::uint64_t{static_cast<std::uint32_t>(h)} * ngroups) >> 32);
+  }
+  static std::uint8_t tag_of(std::uint64_t h) noexcept {
+    const auto t = static_cast<std::uint8_t>(h >> 32);
+    return t == 0 ? std::uint8_t{1} : t;
+  }
+  static std::uint32_t overflow_bit(std::uint64_t h) noexcept {
+    return std::uint32_t{1} << ((h >> 40) & 7);
+  }
+  static std::size_t next_group(std::size_t g, std::size_t n) noexcept {
+    return g + 1 == n ? 0 : g + 1;
+  }
+
+  static std::size_t groups_for(std::size_t elements) noexcept {
+    const double slots = static_cast<double>(elements) / max_load;
+    const auto g = static_cast<std::size_t>(slots / group_width) + 1;
+    return std::max(min_groups, g);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Table allocation and reclamation
+  // ---------------------------------------------------------------------------------------------
+  table* allocate_table(std::size_t ngroups) {
+    if (ngroups > (std::size_t{1} << 32)) throw std::bad_alloc();
+    const std::size_t header = (sizeof(table) + 63) & ~std::size_t{63};
+    const std::size_t meta = ngroups * sizeof(group_meta);
+    const std::size_t slot_off = (header + meta + 63) & ~std::size_t{63};
+    if (ngroups > (std::numeric_limits<std::size_t>::max() - slot_off - 64) /
+                      (group_width * sizeof(value_type))) {
+      throw std::bad_alloc();
+    }
+    const std::size_t bytes = slot_off + ngroups * group_width * sizeof(value_type) + 64;
+    byte_alloc ba(alloc_);
+    unsigned char* raw = std::allocator_traits<byte_alloc>::allocate(ba, bytes);
+    unsigned char* base = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<std::uintptr_t>(raw) + 63) & ~std::uintptr_t{63});
+    table* t = ::new (base) table;
+    t->groups = reinterpret_cast<group_meta*>(base + header);
+    t->slots = reinterpret_cast<value_type*>(base + slot_off);
+    t->ngroups = ngroups;
+    t->block = raw;
+    t->block_bytes = bytes;
+    const auto cap = static_cast<std::int64_t>(static_cast<double>(ngroups * group_width) * max_load);
+    t->budget.store(cap, std::memory_order_relaxed);
+    t->flush_every = std::clamp<std::size_t>(ngroups / 64, 1, 16);
+    // Metadata is written before it is ever read: fresh pages are faulted in by a write, not
+    // mapped to the zero page by a read and copied on the next write. Slots are written first
+    // by the insert that fills them.
+    for (std::size_t g = 0; g < ngroups; ++g) {
+      ::new (&t->groups[g]) group_meta;
+      t->groups[g].seq.store(0, std::memory_order_relaxed);
+      t->groups[g].overflow.store(0, std::memory_order_relaxed);
+      t->groups[g].tags.store(0, std::memory_order_relaxed);
+    }
+    return t;
+  }
+
+  struct retired_table {
+    byte_alloc alloc;
+  };
+
+  static void free_table_memory(table* t, const byte_alloc& a) noexcept {
+    byte_alloc ba(a);
+    void* raw = t->block;
+    const std::size_t bytes = t->block_bytes;
+    t->~table();
+    std::allocator_traits<byte_alloc>::deallocate(ba, static_cast<unsigned char*>(raw), bytes);
+  }
+
+  void retire(table* t) {
+    if constexpr (std::is_empty_v<byte_alloc> && std::is_default_constructible_v<byte_alloc>) {
+      epoch_domain::instance().retire(t, [](void* p) {
+        free_table_memory(static_cast<table*>(p), byte_alloc());
+      });
+    } else {
+      // Stateful allocator: park a copy of it in the table's header padding is not possible in
+      // general, so wrap the table.
+      struct holder {
+        table* t;
+        byte_alloc a;
+      };
+      auto* hd = new holder{t, byte_alloc(alloc_)};
+      epoch_domain::instance().retire(hd, [](void* p) {
+        auto* h = static_cast<holder*>(p);
+        free_table_memory(h->t, h->a);
+        delete h;
+      });
+    }
+  }
+
+  void destroy_elements(table* t) noexcept {
+    if constexpr (!std::is_trivially_destructible_v<value_type>) {
+      for (std::size_t g = 0; g < t->ngroups; ++g) {
+        std::uint64_t occ = ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+        for (; occ; occ &= occ - 1) t->slot(g, first_slot(occ))->~value_type();
+      }
+    }
+  }
+
+  // Only with no concurrent operations (destructor, assignment).
+  void destroy_all() noexcept {
+    if (!shards_) return;
+    for (std::size_t si = 0; si < shard_count; ++si) {
+      table* t = shards_[si].cur.load(std::memory_order_acquire);
+      if (t == nullptr) continue;
+      destroy_elements(t);
+      free_table_memory(t, byte_alloc(alloc_));
+      shards_[si].cur.store(nullptr, std::memory_order_relaxed);
+    }
+    if (cells_) {
+      for (std::size_t i = 0; i < cell_count; ++i) {
+        cells_[i].live.store(0, std::memory_order_relaxed);
+        for (auto& p : cells_[i].pending) p.store(0, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void install_first_table(shard& s, std::size_t ngroups) {
+    std::lock_guard<std::mutex> lk(s.resize_mutex);
+    if (s.cur.load(std::memory_order_acquire) != nullptr) return;
+    s.cur.store(allocate_table(ngroups), std::memory_order_release);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Counting
+  // ---------------------------------------------------------------------------------------------
+  cell& my_cell() const noexcept { return cells_[epoch_domain::thread_index() % cell_count]; }
+
+  // delta = +1 for an insert, -1 for an erase that frees budget, 0 for an erase that does not.
+  // Returns true when the table's budget is exhausted.
+  bool account(shard& s, table* t, int live_delta, int budget_delta) noexcept {
+    cell& c = my_cell();
+    if (live_delta != 0) c.live.fetch_add(live_delta, std::memory_order_relaxed);
+    if (budget_delta == 0) return false;
+    auto& p = c.pending[&s - shards_.get()];
+    const std::int32_t v = p.load(std::memory_order_relaxed) + budget_delta;
+    if (static_cast<std::size_t>(v < 0 ? -v : v) < t->flush_every) {
+      p.store(v, std::memory_order_relaxed);
+      return false;
+    }
+    p.store(0, std::memory_order_relaxed);
+    return t->budget.fetch_sub(v, std::memory_order_relaxed) - v < 0;
+  }
+
+  // Approximate element count of a table from its tags (for sizing a migration).
+  static std::size_t live_estimate(const table* t) noexcept {
+    if (t == nullptr) return 0;
+    std::size_t n = 0;
+    for (std::size_t g = 0; g < t->ngroups; ++g) {
+      const std::uint64_t occ = ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+      n += static_cast<std::size_t>(std::popcount(occ));
+    }
+    return n;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reading
+  // ---------------------------------------------------------------------------------------------
+  void prefetch_home(std::uint64_t h, bool write) const noexcept {
+    const table* t = shard_of(h).cur.load(std::memory_order_acquire);
+    if (t == nullptr) return;
+    const group_meta* g = &t->groups[home_of(h, t->ngroups)];
+    if (write) {
+      prefetch_write(g);
+    } else {
+      prefetch_read(g);
+    }
+  }
+
+  // Second stage: the metadata is (nearly) in cache; prefetch the slot the key will hit, or for a
+  // writer the first free slot.
+  void prefetch_candidate(std::uint64_t h, bool write) const noexcept {
+    const table* t = shard_of(h).cur.load(std::memory_order_acquire);
+    if (t == nullptr) return;
+    const std::size_t g = home_of(h, t->ngroups);
+    const std::uint64_t tags = t->groups[g].tags.load(std::memory_order_relaxed);
+    std::uint64_t m = match_tag(tags, tag_of(h));
+    if (m == 0 && write) m = match_empty(tags);
+    if (m == 0) return;
+    const value_type* e = t->slot(g, first_slot(m));
+    if (write) {
+      prefetch_write(e);
+    } else {
+      prefetch_read(e);
+    }
+  }
+
+  template <class F>
+  bool read_hashed(const K& k, std::uint64_t h, F&& f) const {
+    const shard& s = shard_of(h);
+    const table* t = s.cur.load(std::memory_order_acquire);
+    while (t != nullptr) {
+      bool saw_moved = false;
+      int r = optimistic ? read_optimistic(t, k, h, f, saw_moved) : read_locked(t, k, h, f, saw_moved);
+      if (r >= 0) return r == 1;
+      // Not in the live part of t; if part of t has moved, the key may be in the next table.
+      if (!saw_moved) return false;
+      t = t->next.load(std::memory_order_acquire);
+    }
+    return false;
+  }
+
+  // 1 found, 0 absent (definitely), -1 absent from the unmoved part of t.
+  template <class F>
+  int read_optimistic(const table* t, const K& k, std::uint64_t h, F& f, bool& saw_moved) const {
+    const std::size_t n = t->ngroups;
+    std::size_t g = home_of(h, n);
+    const std::uint8_t tag = tag_of(h);
+    const std::uint32_t obit = overflow_bit(h);
+    for (std::size_t probes = 0; probes < n; ++probes) {
+      const group_meta& gm = t->groups[g];
+      std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
+      if (s1 & locked_bit) {
+        wait_while_set(const_cast<std::atomic<std::uint32_t>&>(gm.seq), locked_bit);
+        --probes;
+        continue;
+      }
+      const std::uint32_t ovf = gm.overflow.load(std::memory_order_relaxed);
+      if (s1 & moved_bit) {
+        saw_moved = true;
+      } else {
+        std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag);
+        bool retry = false;
+        for (; m; m &= m - 1) {
+          alignas(value_type) unsigned char buf[sizeof(value_type)];
+          racy_load(buf, t->slot(g, first_slot(m)));
+          const value_type& x = *std::launder(reinterpret_cast<const value_type*>(buf));
+          std::atomic_thread_fence(std::memory_order_acquire);
+          if (gm.seq.load(std::memory_order_relaxed) != s1) {
+            retry = true;
+            break;
+          }
+          if (eq_(x.first, k)) {
+            visiting_scope vs(this);
+            f(x);
+            return 1;
+          }
+        }
+        if (!retry) {
+          std::atomic_thread_fence(std::memory_order_acquire);
+          retry = gm.seq.load(std::memory_order_relaxed) != s1;
+        }
+        if (retry) {
+          --probes;
+          continue;
+        }
+      }
+      if ((ovf & obit) == 0) return saw_moved ? -1 : 0;
+      g = next_group(g, n);
+    }
+    return saw_moved ? -1 : 0;
+  }
+
+  template <class F>
+  int read_locked(const table* t, const K& k, std::uint64_t h, F& f, bool& saw_moved) const {
+    const std::size_t n = t->ngroups;
+    std::size_t g = home_of(h, n);
+    const std::uint8_t tag = tag_of(h);
+    const std::uint32_t obit = overflow_bit(h);
+    for (std::size_t probes = 0; probes < n; ++probes) {
+      group_meta& gm = t->groups[g];
+      if (lock_group(gm, true) == lock_status::moved) {
+        saw_moved = true;
+        if ((gm.overflow.load(std::memory_order_relaxed) & obit) == 0) return -1;
+        g = next_group(g, n);
+        continue;
+      }
+      group_lock gl(&gm);
+      for (std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag); m; m &= m - 1) {
+        const value_type& x = *t->slot(g, first_slot(m));
+        if (eq_(x.first, k)) {
+          visiting_scope vs(this);
+          f(x);
+          return 1;
+        }
+      }
+      if ((gm.overflow.load(std::memory_order_relaxed) & obit) == 0) return saw_moved ? -1 : 0;
+      g = next_group(g, n);
+    }
+    return saw_moved ? -1 : 0;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Writing
+  // ---------------------------------------------------------------------------------------------
+  enum class locate_status { found, absent, moved, busy };
+
+  // Result of a writer's probe. Holds the home group's lock, and the lock of the group where the
+  // key was found or where it should be inserted.
+  struct locate_result {
+    locate_status status = locate_status::absent;
+    std::size_t group = 0;  // found: the key's group; absent: the insertion group
+    unsigned slot = 0;
+    std::size_t passed_from = 0;  // absent: groups [home, group) need the key's overflow bit
+    group_lock home;
+    group_lock other;
+  };
+
+  // Probe for k with the home group locked. On `found` the key's group is locked; on `absent`
+  // (when want_slot) the first group with a free slot is locked and `slot` is that free slot; if
+  // the table has no free slot reachable, status is absent with group == npos.
+  locate_result locate(table* t, const K& k, std::uint64_t h, bool want_slot = false) {
+    locate_result r;
+    const std::size_t n = t->ngroups;
+    const std::size_t home = home_of(h, n);
+    const std::uint8_t tag = tag_of(h);
+    const std::uint32_t obit = overflow_bit(h);
+    if (lock_group(t->groups[home], true) == lock_status::moved) {
+      r.status = locate_status::moved;
+      return r;
+    }
+    r.home = group_lock(&t->groups[home]);
+    constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
+    std::size_t target = npos;
+    unsigned target_slot = 0;
+    std::size_t g = home;
+    bool keep_probing_for_slot = false;
+    for (std::size_t probes = 0; probes < n; ++probes) {
+      group_meta& gm = t->groups[g];
+      group_lock gl;
+      if (g != home) {
+        const lock_status ls = lock_group(gm, false);
+        if (ls != lock_status::acquired) {
+          r.status = ls == lock_status::moved ? locate_status::moved : locate_status::busy;
+          return r;
+        }
+        gl = group_lock(&gm);
+      }
+      const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
+      if (!keep_probing_for_slot) {
+        for (std::uint64_t m = match_tag(tags, tag); m; m &= m - 1) {
+          const unsigned j = first_slot(m);
+          if (eq_(t->slot(g, j)->first, k)) {
+            r.status = locate_status::found;
+            r.group = g;
+            r.slot = j;
+            if (g != home) r.other = std::move(gl);
+            return r;
+          }
+        }
+      }
+      if (want_slot && target == npos) {
+        const std::uint64_t e = match_empty(tags);
+        if (e != 0) {
+          target = g;
+          target_slot = first_slot(e);
+          if (g != home) r.other = std::move(gl);
+          if (keep_probing_for_slot) break;
+        }
+      }
+      if (!keep_probing_for_slot && (gm.overflow.load(std::memory_order_relaxed) & obit) == 0) {
+        // The key is absent. Keep walking only to find a free slot.
+        if (!want_slot || target != npos) break;
+        keep_probing_for_slot = true;
+      }
+      g = next_group(g, n);
+      if (g == home) break;
+    }
+    r.status = locate_status::absent;
+    r.group = target;
+    r.slot = target_slot;
+    r.passed_from = home;
+    return r;
+  }
+
+  template <class Make, class OnFound>
+  bool upsert_hashed(const K& k, std::uint64_t h, Make&& make, OnFound&& on_found, bool insert_if_absent,
+                     bool mutate) {
+    shard& s = shard_of(h);
+    for (;;) {
+      table* t = s.cur.load(std::memory_order_acquire);
+      if (t == nullptr) {
+        if (!insert_if_absent) return false;
+        install_first_table(s, min_groups);
+        continue;
+      }
+      locate_result r = locate(t, k, h, insert_if_absent);
+      switch (r.status) {
+        case locate_status::moved:
+          r.home.release();
+          r.other.release();
+          help_migrate(s, t);
+          continue;
+        case locate_status::busy:
+          r.home.release();
+          r.other.release();
+          std::this_thread::yield();
+          continue;
+        case locate_status::found: {
+          value_type* e = t->slot(r.group, r.slot);
+          visiting_scope vs(this);
+          apply_visitor(e, on_found, mutate);
+          return false;
+        }
+        case locate_status::absent:
+          break;
+      }
+      if (!insert_if_absent) return false;
+      if (r.group == std::numeric_limits<std::size_t>::max()) {
+        // No free slot anywhere on the probe path: the table is full. Grow, then retry.
+        r.home.release();
+        r.other.release();
+        grow(s, t);
+        continue;
+      }
+      // Mark the groups the key passes over, then publish it.
+      const std::uint32_t obit = overflow_bit(h);
+      for (std::size_t g = r.passed_from; g != r.group; g = next_group(g, t->ngroups)) {
+        t->groups[g].overflow.fetch_or(obit, std::memory_order_relaxed);
+      }
+      construct_in(t, r.group, r.slot, make);
+      group_meta& gm = t->groups[r.group];
+      gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), r.slot, tag_of(h)),
+                    std::memory_order_relaxed);
+      r.other.release();
+      r.home.release();
+      if (account(s, t, +1, +1)) {
+        try {
+          grow(s, t);
+        } catch (const std::bad_alloc&) {
+          // The element is in; the table stays fuller than it should until a later insert
+          // manages to grow it.
+        }
+      }
+      return true;
+    }
+  }
+
+  template <class Make>
+  void construct_in(table* t, std::size_t g, unsigned j, Make& make) {
+    value_type* e = t->slot(g, j);
+    if constexpr (optimistic) {
+      // Build privately, then store word by word: a reader may be copying this slot (matching a
+      // stale tag) and must see only atomic stores.
+      alignas(value_type) unsigned char buf[sizeof(value_type)];
+      make(static_cast<void*>(buf));
+      racy_store(e, buf);
+    } else {
+      make(static_cast<void*>(e));
+    }
+  }
+
+  template <class F>
+  void apply_visitor(value_type* e, F& f, bool mutate) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<F>, no_visit>) {
+      return;
+    } else if constexpr (optimistic) {
+      alignas(value_type) unsigned char buf[sizeof(value_type)];
+      std::memcpy(buf, static_cast<const void*>(e), sizeof(value_type));
+      value_type& x = *std::launder(reinterpret_cast<value_type*>(buf));
+      f(x);
+      if (mutate) racy_store(e, buf);
+    } else {
+      f(*e);
+    }
+  }
+
+  // Erase the element at (g, j); caller holds the locks from locate().
+  void erase_slot(shard& s, table* t, std::size_t g, unsigned j) { remove_from_locked_group(s, t, g, j); }
+
+  void remove_from_locked_group(shard& s, table* t, std::size_t g, unsigned j) {
+    group_meta& gm = t->groups[g];
+    gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), j, 0), std::memory_order_relaxed);
+    if constexpr (!std::is_trivially_destructible_v<value_type>) t->slot(g, j)->~value_type();
+    // A slot in an overflowed group stays charged: probes keep passing it until a rebuild.
+    const bool frees_budget = gm.overflow.load(std::memory_order_relaxed) == 0;
+    account(s, t, -1, frees_budget ? -1 : 0);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Growth and migration
+  // ---------------------------------------------------------------------------------------------
+
+  // Called when t's budget is exhausted or t is full.
+  void grow(shard& s, table* t) {
+    if (s.cur.load(std::memory_order_acquire) != t) return;  // already replaced
+    if (t->next.load(std::memory_order_acquire) != nullptr) {
+      help_migrate(s, t);
+      return;
+    }
+    const std::size_t live = live_estimate(t);
+    const std::size_t want = std::max(groups_for(live * 2), live * 2 > t->ngroups * group_width * max_load
+                                                                ? t->ngroups * 2
+                                                                : t->ngroups);
+    start_migration(s, t, want, false);
+  }
+
+  // Returns false if another thread had already replaced or started migrating t (in which case
+  // this thread helped it finish).
+  bool start_migration(shard& s, table* t, std::size_t ngroups, bool drop) {
+    bool started = false;
+    {
+      std::lock_guard<std::mutex> lk(s.resize_mutex);
+      if (s.cur.load(std::memory_order_acquire) != t) return false;
+      if (t->next.load(std::memory_order_acquire) == nullptr) {
+        table* nt = allocate_table(ngroups);
+        t->drop = drop;
+        t->next.store(nt, std::memory_order_release);
+        started = true;
+      }
+    }
+    help_migrate(s, t);
+    return started;
+  }
+
+  // Migrate chunks of t until none is left, then sleep until the migration is installed.
+  void help_migrate(shard& s, table* t) {
+    table* nt = t->next.load(std::memory_order_acquire);
+    if (nt == nullptr) return;  // t was current and not migrating: the caller just retries
+    const std::size_t nchunks = t->nchunks();
+    for (;;) {
+      const std::size_t c = t->next_chunk.fetch_add(1, std::memory_order_relaxed);
+      if (c >= nchunks) break;
+      migrate_chunk(t, nt, c);
+      if (t->chunks_done.fetch_add(1, std::memory_order_acq_rel) + 1 == nchunks) {
+        finish_migration(s, t, nt);
+      }
+    }
+    wait_while_zero(t->done);
+  }
+
+  static void wait_while_zero(std::atomic<std::uint32_t>& w) noexcept {
+    backoff b;
+    while (w.load(std::memory_order_acquire) == 0) {
+      if (b.pause()) w.wait(0, std::memory_order_acquire);
+    }
+  }
+
+  void finish_migration(shard& s, table* t, table* nt) {
+    const std::int64_t moved = t->moved_elements.load(std::memory_order_relaxed);
+    nt->budget.fetch_sub(moved, std::memory_order_relaxed);
+    s.cur.store(nt, std::memory_order_release);
+    t->done.store(1, std::memory_order_release);
+    t->done.notify_all();
+    retire(t);
+  }
+
+  void migrate_chunk(table* t, table* nt, std::size_t c) {
+    const std::size_t first = c * chunk_groups;
+    const std::size_t last = std::min(t->ngroups, first + chunk_groups);
+    std::int64_t moved = 0;
+    std::int64_t dropped = 0;
+    for (std::size_t g = first; g < last; ++g) {
+      group_meta& gm = t->groups[g];
+      lock_group(gm, true);  // never `moved`: each group belongs to exactly one chunk
+      std::uint64_t occ = ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+      for (; occ; occ &= occ - 1) {
+        value_type* e = t->slot(g, first_slot(occ));
+        if (t->drop) {
+          if constexpr (!std::is_trivially_destructible_v<value_type>) e->~value_type();
+          ++dropped;
+        } else {
+          move_into(nt, e);
+          ++moved;
+        }
+      }
+      unlock_group(gm, /*mark_moved=*/true);
+    }
+    if (moved) t->moved_elements.fetch_add(moved, std::memory_order_relaxed);
+    if (dropped) my_cell().live.fetch_sub(dropped, std::memory_order_relaxed);
+  }
+
+  // Insert an element known to be absent into a table that only migrators write.
+  void move_into(table* nt, value_type* e) noexcept {
+    const std::uint64_t h = hash_(e->first);
+    const std::size_t n = nt->ngroups;
+    std::size_t g = home_of(h, n);
+    const std::uint32_t obit = overflow_bit(h);
+    for (;;) {
+      group_meta& gm = nt->groups[g];
+      lock_group(gm, true);
+      const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
+      const std::uint64_t empty = match_empty(tags);
+      if (empty != 0) {
+        const unsigned j = first_slot(empty);
+        value_type* dst = nt->slot(g, j);
+        if constexpr (optimistic) {
+          racy_store(dst, e);
+        } else {
+          ::new (static_cast<void*>(dst)) value_type(
+              std::move(const_cast<K&>(e->first)), std::move_if_noexcept(e->second));
+          e->~value_type();
+        }
+        gm.tags.store(with_tag(tags, j, tag_of(h)), std::memory_order_relaxed);
+        unlock_group(gm);
+        return;
+      }
+      gm.overflow.fetch_or(obit, std::memory_order_relaxed);
+      unlock_group(gm);
+      g = next_group(g, n);
+    }
+  }
+
+  // Under s.resize_mutex: finish any migration in flight and return the stable current table.
+  table* settle(shard& s, std::unique_lock<std::mutex>& lk) {
+    for (;;) {
+      table* t = s.cur.load(std::memory_order_acquire);
+      if (t == nullptr || t->next.load(std::memory_order_acquire) == nullptr) return t;
+      lk.unlock();
+      help_migrate(s, t);
+      lk.lock();
+    }
+  }
+};
+
+}  // namespace detail
+}  // namespace pardict

@@ -1,0 +1,194 @@
+// Epoch-based reclamation for retired tables.
+//
+// A table that has been migrated away from may still be read by a thread that loaded its pointer
+// just before the switch. It is freed only after every thread that was inside a map operation at
+// the time of the switch has left it. The scheme is the classic three-epoch one:
+//
+//   * one process-wide domain with a global epoch counter and a fixed array of per-thread slots,
+//     each on its own cache line, so entering an operation writes only the caller's own line;
+//   * a thread takes a slot on its first operation (thread_local, released by the thread_local's
+//     destructor at thread exit), so callers never register — numba, TBB and OpenMP workers just
+//     call in;
+//   * entering announces `epoch << 1 | 1` with a seq_cst store, which orders the announcement
+//     before every load of a table pointer (StoreLoad); leaving stores 0;
+//   * retire() stamps the object with the global epoch E. The epoch advances only when every
+//     active slot has announced the current epoch; an object stamped E is freed once the global
+//     epoch reaches E + 2, at which point no thread can still hold a pointer loaded before the
+//     unlink.
+//
+// Guards nest (a visitor may call into a second map): only the outermost one announces. More than
+// `max_slots` simultaneous threads fall back to a shared counter that blocks advancement while
+// non-zero — correct, merely slower to reclaim.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace pardict::detail {
+
+class epoch_domain {
+ public:
+  static constexpr std::size_t max_slots = 1024;
+
+  static epoch_domain& instance() noexcept {
+    static epoch_domain domain;
+    return domain;
+  }
+
+  // Defer `deleter(p)` until no thread can still hold `p`.
+  void retire(void* p, void (*deleter)(void*)) {
+    std::vector<retired> ready;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      pending_.push_back({p, deleter, global_.load(std::memory_order_seq_cst)});
+      collect(ready);
+    }
+    for (auto& r : ready) r.deleter(r.ptr);
+  }
+
+  // Free whatever can be freed now (used by map destructors and tests).
+  void reclaim() {
+    std::vector<retired> ready;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      collect(ready);
+    }
+    for (auto& r : ready) r.deleter(r.ptr);
+  }
+
+  std::size_t pending() {
+    std::lock_guard<std::mutex> lk(mutex_);
+    return pending_.size();
+  }
+
+  // A small per-thread index (the epoch slot), for spreading per-thread counters.
+  static std::size_t thread_index() noexcept {
+    thread_state& ts = state();
+    if (ts.my_slot != nullptr) return static_cast<std::size_t>(ts.my_slot - instance().slots_);
+    return max_slots;  // overflow threads share one index
+  }
+
+  void enter() noexcept {
+    thread_state& ts = state();
+    if (ts.depth++ != 0) return;
+    if (ts.my_slot == nullptr) ts.my_slot = acquire_slot();
+    const std::uint64_t e = global_.load(std::memory_order_relaxed);
+    if (ts.my_slot != nullptr) {
+      ts.my_slot->announced.store((e << 1) | 1, std::memory_order_seq_cst);
+    } else {
+      overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+    }
+  }
+
+  void leave() noexcept {
+    thread_state& ts = state();
+    if (--ts.depth != 0) return;
+    if (ts.my_slot != nullptr) {
+      ts.my_slot->announced.store(0, std::memory_order_release);
+    } else {
+      overflow_active_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  ~epoch_domain() {
+    for (auto& r : pending_) r.deleter(r.ptr);
+  }
+
+ private:
+  struct alignas(64) slot {
+    std::atomic<std::uint64_t> announced{0};
+    std::atomic<bool> owned{false};
+  };
+  struct retired {
+    void* ptr;
+    void (*deleter)(void*);
+    std::uint64_t epoch;
+  };
+  struct thread_state {
+    slot* my_slot = nullptr;
+    unsigned depth = 0;
+    ~thread_state() {
+      if (my_slot != nullptr) {
+        my_slot->announced.store(0, std::memory_order_release);
+        my_slot->owned.store(false, std::memory_order_release);
+      }
+    }
+  };
+
+  epoch_domain() = default;
+
+  static thread_state& state() noexcept {
+    thread_local thread_state ts;
+    return ts;
+  }
+
+  slot* acquire_slot() noexcept {
+    for (std::size_t i = 0; i < max_slots; ++i) {
+      bool expected = false;
+      if (slots_[i].owned.load(std::memory_order_relaxed) ||
+          !slots_[i].owned.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+        continue;
+      }
+      // Publish the slot to scanners before it is ever announced in.
+      std::size_t hw = high_water_.load(std::memory_order_seq_cst);
+      while (hw < i + 1 &&
+             !high_water_.compare_exchange_weak(hw, i + 1, std::memory_order_seq_cst)) {
+      }
+      return &slots_[i];
+    }
+    return nullptr;
+  }
+
+  // Under mutex_: try to advance the epoch (up to twice) and move freeable objects to `ready`.
+  void collect(std::vector<retired>& ready) {
+    for (int round = 0; round < 2; ++round) {
+      if (!try_advance()) break;
+    }
+    const std::uint64_t g = global_.load(std::memory_order_seq_cst);
+    std::size_t keep = 0;
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+      if (pending_[i].epoch + 2 <= g) {
+        ready.push_back(pending_[i]);
+      } else {
+        pending_[keep++] = pending_[i];
+      }
+    }
+    pending_.resize(keep);
+  }
+
+  bool try_advance() noexcept {
+    const std::uint64_t g = global_.load(std::memory_order_seq_cst);
+    if (overflow_active_.load(std::memory_order_seq_cst) != 0) return false;
+    const std::size_t hw = high_water_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < hw; ++i) {
+      const std::uint64_t a = slots_[i].announced.load(std::memory_order_seq_cst);
+      if ((a & 1) != 0 && (a >> 1) != g) return false;
+    }
+    std::uint64_t expected = g;
+    return global_.compare_exchange_strong(expected, g + 1, std::memory_order_seq_cst);
+  }
+
+  std::atomic<std::uint64_t> global_{1};
+  std::atomic<std::size_t> high_water_{0};
+  std::atomic<std::int64_t> overflow_active_{0};
+  std::mutex mutex_;
+  std::vector<retired> pending_;
+  slot slots_[max_slots];
+};
+
+// RAII: the calling thread is inside a map operation while this lives.
+class epoch_guard {
+ public:
+  epoch_guard() noexcept : d_(epoch_domain::instance()) { d_.enter(); }
+  ~epoch_guard() { d_.leave(); }
+  epoch_guard(const epoch_guard&) = delete;
+  epoch_guard& operator=(const epoch_guard&) = delete;
+
+ private:
+  epoch_domain& d_;
+};
+
+}  // namespace pardict::detail

@@ -1,0 +1,196 @@
+// Group metadata, the group lock, and the word-wise "racy" copies used by optimistic readers.
+// See the design essay at the top of concurrent_table.hpp for how these fit together.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
+#define PARDICT_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define PARDICT_PAUSE() asm volatile("yield" ::: "memory")
+#else
+#define PARDICT_PAUSE() ((void)0)
+#endif
+
+namespace pardict::detail {
+
+inline constexpr unsigned group_width = 8;
+
+// Bits of group_meta::seq.
+inline constexpr std::uint32_t locked_bit = 1;   // a writer is inside the group
+inline constexpr std::uint32_t waiters_bit = 2;  // someone sleeps on the futex; unlock must notify
+inline constexpr std::uint32_t moved_bit = 4;    // the group was migrated to the next table
+inline constexpr std::uint32_t version_one = 8;  // the remaining 29 bits count modifications
+inline constexpr std::uint32_t flag_mask = locked_bit | waiters_bit | moved_bit;
+
+// 16 bytes: four groups share a cache line, and the metadata of a table is 2 bytes per slot, small
+// enough that the metadata of a 10M-entry table mostly stays in a 32 MiB L3.
+struct alignas(16) group_meta {
+  std::atomic<std::uint32_t> seq;
+  // Low 8 bits: a one-bit-per-hash-class bloom filter of keys whose probe passed this group while
+  // it was full. A lookup whose bit is clear stops here. Bits are only ever set (fetch_or), and
+  // are cleared only by building a new table.
+  std::atomic<std::uint32_t> overflow;
+  // One byte per slot: 0 = empty, else an 8-bit fingerprint of the hash (never 0).
+  std::atomic<std::uint64_t> tags;
+};
+static_assert(sizeof(group_meta) == 16);
+
+// ---- SWAR matching over the 8 tag bytes --------------------------------------------------------
+
+inline constexpr std::uint64_t bytes_lsb = 0x0101010101010101ULL;
+inline constexpr std::uint64_t bytes_low7 = 0x7f7f7f7f7f7f7f7fULL;
+
+// High bit of each byte that is zero (exact: no borrow between bytes).
+constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept {
+  return ~(((x & bytes_low7) + bytes_low7) | x | bytes_low7);
+}
+constexpr std::uint64_t match_tag(std::uint64_t tags, std::uint8_t tag) noexcept {
+  return zero_bytes(tags ^ (bytes_lsb * tag));
+}
+constexpr std::uint64_t match_empty(std::uint64_t tags) noexcept { return zero_bytes(tags); }
+constexpr unsigned first_slot(std::uint64_t mask) noexcept {
+  return static_cast<unsigned>(std::countr_zero(mask)) >> 3;
+}
+constexpr std::uint64_t with_tag(std::uint64_t tags, unsigned slot, std::uint8_t tag) noexcept {
+  const unsigned shift = slot * 8;
+  return (tags & ~(std::uint64_t{0xff} << shift)) | (std::uint64_t{tag} << shift);
+}
+
+// ---- waiting ------------------------------------------------------------------------------------
+
+// Spin briefly, then yield, then sleep on the futex. On 2 cores with 8 threads the holder of a
+// lock is often descheduled: spinning then only burns the quantum the holder needs.
+class backoff {
+ public:
+  // Returns true when the caller should go to sleep instead of retrying again.
+  bool pause() noexcept {
+    if (n_ < 16) {
+      for (unsigned i = 0; i < (1u << (n_ / 4)); ++i) PARDICT_PAUSE();
+    } else if (n_ < 32) {
+      std::this_thread::yield();
+    } else {
+      return true;
+    }
+    ++n_;
+    return false;
+  }
+
+ private:
+  unsigned n_ = 0;
+};
+
+// Sleep until `word` no longer has `bit` set. Sets waiters_bit so that the releasing thread knows
+// to call notify_all; the release clears it.
+inline void wait_while_set(std::atomic<std::uint32_t>& word, std::uint32_t bit) noexcept {
+  backoff b;
+  for (;;) {
+    std::uint32_t s = word.load(std::memory_order_acquire);
+    if ((s & bit) == 0) return;
+    if (!b.pause()) continue;
+    if ((s & waiters_bit) == 0 &&
+        !word.compare_exchange_weak(s, s | waiters_bit, std::memory_order_relaxed)) {
+      continue;
+    }
+    word.wait(s | waiters_bit, std::memory_order_acquire);
+  }
+}
+
+enum class lock_status { acquired, moved, busy };
+
+// Exclusive group lock. `patient` callers sleep until they get it; impatient ones give up after a
+// short spin (used for a second lock while holding a first one, which is how deadlock is avoided).
+inline lock_status lock_group(group_meta& g, bool patient) noexcept {
+  backoff b;
+  for (;;) {
+    std::uint32_t s = g.seq.load(std::memory_order_relaxed);
+    if (s & moved_bit) return lock_status::moved;
+    if ((s & locked_bit) == 0) {
+      if (g.seq.compare_exchange_weak(s, s | locked_bit, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+        return lock_status::acquired;
+      }
+      continue;
+    }
+    if (!b.pause()) continue;
+    if (!patient) return lock_status::busy;
+    wait_while_set(g.seq, locked_bit);
+  }
+}
+
+// Release: bump the version (so optimistic readers that overlapped retry), clear the flags, and
+// optionally mark the group as migrated.
+inline void unlock_group(group_meta& g, bool mark_moved = false) noexcept {
+  const std::uint32_t s = g.seq.load(std::memory_order_relaxed);
+  const std::uint32_t next = ((s & ~flag_mask) + version_one) | (mark_moved ? moved_bit : 0);
+  const std::uint32_t old = g.seq.exchange(next, std::memory_order_release);
+  if (old & waiters_bit) g.seq.notify_all();
+}
+
+class group_lock {
+ public:
+  group_lock() = default;
+  explicit group_lock(group_meta* g) noexcept : g_(g) {}
+  group_lock(group_lock&& o) noexcept : g_(o.g_) { o.g_ = nullptr; }
+  group_lock& operator=(group_lock&& o) noexcept {
+    if (this != &o) {
+      release();
+      g_ = o.g_;
+      o.g_ = nullptr;
+    }
+    return *this;
+  }
+  ~group_lock() { release(); }
+  void release(bool mark_moved = false) noexcept {
+    if (g_ != nullptr) unlock_group(*g_, mark_moved);
+    g_ = nullptr;
+  }
+  group_meta* get() const noexcept { return g_; }
+  explicit operator bool() const noexcept { return g_ != nullptr; }
+
+ private:
+  group_meta* g_ = nullptr;
+};
+
+// ---- racy copies --------------------------------------------------------------------------------
+
+// Optimistic readers copy a slot while a writer may be storing into it; the copy is discarded
+// unless the group's version was unchanged around it. To keep that race defined (and silent under
+// ThreadSanitizer) both sides move the bytes as relaxed atomic words of the widest size the
+// type's size and alignment allow.
+template <class T>
+using copy_word_t = std::conditional_t<
+    sizeof(T) % 8 == 0 && alignof(T) >= 8, std::uint64_t,
+    std::conditional_t<sizeof(T) % 4 == 0 && alignof(T) >= 4, std::uint32_t,
+                       std::conditional_t<sizeof(T) % 2 == 0 && alignof(T) >= 2, std::uint16_t,
+                                          std::uint8_t>>>;
+
+template <class T>
+inline void racy_load(void* dst, const T* src) noexcept {
+  using W = copy_word_t<T>;
+  constexpr std::size_t n = sizeof(T) / sizeof(W);
+  W* d = static_cast<W*>(dst);
+  W* s = reinterpret_cast<W*>(const_cast<T*>(src));
+  for (std::size_t i = 0; i < n; ++i) d[i] = std::atomic_ref<W>(s[i]).load(std::memory_order_relaxed);
+}
+
+template <class T>
+inline void racy_store(T* dst, const void* src) noexcept {
+  using W = copy_word_t<T>;
+  constexpr std::size_t n = sizeof(T) / sizeof(W);
+  W* d = reinterpret_cast<W*>(dst);
+  const W* s = static_cast<const W*>(src);
+  for (std::size_t i = 0; i < n; ++i) std::atomic_ref<W>(d[i]).store(s[i], std::memory_order_relaxed);
+}
+
+inline void prefetch_read(const void* p) noexcept { __builtin_prefetch(p, 0, 3); }
+inline void prefetch_write(const void* p) noexcept { __builtin_prefetch(p, 1, 3); }
+
+}  // namespace pardict::detail
