@@ -75,9 +75,16 @@ class epoch_domain {
     thread_state& ts = state();
     if (ts.depth++ != 0) return;
     if (ts.my_slot == nullptr) ts.my_slot = acquire_slot();
-    const std::uint64_t e = global_.load(std::memory_order_relaxed);
     if (ts.my_slot != nullptr) {
-      ts.my_slot->announced.store((e << 1) | 1, std::memory_order_seq_cst);
+      // Announce an epoch that is still current after the announcement is visible; otherwise a
+      // scan that ran in between could already have let the epoch move two steps on.
+      std::uint64_t e = global_.load(std::memory_order_relaxed);
+      for (;;) {
+        ts.my_slot->announced.store((e << 1) | 1, std::memory_order_seq_cst);
+        const std::uint64_t now = global_.load(std::memory_order_seq_cst);
+        if (now == e) break;
+        e = now;
+      }
     } else {
       overflow_active_.fetch_add(1, std::memory_order_seq_cst);
     }

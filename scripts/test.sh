@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Sets up the machine, then runs every test stage and stops at the first failure:
+#   release  Release build of everything, ctest (unit + concurrency suites)
+#   tsan     ThreadSanitizer build of pardict_concurrency_tests, run with halt_on_error=1
+#   asan     ASan+UBSan build of both test executables, run
+#   fuzz     libFuzzer target for 60 s (only when clang is installed)
+#   install  scripts/test_install.sh: install, then build a find_package consumer
+#   format   scripts/format.sh --check
+# Build dirs: build/{release,tsan,asan,fuzz}. FUZZ_SECONDS overrides the fuzzing time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+jobs=2
+fuzz_seconds=${FUZZ_SECONDS:-60}
+generator=(-G Ninja)
+# Sanitizer builds keep assertions (no -DNDEBUG) and debug info.
+san_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g")
+have_clang=0
+if command -v clang++ >/dev/null 2>&1; then have_clang=1; fi
+
+summary=()
+current=""
+stage_start=0
+begin_stage() {
+  current=$1
+  stage_start=$SECONDS
+  printf '\n==> [%s] %s\n' "$1" "$2"
+}
+end_stage() {
+  summary+=("$(printf '  %-8s %-6s %4ds  %s' "$current" "${2:-ok}" $((SECONDS - stage_start)) "${1:-}")")
+  current=""
+}
+on_exit() {
+  local rc=$?
+  if [[ -n $current ]]; then
+    printf '\n==> FAILED in stage [%s] (exit %d)\n' "$current" "$rc"
+    ((${#summary[@]})) && printf '%s\n' "${summary[@]}"
+  fi
+}
+trap on_exit EXIT
+
+# (a) Release build + ctest --------------------------------------------------------------------
+begin_stage release "Release build and ctest"
+cmake -S . -B build/release "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DPARDICT_BUILD_TESTS=ON -DPARDICT_BUILD_EXAMPLES=ON
+cmake --build build/release -j "$jobs"
+ctest --test-dir build/release --output-on-failure --no-tests=error 2>&1 | tee build/release/ctest.log
+ctest_line=$(grep -E '^[0-9]+% tests passed' build/release/ctest.log | tail -n 1)
+end_stage "$ctest_line"
+
+# (b) TSan: the concurrency suite ------------------------------------------------------------------
+tsan_cxx=g++
+if ((have_clang)); then tsan_cxx=clang++; fi
+begin_stage tsan "ThreadSanitizer build ($tsan_cxx) of pardict_concurrency_tests"
+cmake -S . -B build/tsan "${generator[@]}" "${san_flags[@]}" -DCMAKE_CXX_COMPILER="$tsan_cxx" \
+  -DPARDICT_SANITIZE=thread -DPARDICT_BUILD_TESTS=ON -DPARDICT_BUILD_EXAMPLES=OFF
+cmake --build build/tsan -j "$jobs" --target pardict_concurrency_tests
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
+  build/tsan/tests/cpp/pardict_concurrency_tests --gtest_brief=1
+end_stage "$tsan_cxx"
+
+# (c) ASan + UBSan: both suites ------------------------------------------------------------------------
+begin_stage asan "ASan+UBSan build (g++) of both test executables"
+cmake -S . -B build/asan "${generator[@]}" "${san_flags[@]}" -DCMAKE_CXX_COMPILER=g++ \
+  -DPARDICT_SANITIZE=address -DPARDICT_BUILD_TESTS=ON -DPARDICT_BUILD_EXAMPLES=OFF
+cmake --build build/asan -j "$jobs" --target pardict_unit_tests pardict_concurrency_tests
+export ASAN_OPTIONS="detect_leaks=1 ${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1 ${UBSAN_OPTIONS:-}"
+build/asan/tests/cpp/pardict_unit_tests --gtest_brief=1
+build/asan/tests/cpp/pardict_concurrency_tests --gtest_brief=1
+end_stage "g++"
+
+# (d) libFuzzer ----------------------------------------------------------------------------------------
+if ((have_clang)); then
+  begin_stage fuzz "libFuzzer pardict_fuzz_map for ${fuzz_seconds}s"
+  cmake -S . -B build/fuzz "${generator[@]}" "${san_flags[@]}" -DCMAKE_CXX_COMPILER=clang++ \
+    -DPARDICT_FUZZ=ON -DPARDICT_BUILD_TESTS=OFF -DPARDICT_BUILD_EXAMPLES=OFF
+  cmake --build build/fuzz -j "$jobs" --target pardict_fuzz_map
+  mkdir -p build/fuzz/corpus
+  seeds=()
+  if [[ -d tests/fuzz/corpus ]]; then seeds=(tests/fuzz/corpus); fi
+  # New inputs go to build/fuzz/corpus; the committed seeds are only read.
+  if ! build/fuzz/tests/cpp/pardict_fuzz_map -max_total_time="$fuzz_seconds" -timeout=30 \
+      build/fuzz/corpus "${seeds[@]}" >build/fuzz/fuzz.log 2>&1; then
+    tail -n 60 build/fuzz/fuzz.log
+    exit 1
+  fi
+  fuzz_done=$(grep -E '^Done [0-9]+ runs' build/fuzz/fuzz.log | tail -n 1 || true)
+  echo "$fuzz_done"
+  end_stage "$fuzz_done"
+else
+  summary+=("  fuzz     skip       -  clang++ not installed")
+fi
+
+# (e) Install + find_package consumer -------------------------------------------------------------
+begin_stage install "install into a temporary prefix and build tests/cmake_consumer"
+bash scripts/test_install.sh
+end_stage
+
+# (f) Formatting ---------------------------------------------------------------------------------------
+begin_stage format "clang-format check"
+bash scripts/format.sh --check
+end_stage
+
+printf '\n==> all test stages passed\n'
+printf '%s\n' "${summary[@]}"
+echo
+echo "$ctest_line"
+# ctest's line changes between versions; the last line is the plain count of ctest's tests.
+ctest_total=$(grep -oE 'out of [0-9]+' <<<"$ctest_line" | grep -oE '[0-9]+')
+echo "ctest: ${ctest_total} passed, 0 failed"
