@@ -112,6 +112,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -482,7 +483,12 @@ class concurrent_table {
   void reserve(std::size_t n, bool exact = false) {
     check_not_reentering(this);
     epoch_guard guard;
-    const std::size_t per_shard = (n + shard_count - 1) / shard_count;
+    // Keys do not split evenly: a shard's share is binomial, so leave four standard deviations
+    // of headroom (plus the per-thread budget charges not yet flushed) or half the shards would
+    // grow right after a reserve(n) followed by n inserts.
+    const double mean = static_cast<double>(n) / shard_count;
+    const std::size_t per_shard =
+        n == 0 ? 0 : static_cast<std::size_t>(mean + 4.0 * std::sqrt(mean) + 64.0);
     for (std::size_t si = 0; si < shard_count; ++si) {
       shard& s = shards_[si];
       for (;;) {
@@ -929,6 +935,10 @@ class concurrent_table {
       if (g != home) {
         const lock_status ls = lock_group(gm, false);
         if (ls != lock_status::acquired) {
+          // Give everything back: the caller is about to help a migration or retry, and must not
+          // hold a group that a migrator (or the thread we wait for) needs.
+          r.other.release();
+          r.home.release();
           r.status = ls == lock_status::moved ? locate_status::moved : locate_status::busy;
           return r;
         }
@@ -1148,6 +1158,9 @@ class concurrent_table {
     const std::size_t last = std::min(t->ngroups, first + chunk_groups);
     std::int64_t moved = 0;
     std::int64_t dropped = 0;
+    // The group index is monotonic in the hash, so consecutive old groups land on consecutive new
+    // groups: keep the last target group locked while the next element goes to the same one.
+    group_lock target;
     for (std::size_t g = first; g < last; ++g) {
       group_meta& gm = t->groups[g];
       lock_group(gm, true);  // never `moved`: each group belongs to exactly one chunk
@@ -1158,25 +1171,34 @@ class concurrent_table {
           if constexpr (!std::is_trivially_destructible_v<value_type>) e->~value_type();
           ++dropped;
         } else {
-          move_into(nt, e);
+          move_into(nt, e, target);
           ++moved;
         }
       }
+      // Publish the copies before the old group says "moved": readers that see the mark look in
+      // the new table next.
+      target.release();
       unlock_group(gm, /*mark_moved=*/true);
     }
     if (moved) t->moved_elements.fetch_add(moved, std::memory_order_relaxed);
     if (dropped) my_cell().live.fetch_sub(dropped, std::memory_order_relaxed);
   }
 
-  // Insert an element known to be absent into a table that only migrators write.
-  void move_into(table* nt, value_type* e) noexcept {
+  // Insert an element known to be absent into a table that only migrators write. `held` is the
+  // one new-table group this migrator may keep locked between calls (never more than one, so
+  // migrators cannot deadlock on each other).
+  void move_into(table* nt, value_type* e, group_lock& held) noexcept {
     const std::uint64_t h = hash_(e->first);
     const std::size_t n = nt->ngroups;
     std::size_t g = home_of(h, n);
     const std::uint32_t obit = overflow_bit(h);
     for (;;) {
       group_meta& gm = nt->groups[g];
-      lock_group(gm, true);
+      if (held.get() != &gm) {
+        held.release();
+        lock_group(gm, true);
+        held = group_lock(&gm);
+      }
       const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
       const std::uint64_t empty = match_empty(tags);
       if (empty != 0) {
@@ -1190,11 +1212,9 @@ class concurrent_table {
           e->~value_type();
         }
         gm.tags.store(with_tag(tags, j, tag_of(h)), std::memory_order_relaxed);
-        unlock_group(gm);
         return;
       }
       gm.overflow.fetch_or(obit, std::memory_order_relaxed);
-      unlock_group(gm);
       g = next_group(g, n);
     }
   }
