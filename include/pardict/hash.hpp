@@ -36,8 +36,10 @@ constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
   return x;
 }
 
+// Order-sensitive: (a, b) and (b, a) must not collide, so the running seed is multiplied (an odd
+// multiplier is a bijection) before the next element's hash is added.
 constexpr std::uint64_t hash_combine(std::uint64_t seed, std::uint64_t h) noexcept {
-  return mix64(seed + 0x9e3779b97f4a7c15ULL + h);
+  return mix64(seed * 0x9e3779b97f4a7c15ULL + h + 0x632be59bd9b4e019ULL);
 }
 
 template <class F>
@@ -107,7 +109,7 @@ struct hash<std::array<T, N>> {
 template <class A, class B>
 struct hash<std::pair<A, B>> {
   std::uint64_t operator()(const std::pair<A, B>& p) const noexcept {
-    return detail::hash_combine(hash<A>{}(p.first), hash<B>{}(p.second));
+    return detail::hash_combine(detail::hash_combine(2, hash<A>{}(p.first)), hash<B>{}(p.second));
   }
 };
 

@@ -1014,6 +1014,14 @@ class concurrent_table {
           break;
       }
       if (!insert_if_absent) return false;
+      if (t->next.load(std::memory_order_acquire) != nullptr) {
+        // t is being migrated: add nothing to it (the new table was sized for what t held), help
+        // finish, and insert into the new table.
+        r.home.release();
+        r.other.release();
+        help_migrate(s, t);
+        continue;
+      }
       if (r.group == std::numeric_limits<std::size_t>::max()) {
         // No free slot anywhere on the probe path: the table is full. Grow, then retry.
         r.home.release();
@@ -1111,7 +1119,14 @@ class concurrent_table {
       std::lock_guard<std::mutex> lk(s.resize_mutex);
       if (s.cur.load(std::memory_order_acquire) != t) return false;
       if (t->next.load(std::memory_order_acquire) == nullptr) {
-        table* nt = allocate_table(ngroups);
+        if (!drop && ngroups < t->ngroups) ngroups = freeze_and_fit(t, ngroups);
+        table* nt;
+        try {
+          nt = allocate_table(ngroups);
+        } catch (...) {
+          t->next.store(nullptr, std::memory_order_release);  // undo a freeze
+          throw;
+        }
         t->drop = drop;
         t->next.store(nt, std::memory_order_release);
         started = true;
@@ -1121,10 +1136,33 @@ class concurrent_table {
     return started;
   }
 
+  // A new table smaller than the old one could run out of room while elements move, so before
+  // shrinking: stop inserts into t (they see `next` set and wait), then count its elements
+  // exactly by taking each group lock once — a writer that inserted without seeing the freeze
+  // still held its home group's lock, so the count includes its element.
+  std::size_t freeze_and_fit(table* t, std::size_t ngroups) {
+    t->next.store(freezing(), std::memory_order_seq_cst);
+    std::size_t live = 0;
+    for (std::size_t g = 0; g < t->ngroups; ++g) {
+      group_meta& gm = t->groups[g];
+      lock_group(gm, true);
+      live += static_cast<std::size_t>(
+          std::popcount(~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL));
+      unlock_group(gm);
+    }
+    return std::max(ngroups, groups_for(live));
+  }
+
+  static table* freezing() noexcept { return reinterpret_cast<table*>(alignof(table)); }
+
   // Migrate chunks of t until none is left, then sleep until the migration is installed.
   void help_migrate(shard& s, table* t) {
     table* nt = t->next.load(std::memory_order_acquire);
     if (nt == nullptr) return;  // t was current and not migrating: the caller just retries
+    for (backoff b; nt == freezing(); nt = t->next.load(std::memory_order_acquire)) {
+      if (b.pause()) std::this_thread::yield();  // a shrink is counting; it takes microseconds
+    }
+    if (nt == nullptr) return;  // the shrink failed to allocate
     const std::size_t nchunks = t->nchunks();
     for (;;) {
       const std::size_t c = t->next_chunk.fetch_add(1, std::memory_order_relaxed);
