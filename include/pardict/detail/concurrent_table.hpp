@@ -284,31 +284,20 @@ class concurrent_table {
     return read_hashed(k, h, f);
   }
 
-  // Bulk lookup: hash a block ahead, prefetch the metadata, then the candidate slots, then look
-  // each key up with the ordinary (now cache-hot) path.
+  // Bulk lookup. A software pipeline over the keys: key i is hashed and its metadata prefetched,
+  // key i - D has its metadata read and its candidate slot prefetched, and key i - 2D is looked
+  // up with the ordinary path, which by then finds both lines in cache. D keys of work between
+  // the stages hide a DRAM round trip each, and the misses of up to 2D keys are in flight at once
+  // (a fixed block would instead stall at the start of every block). D = 8 keeps the number of
+  // outstanding prefetches under what the core's miss buffers hold.
   template <class F>
   std::size_t read_many(const K* keys, std::size_t n, F&& on_found) const {
     check_not_reentering(this);
     epoch_guard guard;
-    constexpr std::size_t block = 16;
-    std::uint64_t hs[block];
     std::size_t found = 0;
-    for (std::size_t base = 0; base < n; base += block) {
-      const std::size_t m = std::min(block, n - base);
-      for (std::size_t i = 0; i < m; ++i) {
-        hs[i] = hash_(keys[base + i]);
-        prefetch_home(hs[i], false);
-      }
-      if constexpr (optimistic) {
-        for (std::size_t i = 0; i < m; ++i) prefetch_candidate(hs[i], false);
-      }
-      for (std::size_t i = 0; i < m; ++i) {
-        const std::size_t idx = base + i;
-        if (read_hashed(keys[idx], hs[i], [&](const value_type& x) { on_found(idx, x); })) {
-          ++found;
-        }
-      }
-    }
+    pipeline(n, keys, false, [&](std::size_t idx, std::uint64_t h) {
+      if (read_hashed(keys[idx], h, [&](const value_type& x) { on_found(idx, x); })) ++found;
+    });
     return found;
   }
 
@@ -332,25 +321,14 @@ class concurrent_table {
   std::size_t upsert_many(const K* keys, std::size_t n, Make&& make, OnFound&& on_found) {
     check_not_reentering(this);
     epoch_guard guard;
-    constexpr std::size_t block = 16;
-    std::uint64_t hs[block];
     std::size_t inserted = 0;
-    for (std::size_t base = 0; base < n; base += block) {
-      const std::size_t m = std::min(block, n - base);
-      for (std::size_t i = 0; i < m; ++i) {
-        hs[i] = hash_(keys[base + i]);
-        prefetch_home(hs[i], true);
+    pipeline(n, keys, true, [&](std::size_t idx, std::uint64_t h) {
+      if (upsert_hashed(
+              keys[idx], h, [&](void* where) { make(idx, where); },
+              [&](value_type& x) { on_found(idx, x); }, true, true)) {
+        ++inserted;
       }
-      for (std::size_t i = 0; i < m; ++i) prefetch_candidate(hs[i], true);
-      for (std::size_t i = 0; i < m; ++i) {
-        const std::size_t idx = base + i;
-        if (upsert_hashed(
-                keys[idx], hs[i], [&](void* where) { make(idx, where); },
-                [&](value_type& x) { on_found(idx, x); }, true, true)) {
-          ++inserted;
-        }
-      }
-    }
+    });
     return inserted;
   }
 
@@ -762,6 +740,21 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // Reading
   // ---------------------------------------------------------------------------------------------
+  template <class Step>
+  void pipeline(std::size_t n, const K* keys, bool write, Step&& step) const {
+    constexpr std::size_t D = 8;
+    constexpr std::size_t ring = 32;  // > 2D, a power of two
+    std::uint64_t hs[ring];
+    for (std::size_t i = 0; i < n + 2 * D; ++i) {
+      if (i < n) {
+        hs[i % ring] = hash_(keys[i]);
+        prefetch_home(hs[i % ring], write);
+      }
+      if (i >= D && i - D < n) prefetch_candidate(hs[(i - D) % ring], write);
+      if (i >= 2 * D) step(i - 2 * D, hs[(i - 2 * D) % ring]);
+    }
+  }
+
   void prefetch_home(std::uint64_t h, bool write) const noexcept {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return;
