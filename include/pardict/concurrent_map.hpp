@@ -111,19 +111,22 @@ class concurrent_map {
   }
   template <class F>
   bool insert_or_cvisit(const value_type& x, F f) {
-    return emplace_visit(x.first, [&](const value_type& e) { f(e); }, false, x);
+    return emplace_visit(
+        x.first, [&](const value_type& e) { f(e); }, false, x);
   }
 
   // Boost's argument order: try_emplace_or_visit(k, args..., f).
   template <class... Args>
   bool try_emplace_or_visit(const K& k, Args&&... args_then_f) {
-    return try_emplace_or_visit_impl<true>(k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
-                                           std::make_index_sequence<sizeof...(Args) - 1>{});
+    return try_emplace_or_visit_impl<true>(
+        k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
+        std::make_index_sequence<sizeof...(Args) - 1>{});
   }
   template <class... Args>
   bool try_emplace_or_cvisit(const K& k, Args&&... args_then_f) {
-    return try_emplace_or_visit_impl<false>(k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
-                                            std::make_index_sequence<sizeof...(Args) - 1>{});
+    return try_emplace_or_visit_impl<false>(
+        k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
+        std::make_index_sequence<sizeof...(Args) - 1>{});
   }
 
   // ---- lookup -------------------------------------------------------------------------------
@@ -202,9 +205,8 @@ class concurrent_map {
   template <class H2, class E2>
   size_type merge(concurrent_map<K, V, H2, E2, Allocator>& other) {
     if (static_cast<const void*>(&other) == static_cast<const void*>(this)) return 0;
-    return other.erase_if([this](value_type& x) {
-      return try_emplace(x.first, std::move(x.second));
-    });
+    return other.erase_if(
+        [this](value_type& x) { return try_emplace(x.first, std::move(x.second)); });
   }
   template <class H2, class E2>
   size_type merge(concurrent_map<K, V, H2, E2, Allocator>&& other) {

@@ -44,7 +44,7 @@ constexpr std::uint64_t hash_combine(std::uint64_t seed, std::uint64_t h) noexce
 
 template <class F>
 std::uint64_t float_bits(F x) noexcept {
-  if (x == F(0)) return 0;  // +0.0 and -0.0 are one key
+  if (x == F(0)) return 0;                   // +0.0 and -0.0 are one key
   if (x != x) return 0x7ff8000000000000ULL;  // every NaN alike
   if constexpr (sizeof(F) == 4) return std::bit_cast<std::uint32_t>(x);
   if constexpr (sizeof(F) == 8) return std::bit_cast<std::uint64_t>(x);

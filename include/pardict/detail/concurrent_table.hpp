@@ -110,9 +110,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -162,15 +162,25 @@ template <class T>
 void combine_scalar(T& stored, const T& x, combine_op op) {
   if constexpr (std::is_same_v<T, bool>) {
     switch (op) {
-      case combine_op::assign: stored = x; break;
+      case combine_op::assign:
+        stored = x;
+        break;
       case combine_op::add:
-      case combine_op::max: stored = stored || x; break;
-      case combine_op::min: stored = stored && x; break;
+      case combine_op::max:
+        stored = stored || x;
+        break;
+      case combine_op::min:
+        stored = stored && x;
+        break;
     }
   } else {
     switch (op) {
-      case combine_op::assign: stored = x; break;
-      case combine_op::add: stored = static_cast<T>(stored + x); break;
+      case combine_op::assign:
+        stored = x;
+        break;
+      case combine_op::add:
+        stored = static_cast<T>(stored + x);
+        break;
       case combine_op::min:
         if (x < stored) stored = x;
         break;
@@ -189,11 +199,13 @@ void combine(V& stored, const V& x, combine_op op) {
     if constexpr (std::is_arithmetic_v<typename V::value_type>) {
       for (std::size_t i = 0; i < stored.size(); ++i) combine_scalar(stored[i], x[i], op);
     } else {
-      if (op != combine_op::assign) throw std::invalid_argument("pardict: combine op needs arithmetic values");
+      if (op != combine_op::assign)
+        throw std::invalid_argument("pardict: combine op needs arithmetic values");
       stored = x;
     }
   } else {
-    if (op != combine_op::assign) throw std::invalid_argument("pardict: combine op needs arithmetic values");
+    if (op != combine_op::assign)
+      throw std::invalid_argument("pardict: combine op needs arithmetic values");
     stored = x;
   }
 }
@@ -390,7 +402,8 @@ class concurrent_table {
         group_meta& gm = t->groups[g];
         lock_group(gm, true);
         group_lock gl(&gm);
-        std::uint64_t occupied = ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+        std::uint64_t occupied =
+            ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
         visiting_scope vs(this);
         for (; occupied; occupied &= occupied - 1) {
           value_type* e = t->slot(g, first_slot(occupied));
@@ -416,7 +429,8 @@ class concurrent_table {
         group_meta& gm = t->groups[g];
         lock_group(gm, true);
         group_lock gl(&gm);
-        std::uint64_t occupied = ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+        std::uint64_t occupied =
+            ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
         for (; occupied; occupied &= occupied - 1) {
           const unsigned j = first_slot(occupied);
           value_type* e = t->slot(g, j);
@@ -443,7 +457,8 @@ class concurrent_table {
 
   std::size_t size() const noexcept {
     std::int64_t n = 0;
-    for (std::size_t i = 0; i < cell_count; ++i) n += cells_[i].live.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < cell_count; ++i)
+      n += cells_[i].live.load(std::memory_order_relaxed);
     return n < 0 ? 0 : static_cast<std::size_t>(n);
   }
 
@@ -521,14 +536,14 @@ class concurrent_table {
     void* block;
     std::size_t block_bytes;
     std::atomic<std::int64_t> budget;  // inserts left before the table must grow
-    std::size_t flush_every;          // per-thread charge batch for this table's size
+    std::size_t flush_every;           // per-thread charge batch for this table's size
     // Migration state (meaningful once `next` is set).
     std::atomic<table*> next{nullptr};
     std::atomic<std::size_t> next_chunk{0};
     std::atomic<std::size_t> chunks_done{0};
     std::atomic<std::int64_t> moved_elements{0};
     std::atomic<std::uint32_t> done{0};  // 1 once `next` is installed; futex for waiters
-    bool drop = false;                    // clear(): destroy instead of moving
+    bool drop = false;                   // clear(): destroy instead of moving
 
     std::size_t nchunks() const noexcept { return (ngroups + chunk_groups - 1) / chunk_groups; }
     value_type* slot(std::size_t g, unsigned j) const noexcept {
@@ -546,7 +561,8 @@ class concurrent_table {
     std::atomic<std::int32_t> pending[shard_count];
   };
 
-  using byte_alloc = typename std::allocator_traits<Allocator>::template rebind_alloc<unsigned char>;
+  using byte_alloc =
+      typename std::allocator_traits<Allocator>::template rebind_alloc<unsigned char>;
 
   [[no_unique_address]] Hash hash_;
   [[no_unique_address]] KeyEqual eq_;
@@ -624,7 +640,8 @@ class concurrent_table {
     t->ngroups = ngroups;
     t->block = raw;
     t->block_bytes = bytes;
-    const auto cap = static_cast<std::int64_t>(static_cast<double>(ngroups * group_width) * max_load);
+    const auto cap =
+        static_cast<std::int64_t>(static_cast<double>(ngroups * group_width) * max_load);
     t->budget.store(cap, std::memory_order_relaxed);
     t->flush_every = std::clamp<std::size_t>(ngroups / 64, 1, 16);
     // Metadata is written before it is ever read: fresh pages are faulted in by a write, not
@@ -653,9 +670,8 @@ class concurrent_table {
 
   void retire(table* t) {
     if constexpr (std::is_empty_v<byte_alloc> && std::is_default_constructible_v<byte_alloc>) {
-      epoch_domain::instance().retire(t, [](void* p) {
-        free_table_memory(static_cast<table*>(p), byte_alloc());
-      });
+      epoch_domain::instance().retire(
+          t, [](void* p) { free_table_memory(static_cast<table*>(p), byte_alloc()); });
     } else {
       // Stateful allocator: park a copy of it in the table's header padding is not possible in
       // general, so wrap the table.
@@ -675,7 +691,8 @@ class concurrent_table {
   void destroy_elements(table* t) noexcept {
     if constexpr (!std::is_trivially_destructible_v<value_type>) {
       for (std::size_t g = 0; g < t->ngroups; ++g) {
-        std::uint64_t occ = ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+        std::uint64_t occ =
+            ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
         for (; occ; occ &= occ - 1) t->slot(g, first_slot(occ))->~value_type();
       }
     }
@@ -731,7 +748,8 @@ class concurrent_table {
     if (t == nullptr) return 0;
     std::size_t n = 0;
     for (std::size_t g = 0; g < t->ngroups; ++g) {
-      const std::uint64_t occ = ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+      const std::uint64_t occ =
+          ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
       n += static_cast<std::size_t>(std::popcount(occ));
     }
     return n;
@@ -796,7 +814,8 @@ class concurrent_table {
     const table* t = s.cur.load(std::memory_order_acquire);
     while (t != nullptr) {
       bool saw_moved = false;
-      int r = optimistic ? read_optimistic(t, k, h, f, saw_moved) : read_locked(t, k, h, f, saw_moved);
+      int r =
+          optimistic ? read_optimistic(t, k, h, f, saw_moved) : read_locked(t, k, h, f, saw_moved);
       if (r >= 0) return r == 1;
       // Not in the live part of t; if part of t has moved, the key may be in the next table.
       if (!saw_moved) return false;
@@ -872,7 +891,8 @@ class concurrent_table {
         continue;
       }
       group_lock gl(&gm);
-      for (std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag); m; m &= m - 1) {
+      for (std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag); m;
+           m &= m - 1) {
         const value_type& x = *t->slot(g, first_slot(m));
         if (eq_(x.first, k)) {
           visiting_scope vs(this);
@@ -975,8 +995,8 @@ class concurrent_table {
   }
 
   template <class Make, class OnFound>
-  bool upsert_hashed(const K& k, std::uint64_t h, Make&& make, OnFound&& on_found, bool insert_if_absent,
-                     bool mutate) {
+  bool upsert_hashed(const K& k, std::uint64_t h, Make&& make, OnFound&& on_found,
+                     bool insert_if_absent, bool mutate) {
     shard& s = shard_of(h);
     for (;;) {
       table* t = s.cur.load(std::memory_order_acquire);
@@ -1075,11 +1095,14 @@ class concurrent_table {
   }
 
   // Erase the element at (g, j); caller holds the locks from locate().
-  void erase_slot(shard& s, table* t, std::size_t g, unsigned j) { remove_from_locked_group(s, t, g, j); }
+  void erase_slot(shard& s, table* t, std::size_t g, unsigned j) {
+    remove_from_locked_group(s, t, g, j);
+  }
 
   void remove_from_locked_group(shard& s, table* t, std::size_t g, unsigned j) {
     group_meta& gm = t->groups[g];
-    gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), j, 0), std::memory_order_relaxed);
+    gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), j, 0),
+                  std::memory_order_relaxed);
     if constexpr (!std::is_trivially_destructible_v<value_type>) t->slot(g, j)->~value_type();
     // A slot in an overflowed group stays charged: probes keep passing it until a rebuild.
     const bool frees_budget = gm.overflow.load(std::memory_order_relaxed) == 0;
@@ -1098,9 +1121,9 @@ class concurrent_table {
       return;
     }
     const std::size_t live = live_estimate(t);
-    const std::size_t want = std::max(groups_for(live * 2), live * 2 > t->ngroups * group_width * max_load
-                                                                ? t->ngroups * 2
-                                                                : t->ngroups);
+    const std::size_t want =
+        std::max(groups_for(live * 2),
+                 live * 2 > t->ngroups * group_width * max_load ? t->ngroups * 2 : t->ngroups);
     start_migration(s, t, want, false);
   }
 
@@ -1139,8 +1162,8 @@ class concurrent_table {
     for (std::size_t g = 0; g < t->ngroups; ++g) {
       group_meta& gm = t->groups[g];
       lock_group(gm, true);
-      live += static_cast<std::size_t>(
-          std::popcount(~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL));
+      live += static_cast<std::size_t>(std::popcount(
+          ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL));
       unlock_group(gm);
     }
     return std::max(ngroups, groups_for(live));
@@ -1195,7 +1218,8 @@ class concurrent_table {
     for (std::size_t g = first; g < last; ++g) {
       group_meta& gm = t->groups[g];
       lock_group(gm, true);  // never `moved`: each group belongs to exactly one chunk
-      std::uint64_t occ = ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+      std::uint64_t occ =
+          ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
       for (; occ; occ &= occ - 1) {
         value_type* e = t->slot(g, first_slot(occ));
         if (t->drop) {
@@ -1238,8 +1262,8 @@ class concurrent_table {
         if constexpr (optimistic) {
           racy_store(dst, e);
         } else {
-          ::new (static_cast<void*>(dst)) value_type(
-              std::move(const_cast<K&>(e->first)), std::move_if_noexcept(e->second));
+          ::new (static_cast<void*>(dst))
+              value_type(std::move(const_cast<K&>(e->first)), std::move_if_noexcept(e->second));
           e->~value_type();
         }
         gm.tags.store(with_tag(tags, j, tag_of(h)), std::memory_order_relaxed);

@@ -166,11 +166,11 @@ class group_lock {
 // ThreadSanitizer) both sides move the bytes as relaxed atomic words of the widest size the
 // type's size and alignment allow.
 template <class T>
-using copy_word_t = std::conditional_t<
-    sizeof(T) % 8 == 0 && alignof(T) >= 8, std::uint64_t,
-    std::conditional_t<sizeof(T) % 4 == 0 && alignof(T) >= 4, std::uint32_t,
-                       std::conditional_t<sizeof(T) % 2 == 0 && alignof(T) >= 2, std::uint16_t,
-                                          std::uint8_t>>>;
+using copy_word_t =
+    std::conditional_t<sizeof(T) % 8 == 0 && alignof(T) >= 8, std::uint64_t,
+                       std::conditional_t<sizeof(T) % 4 == 0 && alignof(T) >= 4, std::uint32_t,
+                                          std::conditional_t<sizeof(T) % 2 == 0 && alignof(T) >= 2,
+                                                             std::uint16_t, std::uint8_t>>>;
 
 template <class T>
 inline void racy_load(void* dst, const T* src) noexcept {
@@ -178,7 +178,8 @@ inline void racy_load(void* dst, const T* src) noexcept {
   constexpr std::size_t n = sizeof(T) / sizeof(W);
   W* d = static_cast<W*>(dst);
   W* s = reinterpret_cast<W*>(const_cast<T*>(src));
-  for (std::size_t i = 0; i < n; ++i) d[i] = std::atomic_ref<W>(s[i]).load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < n; ++i)
+    d[i] = std::atomic_ref<W>(s[i]).load(std::memory_order_relaxed);
 }
 
 template <class T>
@@ -187,7 +188,8 @@ inline void racy_store(T* dst, const void* src) noexcept {
   constexpr std::size_t n = sizeof(T) / sizeof(W);
   W* d = reinterpret_cast<W*>(dst);
   const W* s = static_cast<const W*>(src);
-  for (std::size_t i = 0; i < n; ++i) std::atomic_ref<W>(d[i]).store(s[i], std::memory_order_relaxed);
+  for (std::size_t i = 0; i < n; ++i)
+    std::atomic_ref<W>(d[i]).store(s[i], std::memory_order_relaxed);
 }
 
 inline void prefetch_read(const void* p) noexcept { __builtin_prefetch(p, 0, 3); }

@@ -1,0 +1,1006 @@
+// tests/cpp/test_concurrency.cpp: pardict::concurrent_map under concurrent use. Threads start
+// together from a std::latch (run_threads); every test ends with an exact check against an oracle:
+// the sum of successful inserts, per-key counters, the union of per-thread models, or the keys a
+// thread had published as inserted. Tables start empty (no reserve) unless stated, so growth and
+// migration run concurrently with the operations under test. Workloads shrink under sanitizers
+// (PARDICT_TEST_SCALE, see support/counting.hpp), and every test runs under a watchdog that aborts
+// with a message instead of hanging when the map deadlocks.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "pardict/concurrent_map.hpp"
+#include "support/counting.hpp"
+
+namespace {
+
+using pardict_test::counted;
+using pardict_test::mix64;
+using pardict_test::run_threads;
+using pardict_test::run_with_timeout;
+using pardict_test::scaled;
+
+using i64_map = pardict::concurrent_map<std::int64_t, std::int64_t>;
+
+constexpr std::chrono::seconds watchdog_limit{120};
+
+std::int64_t key_of(std::uint64_t i) { return static_cast<std::int64_t>(mix64(i + 1)); }
+std::int64_t value_of(std::int64_t k) {
+  return static_cast<std::int64_t>(mix64(static_cast<std::uint64_t>(k) ^ 0x5151));
+}
+
+// Number of (key, value) pairs in m that are wrong under `expected(k)` (nullopt = must not be
+// present), plus a duplicate-visit and count check; returns a description of the first problem,
+// empty when all is well.
+template <class Map, class Expected>
+std::string audit(const Map& m, std::size_t expected_size, Expected&& expected) {
+  std::unordered_set<typename Map::key_type> seen;
+  std::size_t duplicates = 0, wrong = 0;
+  const std::size_t visited = m.cvisit_all([&](const typename Map::value_type& p) {
+    if (!seen.insert(p.first).second) ++duplicates;
+    if (!expected(p.first, p.second)) ++wrong;
+  });
+  std::string problems;
+  if (visited != expected_size) problems += "cvisit_all visited " + std::to_string(visited) + "; ";
+  if (m.size() != expected_size) problems += "size() is " + std::to_string(m.size()) + "; ";
+  if (duplicates != 0) problems += std::to_string(duplicates) + " elements visited twice; ";
+  if (wrong != 0) problems += std::to_string(wrong) + " unexpected elements or values; ";
+  if (!problems.empty()) problems += "expected " + std::to_string(expected_size) + " elements";
+  return problems;
+}
+
+// --- insertion from empty
+// --------------------------------------------------------------------------------------
+
+class ThreadCount : public ::testing::TestWithParam<std::size_t> {};
+INSTANTIATE_TEST_SUITE_P(Threads, ThreadCount, ::testing::Values(2, 4, 8, 16),
+                         [](const auto& info) { return "T" + std::to_string(info.param); });
+
+TEST_P(ThreadCount, DisjointInsertsFromEmptyKeepEveryKey) {
+  const std::size_t threads = GetParam();
+  const std::uint64_t n = scaled(200000, 20000);
+  i64_map m;
+  std::atomic<std::uint64_t> rejected{0};
+  run_with_timeout(
+      "disjoint inserts",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          for (std::uint64_t i = t; i < n; i += threads) {
+            const auto k = key_of(i);
+            if (!m.insert({k, value_of(k)})) rejected.fetch_add(1, std::memory_order_relaxed);
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(rejected.load(), 0u) << "insert of a fresh key returned false";
+  EXPECT_EQ(m.size(), n);
+  std::size_t missing = 0;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const auto v = m.find(key_of(i));
+    if (!v || *v != value_of(key_of(i))) ++missing;
+  }
+  EXPECT_EQ(missing, 0u);
+  const std::unordered_set<std::int64_t> keys = [&] {
+    std::unordered_set<std::int64_t> s;
+    for (std::uint64_t i = 0; i < n; ++i) s.insert(key_of(i));
+    return s;
+  }();
+  EXPECT_EQ(
+      audit(m, n,
+            [&](std::int64_t k, std::int64_t v) { return keys.count(k) == 1 && v == value_of(k); }),
+      "");
+}
+
+TEST_P(ThreadCount, OverlappingInsertsInsertEachKeyExactlyOnce) {
+  const std::size_t threads = GetParam();
+  const std::uint64_t n = scaled(100000, 10000);
+  i64_map m;
+  std::vector<std::atomic<int>> wins(n);
+  std::vector<std::atomic<int>> winner(n);
+  std::atomic<std::uint64_t> total_true{0};
+  run_with_timeout(
+      "overlapping inserts",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          std::uint64_t mine = 0;
+          const std::uint64_t start =
+              t * n / threads;  // every thread inserts every key, from a different place
+          for (std::uint64_t j = 0; j < n; ++j) {
+            const std::uint64_t i = (start + j) % n;
+            const bool inserted = (j % 2 == 0)
+                                      ? m.insert({key_of(i), static_cast<std::int64_t>(t)})
+                                      : m.try_emplace(key_of(i), static_cast<std::int64_t>(t));
+            if (inserted) {
+              ++mine;
+              wins[i].fetch_add(1, std::memory_order_relaxed);
+              winner[i].store(static_cast<int>(t), std::memory_order_relaxed);
+            }
+          }
+          total_true.fetch_add(mine);
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(total_true.load(), n)
+      << "sum of insert()==true over all threads must equal the number of keys";
+  EXPECT_EQ(m.size(), n);
+  std::size_t bad = 0;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const auto v = m.find(key_of(i));
+    if (wins[i].load() != 1 || !v || *v != winner[i].load()) ++bad;
+  }
+  EXPECT_EQ(bad, 0u)
+      << "keys inserted more or less than once, or holding a value other than the winner's";
+}
+
+// --- contended updates
+// -----------------------------------------------------------------------------------------
+
+TEST(Concurrency, HotKeyTryEmplaceOrVisitIncrementsAreExact) {
+  constexpr std::size_t threads = 8;
+  constexpr std::uint64_t hot_keys = 8;
+  const std::uint64_t per_thread = scaled(200000, 4000) / hot_keys * hot_keys;
+  i64_map m;
+  run_with_timeout(
+      "hot key increments",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          for (std::uint64_t j = 0; j < per_thread; ++j) {
+            const std::int64_t k = static_cast<std::int64_t>((j + t) % hot_keys);
+            switch (j % 3) {
+              case 0:
+                m.try_emplace_or_visit(k, std::int64_t{1},
+                                       [](i64_map::value_type& p) { ++p.second; });
+                break;
+              case 1:
+                m.insert_or_visit({k, 1}, [](i64_map::value_type& p) { ++p.second; });
+                break;
+              default:
+                if (m.visit(k, [](i64_map::value_type& p) { ++p.second; }) == 0) {
+                  m.try_emplace_or_visit(k, std::int64_t{1},
+                                         [](i64_map::value_type& p) { ++p.second; });
+                }
+            }
+          }
+        });
+      },
+      watchdog_limit);
+  ASSERT_EQ(m.size(), hot_keys);
+  for (std::uint64_t k = 0; k < hot_keys; ++k) {
+    EXPECT_EQ(m.find(static_cast<std::int64_t>(k)),
+              std::optional<std::int64_t>(threads * per_thread / hot_keys))
+        << "key " << k;
+  }
+}
+
+TEST(Concurrency, HotKeyIncrementsWhileOtherThreadsGrowTheTable) {
+  constexpr std::size_t incrementers = 3, growers = 2;
+  const std::uint64_t increments = scaled(100000, 5000);
+  const std::uint64_t grow_keys = scaled(300000, 15000);
+  i64_map m;
+  run_with_timeout(
+      "hot increments during growth",
+      [&] {
+        run_threads(incrementers + growers, [&](std::size_t t) {
+          if (t < incrementers) {
+            for (std::uint64_t j = 0; j < increments; ++j) {
+              m.try_emplace_or_visit(-1 - static_cast<std::int64_t>(j % 4), std::int64_t{1},
+                                     [](i64_map::value_type& p) { ++p.second; });
+            }
+          } else {
+            for (std::uint64_t i = t - incrementers; i < grow_keys; i += growers) {
+              ASSERT_TRUE(m.insert({static_cast<std::int64_t>(i), 0}));
+            }
+          }
+        });
+      },
+      watchdog_limit);
+  std::int64_t total = 0;
+  for (std::int64_t k = -1; k >= -4; --k) total += m.find(k).value_or(0);
+  EXPECT_EQ(total, static_cast<std::int64_t>(incrementers * increments));
+  EXPECT_EQ(m.size(), grow_keys + 4);
+}
+
+// --- churn with per-thread ownership
+// ---------------------------------------------------------------------------
+
+TEST(Concurrency, InsertEraseChurnOnOwnedKeysMatchesPerThreadModels) {
+  constexpr std::size_t threads = 4;
+  const std::uint64_t key_space = 20000;
+  const std::uint64_t steps = scaled(600000, 30000);
+  i64_map m;
+  std::vector<std::unordered_map<std::int64_t, std::int64_t>> models(threads);
+  run_with_timeout(
+      "churn",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          auto& model = models[t];
+          std::mt19937_64 rng(1000 + t);
+          for (std::uint64_t s = 0; s < steps; ++s) {
+            // Thread t owns the key indices congruent to t modulo `threads`, so its model is exact.
+            const std::int64_t k = key_of((rng() % (key_space / threads)) * threads + t);
+            const std::int64_t v = static_cast<std::int64_t>(rng() % 1000);
+            const bool present = model.count(k) != 0;
+            switch (rng() % 8) {
+              case 0:
+              case 1:
+                ASSERT_EQ(m.insert({k, v}), !present);
+                model.try_emplace(k, v);
+                break;
+              case 2:
+                ASSERT_EQ(m.insert_or_assign(k, v), !present);
+                model[k] = v;
+                break;
+              case 3:
+              case 4:
+                ASSERT_EQ(m.erase(k), present ? 1u : 0u);
+                model.erase(k);
+                break;
+              case 5:
+                ASSERT_EQ(m.visit(k, [](i64_map::value_type& p) { p.second += 7; }),
+                          present ? 1u : 0u);
+                if (present) model[k] += 7;
+                break;
+              case 6: {
+                const bool even = present && model[k] % 2 == 0;
+                ASSERT_EQ(m.erase_if(k, [](i64_map::value_type& p) { return p.second % 2 == 0; }),
+                          even ? 1u : 0u);
+                if (even) model.erase(k);
+                break;
+              }
+              default: {
+                const auto got = m.find(k);
+                ASSERT_EQ(got.has_value(), present);
+                if (present) {
+                  ASSERT_EQ(*got, model[k]);
+                }
+              }
+            }
+          }
+        });
+      },
+      watchdog_limit);
+  std::unordered_map<std::int64_t, std::int64_t> all;
+  for (const auto& model : models) all.insert(model.begin(), model.end());
+  EXPECT_EQ(audit(m, all.size(),
+                  [&](std::int64_t k, std::int64_t v) {
+                    const auto it = all.find(k);
+                    return it != all.end() && it->second == v;
+                  }),
+            "");
+}
+
+// --- readers during growth and updates
+// -------------------------------------------------------------------------
+
+// A 32-byte value whose words are tied together: a copy that mixes two versions fails `consistent`.
+using wide = std::array<std::uint64_t, 4>;
+wide wide_value(std::int64_t k, std::uint64_t version) {
+  const std::uint64_t a = version, b = static_cast<std::uint64_t>(k) ^ version,
+                      c = mix64(static_cast<std::uint64_t>(k) + version);
+  return {a, b, c, a + b + c};
+}
+bool consistent(std::int64_t k, const wide& w) { return w == wide_value(k, w[0]); }
+
+TEST(Concurrency, ReadersNeverMissPresentKeysOrSeeTornValuesDuringGrowth) {
+  using map_type = pardict::concurrent_map<std::int64_t, wide>;
+  constexpr std::size_t inserters = 2, updaters = 1, readers = 2;
+  const std::uint64_t prefill = 2000;
+  const std::uint64_t per_inserter = scaled(400000, 20000);
+  map_type m;  // no reserve: the inserters make it grow many times
+  for (std::uint64_t i = 0; i < prefill; ++i)
+    ASSERT_TRUE(m.insert({key_of(i), wide_value(key_of(i), 0)}));
+  std::array<std::atomic<std::uint64_t>, inserters> published{};
+  std::atomic<std::size_t> inserters_done{0};
+  std::atomic<std::uint64_t> misses{0}, torn{0}, reads{0};
+  run_with_timeout(
+      "readers during growth",
+      [&] {
+        run_threads(inserters + updaters + readers, [&](std::size_t t) {
+          if (t < inserters) {
+            // Inserter t owns key indices prefill + t, prefill + t + inserters, ...; publishes how
+            // many it has done.
+            for (std::uint64_t j = 0; j < per_inserter; ++j) {
+              const std::int64_t k = key_of(prefill + j * inserters + t);
+              m.insert({k, wide_value(k, 0)});
+              if (j % 16 == 15) published[t].store(j + 1, std::memory_order_release);
+            }
+            published[t].store(per_inserter, std::memory_order_release);
+            inserters_done.fetch_add(1);
+          } else if (t < inserters + updaters) {
+            // Rewrites prefilled values (new versions) in place and by assignment while readers
+            // copy them out.
+            std::uint64_t version = 1;
+            while (inserters_done.load() < inserters) {
+              for (std::uint64_t i = 0; i < prefill; i += 3, ++version) {
+                const std::int64_t k = key_of(i);
+                if (version % 2) {
+                  m.visit(k, [&](map_type::value_type& p) { p.second = wide_value(k, version); });
+                } else {
+                  m.insert_or_assign(k, wide_value(k, version));
+                }
+              }
+            }
+          } else {
+            std::mt19937_64 rng(t);
+            std::uint64_t local_reads = 0;
+            while (inserters_done.load() < inserters) {
+              std::int64_t k;
+              if (rng() % 2) {
+                k = key_of(rng() % prefill);
+              } else {
+                const std::size_t w = rng() % inserters;
+                const std::uint64_t done = published[w].load(std::memory_order_acquire);
+                if (done == 0) continue;
+                k = key_of(prefill + (rng() % done) * inserters + w);
+              }
+              ++local_reads;
+              switch (local_reads % 3) {
+                case 0: {
+                  const auto v = m.find(k);
+                  if (!v)
+                    misses.fetch_add(1);
+                  else if (!consistent(k, *v))
+                    torn.fetch_add(1);
+                  break;
+                }
+                case 1: {
+                  if (m.cvisit(k, [&](const map_type::value_type& p) {
+                        if (!consistent(k, p.second)) torn.fetch_add(1);
+                      }) != 1) {
+                    misses.fetch_add(1);
+                  }
+                  break;
+                }
+                default:
+                  if (!m.contains(k)) misses.fetch_add(1);
+              }
+            }
+            reads.fetch_add(local_reads);
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(misses.load(), 0u) << "a key known to be present was not found (out of " << reads.load()
+                               << " reads)";
+  EXPECT_EQ(torn.load(), 0u) << "a read returned a value mixing two versions";
+  EXPECT_GT(reads.load(), 0u);
+  EXPECT_EQ(m.size(), prefill + inserters * per_inserter);
+  EXPECT_EQ(audit(m, prefill + inserters * per_inserter,
+                  [](std::int64_t k, const wide& w) { return consistent(k, w); }),
+            "");
+}
+
+TEST(Concurrency, BulkReadersNeverMissPresentKeysDuringGrowth) {
+  const std::uint64_t prefill = 5000;
+  const std::uint64_t grow = scaled(500000, 25000);
+  i64_map m;
+  for (std::uint64_t i = 0; i < prefill; ++i)
+    ASSERT_TRUE(m.insert({key_of(i), value_of(key_of(i))}));
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> misses{0}, wrong{0};
+  run_with_timeout(
+      "bulk readers during growth",
+      [&] {
+        run_threads(3, [&](std::size_t t) {
+          if (t == 0) {
+            for (std::uint64_t i = prefill; i < prefill + grow; ++i)
+              m.insert({key_of(i), value_of(key_of(i))});
+            done.store(true);
+            return;
+          }
+          std::mt19937_64 rng(t + 50);
+          std::vector<std::int64_t> keys(257);
+          std::vector<std::int64_t> out(keys.size());
+          auto found = std::make_unique<bool[]>(keys.size());
+          while (!done.load()) {
+            for (auto& k : keys) k = key_of(rng() % prefill);
+            std::fill(out.begin(), out.end(), 0);
+            const auto n = (t == 1) ? m.find_many(keys, out, {found.get(), keys.size()})
+                                    : m.contains_many(keys, {found.get(), keys.size()});
+            misses.fetch_add(keys.size() - n);
+            for (std::size_t i = 0; i < keys.size(); ++i) {
+              if (!found[i])
+                misses.fetch_add(1);
+              else if (t == 1 && out[i] != value_of(keys[i]))
+                wrong.fetch_add(1);
+            }
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(misses.load(), 0u);
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(m.size(), prefill + grow);
+}
+
+// Erasing and re-inserting keys reuses slots at once. A reader racing with that must never pair a
+// key with another key's value (value_of(k) is unique per key), whatever the read path.
+template <class Map, class MakeKey, class ValueOf>
+void readers_never_see_foreign_values(MakeKey make_key, ValueOf value_for) {
+  constexpr std::size_t churners = 2, readers = 2;
+  constexpr std::uint64_t key_space = 4096;
+  const std::uint64_t rounds = scaled(300000, 20000);
+  Map m;
+  std::atomic<std::size_t> churners_done{0};
+  std::atomic<std::uint64_t> foreign{0}, hits{0};
+  run_with_timeout(
+      "readers during slot reuse",
+      [&] {
+        run_threads(churners + readers, [&](std::size_t t) {
+          std::mt19937_64 rng(t + 4242);
+          if (t < churners) {
+            for (std::uint64_t r = 0; r < rounds; ++r) {
+              const auto k = make_key(rng() % key_space);
+              if (rng() % 2) {
+                m.insert({k, value_for(k)});
+              } else {
+                m.erase(k);
+              }
+            }
+            churners_done.fetch_add(1);
+            return;
+          }
+          std::uint64_t local_hits = 0;
+          while (churners_done.load() < churners) {
+            const auto k = make_key(rng() % key_space);
+            if (const auto v = m.find(k)) {
+              ++local_hits;
+              if (!(*v == value_for(k))) foreign.fetch_add(1);
+            }
+            m.cvisit(k, [&](const typename Map::value_type& p) {
+              if (!(p.second == value_for(p.first)) || !(p.first == k)) foreign.fetch_add(1);
+            });
+          }
+          hits.fetch_add(local_hits);
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(foreign.load(), 0u) << "a lookup returned a value stored under another key ("
+                                << hits.load() << " hits)";
+  EXPECT_EQ(audit(m, m.size(), [&](const auto& k, const auto& v) { return v == value_for(k); }),
+            "");
+}
+
+TEST(Concurrency, ReadersNeverSeeAnotherKeysValueWhileSlotsAreReused) {
+  readers_never_see_foreign_values<i64_map>([](std::uint64_t i) { return key_of(i); }, value_of);
+}
+
+TEST(Concurrency, StringKeyReadersNeverSeeAnotherKeysValueWhileSlotsAreReused) {
+  using map_type = pardict::concurrent_map<std::string, std::string>;
+  readers_never_see_foreign_values<map_type>(
+      [](std::uint64_t i) {
+        return "k" + std::to_string(i) + (i % 2 ? std::string(24, '-') : std::string());
+      },
+      [](const std::string& k) { return "value of " + k; });
+}
+
+// Two threads merge overlapping sources into one target at once: each key moves exactly once.
+TEST(Concurrency, ConcurrentMergesIntoOneTargetMoveEachKeyOnce) {
+  const std::int64_t n = static_cast<std::int64_t>(scaled(100000, 10000));
+  i64_map target, a, b;
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_TRUE(a.insert({i, 1}));
+  for (std::int64_t i = n / 2; i < n + n / 2; ++i) ASSERT_TRUE(b.insert({i, 2}));
+  for (std::int64_t i = -100; i < 0; ++i) ASSERT_TRUE(target.insert({i, 0}));
+  std::size_t moved_a = 0, moved_b = 0;
+  run_with_timeout(
+      "concurrent merges",
+      [&] {
+        run_threads(
+            2, [&](std::size_t t) { (t == 0 ? moved_a : moved_b) = target.merge(t == 0 ? a : b); });
+      },
+      watchdog_limit);
+  const std::size_t distinct = static_cast<std::size_t>(n + n / 2);
+  EXPECT_EQ(moved_a + moved_b, distinct);
+  EXPECT_EQ(target.size(), distinct + 100);
+  EXPECT_EQ(a.size() + b.size(), static_cast<std::size_t>(n / 2))
+      << "each overlapping key stays in exactly one source";
+  EXPECT_EQ(a.size(), static_cast<std::size_t>(n) - moved_a);
+  EXPECT_EQ(b.size(), static_cast<std::size_t>(n) - moved_b);
+  // A key left in a source was delivered by the other source, whose value the target holds.
+  a.cvisit_all([&](const i64_map::value_type& p) {
+    EXPECT_EQ(target.find(p.first), std::optional<std::int64_t>(2));
+  });
+  b.cvisit_all([&](const i64_map::value_type& p) {
+    EXPECT_EQ(target.find(p.first), std::optional<std::int64_t>(1));
+  });
+  EXPECT_EQ(audit(target, distinct + 100,
+                  [&](std::int64_t k, std::int64_t v) {
+                    if (k < 0) return v == 0;
+                    if (k < n / 2) return v == 1;
+                    if (k >= n) return v == 2;
+                    return v == 1 || v == 2;
+                  }),
+            "");
+}
+
+// --- whole-table operations during inserts
+// ---------------------------------------------------------------------
+
+TEST(Concurrency, VisitAllAndSizeDuringInsertsStayWithinBounds) {
+  constexpr std::size_t writers = 3;
+  const std::uint64_t n = scaled(400000, 20000);
+  i64_map m;
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::size_t> writers_done{0};
+  std::string problem;
+  std::uint64_t passes = 0;
+  run_with_timeout(
+      "visit_all during inserts",
+      [&] {
+        run_threads(writers + 1, [&](std::size_t t) {
+          if (t < writers) {
+            for (std::uint64_t i = t; i < n; i += writers) {
+              const auto k = key_of(i);
+              m.insert({k, value_of(k)});
+              completed.fetch_add(1, std::memory_order_release);
+            }
+            writers_done.fetch_add(1);
+            return;
+          }
+          while (writers_done.load() < writers && problem.empty()) {
+            const std::uint64_t lower = completed.load(std::memory_order_acquire);
+            const std::size_t s = m.size();
+            if (s < lower || s > n)
+              problem = "size() " + std::to_string(s) + " outside [" + std::to_string(lower) +
+                        ", " + std::to_string(n) + "]";
+            const std::uint64_t lower2 = completed.load(std::memory_order_acquire);
+            std::unordered_set<std::int64_t> seen;
+            std::size_t bad_values = 0, duplicates = 0;
+            const bool mutate = passes % 2 == 0;
+            const std::size_t visited = mutate ? m.visit_all([&](i64_map::value_type& p) {
+              if (!seen.insert(p.first).second) ++duplicates;
+              if (p.second != value_of(p.first)) ++bad_values;
+            })
+                                               : m.cvisit_all([&](const i64_map::value_type& p) {
+                                                   if (!seen.insert(p.first).second) ++duplicates;
+                                                   if (p.second != value_of(p.first)) ++bad_values;
+                                                 });
+            if (visited != seen.size() + duplicates)
+              problem = "visit_all's return value differs from the visitor calls";
+            if (duplicates)
+              problem = "visit_all visited " + std::to_string(duplicates) + " elements twice";
+            if (bad_values)
+              problem = "visit_all saw " + std::to_string(bad_values) + " wrong values";
+            if (visited < lower2 || visited > n)
+              problem = "visit_all count " + std::to_string(visited) + " outside [" +
+                        std::to_string(lower2) + ", " + std::to_string(n) + "]";
+            ++passes;
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(problem, "");
+  EXPECT_GT(passes, 0u);
+  EXPECT_EQ(audit(m, n, [](std::int64_t k, std::int64_t v) { return v == value_of(k); }), "");
+}
+
+TEST(Concurrency, EraseIfPredicateConcurrentWithInsertsErasesEachMatchExactlyOnce) {
+  constexpr std::size_t writers = 3;
+  const std::uint64_t n = scaled(400000, 20000);
+  i64_map m;
+  std::atomic<std::size_t> writers_done{0};
+  std::uint64_t erased_during = 0;
+  run_with_timeout(
+      "erase_if during inserts",
+      [&] {
+        run_threads(writers + 1, [&](std::size_t t) {
+          if (t < writers) {
+            for (std::uint64_t i = t; i < n; i += writers)
+              ASSERT_TRUE(
+                  m.insert({static_cast<std::int64_t>(i), value_of(static_cast<std::int64_t>(i))}));
+            writers_done.fetch_add(1);
+            return;
+          }
+          while (writers_done.load() < writers) {
+            erased_during += m.erase_if([](i64_map::value_type& p) { return p.first % 2 == 1; });
+          }
+        });
+      },
+      watchdog_limit);
+  const std::uint64_t erased_after =
+      m.erase_if([](i64_map::value_type& p) { return p.first % 2 == 1; });
+  EXPECT_EQ(erased_during + erased_after, n / 2)
+      << "every odd key is inserted once and must be erased once";
+  EXPECT_EQ(audit(m, n - n / 2,
+                  [](std::int64_t k, std::int64_t v) { return k % 2 == 0 && v == value_of(k); }),
+            "");
+}
+
+TEST(Concurrency, ReserveAndRehashDuringInsertsLoseNothing) {
+  constexpr std::size_t writers = 3;
+  const std::uint64_t n = scaled(400000, 20000);
+  i64_map m;
+  std::atomic<std::size_t> writers_done{0};
+  std::atomic<std::uint64_t> lost{0};
+  run_with_timeout(
+      "reserve/rehash during inserts",
+      [&] {
+        run_threads(writers + 1, [&](std::size_t t) {
+          if (t < writers) {
+            std::uint64_t count = 0;
+            for (std::uint64_t i = t; i < n; i += writers, ++count) {
+              ASSERT_TRUE(m.insert({key_of(i), value_of(key_of(i))}));
+              if (count % 1024 == 1023) {  // my own earlier keys must all still be there
+                for (std::uint64_t j = t; j <= i; j += writers * 97) {
+                  if (!m.contains(key_of(j))) lost.fetch_add(1);
+                }
+              }
+            }
+            writers_done.fetch_add(1);
+            return;
+          }
+          std::mt19937_64 rng(77);
+          while (writers_done.load() < writers) {
+            switch (rng() % 4) {
+              case 0:
+                m.reserve(rng() % (2 * n));
+                break;
+              case 1:
+                m.rehash(rng() % (2 * n));
+                break;
+              case 2:
+                m.rehash(0);
+                break;
+              default:
+                m.reserve(m.size() * 2);
+                break;
+            }
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(lost.load(), 0u);
+  std::unordered_set<std::int64_t> keys;
+  for (std::uint64_t i = 0; i < n; ++i) keys.insert(key_of(i));
+  EXPECT_EQ(
+      audit(m, n,
+            [&](std::int64_t k, std::int64_t v) { return keys.count(k) && v == value_of(k); }),
+      "");
+}
+
+TEST(Concurrency, ClearDuringInsertsLeavesAConsistentMap) {
+  constexpr std::size_t writers = 3;
+  const std::uint64_t n = scaled(300000, 15000);
+  i64_map m;
+  std::atomic<std::size_t> writers_done{0};
+  run_with_timeout(
+      "clear/reserve/rehash during inserts",
+      [&] {
+        run_threads(writers + 1, [&](std::size_t t) {
+          if (t < writers) {
+            for (std::uint64_t i = t; i < n; i += writers)
+              m.insert({key_of(i), value_of(key_of(i))});
+            writers_done.fetch_add(1);
+            return;
+          }
+          std::mt19937_64 rng(78);
+          while (writers_done.load() < writers) {
+            switch (rng() % 3) {
+              case 0:
+                m.clear();
+                break;
+              case 1:
+                m.reserve(rng() % n);
+                break;
+              default:
+                m.rehash(rng() % n);
+                break;
+            }
+            std::this_thread::yield();
+          }
+        });
+      },
+      watchdog_limit);
+  // After quiescence: whatever survived is a subset of what was inserted, correctly valued, counted
+  // and findable.
+  std::unordered_set<std::int64_t> keys;
+  for (std::uint64_t i = 0; i < n; ++i) keys.insert(key_of(i));
+  const std::size_t survivors = m.size();
+  EXPECT_LE(survivors, n);
+  EXPECT_EQ(
+      audit(m, survivors,
+            [&](std::int64_t k, std::int64_t v) { return keys.count(k) && v == value_of(k); }),
+      "");
+  std::size_t present = 0;
+  for (const auto k : keys) present += m.contains(k);
+  EXPECT_EQ(present, survivors) << "contains() disagrees with size()/cvisit_all()";
+  // Re-inserting everything inserts exactly the missing keys.
+  std::size_t inserted = 0;
+  for (const auto k : keys) inserted += m.insert({k, value_of(k)});
+  EXPECT_EQ(inserted, n - survivors);
+  EXPECT_EQ(m.size(), n);
+}
+
+// --- bulk upserts
+// ----------------------------------------------------------------------------------------------
+
+TEST(Concurrency, ConcurrentUpsertManyAddGivesExactSums) {
+  constexpr std::size_t threads = 4;
+  const std::size_t batch = 1000;
+  const std::size_t batches = scaled(200, 10);
+  const std::uint64_t pool = 5000;
+  auto make_batch = [&](std::size_t t, std::size_t b, std::vector<std::int64_t>& keys,
+                        std::vector<std::int64_t>& vals) {
+    std::mt19937_64 rng(t * 100000 + b);
+    keys.resize(batch);
+    vals.resize(batch);
+    for (std::size_t i = 0; i < batch; ++i) {
+      keys[i] = key_of(rng() % pool);
+      vals[i] = static_cast<std::int64_t>(rng() % 100);
+    }
+  };
+  std::unordered_map<std::int64_t, std::int64_t> expected;
+  {
+    std::vector<std::int64_t> keys, vals;
+    for (std::size_t t = 0; t < threads; ++t)
+      for (std::size_t b = 0; b < batches; ++b) {
+        make_batch(t, b, keys, vals);
+        for (std::size_t i = 0; i < batch; ++i) expected[keys[i]] += vals[i];
+      }
+  }
+  i64_map m;
+  std::atomic<std::size_t> inserted{0};
+  run_with_timeout(
+      "concurrent upsert_many(add)",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          std::vector<std::int64_t> keys, vals;
+          for (std::size_t b = 0; b < batches; ++b) {
+            make_batch(t, b, keys, vals);
+            inserted.fetch_add(m.upsert_many(keys, vals, pardict::combine_op::add));
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(inserted.load(), expected.size())
+      << "each distinct key must be reported as newly inserted exactly once";
+  EXPECT_EQ(audit(m, expected.size(),
+                  [&](std::int64_t k, std::int64_t v) {
+                    const auto it = expected.find(k);
+                    return it != expected.end() && it->second == v;
+                  }),
+            "");
+}
+
+TEST(Concurrency, ConcurrentUpsertManyAddOnFloatArraysGivesExactSums) {
+  using vec4 = std::array<float, 4>;
+  using map_type = pardict::concurrent_map<std::int64_t, vec4>;
+  constexpr std::size_t threads = 4;
+  const std::size_t rounds = scaled(1000, 50);
+  const std::size_t keys_n = 300;
+  map_type m;
+  std::vector<std::int64_t> keys;
+  for (std::size_t i = 0; i < keys_n; ++i) keys.push_back(key_of(i));
+  run_with_timeout(
+      "concurrent upsert_many(add) on arrays",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          const vec4 v = {1.0f, 2.0f, static_cast<float>(t), -1.0f};
+          const std::vector<vec4> vals(keys_n, v);
+          for (std::size_t r = 0; r < rounds; ++r)
+            m.upsert_many(keys, vals, pardict::combine_op::add);
+        });
+      },
+      watchdog_limit);
+  // Small integers: every partial sum is exact in float.
+  const float r = static_cast<float>(rounds);
+  const vec4 expected = {r * threads, 2 * r * threads, r * (0 + 1 + 2 + 3), -r * threads};
+  ASSERT_EQ(m.size(), keys_n);
+  for (const auto k : keys) ASSERT_EQ(m.find(k), std::optional<vec4>(expected));
+}
+
+// --- std::string keys (the locking read path)
+// ------------------------------------------------------------------
+
+TEST(Concurrency, StringKeysConcurrentInsertsAndLookups) {
+  using map_type = pardict::concurrent_map<std::string, std::int64_t>;
+  constexpr std::size_t threads = 4;
+  const std::uint64_t n = scaled(200000, 10000);
+  auto skey = [](std::uint64_t i) {
+    std::string s = "item/" + std::to_string(i);
+    if (i % 3 == 0) s += std::string(30, 'z');  // beyond the small-string buffer
+    return s;
+  };
+  map_type m;
+  std::array<std::atomic<std::uint64_t>, threads> published{};
+  std::atomic<std::uint64_t> misses{0}, wrong{0}, total_true{0};
+  run_with_timeout(
+      "string keys",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          std::mt19937_64 rng(t + 9);
+          std::uint64_t mine = 0;
+          for (std::uint64_t j = 0; j < n / threads; ++j) {
+            const std::uint64_t i = j * threads + t;
+            if (m.try_emplace(skey(i), static_cast<std::int64_t>(i))) ++mine;
+            // Everyone also inserts a shared key set: exactly one insert per key may succeed.
+            if (m.try_emplace(skey(n + j % 1000), static_cast<std::int64_t>(n + j % 1000))) ++mine;
+            published[t].store(j + 1, std::memory_order_release);
+            // Look up a key another thread has published.
+            const std::size_t w = rng() % threads;
+            const std::uint64_t done = published[w].load(std::memory_order_acquire);
+            if (done > 0) {
+              const std::uint64_t probe = (rng() % done) * threads + w;
+              const auto v = m.find(skey(probe));
+              if (!v)
+                misses.fetch_add(1);
+              else if (*v != static_cast<std::int64_t>(probe))
+                wrong.fetch_add(1);
+            }
+          }
+          total_true.fetch_add(mine);
+        });
+      },
+      watchdog_limit);
+  const std::uint64_t own = (n / threads) * threads;
+  const std::uint64_t shared = std::min<std::uint64_t>(1000, n / threads);
+  EXPECT_EQ(misses.load(), 0u);
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(total_true.load(), own + shared);
+  EXPECT_EQ(audit(m, own + shared,
+                  [&](const std::string& k, std::int64_t v) {
+                    return k == skey(static_cast<std::uint64_t>(v));
+                  }),
+            "");
+}
+
+// --- instance accounting under concurrency
+// ---------------------------------------------------------------------
+
+class CountedConcurrency : public pardict_test::counted_leak_check {};
+
+TEST_F(CountedConcurrency, ChurnNeitherLeaksNorDoubleDestroys) {
+  using map_type = pardict::concurrent_map<std::int64_t, counted>;
+  constexpr std::size_t threads = 4;
+  const std::uint64_t steps = scaled(300000, 15000);
+  std::atomic<std::uint64_t> dead_seen{0};
+  const long long live_before = pardict_test::counted_counters().live.load();
+  {
+    map_type m;
+    run_with_timeout(
+        "counted churn",
+        [&] {
+          run_threads(threads, [&](std::size_t t) {
+            std::mt19937_64 rng(300 + t);
+            for (std::uint64_t s = 0; s < steps; ++s) {
+              // A shared, contended key range that also grows: keys up to 4096 + s / 4.
+              const std::int64_t k = static_cast<std::int64_t>(rng() % (4096 + s / 4));
+              switch (rng() % 7) {
+                case 0:
+                  m.insert({k, counted(k)});
+                  break;
+                case 1:
+                  m.try_emplace(k, k);
+                  break;
+                case 2:
+                  m.insert_or_assign(k, counted(k + 1));
+                  break;
+                case 3:
+                  m.erase(k);
+                  break;
+                case 4:
+                  m.try_emplace_or_visit(k, k, [&](map_type::value_type& p) {
+                    if (!p.second.is_alive()) dead_seen.fetch_add(1);
+                    p.second.set(p.second.value() + 1);
+                  });
+                  break;
+                case 5:
+                  m.cvisit(k, [&](const map_type::value_type& p) {
+                    if (!p.second.is_alive()) dead_seen.fetch_add(1);
+                  });
+                  break;
+                default: {
+                  const auto v = m.find(k);
+                  if (v && !v->is_alive()) dead_seen.fetch_add(1);
+                }
+              }
+            }
+          });
+        },
+        watchdog_limit);
+    EXPECT_EQ(dead_seen.load(), 0u) << "a visitor saw a destroyed value";
+    const std::size_t size = m.size();
+    std::size_t alive = 0;
+    EXPECT_EQ(m.cvisit_all([&](const map_type::value_type& p) { alive += p.second.is_alive(); }),
+              size);
+    EXPECT_EQ(alive, size);
+    // Exactly the elements in the map (and nothing else created by the test) are alive now.
+    EXPECT_EQ(pardict_test::counted_counters().live.load() - live_before,
+              static_cast<long long>(size));
+  }
+  // The fixture checks that destroying the map released every element exactly once.
+}
+
+TEST_F(CountedConcurrency, MergeAndEraseIfWhileOthersInsert) {
+  using map_type = pardict::concurrent_map<std::int64_t, counted>;
+  const std::uint64_t n = scaled(150000, 8000);
+  map_type target;
+  std::uint64_t merged = 0, erased = 0;
+  std::atomic<bool> done{false};
+  run_with_timeout(
+      "merge/erase_if with counted values",
+      [&] {
+        run_threads(3, [&](std::size_t t) {
+          if (t == 0) {
+            for (std::uint64_t i = 0; i < n; ++i)
+              target.insert({static_cast<std::int64_t>(i), counted(1)});
+            done.store(true);
+          } else if (t == 1) {
+            while (!done.load()) {
+              map_type source;
+              for (std::int64_t i = 0; i < 64; ++i)
+                source.try_emplace(
+                    static_cast<std::int64_t>(n) + i + static_cast<std::int64_t>(merged), 2);
+              merged += target.merge(source);
+            }
+          } else {
+            while (!done.load())
+              erased +=
+                  target.erase_if([](map_type::value_type& p) { return p.second.value() == 2; });
+          }
+        });
+      },
+      watchdog_limit);
+  erased += target.erase_if([](map_type::value_type& p) { return p.second.value() == 2; });
+  EXPECT_EQ(erased, merged) << "every merged element (value 2) must be erased exactly once";
+  EXPECT_EQ(target.size(), n);
+}
+
+// --- copying a map that is being modified
+// ----------------------------------------------------------------------
+
+TEST(Concurrency, CopyOfAMapUnderModificationIsAConsistentSubset) {
+  constexpr std::size_t writers = 2;
+  const std::uint64_t n = scaled(300000, 15000);
+  i64_map m;
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::size_t> writers_done{0};
+  std::vector<std::pair<std::uint64_t, std::unique_ptr<i64_map>>> copies;
+  run_with_timeout(
+      "copy during inserts",
+      [&] {
+        run_threads(writers + 1, [&](std::size_t t) {
+          if (t < writers) {
+            // `completed` counts finished inserts: a lower bound on the elements present.
+            for (std::uint64_t i = t; i < n; i += writers) {
+              m.insert({key_of(i), value_of(key_of(i))});
+              completed.fetch_add(1, std::memory_order_release);
+            }
+            writers_done.fetch_add(1);
+            return;
+          }
+          while (writers_done.load() < writers) {
+            const std::uint64_t lower = completed.load(std::memory_order_acquire);
+            copies.emplace_back(lower, std::make_unique<i64_map>(m));
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          }
+        });
+      },
+      watchdog_limit);
+  ASSERT_FALSE(copies.empty());
+  std::unordered_set<std::int64_t> keys;
+  for (std::uint64_t i = 0; i < n; ++i) keys.insert(key_of(i));
+  for (const auto& [lower, copy] : copies) {
+    const std::size_t s = copy->size();
+    EXPECT_GE(s, lower);
+    EXPECT_LE(s, n);
+    EXPECT_EQ(
+        audit(*copy, s,
+              [&](std::int64_t k, std::int64_t v) { return keys.count(k) && v == value_of(k); }),
+        "");
+  }
+}
+
+}  // namespace
