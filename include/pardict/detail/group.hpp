@@ -164,32 +164,54 @@ class group_lock {
 // Optimistic readers copy a slot while a writer may be storing into it; the copy is discarded
 // unless the group's version was unchanged around it. To keep that race defined (and silent under
 // ThreadSanitizer) both sides move the bytes as relaxed atomic words of the widest size the
-// type's size and alignment allow.
+// type's size and alignment allow. The words are accessed through may_alias types: the same bytes
+// are also read and written as the element type, and without may_alias the compiler may assume
+// the two never overlap (g++ -O2 did drop such a copy of a pair<int, float>).
+typedef std::uint64_t __attribute__((__may_alias__)) alias_u64;
+typedef std::uint32_t __attribute__((__may_alias__)) alias_u32;
+typedef std::uint16_t __attribute__((__may_alias__)) alias_u16;
+typedef std::uint8_t __attribute__((__may_alias__)) alias_u8;
+
+// The may_alias typedefs are spelled out in each specialisation: used as a template argument, the
+// attribute would be dropped.
+template <std::size_t Bytes>
+struct word_copy;
+#define PARDICT_WORD_COPY(BYTES, ALIAS)                                                    \
+  template <>                                                                              \
+  struct word_copy<BYTES> {                                                                \
+    static void load(void* dst, const void* src, std::size_t n) noexcept {                 \
+      ALIAS* d = static_cast<ALIAS*>(dst);                                                 \
+      const ALIAS* s = static_cast<const ALIAS*>(src);                                     \
+      for (std::size_t i = 0; i < n; ++i) d[i] = __atomic_load_n(s + i, __ATOMIC_RELAXED); \
+    }                                                                                      \
+    static void store(void* dst, const void* src, std::size_t n) noexcept {                \
+      ALIAS* d = static_cast<ALIAS*>(dst);                                                 \
+      const ALIAS* s = static_cast<const ALIAS*>(src);                                     \
+      for (std::size_t i = 0; i < n; ++i) __atomic_store_n(d + i, s[i], __ATOMIC_RELAXED); \
+    }                                                                                      \
+  };
+PARDICT_WORD_COPY(8, alias_u64)
+PARDICT_WORD_COPY(4, alias_u32)
+PARDICT_WORD_COPY(2, alias_u16)
+PARDICT_WORD_COPY(1, alias_u8)
+#undef PARDICT_WORD_COPY
+
 template <class T>
-using copy_word_t =
-    std::conditional_t<sizeof(T) % 8 == 0 && alignof(T) >= 8, std::uint64_t,
-                       std::conditional_t<sizeof(T) % 4 == 0 && alignof(T) >= 4, std::uint32_t,
-                                          std::conditional_t<sizeof(T) % 2 == 0 && alignof(T) >= 2,
-                                                             std::uint16_t, std::uint8_t>>>;
+inline constexpr std::size_t copy_word_size = sizeof(T) % 8 == 0 && alignof(T) >= 8   ? 8
+                                              : sizeof(T) % 4 == 0 && alignof(T) >= 4 ? 4
+                                              : sizeof(T) % 2 == 0 && alignof(T) >= 2 ? 2
+                                                                                      : 1;
 
 template <class T>
 inline void racy_load(void* dst, const T* src) noexcept {
-  using W = copy_word_t<T>;
-  constexpr std::size_t n = sizeof(T) / sizeof(W);
-  W* d = static_cast<W*>(dst);
-  W* s = reinterpret_cast<W*>(const_cast<T*>(src));
-  for (std::size_t i = 0; i < n; ++i)
-    d[i] = std::atomic_ref<W>(s[i]).load(std::memory_order_relaxed);
+  constexpr std::size_t w = copy_word_size<T>;
+  word_copy<w>::load(dst, static_cast<const void*>(src), sizeof(T) / w);
 }
 
 template <class T>
 inline void racy_store(T* dst, const void* src) noexcept {
-  using W = copy_word_t<T>;
-  constexpr std::size_t n = sizeof(T) / sizeof(W);
-  W* d = reinterpret_cast<W*>(dst);
-  const W* s = static_cast<const W*>(src);
-  for (std::size_t i = 0; i < n; ++i)
-    std::atomic_ref<W>(d[i]).store(s[i], std::memory_order_relaxed);
+  constexpr std::size_t w = copy_word_size<T>;
+  word_copy<w>::store(static_cast<void*>(dst), src, sizeof(T) / w);
 }
 
 inline void prefetch_read(const void* p) noexcept { __builtin_prefetch(p, 0, 3); }
