@@ -73,9 +73,12 @@
 // 3. The thread that completes the last chunk installs the new table in the shard, wakes the
 //    threads sleeping on the old table's `done` word, and retires the old table.
 //
-// Writers never modify the new table until it is installed: one that meets a moved group (or
-// cannot lock its home group because it moved) helps, sleeps until the migration is done, and
-// retries. Readers never wait for a migration: they search the old table, skipping moved groups,
+// Writers never modify the new table until it is installed, and never add to a table whose
+// `next` is set: one that meets a moved group, cannot lock its home group because it moved, or
+// would insert into a migrating table, helps, sleeps until the migration is done, and retries. So
+// the elements to move are at most those present when `next` was published, and a new table at
+// least as large as the old one always has room. A shrinking rehash first publishes a "freezing"
+// marker, counts the old table exactly under each group's lock, and sizes the new table from that. Readers never wait for a migration: they search the old table, skipping moved groups,
 // and if they met any moved group and did not find the key, they search `next` the same way.
 // A key is copied into the new table before its old group is marked moved, and nothing else
 // writes the new table meanwhile, so a key present throughout a lookup is always found.
@@ -84,8 +87,9 @@
 // Reclamation
 // -----------
 // Retired tables go to the epoch-based reclamation domain of epoch.hpp: every operation runs
-// inside an epoch guard (one seq_cst store to the calling thread's own cache line on entry, one
-// release store on exit), and a table is freed only after every thread that could have loaded its
+// inside an epoch guard (a store to the calling thread's own cache line on entry and on exit; the
+// StoreLoad fence it needs is made asymmetric with membarrier, so a lookup executes no fence
+// instruction at all), and a table is freed only after every thread that could have loaded its
 // pointer has left. Element objects are destroyed as they are moved out, so retired tables hold
 // only raw memory.
 //
