@@ -78,11 +78,13 @@
 // would insert into a migrating table, helps, sleeps until the migration is done, and retries. So
 // the elements to move are at most those present when `next` was published, and a new table at
 // least as large as the old one always has room. A shrinking rehash first publishes a "freezing"
-// marker, counts the old table exactly under each group's lock, and sizes the new table from that. Readers never wait for a migration: they search the old table, skipping moved groups,
-// and if they met any moved group and did not find the key, they search `next` the same way.
-// A key is copied into the new table before its old group is marked moved, and nothing else
-// writes the new table meanwhile, so a key present throughout a lookup is always found.
-// Migrating one shard at a time bounds the transient memory of growth to about 1/64 of the map.
+// marker, counts the old table exactly under each group's lock, and sizes the new table from that.
+//
+// Readers never wait for a migration: they search the old table, skipping moved groups, and if they
+// met any moved group and did not find the key, they search `next` the same way. A key is copied
+// into the new table before its old group is marked moved, and nothing else writes the new table
+// meanwhile, so a key present throughout a lookup is always found. Migrating one shard at a time
+// bounds the transient memory of growth to about 1/64 of the map.
 //
 // Reclamation
 // -----------
