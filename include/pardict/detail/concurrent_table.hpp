@@ -399,25 +399,11 @@ class concurrent_table {
     check_not_reentering(this);
     epoch_guard guard;
     std::size_t n = 0;
-    for (std::size_t si = 0; si < shard_count; ++si) {
-      shard& s = shards_[si];
-      std::unique_lock<std::mutex> lk(s.resize_mutex);
-      table* t = settle(s, lk);
-      if (t == nullptr) continue;
-      for (std::size_t g = 0; g < t->ngroups; ++g) {
-        group_meta& gm = t->groups[g];
-        lock_group(gm, true);
-        group_lock gl(&gm);
-        std::uint64_t occupied =
-            ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
-        visiting_scope vs(this);
-        for (; occupied; occupied &= occupied - 1) {
-          value_type* e = t->slot(g, first_slot(occupied));
-          apply_visitor(e, f, mutate);
-          ++n;
-        }
-      }
-    }
+    for_each_locked([&](shard&, table* t, std::size_t g, unsigned j) {
+      visiting_scope vs(this);
+      apply_visitor(t->slot(g, j), f, mutate);
+      ++n;
+    });
     return n;
   }
 
@@ -426,38 +412,24 @@ class concurrent_table {
     check_not_reentering(this);
     epoch_guard guard;
     std::size_t n = 0;
-    for (std::size_t si = 0; si < shard_count; ++si) {
-      shard& s = shards_[si];
-      std::unique_lock<std::mutex> lk(s.resize_mutex);
-      table* t = settle(s, lk);
-      if (t == nullptr) continue;
-      for (std::size_t g = 0; g < t->ngroups; ++g) {
-        group_meta& gm = t->groups[g];
-        lock_group(gm, true);
-        group_lock gl(&gm);
-        std::uint64_t occupied =
-            ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
-        for (; occupied; occupied &= occupied - 1) {
-          const unsigned j = first_slot(occupied);
-          value_type* e = t->slot(g, j);
-          bool yes;
-          {
-            visiting_scope vs(this);
-            if constexpr (optimistic) {
-              alignas(value_type) unsigned char buf[sizeof(value_type)];
-              std::memcpy(buf, static_cast<const void*>(e), sizeof(value_type));
-              yes = static_cast<bool>(pred(*std::launder(reinterpret_cast<value_type*>(buf))));
-            } else {
-              yes = static_cast<bool>(pred(*e));
-            }
-          }
-          if (yes) {
-            remove_from_locked_group(s, t, g, j);
-            ++n;
-          }
+    for_each_locked([&](shard& s, table* t, std::size_t g, unsigned j) {
+      value_type* e = t->slot(g, j);
+      bool yes;
+      {
+        visiting_scope vs(this);
+        if constexpr (optimistic) {
+          alignas(value_type) unsigned char buf[sizeof(value_type)];
+          std::memcpy(buf, static_cast<const void*>(e), sizeof(value_type));
+          yes = static_cast<bool>(pred(*std::launder(reinterpret_cast<value_type*>(buf))));
+        } else {
+          yes = static_cast<bool>(pred(*e));
         }
       }
-    }
+      if (yes) {
+        remove_from_locked_group(s, t, g, j);
+        ++n;
+      }
+    });
     return n;
   }
 
@@ -697,8 +669,7 @@ class concurrent_table {
   void destroy_elements(table* t) noexcept {
     if constexpr (!std::is_trivially_destructible_v<value_type>) {
       for (std::size_t g = 0; g < t->ngroups; ++g) {
-        std::uint64_t occ =
-            ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+        std::uint64_t occ = match_full(t->groups[g].tags.load(std::memory_order_relaxed));
         for (; occ; occ &= occ - 1) t->slot(g, first_slot(occ))->~value_type();
       }
     }
@@ -754,8 +725,7 @@ class concurrent_table {
     if (t == nullptr) return 0;
     std::size_t n = 0;
     for (std::size_t g = 0; g < t->ngroups; ++g) {
-      const std::uint64_t occ =
-          ~match_empty(t->groups[g].tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+      const std::uint64_t occ = match_full(t->groups[g].tags.load(std::memory_order_relaxed));
       n += static_cast<std::size_t>(std::popcount(occ));
     }
     return n;
@@ -1168,8 +1138,8 @@ class concurrent_table {
     for (std::size_t g = 0; g < t->ngroups; ++g) {
       group_meta& gm = t->groups[g];
       lock_group(gm, true);
-      live += static_cast<std::size_t>(std::popcount(
-          ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL));
+      live += static_cast<std::size_t>(
+          std::popcount(match_full(gm.tags.load(std::memory_order_relaxed))));
       unlock_group(gm);
     }
     return std::max(ngroups, groups_for(live));
@@ -1224,8 +1194,7 @@ class concurrent_table {
     for (std::size_t g = first; g < last; ++g) {
       group_meta& gm = t->groups[g];
       lock_group(gm, true);  // never `moved`: each group belongs to exactly one chunk
-      std::uint64_t occ =
-          ~match_empty(gm.tags.load(std::memory_order_relaxed)) & 0x8080808080808080ULL;
+      std::uint64_t occ = match_full(gm.tags.load(std::memory_order_relaxed));
       for (; occ; occ &= occ - 1) {
         value_type* e = t->slot(g, first_slot(occ));
         if (t->drop) {
@@ -1277,6 +1246,28 @@ class concurrent_table {
       }
       gm.overflow.fetch_or(obit, std::memory_order_relaxed);
       g = next_group(g, n);
+    }
+  }
+
+  // Calls fn(shard, table, group, slot) for every element, with the element's group locked and its
+  // shard held at its current table. The occupancy mask is read once per group, so fn may remove
+  // the element it is given.
+  template <class Fn>
+  void for_each_locked(Fn&& fn) {
+    for (std::size_t si = 0; si < shard_count; ++si) {
+      shard& s = shards_[si];
+      std::unique_lock<std::mutex> lk(s.resize_mutex);
+      table* t = settle(s, lk);
+      if (t == nullptr) continue;
+      for (std::size_t g = 0; g < t->ngroups; ++g) {
+        group_meta& gm = t->groups[g];
+        lock_group(gm, true);
+        group_lock gl(&gm);
+        for (std::uint64_t occ = match_full(gm.tags.load(std::memory_order_relaxed)); occ;
+             occ &= occ - 1) {
+          fn(s, t, g, first_slot(occ));
+        }
+      }
     }
   }
 

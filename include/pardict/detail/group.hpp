@@ -56,6 +56,9 @@ constexpr std::uint64_t match_tag(std::uint64_t tags, std::uint8_t tag) noexcept
   return zero_bytes(tags ^ (bytes_lsb * tag));
 }
 constexpr std::uint64_t match_empty(std::uint64_t tags) noexcept { return zero_bytes(tags); }
+constexpr std::uint64_t match_full(std::uint64_t tags) noexcept {
+  return ~zero_bytes(tags) & (bytes_lsb << 7);
+}
 constexpr unsigned first_slot(std::uint64_t mask) noexcept {
   return static_cast<unsigned>(std::countr_zero(mask)) >> 3;
 }
