@@ -383,7 +383,7 @@ class concurrent_table {
         }
       }
       if (!yes) return 0;
-      erase_slot(s, t, r.group, r.slot);
+      remove_from_locked_group(s, t, r.group, r.slot);
       return 1;
     }
   }
@@ -633,10 +633,6 @@ class concurrent_table {
     }
     return t;
   }
-
-  struct retired_table {
-    byte_alloc alloc;
-  };
 
   static void free_table_memory(table* t, const byte_alloc& a) noexcept {
     byte_alloc ba(a);
@@ -1068,11 +1064,6 @@ class concurrent_table {
     } else {
       f(*e);
     }
-  }
-
-  // Erase the element at (g, j); caller holds the locks from locate().
-  void erase_slot(shard& s, table* t, std::size_t g, unsigned j) {
-    remove_from_locked_group(s, t, g, j);
   }
 
   void remove_from_locked_group(shard& s, table* t, std::size_t g, unsigned j) {

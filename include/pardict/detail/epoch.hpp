@@ -72,11 +72,6 @@ class epoch_domain {
     for (auto& r : ready) r.deleter(r.ptr);
   }
 
-  std::size_t pending() {
-    std::lock_guard<std::mutex> lk(mutex_);
-    return pending_.size();
-  }
-
   // A small per-thread index (the epoch slot), for spreading per-thread counters.
   static std::size_t thread_index() noexcept {
     thread_state& ts = state();
