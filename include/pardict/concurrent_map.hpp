@@ -188,6 +188,19 @@ class concurrent_map {
     return table_.erase_if_all(pred);
   }
 
+  // Removes some element, calling f(value_type&) on it first; false when empty. Not an ordered
+  // pop: which element comes out is unspecified (typed.Dict's popitem is LIFO; ours cannot be).
+  template <class F>
+  bool extract_any(F f) {
+    return table_.extract_any(f);
+  }
+
+  // For trivially copyable elements that carry references (refcounted handles): make readers lock
+  // the element's group instead of copying optimistically, so a reader can acquire the reference
+  // before a writer can replace and release it. Call before other threads use the map.
+  void set_locked_reads(bool on) noexcept { table_.set_locked_reads(on); }
+  bool locked_reads() const noexcept { return table_.locked_reads(); }
+
   size_type size() const noexcept { return table_.size(); }
   bool empty() const noexcept { return size() == 0; }
   size_type bucket_count() const noexcept { return table_.bucket_count(); }

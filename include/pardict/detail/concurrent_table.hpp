@@ -433,6 +433,48 @@ class concurrent_table {
     return n;
   }
 
+  // Plain-byte elements may still carry references that a reader must acquire while the element
+  // cannot change (a refcounted handle copied out and then increfed). With this set, readers take
+  // the group lock instead of copying optimistically. Writers are unaffected.
+  void set_locked_reads(bool on) noexcept { locked_reads_.store(on, std::memory_order_relaxed); }
+  bool locked_reads() const noexcept { return locked_reads_.load(std::memory_order_relaxed); }
+
+  // Removes one element, calling f(value_type&) on it under its group lock first (f may move the
+  // mapped value out). Returns false when the table was empty. Starts where the previous call
+  // found an element, so repeated calls drain the table in linear total time.
+  template <class F>
+  bool extract_any(F&& f) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    const std::uint64_t hint = extract_hint_.load(std::memory_order_relaxed);
+    const std::size_t first_shard = static_cast<std::size_t>(hint >> 32) % shard_count;
+    for (std::size_t i = 0; i <= shard_count; ++i) {
+      const std::size_t si = (first_shard + i) % shard_count;
+      shard& s = shards_[si];
+      std::unique_lock<std::mutex> lk(s.resize_mutex);
+      table* t = settle(s, lk);
+      if (t == nullptr) continue;
+      const std::size_t g0 = i == 0 ? static_cast<std::size_t>(hint & 0xffffffffu) : 0;
+      for (std::size_t g = g0; g < t->ngroups; ++g) {
+        group_meta& gm = t->groups[g];
+        if (match_full(gm.tags.load(std::memory_order_relaxed)) == 0) continue;
+        lock_group(gm, true);
+        group_lock gl(&gm);
+        const std::uint64_t occ = match_full(gm.tags.load(std::memory_order_relaxed));
+        if (occ == 0) continue;
+        const unsigned j = first_slot(occ);
+        {
+          visiting_scope vs(this);
+          apply_visitor(t->slot(g, j), f, true);
+        }
+        remove_from_locked_group(s, t, g, j);
+        extract_hint_.store((std::uint64_t{si} << 32) | g, std::memory_order_relaxed);
+        return true;
+      }
+    }
+    return false;
+  }
+
   std::size_t size() const noexcept {
     std::int64_t n = 0;
     for (std::size_t i = 0; i < cell_count; ++i)
@@ -547,6 +589,11 @@ class concurrent_table {
   [[no_unique_address]] Allocator alloc_;
   std::unique_ptr<shard[]> shards_;
   std::unique_ptr<cell[]> cells_;
+  // Readers lock even when K and V are plain bytes (see set_locked_reads). Set before sharing.
+  std::atomic<bool> locked_reads_{false};
+  // Where extract_any starts looking (shard * 2^32 + group), so draining a table one element at a
+  // time does not rescan the groups it already emptied.
+  std::atomic<std::uint64_t> extract_hint_{0};
 
   // ---------------------------------------------------------------------------------------------
   // Hash bit assignment
@@ -786,8 +833,9 @@ class concurrent_table {
     const table* t = s.cur.load(std::memory_order_acquire);
     while (t != nullptr) {
       bool saw_moved = false;
-      int r =
-          optimistic ? read_optimistic(t, k, h, f, saw_moved) : read_locked(t, k, h, f, saw_moved);
+      int r = optimistic && !locked_reads_.load(std::memory_order_relaxed)
+                  ? read_optimistic(t, k, h, f, saw_moved)
+                  : read_locked(t, k, h, f, saw_moved);
       if (r >= 0) return r == 1;
       // Not in the live part of t; if part of t has moved, the key may be in the next table.
       if (!saw_moved) return false;

@@ -1,0 +1,306 @@
+// extern "C" entry points: argument checks, exception barrier, iterator bookkeeping.
+#include <algorithm>
+#include <new>
+#include <stdexcept>
+
+#include "dict_impl.hpp"
+#include "pardict_capi.h"
+
+namespace pardict::capi {
+
+namespace {
+void no_release(void*) noexcept {}
+
+// Reference counts striped by thread: each thread adds to its own cache line.
+struct alignas(64) ref_stripe {
+  std::atomic<std::int64_t> n{0};
+};
+constexpr std::size_t ref_stripes = 64;
+ref_stripe g_refs[ref_stripes];
+
+std::size_t stripe_of_this_thread() noexcept {
+  static std::atomic<std::size_t> next{0};
+  static thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % ref_stripes;
+  return mine;
+}
+}  // namespace
+
+std::atomic<release_fn> g_release{&no_release};
+std::atomic<std::int64_t> g_live_dicts{0};
+
+void count_refs(std::int64_t delta) noexcept {
+  g_refs[stripe_of_this_thread()].n.fetch_add(delta, std::memory_order_relaxed);
+}
+
+std::int64_t live_refs() noexcept {
+  std::int64_t n = 0;
+  for (auto& s : g_refs) n += s.n.load(std::memory_order_relaxed);
+  return n;
+}
+
+void dict_base::mark_iters() {
+  const void* me = this_thread_token();
+  std::lock_guard<std::mutex> lk(iters_mutex);
+  for (iter_state* it : iters)
+    if (it->owner == me) it->mutated.store(true, std::memory_order_relaxed);
+}
+
+std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys) {
+  switch (l.key_class) {
+    case 4:
+      return make_dict_k4(l, n_keys);
+    case 8:
+      return make_dict_k8(l, n_keys);
+    case 16:
+      return make_dict_k16(l, n_keys);
+    case 32:
+      return make_dict_k32(l, n_keys);
+    case 64:
+      return make_dict_k64(l, n_keys);
+    case 128:
+      return make_dict_k128(l, n_keys);
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace pardict::capi
+
+using namespace pardict::capi;
+
+struct pardict_dict {};  // opaque: a pardict_dict* is a dict_base*
+struct pardict_iter {};  // opaque: a pardict_iter* is an iter_state*
+
+namespace {
+
+dict_base* D(pardict_dict* d) noexcept { return reinterpret_cast<dict_base*>(d); }
+const dict_base* D(const pardict_dict* d) noexcept {
+  return reinterpret_cast<const dict_base*>(d);
+}
+iter_state* I(pardict_iter* it) noexcept { return reinterpret_cast<iter_state*>(it); }
+
+// The exception barrier: every entry point runs its body through this.
+template <class F>
+std::int32_t guarded(F&& f) noexcept {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return PARDICT_ERR_NOMEM;
+  } catch (const std::length_error&) {
+    return PARDICT_ERR_NOMEM;
+  } catch (const pardict::reentrancy_error&) {
+    return PARDICT_ERR_REENTRANT;
+  } catch (...) {
+    return PARDICT_ERR_INTERNAL;
+  }
+}
+
+std::uint32_t size_class(std::uint32_t size, std::uint32_t max) noexcept {
+  if (size <= 4) return 4;
+  std::uint32_t c = 8;
+  while (c < size) c *= 2;
+  return c <= max ? c : 0;
+}
+
+// Words (8-byte) a class of `bytes` has; masks may only name words inside the blob.
+bool mask_fits(std::uint32_t mask, std::uint32_t size) noexcept {
+  if (mask == 0) return true;
+  const std::uint32_t words = size / 8;
+  return words >= 32 || (mask >> words) == 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+uint32_t pardict_key_class(uint32_t size) { return size == 0 ? 0 : size_class(size, 128); }
+uint32_t pardict_value_class(uint32_t size) { return size_class(size == 0 ? 1 : size, 256); }
+
+void pardict_set_release(void (*release)(void*)) {
+  g_release.store(release != nullptr ? release : &no_release);
+}
+
+pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_ref_mask,
+                          uint32_t key_str_mask, uint32_t value_ref_mask, int64_t n_keys,
+                          int32_t* status) {
+  int32_t dummy;
+  if (status == nullptr) status = &dummy;
+  const uint32_t kc = pardict_key_class(key_size), vc = pardict_value_class(value_size);
+  // References and strings live in 8-byte words inside the caller's bytes.
+  if (kc == 0 || vc == 0 || n_keys < 0 || (key_str_mask & ~key_ref_mask) != 0 ||
+      !mask_fits(key_ref_mask, key_size) || !mask_fits(value_ref_mask, value_size)) {
+    *status = PARDICT_ERR_INVALID;
+    return nullptr;
+  }
+  // The engine reserves n / 0.8 slots of (key class + value class + 2) bytes each.
+  const double bytes = static_cast<double>(n_keys) * (kc + vc + 2) / 0.8;
+  if (bytes > static_cast<double>(std::size_t{1} << 46)) {  // 64 TiB: no machine has it
+    *status = PARDICT_ERR_NOMEM;
+    return nullptr;
+  }
+  pardict_dict* out = nullptr;
+  *status = guarded([&]() -> int32_t {
+    const layout l{key_size, value_size, kc, vc, key_ref_mask, key_str_mask, value_ref_mask};
+    auto d = make_dict(l, n_keys);
+    if (!d) return PARDICT_ERR_INVALID;
+    out = reinterpret_cast<pardict_dict*>(d.release());
+    return PARDICT_OK;
+  });
+  return out;
+}
+
+void pardict_free(pardict_dict* d) { delete D(d); }
+
+void pardict_meminfo_dtor(void* payload, size_t, void*) {
+  pardict_dict* d = *static_cast<pardict_dict**>(payload);
+  pardict_free(d);
+}
+
+int64_t pardict_len(const pardict_dict* d) { return D(d)->size(); }
+
+int32_t pardict_set(pardict_dict* d, const void* key, const void* value, void* old_out) {
+  return guarded([&] { return D(d)->set(key, value, old_out); });
+}
+
+int32_t pardict_get(const pardict_dict* d, const void* key, void* out) {
+  return guarded([&] { return D(d)->get(key, out); });
+}
+
+int32_t pardict_contains(const pardict_dict* d, const void* key) {
+  return guarded([&] { return D(d)->contains(key); });
+}
+
+int32_t pardict_pop(pardict_dict* d, const void* key, void* out) {
+  return guarded([&] { return D(d)->pop(key, out); });
+}
+
+int32_t pardict_popitem(pardict_dict* d, void* key_out, void* value_out) {
+  return guarded([&] { return D(d)->popitem(key_out, value_out); });
+}
+
+int32_t pardict_setdefault(pardict_dict* d, const void* key, const void* dflt, void* out) {
+  return guarded([&] { return D(d)->setdefault(key, dflt, out); });
+}
+
+int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
+  return guarded([&] { return D(d)->insert(key, value); });
+}
+
+int32_t pardict_clear(pardict_dict* d) {
+  return guarded([&] {
+    D(d)->clear();
+    return PARDICT_OK;
+  });
+}
+
+int32_t pardict_reserve(pardict_dict* d, int64_t n) {
+  if (n < 0) return PARDICT_ERR_INVALID;
+  const auto& l = D(d)->lay;
+  if (static_cast<double>(n) * (l.key_class + l.value_class + 2) / 0.8 >
+      static_cast<double>(std::size_t{1} << 46))
+    return PARDICT_ERR_NOMEM;
+  return guarded([&] {
+    D(d)->reserve(n);
+    return PARDICT_OK;
+  });
+}
+
+pardict_dict* pardict_copy(const pardict_dict* d, int32_t* status) {
+  pardict_dict* out = nullptr;
+  const int32_t s = guarded([&] {
+    out = reinterpret_cast<pardict_dict*>(D(d)->clone().release());
+    return PARDICT_OK;
+  });
+  if (status != nullptr) *status = s;
+  return out;
+}
+
+namespace {
+pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int32_t* status) {
+  iter_state* out = nullptr;
+  const int32_t s = guarded([&] {
+    auto it = std::make_unique<iter_state>();
+    it->dict = D(d);
+    if (dict_meminfo != nullptr) {
+      incref_words(&dict_meminfo, 1u);
+      it->dict_meminfo = dict_meminfo;
+    }
+    it->owner = this_thread_token();
+    // Register before the snapshot: a key change by this thread after this point must be seen.
+    {
+      std::lock_guard<std::mutex> lk(D(d)->iters_mutex);
+      D(d)->iters.push_back(it.get());
+    }
+    D(d)->n_iters.fetch_add(1);
+    try {
+      if (snapshot) it->count = D(d)->snapshot(it->buf);
+    } catch (...) {
+      pardict_iter_free(reinterpret_cast<pardict_iter*>(it.release()));
+      throw;
+    }
+    out = it.release();
+    return PARDICT_OK;
+  });
+  if (status != nullptr) *status = s;
+  return reinterpret_cast<pardict_iter*>(out);
+}
+}  // namespace
+
+pardict_iter* pardict_iter_new(pardict_dict* d, void* dict_meminfo, int32_t* status) {
+  return open_iter(d, dict_meminfo, true, status);
+}
+
+pardict_iter* pardict_watch_new(pardict_dict* d, void* dict_meminfo, int32_t* status) {
+  return open_iter(d, dict_meminfo, false, status);
+}
+
+int32_t pardict_iter_next(pardict_iter* it, void** key, void** value) {
+  iter_state* s = I(it);
+  if (s->mutated.load(std::memory_order_relaxed)) return PARDICT_ERR_MUTATED;
+  if (s->pos >= s->count) return 0;
+  unsigned char* e = s->buf.data() + s->pos * s->dict->stride();
+  *key = e;
+  *value = e + s->dict->value_offset();
+  ++s->pos;
+  return 1;
+}
+
+int64_t pardict_iter_len(const pardict_iter* it) {
+  const iter_state* s = reinterpret_cast<const iter_state*>(it);
+  return static_cast<int64_t>(s->count - s->pos);
+}
+
+void pardict_iter_free(pardict_iter* it) {
+  iter_state* s = I(it);
+  if (s == nullptr) return;
+  dict_base* d = s->dict;
+  {
+    std::lock_guard<std::mutex> lk(d->iters_mutex);
+    auto pos = std::find(d->iters.begin(), d->iters.end(), s);
+    if (pos != d->iters.end()) {
+      d->iters.erase(pos);
+      d->n_iters.fetch_sub(1);
+    }
+  }
+  const auto& l = d->lay;
+  if (l.key_refs | l.value_refs) {
+    const std::size_t st = d->stride(), vo = d->value_offset();
+    for (std::size_t i = 0; i < s->count; ++i) {
+      const unsigned char* e = s->buf.data() + i * st;
+      release_words(e, l.key_refs);
+      release_words(e + vo, l.value_refs);
+    }
+  }
+  void* mi = s->dict_meminfo;
+  delete s;
+  if (mi != nullptr) release_words(&mi, 1u);  // last: it may destroy the dictionary
+}
+
+void pardict_iter_meminfo_dtor(void* payload, size_t, void*) {
+  pardict_iter_free(*static_cast<pardict_iter**>(payload));
+}
+
+int64_t pardict_live_dicts(void) { return g_live_dicts.load(); }
+int64_t pardict_live_refs(void) { return live_refs(); }
+
+}  // extern "C"

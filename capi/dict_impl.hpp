@@ -1,0 +1,389 @@
+// The engine behind the C ABI: one concurrent_map instantiation per (key class, value class),
+// reached through a virtual interface, so the ABI is one set of functions whatever the types.
+// Internal; see pardict_capi.h for the contract.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <vector>
+
+#include "blob.hpp"
+#include "pardict/concurrent_map.hpp"
+
+namespace pardict::capi {
+
+// ---- references to numba runtime objects --------------------------------------------------------
+
+using release_fn = void (*)(void*);
+extern std::atomic<release_fn> g_release;
+
+// References held by dictionaries and iterators, counted in per-thread stripes (a single counter
+// would be one contended line for every insert of an array value from prange).
+void count_refs(std::int64_t delta) noexcept;
+std::int64_t live_refs() noexcept;
+extern std::atomic<std::int64_t> g_live_dicts;
+
+// NRT MemInfo starts with its std::atomic_size_t refcount (numba/core/runtime/nrt.cpp), the same
+// word jitted code increments with a monotonic atomic add.
+inline void incref_words(const void* blob, std::uint32_t mask) noexcept {
+  int n = 0;
+  for (; mask != 0; mask &= mask - 1) {
+    void* mi;
+    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
+    if (mi == nullptr) continue;
+    __atomic_fetch_add(static_cast<std::size_t*>(mi), 1, __ATOMIC_RELAXED);
+    ++n;
+  }
+  if (n) count_refs(n);
+}
+
+// Undo an incref of a reference the caller also holds: cannot reach zero, so no destructor.
+inline void unref_words(const void* blob, std::uint32_t mask) noexcept {
+  int n = 0;
+  for (; mask != 0; mask &= mask - 1) {
+    void* mi;
+    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
+    if (mi == nullptr) continue;
+    __atomic_fetch_sub(static_cast<std::size_t*>(mi), 1, __ATOMIC_RELEASE);
+    ++n;
+  }
+  if (n) count_refs(-n);
+}
+
+// Drop references the dictionary owned. May run destructors (which may take the GIL): never call
+// under an engine lock.
+inline void release_words(const void* blob, std::uint32_t mask) noexcept {
+  int n = 0;
+  release_fn rel = g_release.load(std::memory_order_relaxed);
+  for (; mask != 0; mask &= mask - 1) {
+    void* mi;
+    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
+    if (mi == nullptr) continue;
+    rel(mi);
+    ++n;
+  }
+  if (n) count_refs(-n);
+}
+
+// Count handed-over references (moved to the caller) out of the books without touching them.
+inline void disown_words(const void* blob, std::uint32_t mask) noexcept {
+  int n = 0;
+  for (; mask != 0; mask &= mask - 1) {
+    void* mi;
+    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
+    if (mi != nullptr) ++n;
+  }
+  if (n) count_refs(-n);
+}
+
+// ---- iterator registry: same-thread mutation during iteration -----------------------------------
+
+struct iter_state;
+
+inline const void* this_thread_token() noexcept {
+  static thread_local char token;
+  return &token;
+}
+
+// ---- the interface -------------------------------------------------------------------------------
+
+struct layout {
+  std::uint32_t key_size, value_size;        // bytes of the caller's representation
+  std::uint32_t key_class, value_class;      // bytes of the stored blobs
+  std::uint32_t key_refs, key_strs, value_refs;
+};
+
+class dict_base {
+ public:
+  explicit dict_base(const layout& l) : lay(l) { g_live_dicts.fetch_add(1); }
+  virtual ~dict_base() { g_live_dicts.fetch_sub(1); }
+
+  virtual std::int64_t size() const = 0;
+  virtual int set(const void* k, const void* v, void* old_out) = 0;
+  virtual int get(const void* k, void* out) const = 0;
+  virtual int contains(const void* k) const = 0;
+  virtual int pop(const void* k, void* out) = 0;
+  virtual int popitem(void* k_out, void* v_out) = 0;
+  virtual int setdefault(const void* k, const void* dflt, void* out) = 0;
+  virtual int insert(const void* k, const void* v) = 0;
+  virtual void clear() = 0;
+  virtual void reserve(std::int64_t n) = 0;
+  virtual std::unique_ptr<dict_base> clone() const = 0;
+  // Appends every element (key blob then value blob, each of its class size) with references
+  // acquired; returns the count.
+  virtual std::size_t snapshot(std::vector<unsigned char>& out) const = 0;
+  // Snapshot entry layout: key at 0, value at value_offset(), entries stride() bytes apart, all
+  // 8-byte aligned so jitted code can load them directly.
+  std::size_t value_offset() const noexcept { return round8(lay.key_class); }
+  std::size_t stride() const noexcept { return round8(value_offset() + lay.value_class); }
+  static constexpr std::size_t round8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
+
+  const layout lay;
+
+  // Iterators created on some thread and still alive. Mutators look at the count only.
+  std::atomic<int> n_iters{0};
+  std::mutex iters_mutex;
+  std::vector<iter_state*> iters;
+
+  void note_key_change() {
+    if (n_iters.load(std::memory_order_relaxed) != 0) mark_iters();
+  }
+  void mark_iters();
+};
+
+struct iter_state {
+  dict_base* dict;  // kept alive by the reference to its MemInfo below (when it has one)
+  void* dict_meminfo = nullptr;
+  const void* owner;
+  std::atomic<bool> mutated{false};
+  std::vector<unsigned char> buf;
+  std::size_t count = 0, pos = 0;
+};
+
+std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys);
+
+// One per key class, each in its own translation unit (they compile in parallel).
+std::unique_ptr<dict_base> make_dict_k4(const layout& l, std::int64_t n_keys);
+std::unique_ptr<dict_base> make_dict_k8(const layout& l, std::int64_t n_keys);
+std::unique_ptr<dict_base> make_dict_k16(const layout& l, std::int64_t n_keys);
+std::unique_ptr<dict_base> make_dict_k32(const layout& l, std::int64_t n_keys);
+std::unique_ptr<dict_base> make_dict_k64(const layout& l, std::int64_t n_keys);
+std::unique_ptr<dict_base> make_dict_k128(const layout& l, std::int64_t n_keys);
+
+template <class K>
+std::unique_ptr<dict_base> make_dict_for_key(const layout& l, std::int64_t n_keys);
+
+// ---- the template ------------------------------------------------------------------------------
+
+template <class T>
+struct key_traits;
+template <>
+struct key_traits<std::uint32_t> {
+  using hasher = pardict::hash<std::uint32_t>;
+  using equal = std::equal_to<std::uint32_t>;
+  static hasher make_hash(const layout&) { return {}; }
+  static equal make_equal(const layout&) { return {}; }
+};
+template <>
+struct key_traits<std::uint64_t> {
+  using hasher = pardict::hash<std::uint64_t>;
+  using equal = std::equal_to<std::uint64_t>;
+  static hasher make_hash(const layout&) { return {}; }
+  static equal make_equal(const layout&) { return {}; }
+};
+template <std::size_t W>
+struct key_traits<words<W>> {
+  using hasher = blob_hash;
+  using equal = blob_equal;
+  static hasher make_hash(const layout& l) { return {key_layout::make(l.key_strs, W)}; }
+  static equal make_equal(const layout& l) { return {key_layout::make(l.key_strs, W)}; }
+};
+
+template <class K, class V>
+class dict_impl final : public dict_base {
+  using traits = key_traits<K>;
+  using map_type = pardict::concurrent_map<K, V, typename traits::hasher, typename traits::equal>;
+  using value_type = typename map_type::value_type;
+
+ public:
+  static_assert(std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<V>);
+
+  dict_impl(const layout& l, std::int64_t n_keys)
+      : dict_base(l),
+        map_(static_cast<std::size_t>(n_keys), traits::make_hash(l), traits::make_equal(l)) {
+    // Values or keys holding references must be acquired while the element cannot change.
+    if (l.key_refs | l.value_refs | l.key_strs) map_.set_locked_reads(true);
+  }
+
+  ~dict_impl() override {
+    if (lay.key_refs | lay.value_refs) {
+      map_.visit_all([&](value_type& x) {
+        release_words(&x.first, lay.key_refs);
+        release_words(&x.second, lay.value_refs);
+      });
+    }
+  }
+
+  std::int64_t size() const override { return static_cast<std::int64_t>(map_.size()); }
+
+  int set(const void* kp, const void* vp, void* old_out) override {
+    K k = load<K>(kp);
+    V v = load<V>(vp);
+    incref_words(&k, lay.key_refs);
+    incref_words(&v, lay.value_refs);
+    const bool inserted = map_.try_emplace_or_visit(k, v, [&](value_type& x) {
+      std::memcpy(old_out, &x.second, sizeof(V));
+      x.second = v;
+    });
+    if (inserted) {
+      note_key_change();
+      return 0;
+    }
+    unref_words(&k, lay.key_refs);
+    disown_words(old_out, lay.value_refs);  // the old value's reference now belongs to the caller
+    return 1;
+  }
+
+  int get(const void* kp, void* out) const override {
+    const K k = load<K>(kp);
+    const std::uint32_t refs = lay.value_refs;
+    const bool found = map_.cvisit(k, [&](const value_type& x) {
+      std::memcpy(out, &x.second, sizeof(V));
+      if (refs) incref_words(&x.second, refs);
+    }) != 0;
+    if (found && refs) disown_words(out, refs);  // counted in the caller's books, not ours
+    return found ? 1 : 0;
+  }
+
+  int contains(const void* kp) const override { return map_.contains(load<K>(kp)) ? 1 : 0; }
+
+  int pop(const void* kp, void* out) override {
+    const K k = load<K>(kp);
+    K stored_key;
+    const bool found = map_.erase_if(k, [&](const value_type& x) {
+      std::memcpy(out, &x.second, sizeof(V));
+      stored_key = x.first;
+      return true;
+    }) != 0;
+    if (!found) return 0;
+    note_key_change();
+    disown_words(out, lay.value_refs);
+    release_words(&stored_key, lay.key_refs);  // outside the engine's locks
+    return 1;
+  }
+
+  int popitem(void* k_out, void* v_out) override {
+    const bool found = map_.extract_any([&](value_type& x) {
+      std::memcpy(k_out, &x.first, sizeof(K));
+      std::memcpy(v_out, &x.second, sizeof(V));
+    });
+    if (!found) return 0;
+    note_key_change();
+    disown_words(k_out, lay.key_refs);
+    disown_words(v_out, lay.value_refs);
+    return 1;
+  }
+
+  int setdefault(const void* kp, const void* dp, void* out) override {
+    K k = load<K>(kp);
+    V d = load<V>(dp);
+    incref_words(&k, lay.key_refs);
+    incref_words(&d, lay.value_refs);
+    const std::uint32_t refs = lay.value_refs;
+    const bool inserted = map_.try_emplace_or_cvisit(k, d, [&](const value_type& x) {
+      std::memcpy(out, &x.second, sizeof(V));
+      if (refs) incref_words(&x.second, refs);
+    });
+    if (inserted) {
+      note_key_change();
+      std::memcpy(out, &d, sizeof(V));
+      incref_words(out, refs);  // the caller's reference, besides the stored one
+    } else {
+      unref_words(&k, lay.key_refs);
+      unref_words(&d, refs);
+    }
+    disown_words(out, refs);
+    return inserted ? 1 : 0;
+  }
+
+  int insert(const void* kp, const void* vp) override {
+    K k = load<K>(kp);
+    V v = load<V>(vp);
+    incref_words(&k, lay.key_refs);
+    incref_words(&v, lay.value_refs);
+    if (map_.try_emplace(k, v)) {
+      note_key_change();
+      return 1;
+    }
+    unref_words(&k, lay.key_refs);
+    unref_words(&v, lay.value_refs);
+    return 0;
+  }
+
+  void clear() override {
+    if ((lay.key_refs | lay.value_refs) == 0) {
+      if (map_.size() != 0) note_key_change();
+      map_.clear();
+      return;
+    }
+    // Take the elements out under their locks, release their references after.
+    std::vector<value_type> out;
+    map_.erase_if([&](const value_type& x) {
+      out.push_back(x);
+      return true;
+    });
+    if (!out.empty()) note_key_change();
+    for (const value_type& x : out) {
+      release_words(&x.first, lay.key_refs);
+      release_words(&x.second, lay.value_refs);
+    }
+  }
+
+  void reserve(std::int64_t n) override { map_.reserve(static_cast<std::size_t>(n)); }
+
+  std::unique_ptr<dict_base> clone() const override {
+    auto c = std::make_unique<dict_impl>(lay, static_cast<std::int64_t>(map_.size()));
+    map_.cvisit_all([&](const value_type& x) {
+      incref_words(&x.first, lay.key_refs);
+      incref_words(&x.second, lay.value_refs);
+      c->map_.try_emplace(x.first, x.second);
+    });
+    return c;
+  }
+
+  std::size_t snapshot(std::vector<unsigned char>& out) const override {
+    const std::size_t vo = value_offset(), st = stride();
+    out.reserve(map_.size() * st + 64);
+    std::size_t n = 0;
+    map_.cvisit_all([&](const value_type& x) {
+      const std::size_t at = out.size();
+      out.resize(at + st);
+      std::memcpy(out.data() + at, &x.first, sizeof(K));
+      std::memcpy(out.data() + at + vo, &x.second, sizeof(V));
+      incref_words(&x.first, lay.key_refs);
+      incref_words(&x.second, lay.value_refs);
+      ++n;
+    });
+    return n;
+  }
+
+  map_type& map() noexcept { return map_; }
+
+ private:
+  template <class T>
+  static T load(const void* p) noexcept {
+    T t;
+    std::memcpy(&t, p, sizeof(T));
+    return t;
+  }
+
+  map_type map_;
+};
+
+template <class K>
+std::unique_ptr<dict_base> make_dict_for_key(const layout& l, std::int64_t n_keys) {
+  switch (l.value_class) {
+    case 4:
+      return std::make_unique<dict_impl<K, std::uint32_t>>(l, n_keys);
+    case 8:
+      return std::make_unique<dict_impl<K, std::uint64_t>>(l, n_keys);
+    case 16:
+      return std::make_unique<dict_impl<K, words<2>>>(l, n_keys);
+    case 32:
+      return std::make_unique<dict_impl<K, words<4>>>(l, n_keys);
+    case 64:
+      return std::make_unique<dict_impl<K, words<8>>>(l, n_keys);
+    case 128:
+      return std::make_unique<dict_impl<K, words<16>>>(l, n_keys);
+    case 256:
+      return std::make_unique<dict_impl<K, words<32>>>(l, n_keys);
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace pardict::capi

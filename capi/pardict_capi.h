@@ -1,0 +1,103 @@
+// pardict C ABI: a concurrent dictionary over fixed-size byte blobs, for JIT callers (numba).
+//
+// A dictionary is created with the byte sizes of its keys and values and, for keys and values that
+// hold references to numba runtime (NRT) objects, bit masks saying which 8-byte words are
+// MemInfo pointers (bit i: the word at byte offset 8*i) and which words start a numba unicode
+// string struct inside a key (48 bytes: data, length, kind, is_ascii, hash, meminfo, parent).
+//
+// Keys: the caller passes a buffer of the key's size class (4, 8, 16, 32, 64 or 128 bytes, see
+// pardict_key_class) holding the key with every padding byte zero and floats canonical (-0.0 as
+// +0.0, one NaN). The dictionary hashes the bytes itself; string fields are hashed and compared by
+// code points. Values: buffers of the value's size class (4 ... 256 bytes).
+//
+// Ownership (the refcount-pruning contract of numba's NRT): every function *borrows* its inputs;
+// the dictionary increfs what it stores. Functions that hand a value out hand out a *new*
+// reference (get, setdefault, pop, popitem, and the old value of a replacing set); the caller
+// releases it. The dictionary never releases a reference while it holds one of its own locks.
+//
+// No C++ exception crosses this interface: failures are negative status codes.
+#ifndef PARDICT_CAPI_H
+#define PARDICT_CAPI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define PARDICT_API __declspec(dllexport)
+#else
+#define PARDICT_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum pardict_status {
+  PARDICT_OK = 0,
+  PARDICT_ERR_NOMEM = -1,      // allocation failed or the requested size is absurd
+  PARDICT_ERR_INVALID = -2,    // bad sizes or masks, null handle
+  PARDICT_ERR_REENTRANT = -3,  // called from inside this dictionary's own visitor
+  PARDICT_ERR_MUTATED = -4,    // iterator: this thread changed the dictionary's keys meanwhile
+  PARDICT_ERR_INTERNAL = -5
+};
+
+typedef struct pardict_dict pardict_dict;
+typedef struct pardict_iter pardict_iter;
+
+// Size class (bytes) a key or value of `size` bytes is stored in; 0 when too large.
+PARDICT_API uint32_t pardict_key_class(uint32_t size);
+PARDICT_API uint32_t pardict_value_class(uint32_t size);
+
+// Called to release an NRT MemInfo reference (numba's NRT_MemInfo_release). Set once at import.
+PARDICT_API void pardict_set_release(void (*release)(void* meminfo));
+
+PARDICT_API pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_ref_mask,
+                          uint32_t key_str_mask, uint32_t value_ref_mask, int64_t n_keys,
+                          int32_t* status);
+PARDICT_API void pardict_free(pardict_dict* d);
+// NRT destructor for a MemInfo whose payload holds a pardict_dict*.
+PARDICT_API void pardict_meminfo_dtor(void* payload, size_t size, void* info);
+
+PARDICT_API int64_t pardict_len(const pardict_dict* d);
+// 0 inserted, 1 replaced (old value written to old_out, a new reference), < 0 error.
+PARDICT_API int32_t pardict_set(pardict_dict* d, const void* key, const void* value, void* old_out);
+// 1 found (value written to out, a new reference), 0 absent, < 0 error.
+PARDICT_API int32_t pardict_get(const pardict_dict* d, const void* key, void* out);
+PARDICT_API int32_t pardict_contains(const pardict_dict* d, const void* key);
+// 1 removed (value written to out, a new reference), 0 absent, < 0 error.
+PARDICT_API int32_t pardict_pop(pardict_dict* d, const void* key, void* out);
+// 1 removed some element (key and value written out, new references), 0 empty, < 0 error.
+PARDICT_API int32_t pardict_popitem(pardict_dict* d, void* key_out, void* value_out);
+// Atomic: inserts dflt when absent. Writes the stored value to out (a new reference).
+// 1 inserted, 0 was present, < 0 error.
+PARDICT_API int32_t pardict_setdefault(pardict_dict* d, const void* key, const void* dflt, void* out);
+// 1 inserted, 0 was present (nothing changed), < 0 error.
+PARDICT_API int32_t pardict_insert(pardict_dict* d, const void* key, const void* value);
+PARDICT_API int32_t pardict_clear(pardict_dict* d);
+PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
+// A new dictionary with the same layout and elements.
+PARDICT_API pardict_dict* pardict_copy(const pardict_dict* d, int32_t* status);
+
+// Iteration over a snapshot taken element by element under the elements' locks: every element
+// present for the whole walk appears exactly once; elements inserted or erased by other threads
+// meanwhile may or may not appear. If the creating thread inserts or erases a key of d while the
+// iterator is alive, pardict_iter_next reports PARDICT_ERR_MUTATED (as CPython raises).
+// dict_meminfo (may be null): the NRT MemInfo owning d; the iterator holds a reference to it.
+PARDICT_API pardict_iter* pardict_iter_new(pardict_dict* d, void* dict_meminfo, int32_t* status);
+// An iterator over nothing that only watches for key changes by this thread (interpreter loops).
+PARDICT_API pardict_iter* pardict_watch_new(pardict_dict* d, void* dict_meminfo, int32_t* status);
+// 1 and pointers to the next key and value blobs (owned by the iterator), 0 at the end, < 0 error.
+PARDICT_API int32_t pardict_iter_next(pardict_iter* it, void** key, void** value);
+PARDICT_API int64_t pardict_iter_len(const pardict_iter* it);
+PARDICT_API void pardict_iter_free(pardict_iter* it);
+PARDICT_API void pardict_iter_meminfo_dtor(void* payload, size_t size, void* info);
+
+// Process-wide counts for leak checks: dictionaries alive, NRT references held by dictionaries
+// and iterators.
+PARDICT_API int64_t pardict_live_dicts(void);
+PARDICT_API int64_t pardict_live_refs(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

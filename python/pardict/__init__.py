@@ -1,0 +1,38 @@
+"""pardict: a thread-safe typed dictionary for numba's prange and nogil code.
+
+``pardict.Dict`` is a drop-in for ``numba.typed.Dict`` that may be read and written from every
+thread of a ``prange`` loop, from ``nogil`` functions run by several Python threads, and from the
+interpreter, at once. See docs/python.md and docs/concurrency.md.
+"""
+
+from . import _ext
+
+
+def _register_symbols():
+    # Jitted code (and code numba loads from its cache) calls the C ABI by symbol name; the names
+    # must resolve before any such code is linked, so this runs at import.
+    import llvmlite.binding as ll
+    from numba.core.runtime import _nrt_python
+
+    for name, address in _ext.symbols().items():
+        ll.add_symbol(name, address)
+    _ext.set_release(_nrt_python.c_helpers["MemInfo_release"])
+
+
+_register_symbols()
+
+from .numba import DictType  # noqa: E402
+from .dict import Dict  # noqa: E402
+
+__all__ = ["Dict", "DictType", "live_dicts", "live_refs"]
+__version__ = "0.1.0"
+
+
+def live_dicts():
+    """How many pardict tables are alive in this process (for leak checks)."""
+    return _ext.live_dicts()
+
+
+def live_refs():
+    """How many numba runtime references pardict tables and iterators hold (for leak checks)."""
+    return _ext.live_refs()

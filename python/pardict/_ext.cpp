@@ -1,0 +1,73 @@
+// pardict._ext: the compiled half of the Python package. It carries the C ABI (capi/) and hands
+// its entry points' addresses to Python, which registers them with llvmlite so that jitted code
+// (including code loaded from numba's cache) links against them by name.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+
+#include "pardict_capi.h"
+
+namespace nb = nanobind;
+
+namespace {
+
+template <class F>
+std::uintptr_t addr(F* f) {
+  return reinterpret_cast<std::uintptr_t>(f);
+}
+
+}  // namespace
+
+NB_MODULE(_ext, m) {
+  m.doc() = "pardict's compiled core: the C ABI and its symbol table";
+
+  m.def("symbols", [] {
+    nb::dict d;
+    d["pardict_key_class"] = addr(&pardict_key_class);
+    d["pardict_value_class"] = addr(&pardict_value_class);
+    d["pardict_new"] = addr(&pardict_new);
+    d["pardict_free"] = addr(&pardict_free);
+    d["pardict_meminfo_dtor"] = addr(&pardict_meminfo_dtor);
+    d["pardict_len"] = addr(&pardict_len);
+    d["pardict_set"] = addr(&pardict_set);
+    d["pardict_get"] = addr(&pardict_get);
+    d["pardict_contains"] = addr(&pardict_contains);
+    d["pardict_pop"] = addr(&pardict_pop);
+    d["pardict_popitem"] = addr(&pardict_popitem);
+    d["pardict_setdefault"] = addr(&pardict_setdefault);
+    d["pardict_insert"] = addr(&pardict_insert);
+    d["pardict_clear"] = addr(&pardict_clear);
+    d["pardict_reserve"] = addr(&pardict_reserve);
+    d["pardict_copy"] = addr(&pardict_copy);
+    d["pardict_iter_new"] = addr(&pardict_iter_new);
+    d["pardict_watch_new"] = addr(&pardict_watch_new);
+    d["pardict_iter_next"] = addr(&pardict_iter_next);
+    d["pardict_iter_len"] = addr(&pardict_iter_len);
+    d["pardict_iter_free"] = addr(&pardict_iter_free);
+    d["pardict_iter_meminfo_dtor"] = addr(&pardict_iter_meminfo_dtor);
+    return d;
+  });
+
+  m.def(
+      "set_release", [](std::uintptr_t fn) { pardict_set_release(reinterpret_cast<void (*)(void*)>(fn)); },
+      "Install numba's NRT_MemInfo_release as the function that drops stored references.");
+  m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
+  m.def("live_refs", &pardict_live_refs,
+        "NRT references held by dictionaries and iterators in this process.");
+  m.def("key_class", &pardict_key_class);
+  m.def("value_class", &pardict_value_class);
+
+  // Interpreter-side loops: a watch reports whether this thread inserted or erased a key since.
+  m.def("watch_new", [](std::uintptr_t d) {
+    std::int32_t st = 0;
+    pardict_iter* w = pardict_watch_new(reinterpret_cast<pardict_dict*>(d), nullptr, &st);
+    if (st != PARDICT_OK) throw std::bad_alloc();
+    return reinterpret_cast<std::uintptr_t>(w);
+  });
+  m.def("watch_mutated", [](std::uintptr_t w) {
+    void *k, *v;
+    return pardict_iter_next(reinterpret_cast<pardict_iter*>(w), &k, &v) == PARDICT_ERR_MUTATED;
+  });
+  m.def("watch_free", [](std::uintptr_t w) { pardict_iter_free(reinterpret_cast<pardict_iter*>(w)); });
+}

@@ -1,0 +1,464 @@
+"""pardict.Dict: the interpreter-side proxy of a pardict table.
+
+It mirrors numba.typed.Dict: the object holds the NRT MemInfo that owns the C++ table, jitted
+functions receive the same table (unboxing shares it; boxing wraps it again), and each
+interpreter-side operation runs one small jitted helper. Whole-table reads (iteration, keys(),
+values(), items(), dict(d) via items) cost one jitted call for all elements.
+"""
+
+import ctypes
+from abc import ABCMeta
+from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
+
+from numba import njit
+from numba.core import types
+from numba.core.typing import typeof
+
+from . import _ext
+from .numba import boxing
+from .numba.dictobject import _handle_address, new_dict
+from .numba.types import DictType, _as_type
+
+__all__ = ["Dict"]
+
+
+class _DictMeta(ABCMeta):
+    """Metaclass, so that numba can recognise the class itself as a global (Dict.empty in njit)."""
+
+
+# ---- jitted helpers (one per operation; nogil so that interpreter threads run in parallel) ------
+
+
+@njit(nogil=True)
+def _make(dty, n_keys):
+    return new_dict(dty, n_keys)
+
+
+@njit(nogil=True)
+def _len(d):
+    return len(d)
+
+
+@njit(nogil=True)
+def _getitem(d, k):
+    return d[k]
+
+
+@njit(nogil=True)
+def _setitem(d, k, v):
+    d[k] = v
+
+
+@njit(nogil=True)
+def _delitem(d, k):
+    del d[k]
+
+
+@njit(nogil=True)
+def _contains(d, k):
+    return k in d
+
+
+@njit(nogil=True)
+def _get(d, k, default):
+    return d.get(k, default)
+
+
+@njit(nogil=True)
+def _pop(d, k):
+    return d.pop(k)
+
+
+@njit(nogil=True)
+def _popitem(d):
+    return d.popitem()
+
+
+@njit(nogil=True)
+def _setdefault(d, k, v):
+    return d.setdefault(k, v)
+
+
+@njit(nogil=True)
+def _insert(d, k, v):
+    return d.insert(k, v)
+
+
+@njit(nogil=True)
+def _clear(d):
+    d.clear()
+
+
+@njit(nogil=True)
+def _reserve(d, n):
+    d.reserve(n)
+
+
+@njit(nogil=True)
+def _copy(d):
+    return d.copy()
+
+
+@njit(nogil=True)
+def _update(d, other):
+    d.update(other)
+
+
+@njit(nogil=True)
+def _keys(d):
+    return [k for k in d.keys()]
+
+
+@njit(nogil=True)
+def _values(d):
+    return [v for v in d.values()]
+
+
+@njit(nogil=True)
+def _items(d):
+    return [(k, v) for k, v in d.items()]
+
+
+@njit(nogil=True)
+def _equal(a, b):
+    return a == b
+
+
+@njit
+def _set_many_from_lists(d, ks, vs):
+    for i in range(len(ks)):
+        d[ks[i]] = vs[i]
+
+
+@njit(nogil=True)
+def _to_typed(d, td):
+    for k, v in d.items():
+        td[k] = v
+    return td
+
+
+def _from_meminfo(mi, dict_type):
+    """Called by boxing: wrap a MemInfo (reference included) in a new Dict."""
+    return Dict(dcttype=dict_type, meminfo=mi)
+
+
+def _infer(obj, what):
+    try:
+        ty = typeof(obj)
+    except Exception:
+        ty = None
+    if ty is None or isinstance(ty, types.PyObject):
+        raise TypeError(f"cannot infer a numba type for the {what} {obj!r}")
+    if isinstance(ty, types.Array):
+        ty = ty.copy(layout="A", readonly=False)
+    return types.unliteral(ty)
+
+
+class Dict(MutableMapping, metaclass=_DictMeta):
+    """A typed dictionary, safe under concurrent use from threads and prange.
+
+    Dict.empty(key_type, value_type, n_keys=0) makes an empty one; Dict(pairs_or_mapping) types
+    itself from the first pair; Dict() is untyped until its first assignment.
+    """
+
+    def __init__(self, *args, dcttype=None, meminfo=None, n_keys=0, **kwargs):
+        self._opaque = None
+        self._dict_type = None
+        if meminfo is not None:
+            self._dict_type = dcttype
+            self._opaque = meminfo
+            return
+        if dcttype is not None:
+            self._open(dcttype, n_keys)
+        if len(args) > 1:
+            raise TypeError(f"Dict expected at most 1 positional argument, got {len(args)}")
+        if args or kwargs:
+            self.update(*args, **kwargs)
+
+    def _open(self, dcttype, n_keys=0):
+        if not isinstance(dcttype, DictType):
+            raise TypeError(f"expected a pardict.DictType, got {dcttype!r}")
+        if not isinstance(n_keys, int) or isinstance(n_keys, bool):
+            raise TypeError(f"n_keys must be an int, got {type(n_keys).__name__}")
+        if n_keys < 0:
+            raise ValueError("n_keys must be non-negative")
+        dcttype.layouts  # raises TypingError for too-large types before compiling anything
+        d = _make(dcttype, n_keys)
+        self._dict_type = dcttype
+        self._opaque = d._opaque
+
+    @classmethod
+    def empty(cls, key_type, value_type, n_keys=0):
+        """An empty Dict for the given numba key and value types, presized for n_keys."""
+        return cls(dcttype=DictType(_as_type(key_type), _as_type(value_type)), n_keys=n_keys)
+
+    # ---- typing ---------------------------------------------------------------------------------
+
+    @property
+    def _numba_type_(self):
+        if self._dict_type is None:
+            raise TypeError("invalid operation on untyped dictionary")
+        return self._dict_type
+
+    @property
+    def _typed(self):
+        return self._dict_type is not None
+
+    @property
+    def key_type(self):
+        return self._numba_type_.key_type
+
+    @property
+    def value_type(self):
+        return self._numba_type_.value_type
+
+    def _ensure_typed(self, key, value):
+        if self._dict_type is None:
+            self._open(DictType(_infer(key, "key"), _infer(value, "value")))
+
+    def _handle(self):
+        return ctypes.c_void_p.from_address(self._opaque.data).value
+
+    # ---- mapping API ---------------------------------------------------------------------------------
+
+    def __getitem__(self, key):
+        if not self._typed:
+            raise KeyError(key)
+        return _getitem(self, key)
+
+    def __setitem__(self, key, value):
+        self._ensure_typed(key, value)
+        _setitem(self, key, value)
+
+    def __delitem__(self, key):
+        if not self._typed:
+            raise KeyError(key)
+        _delitem(self, key)
+
+    def __contains__(self, key):
+        if not self._typed:
+            return False
+        return _contains(self, key)
+
+    def __len__(self):
+        return _len(self) if self._typed else 0
+
+    def __iter__(self):
+        if not self._typed:
+            return iter(())
+        return self._watched(_keys)
+
+    def _watched(self, snapshot):
+        # The snapshot is taken after the watch opens, so a key change by this thread while the
+        # loop runs is seen, as CPython's "dictionary changed size during iteration".
+        watch = _ext.watch_new(self._handle())
+        try:
+            elems = snapshot(self)
+        except BaseException:
+            _ext.watch_free(watch)
+            raise
+        return _WatchedIter(self, watch, elems)
+
+    def keys(self):
+        return _KeysView(self)
+
+    def values(self):
+        return _ValuesView(self)
+
+    def items(self):
+        return _ItemsView(self)
+
+    def get(self, key, default=None):
+        if not self._typed:
+            return default
+        return _get(self, key, default)
+
+    def pop(self, key, *default):
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        if not self._typed:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        try:
+            return _pop(self, key)
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+
+    def popitem(self):
+        if not self._typed:
+            raise KeyError("dictionary is empty")
+        return _popitem(self)
+
+    def setdefault(self, key, default=None):
+        """Atomic: inserts default when key is absent; returns the stored value."""
+        if default is None:
+            if key in self:
+                return self[key]
+            raise TypeError("pardict.Dict cannot store None; pass a default of the value type")
+        self._ensure_typed(key, default)
+        return _setdefault(self, key, default)
+
+    def insert(self, key, value):
+        """Insert only if absent (atomic). Returns whether it inserted."""
+        self._ensure_typed(key, value)
+        return _insert(self, key, value)
+
+    def clear(self):
+        if self._typed:
+            _clear(self)
+
+    def reserve(self, n):
+        """Presize for n elements, so that inserting them does not grow the table."""
+        if self._typed:
+            _reserve(self, n)
+
+    def update(self, other=(), /, **kwargs):
+        if isinstance(other, Dict):
+            if other._typed:
+                if not self._typed:
+                    self._open(other._numba_type_)
+                _update(self, other)
+        else:
+            pairs = other.items() if isinstance(other, Mapping) else other
+            for k, v in pairs:
+                self[k] = v
+        for k, v in kwargs.items():
+            self[k] = v
+
+    def copy(self):
+        if not self._typed:
+            return Dict()
+        return _copy(self)
+
+    def __eq__(self, other):
+        if isinstance(other, Dict):
+            if not (self._typed and other._typed):
+                return len(self) == len(other)
+            if self._numba_type_ == other._numba_type_:
+                return _equal(self, other)
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        for k, v in self.items():
+            try:
+                if other[k] != v:
+                    return False
+            except KeyError:
+                return False
+        return True
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None
+
+    def __repr__(self):
+        body = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.items()) + "}"
+        return f"pardict.Dict[{self._dict_type.key_type},{self._dict_type.value_type}]({body})" \
+            if self._typed else "pardict.Dict[untyped]({})"
+
+    def __str__(self):
+        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.items()) + "}"
+
+    # ---- conversions and pickling ------------------------------------------------------------------
+
+    def to_dict(self):
+        """A plain dict with the same items (one jitted call)."""
+        return dict(_items(self)) if self._typed else {}
+
+    def to_typed(self):
+        """A numba.typed.Dict with the same items."""
+        from numba.typed import Dict as TypedDict
+
+        td = TypedDict.empty(self.key_type, self.value_type)
+        return _to_typed(self, td)
+
+    @classmethod
+    def from_typed(cls, td):
+        """A pardict.Dict with the items of a numba.typed.Dict."""
+        ty = td._numba_type_
+        d = cls.empty(ty.key_type, ty.value_type, n_keys=len(td))
+        _update(d, td)
+        return d
+
+    @classmethod
+    def from_dict(cls, mapping, key_type=None, value_type=None):
+        """A pardict.Dict with the items of a mapping; types inferred from the first item unless
+        given."""
+        if key_type is not None and value_type is not None:
+            d = cls.empty(key_type, value_type, n_keys=len(mapping))
+        elif key_type is None and value_type is None:
+            d = cls()
+        else:
+            raise TypeError("give both key_type and value_type, or neither")
+        d.update(mapping)
+        return d
+
+    def __reduce__(self):
+        if not self._typed:
+            return (Dict, ())
+        return (_rebuild, (self._dict_type, _items(self)))
+
+
+def _rebuild(dict_type, items):
+    d = Dict(dcttype=dict_type, n_keys=len(items))
+    for k, v in items:
+        _setitem(d, k, v)
+    return d
+
+
+class _WatchedIter:
+    __slots__ = ("_dict", "_watch", "_elems", "_pos")
+
+    def __init__(self, d, watch, elems):
+        self._dict = d  # keeps the table alive while the watch refers to it
+        self._watch = watch
+        self._elems = elems
+        self._pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._watch and _ext.watch_mutated(self._watch):
+            self._close()
+            raise RuntimeError("dictionary changed size during iteration")
+        if self._pos >= len(self._elems):
+            self._close()
+            raise StopIteration
+        x = self._elems[self._pos]
+        self._pos += 1
+        return x
+
+    def _close(self):
+        if self._watch:
+            _ext.watch_free(self._watch)
+            self._watch = 0
+
+    def __del__(self):
+        self._close()
+
+
+class _KeysView(KeysView):
+    def __iter__(self):
+        return self._mapping.__iter__()
+
+
+class _ValuesView(ValuesView):
+    def __iter__(self):
+        d = self._mapping
+        return d._watched(_values) if d._typed else iter(())
+
+
+class _ItemsView(ItemsView):
+    def __iter__(self):
+        d = self._mapping
+        return d._watched(_items) if d._typed else iter(())
+
+
+boxing.register_class(Dict, _DictMeta)

@@ -1,0 +1,75 @@
+"""typeof, box and unbox for pardict.Dict, and Dict.empty inside jitted code."""
+
+from numba.core import cgutils, types
+from numba.core.extending import (NativeValue, box, overload_classmethod, type_callable,
+                                  typeof_impl, unbox)
+from numba.core.typing import signature
+
+from .dictobject import _from_meminfo, new_dict
+from .types import DictType
+
+
+def register_class(dict_class, meta):
+    """Make the Python class `dict_class` (metaclass `meta`) usable as a global in njit code."""
+
+    @typeof_impl.register(meta)
+    def _typeof_dict_class(val, c):
+        return types.TypeRef(DictType)
+
+
+@overload_classmethod(DictType, "empty")
+def _ol_empty(cls, key_type, value_type, n_keys=0):
+    if cls.instance_type is not DictType:
+        return
+    kt = getattr(key_type, "instance_type", key_type)
+    vt = getattr(value_type, "instance_type", value_type)
+    dty = DictType(kt, vt)
+
+    def impl(cls, key_type, value_type, n_keys=0):
+        return new_dict(dty, n_keys)
+
+    return impl
+
+
+@box(DictType)
+def _box_dict(typ, val, c):
+    st = cgutils.create_struct_proxy(typ)(c.context, c.builder, value=val)
+    # The Python MemInfo object takes over the native reference.
+    boxed_mi = c.box(types.MemInfoPointer(types.voidptr), st.meminfo)
+    modname = c.context.insert_const_string(c.builder.module, "pardict.dict")
+    mod = c.pyapi.import_module(modname)
+    ctor = c.pyapi.object_getattr_string(mod, "_from_meminfo")
+    dtype_obj = c.pyapi.unserialize(c.pyapi.serialize_object(typ))
+    res = cgutils.alloca_once_value(c.builder, cgutils.get_null_value(c.pyapi.pyobj))
+    with c.builder.if_then(cgutils.is_not_null(c.builder, dtype_obj)):
+        c.builder.store(c.pyapi.call_function_objargs(ctor, (boxed_mi, dtype_obj)), res)
+        c.pyapi.decref(dtype_obj)
+    c.pyapi.decref(ctor)
+    c.pyapi.decref(mod)
+    c.pyapi.decref(boxed_mi)
+    return c.builder.load(res)
+
+
+@unbox(DictType)
+def _unbox_dict(typ, obj, c):
+    mi_obj = c.pyapi.object_getattr_string(obj, "_opaque")
+    failed = cgutils.is_null(c.builder, mi_obj)
+    out = cgutils.alloca_once(c.builder, c.context.get_value_type(typ))
+    c.builder.store(c.context.get_constant_null(typ), out)
+    err = cgutils.alloca_once_value(c.builder, cgutils.true_bit)
+    with c.builder.if_then(c.builder.not_(failed)):
+        mip = types.MemInfoPointer(types.voidptr)
+        native = c.unbox(mip, mi_obj)  # a new reference to the MemInfo
+
+        def convert(mi, t):
+            return _from_meminfo(mi, t)
+
+        sig = signature(typ, mip, types.TypeRef(typ))
+        is_error, value = c.pyapi.call_jit_code(
+            convert, sig, (native.value, c.context.get_constant_null(types.TypeRef(typ))))
+        # convert returned its own (borrowed-then-increfed) reference: keep only unbox's.
+        c.context.nrt.decref(c.builder, typ, value)
+        c.pyapi.decref(mi_obj)
+        c.builder.store(value, out)
+        c.builder.store(is_error, err)
+    return NativeValue(c.builder.load(out), is_error=c.builder.load(err))

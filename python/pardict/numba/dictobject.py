@@ -1,0 +1,773 @@
+"""Lowering of pardict.Dict in jitted code: intrinsics over the C ABI, and the mapping API.
+
+Every operation is one call into the C ABI (capi/pardict_capi.h), which is atomic on its own.
+Keys and values cross it as the bytes of their numba data representation in stack buffers of the
+dictionary's size classes; keys are canonicalised first (padding zeroed, -0.0 -> 0.0, one NaN) so
+the C++ side can hash and compare bytes. References follow numba's NRT contract: calls borrow their
+inputs, values handed out are new references, and a replaced or removed value is released here,
+after the call returned, i.e. outside every lock of the table.
+"""
+
+import operator
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.core.errors import TypingError
+from numba.core.extending import (intrinsic, lower_builtin, overload, overload_attribute,
+                                  overload_method)
+from numba.core.imputils import RefType, impl_ret_borrowed, iternext_impl
+from numba.typed.typedobjectutils import _cast, _sentry_safe_cast, _sentry_safe_cast_default
+
+from .types import DictIterType, DictType, DictViewType
+
+ll_i8p = ir.IntType(8).as_pointer()
+ll_i32 = ir.IntType(32)
+ll_i64 = ir.IntType(64)
+ll_void = ir.VoidType()
+
+# C ABI status codes (pardict_capi.h)
+ERR_NOMEM = -1
+ERR_INVALID = -2
+ERR_REENTRANT = -3
+ERR_MUTATED = -4
+
+
+def _fn(builder, name, ret, args):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+def _handle(context, builder, dty, d):
+    return cgutils.create_struct_proxy(dty)(context, builder, value=d).data
+
+
+def _canon(builder, ty, val):
+    """Floats as the C++ side must see them: +0.0 for -0.0, one NaN."""
+    if isinstance(ty, types.Float):
+        plus = builder.fadd(val, ir.Constant(val.type, 0.0))
+        isnan = builder.fcmp_unordered("uno", val, val)
+        return builder.select(isnan, ir.Constant(val.type, float("nan")), plus)
+    if isinstance(ty, types.BaseTuple):
+        out = val
+        for i, t in enumerate(ty):
+            out = builder.insert_value(out, _canon(builder, t, builder.extract_value(val, i)), i)
+        return out
+    return val
+
+
+def _buffer(builder, nbytes):
+    buf = cgutils.alloca_once(builder, ir.ArrayType(ll_i64, max(nbytes // 8, 1)))
+    return buf
+
+
+def _key_ptr(context, builder, dty, key):
+    _, _, kc, _ = dty.layouts
+    kty = dty.key_type
+    data = context.data_model_manager[kty].as_data(builder, _canon(builder, kty, key))
+    buf = _buffer(builder, kc)
+    cgutils.memset(builder, buf, ir.Constant(ll_i64, max(kc, 8)), 0)
+    typed = builder.bitcast(buf, data.type.as_pointer())
+    builder.store(data, typed)
+    cgutils.memset_padding(builder, typed)
+    return builder.bitcast(buf, ll_i8p)
+
+
+def _value_ptr(context, builder, vty, val, vc):
+    data = context.data_model_manager[vty].as_data(builder, val)
+    buf = _buffer(builder, vc)
+    builder.store(data, builder.bitcast(buf, data.type.as_pointer()))
+    return builder.bitcast(buf, ll_i8p)
+
+
+def _out_buffer(builder, nbytes):
+    buf = _buffer(builder, nbytes)
+    # Zeroed, so an untouched buffer reads as a value with null references (safe to release).
+    cgutils.memset(builder, buf, ir.Constant(ll_i64, max(nbytes, 8)), 0)
+    return buf
+
+
+def _load(context, builder, ty, ptr):
+    dm = context.data_model_manager[ty]
+    data = builder.load(builder.bitcast(ptr, dm.get_data_type().as_pointer()))
+    return dm.from_data(builder, data)
+
+
+def _check_dict(d):
+    if not isinstance(d, DictType):
+        raise TypingError(f"expected a pardict.Dict, got {d}")
+
+
+# ---- creation and lifetime -------------------------------------------------------------------------
+
+
+@intrinsic
+def _create(typingctx, dtyref, n_keys):
+    """Create the C++ table for a DictType; returns its address, or a negative status."""
+    dty = dtyref.instance_type
+    _check_dict(dty)
+    if not isinstance(n_keys, types.Integer):
+        raise TypingError("n_keys must be an integer")
+
+    def codegen(context, builder, sig, args):
+        k, v, _, _ = dty.layouts
+        n = context.cast(builder, args[1], sig.args[1], types.int64)
+        status = cgutils.alloca_once_value(builder, ll_i32(0))
+        fn = _fn(builder, "pardict_new", ll_i8p,
+                 [ll_i32, ll_i32, ll_i32, ll_i32, ll_i32, ll_i64, ll_i32.as_pointer()])
+        h = builder.call(fn, [ll_i32(k.size), ll_i32(v.size), ll_i32(k.refs), ll_i32(k.strs),
+                              ll_i32(v.refs), n, status])
+        st = builder.sext(builder.load(status), ll_i64)
+        return builder.select(cgutils.is_null(builder, h), st, builder.ptrtoint(h, ll_i64))
+
+    return types.int64(dtyref, n_keys), codegen
+
+
+@intrinsic
+def _wrap(typingctx, dtyref, handle):
+    """Own a C++ table (address from _create/_copy) by a new NRT MemInfo."""
+    dty = dtyref.instance_type
+    _check_dict(dty)
+
+    def codegen(context, builder, sig, args):
+        dtor = _fn(builder, "pardict_meminfo_dtor", ll_void, [ll_i8p, ll_i64, ll_i8p])
+        mi = context.nrt.meminfo_alloc_dtor(builder, context.get_constant(types.uintp, 8), dtor)
+        h = builder.inttoptr(args[1], ll_i8p)
+        builder.store(h, builder.bitcast(context.nrt.meminfo_data(builder, mi),
+                                         ll_i8p.as_pointer()))
+        st = cgutils.create_struct_proxy(dty)(context, builder)
+        st.meminfo = mi
+        st.data = h
+        return st._getvalue()
+
+    return dty(dtyref, handle), codegen
+
+
+@intrinsic
+def _from_meminfo(typingctx, mi, dtyref):
+    """Rebuild the native struct of a Dict from its MemInfo (unboxing)."""
+    dty = dtyref.instance_type
+
+    def codegen(context, builder, sig, args):
+        st = cgutils.create_struct_proxy(dty)(context, builder)
+        payload = context.nrt.meminfo_data(builder, args[0])
+        st.data = builder.load(builder.bitcast(payload, ll_i8p.as_pointer()))
+        st.meminfo = args[0]
+        return impl_ret_borrowed(context, builder, dty, st._getvalue())
+
+    return dty(mi, dtyref), codegen
+
+
+def _raise_status(status):
+    pass
+
+
+@overload(_raise_status)
+def _ol_raise_status(status):
+    def impl(status):
+        if status == ERR_NOMEM:
+            raise MemoryError("pardict: cannot allocate the requested table")
+        if status == ERR_INVALID:
+            raise ValueError("pardict: invalid argument")
+        if status == ERR_REENTRANT:
+            raise RuntimeError("pardict: the dictionary was used from inside its own operation")
+        if status == ERR_MUTATED:
+            raise RuntimeError("dictionary changed size during iteration")
+        raise RuntimeError("pardict: internal error")
+
+    return impl
+
+
+def new_dict(dty, n_keys=0):
+    pass
+
+
+@overload(new_dict)
+def _ol_new_dict(dty, n_keys=0):
+    def impl(dty, n_keys=0):
+        if n_keys < 0:
+            raise ValueError("n_keys must be non-negative")
+        h = _create(dty, n_keys)
+        if h <= 0:
+            _raise_status(h)
+        return _wrap(dty, h)
+
+    return impl
+
+
+# ---- element operations ------------------------------------------------------------------------------
+
+
+@intrinsic
+def _len(typingctx, d):
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        fn = _fn(builder, "pardict_len", ll_i64, [ll_i8p])
+        return builder.call(fn, [_handle(context, builder, d, args[0])])
+
+    return types.int64(d), codegen
+
+
+@intrinsic
+def _set(typingctx, d, key, value):
+    """d[key] = value. Returns 0 inserted, 1 replaced, < 0 error; releases a replaced value."""
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        _, _, _, vc = d.layouts
+        h = _handle(context, builder, d, args[0])
+        kp = _key_ptr(context, builder, d, args[1])
+        vp = _value_ptr(context, builder, d.value_type, args[2], vc)
+        old = _out_buffer(builder, vc)
+        fn = _fn(builder, "pardict_set", ll_i32, [ll_i8p, ll_i8p, ll_i8p, ll_i8p])
+        st = builder.call(fn, [h, kp, vp, builder.bitcast(old, ll_i8p)])
+        if context.enable_nrt and d.layouts[1].refs:
+            with builder.if_then(builder.icmp_signed("==", st, ll_i32(1))):
+                context.nrt.decref(builder, d.value_type,
+                                   _load(context, builder, d.value_type, old))
+        return st
+
+    return types.int32(d, d.key_type, d.value_type), codegen
+
+
+@intrinsic
+def _insert(typingctx, d, key, value):
+    """Insert when absent. Returns 1 inserted, 0 present, < 0 error."""
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        _, _, _, vc = d.layouts
+        h = _handle(context, builder, d, args[0])
+        kp = _key_ptr(context, builder, d, args[1])
+        vp = _value_ptr(context, builder, d.value_type, args[2], vc)
+        fn = _fn(builder, "pardict_insert", ll_i32, [ll_i8p, ll_i8p, ll_i8p])
+        return builder.call(fn, [h, kp, vp])
+
+    return types.int32(d, d.key_type, d.value_type), codegen
+
+
+def _lookup_codegen(cname, with_key_out=False):
+    def make(d):
+        def codegen(context, builder, sig, args):
+            _, _, _, vc = d.layouts
+            h = _handle(context, builder, d, args[0])
+            kp = _key_ptr(context, builder, d, args[1])
+            out = _out_buffer(builder, vc)
+            fn = _fn(builder, cname, ll_i32, [ll_i8p, ll_i8p, ll_i8p])
+            st = builder.call(fn, [h, kp, builder.bitcast(out, ll_i8p)])
+            val = _load(context, builder, d.value_type, out)
+            return context.make_tuple(builder, sig.return_type, [st, val])
+
+        return codegen
+
+    return make
+
+
+@intrinsic
+def _get(typingctx, d, key):
+    """(status, value): status 1 found (value is a new reference), 0 absent, < 0 error."""
+    _check_dict(d)
+    return (types.Tuple([types.int32, d.value_type])(d, d.key_type),
+            _lookup_codegen("pardict_get")(d))
+
+
+@intrinsic
+def _pop(typingctx, d, key):
+    """(status, value): status 1 removed (value is handed over), 0 absent, < 0 error."""
+    _check_dict(d)
+    return (types.Tuple([types.int32, d.value_type])(d, d.key_type),
+            _lookup_codegen("pardict_pop")(d))
+
+
+@intrinsic
+def _contains(typingctx, d, key):
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        h = _handle(context, builder, d, args[0])
+        kp = _key_ptr(context, builder, d, args[1])
+        fn = _fn(builder, "pardict_contains", ll_i32, [ll_i8p, ll_i8p])
+        return builder.call(fn, [h, kp])
+
+    return types.int32(d, d.key_type), codegen
+
+
+@intrinsic
+def _setdefault(typingctx, d, key, dflt):
+    """(status, value): 1 inserted dflt, 0 was present; value is the stored one (new ref)."""
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        _, _, _, vc = d.layouts
+        h = _handle(context, builder, d, args[0])
+        kp = _key_ptr(context, builder, d, args[1])
+        dp = _value_ptr(context, builder, d.value_type, args[2], vc)
+        out = _out_buffer(builder, vc)
+        fn = _fn(builder, "pardict_setdefault", ll_i32, [ll_i8p, ll_i8p, ll_i8p, ll_i8p])
+        st = builder.call(fn, [h, kp, dp, builder.bitcast(out, ll_i8p)])
+        val = _load(context, builder, d.value_type, out)
+        return context.make_tuple(builder, sig.return_type, [st, val])
+
+    return types.Tuple([types.int32, d.value_type])(d, d.key_type, d.value_type), codegen
+
+
+@intrinsic
+def _popitem(typingctx, d):
+    """(status, key, value), both handed over when status is 1."""
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        _, _, kc, vc = d.layouts
+        h = _handle(context, builder, d, args[0])
+        kout = _out_buffer(builder, kc)
+        vout = _out_buffer(builder, vc)
+        fn = _fn(builder, "pardict_popitem", ll_i32, [ll_i8p, ll_i8p, ll_i8p])
+        st = builder.call(fn, [h, builder.bitcast(kout, ll_i8p), builder.bitcast(vout, ll_i8p)])
+        key = _load(context, builder, d.key_type, kout)
+        val = _load(context, builder, d.value_type, vout)
+        return context.make_tuple(builder, sig.return_type, [st, key, val])
+
+    return types.Tuple([types.int32, d.key_type, d.value_type])(d), codegen
+
+
+@intrinsic
+def _clear(typingctx, d):
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        fn = _fn(builder, "pardict_clear", ll_i32, [ll_i8p])
+        return builder.call(fn, [_handle(context, builder, d, args[0])])
+
+    return types.int32(d), codegen
+
+
+@intrinsic
+def _reserve(typingctx, d, n):
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        fn = _fn(builder, "pardict_reserve", ll_i32, [ll_i8p, ll_i64])
+        nn = context.cast(builder, args[1], sig.args[1], types.int64)
+        return builder.call(fn, [_handle(context, builder, d, args[0]), nn])
+
+    return types.int32(d, n), codegen
+
+
+@intrinsic
+def _copy_handle(typingctx, d):
+    """Address of a new C++ table with d's elements, or a negative status."""
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        status = cgutils.alloca_once_value(builder, ll_i32(0))
+        fn = _fn(builder, "pardict_copy", ll_i8p, [ll_i8p, ll_i32.as_pointer()])
+        h = builder.call(fn, [_handle(context, builder, d, args[0]), status])
+        st = builder.sext(builder.load(status), ll_i64)
+        return builder.select(cgutils.is_null(builder, h), st, builder.ptrtoint(h, ll_i64))
+
+    return types.int64(d), codegen
+
+
+@intrinsic
+def _handle_address(typingctx, d):
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        return builder.ptrtoint(_handle(context, builder, d, args[0]), ll_i64)
+
+    return types.int64(d), codegen
+
+
+# ---- iteration ------------------------------------------------------------------------------------------
+
+
+def _open_iterator(context, builder, dty, dval, iter_type):
+    st = cgutils.create_struct_proxy(dty)(context, builder, value=dval)
+    status = cgutils.alloca_once_value(builder, ll_i32(0))
+    fn = _fn(builder, "pardict_iter_new", ll_i8p, [ll_i8p, ll_i8p, ll_i32.as_pointer()])
+    mi_raw = builder.bitcast(st.meminfo, ll_i8p)
+    it = builder.call(fn, [st.data, mi_raw, status])
+    with builder.if_then(cgutils.is_null(builder, it), likely=False):
+        context.call_conv.return_user_exc(
+            builder, MemoryError, ("pardict: cannot allocate the iteration snapshot",))
+    dtor = _fn(builder, "pardict_iter_meminfo_dtor", ll_void, [ll_i8p, ll_i64, ll_i8p])
+    mi = context.nrt.meminfo_alloc_dtor(builder, context.get_constant(types.uintp, 8), dtor)
+    builder.store(it, builder.bitcast(context.nrt.meminfo_data(builder, mi), ll_i8p.as_pointer()))
+    out = cgutils.create_struct_proxy(iter_type)(context, builder)
+    out.meminfo = mi
+    out.state = it
+    return out._getvalue()
+
+
+@lower_builtin("getiter", DictType)
+def _dict_getiter(context, builder, sig, args):
+    [dty] = sig.args
+    return _open_iterator(context, builder, dty, args[0], sig.return_type)
+
+
+@lower_builtin("getiter", DictViewType)
+def _view_getiter(context, builder, sig, args):
+    [vty] = sig.args
+    view = cgutils.create_struct_proxy(vty)(context, builder, value=args[0])
+    return _open_iterator(context, builder, vty.dict_type, view.parent, sig.return_type)
+
+
+@lower_builtin("iternext", DictIterType)
+@iternext_impl(RefType.BORROWED)
+def _iternext(context, builder, sig, args, result):
+    [ity] = sig.args
+    dty = ity.dict_type
+    it = cgutils.create_struct_proxy(ity)(context, builder, value=args[0])
+    kp = cgutils.alloca_once(builder, ll_i8p)
+    vp = cgutils.alloca_once(builder, ll_i8p)
+    fn = _fn(builder, "pardict_iter_next", ll_i32, [ll_i8p, ll_i8p.as_pointer(),
+                                                    ll_i8p.as_pointer()])
+    st = builder.call(fn, [it.state, kp, vp])
+    with builder.if_then(builder.icmp_signed("<", st, ll_i32(0)), likely=False):
+        context.call_conv.return_user_exc(
+            builder, RuntimeError, ("dictionary changed size during iteration",))
+    valid = builder.icmp_signed("==", st, ll_i32(1))
+    result.set_valid(valid)
+    with builder.if_then(valid):
+        if ity.kind == "keys":
+            result.yield_(_load(context, builder, dty.key_type, builder.load(kp)))
+        elif ity.kind == "values":
+            result.yield_(_load(context, builder, dty.value_type, builder.load(vp)))
+        else:
+            k = _load(context, builder, dty.key_type, builder.load(kp))
+            v = _load(context, builder, dty.value_type, builder.load(vp))
+            result.yield_(context.make_tuple(builder, ity.yield_type, [k, v]))
+
+
+def _view_maker(kind):
+    @intrinsic
+    def make_view(typingctx, d):
+        def codegen(context, builder, sig, args):
+            out = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+            out.parent = args[0]
+            context.nrt.incref(builder, d, args[0])
+            return out._getvalue()
+
+        return DictViewType(d, kind)(d), codegen
+
+    return make_view
+
+
+_keys_view = _view_maker("keys")
+_values_view = _view_maker("values")
+_items_view = _view_maker("items")
+
+
+@overload(len)
+def _ol_view_len(v):
+    if isinstance(v, DictViewType):
+        return lambda v: _len(v._parent)
+
+
+@overload_attribute(DictViewType, "_parent")
+def _ol_view_parent(v):
+    return lambda v: _view_parent(v)
+
+
+@intrinsic
+def _view_parent(typingctx, v):
+    def codegen(context, builder, sig, args):
+        p = cgutils.create_struct_proxy(v)(context, builder, value=args[0]).parent
+        return impl_ret_borrowed(context, builder, v.dict_type, p)
+
+    return v.dict_type(v), codegen
+
+
+# ---- the mapping API ---------------------------------------------------------------------------------
+
+
+@overload(len)
+def _ol_len(d):
+    if isinstance(d, DictType):
+        return lambda d: _len(d)
+
+
+@overload(operator.setitem)
+def _ol_setitem(d, key, value):
+    if not isinstance(d, DictType):
+        return
+    keyty, valty = d.key_type, d.value_type
+    _sentry_safe_cast(key, keyty)
+    _sentry_safe_cast(value, valty)
+
+    def impl(d, key, value):
+        st = _set(d, _cast(key, keyty), _cast(_owned(value), valty))
+        if st < 0:
+            _raise_status(st)
+
+    return impl
+
+
+@overload(operator.getitem)
+def _ol_getitem(d, key):
+    if not isinstance(d, DictType):
+        return
+    keyty = d.key_type
+    _sentry_safe_cast(key, keyty)
+
+    def impl(d, key):
+        st, v = _get(d, _cast(key, keyty))
+        if st == 1:
+            return v
+        if st == 0:
+            raise KeyError(key)
+        _raise_status(st)
+        return v
+
+    return impl
+
+
+@overload(operator.delitem)
+def _ol_delitem(d, key):
+    if not isinstance(d, DictType):
+        return
+    keyty = d.key_type
+    _sentry_safe_cast(key, keyty)
+
+    def impl(d, key):
+        st, v = _pop(d, _cast(key, keyty))
+        if st == 0:
+            raise KeyError(key)
+        if st < 0:
+            _raise_status(st)
+
+    return impl
+
+
+@overload(operator.contains)
+def _ol_contains(d, key):
+    if not isinstance(d, DictType):
+        return
+    keyty = d.key_type
+    if not _castable(key, keyty):
+        return lambda d, key: False
+
+    def impl(d, key):
+        st = _contains(d, _cast(key, keyty))
+        if st < 0:
+            _raise_status(st)
+        return st == 1
+
+    return impl
+
+
+@intrinsic
+def _borrowed_array(typingctx, a):
+    """True for an array without a MemInfo: a view the callee cannot keep alive (arrays that
+    parfor passes into prange bodies, global constants)."""
+
+    def codegen(context, builder, sig, args):
+        mi = cgutils.create_struct_proxy(a)(context, builder, value=args[0]).meminfo
+        return cgutils.is_null(builder, mi)
+
+    return types.boolean(a), codegen
+
+
+def _owned(v):
+    pass
+
+
+@overload(_owned)
+def _ol_owned(v):
+    """A value the dictionary can hold a reference to: arrays without an owner are copied."""
+    if isinstance(v, types.Array):
+
+        def impl(v):
+            if _borrowed_array(v):
+                return v.copy()
+            return v
+
+        return impl
+    return lambda v: v
+
+
+def _castable(fromty, toty):
+    from numba.core.registry import cpu_target
+
+    return cpu_target.typing_context.can_convert(types.unliteral(fromty), toty) is not None
+
+
+@overload_method(DictType, "get")
+def _ol_get(d, key, default=None):
+    keyty = d.key_type
+    _sentry_safe_cast(key, keyty)
+    _sentry_safe_cast_default(default, d.value_type)
+
+    def impl(d, key, default=None):
+        st, v = _get(d, _cast(key, keyty))
+        if st == 1:
+            return v
+        if st < 0:
+            _raise_status(st)
+        return default
+
+    return impl
+
+
+@overload_method(DictType, "pop")
+def _ol_pop(d, key, default=None):
+    keyty = d.key_type
+    _sentry_safe_cast(key, keyty)
+    should_raise = isinstance(default, types.Omitted)
+    if not should_raise:
+        _sentry_safe_cast_default(default, d.value_type)
+
+    def impl(d, key, default=None):
+        st, v = _pop(d, _cast(key, keyty))
+        if st == 1:
+            return v
+        if st < 0:
+            _raise_status(st)
+        if should_raise:
+            raise KeyError(key)
+        return default
+
+    return impl
+
+
+@overload_method(DictType, "popitem")
+def _ol_popitem(d):
+    def impl(d):
+        st, k, v = _popitem(d)
+        if st == 1:
+            return k, v
+        if st == 0:
+            raise KeyError("dictionary is empty")
+        _raise_status(st)
+        return k, v
+
+    return impl
+
+
+@overload_method(DictType, "setdefault")
+def _ol_setdefault(d, key, default=None):
+    keyty, valty = d.key_type, d.value_type
+    _sentry_safe_cast(key, keyty)
+    if isinstance(default, (types.Omitted, types.NoneType)) or default is None:
+        raise TypingError("pardict.Dict.setdefault needs a default of the value type "
+                          "(None cannot be stored)")
+    _sentry_safe_cast(default, valty)
+
+    def impl(d, key, default=None):
+        st, v = _setdefault(d, _cast(key, keyty), _cast(_owned(default), valty))
+        if st < 0:
+            _raise_status(st)
+        return v
+
+    return impl
+
+
+@overload_method(DictType, "insert")
+def _ol_insert(d, key, value):
+    """Insert only if absent; returns whether it was inserted (atomic)."""
+    keyty, valty = d.key_type, d.value_type
+    _sentry_safe_cast(key, keyty)
+    _sentry_safe_cast(value, valty)
+
+    def impl(d, key, value):
+        st = _insert(d, _cast(key, keyty), _cast(_owned(value), valty))
+        if st < 0:
+            _raise_status(st)
+        return st == 1
+
+    return impl
+
+
+@overload_method(DictType, "clear")
+def _ol_clear(d):
+    def impl(d):
+        st = _clear(d)
+        if st < 0:
+            _raise_status(st)
+
+    return impl
+
+
+@overload_method(DictType, "reserve")
+def _ol_reserve(d, n):
+    def impl(d, n):
+        if n < 0:
+            raise ValueError("reserve: n must be non-negative")
+        st = _reserve(d, n)
+        if st < 0:
+            _raise_status(st)
+
+    return impl
+
+
+@overload_method(DictType, "copy")
+def _ol_copy(d):
+    dty = d
+
+    def impl(d):
+        h = _copy_handle(d)
+        if h <= 0:
+            _raise_status(h)
+        return _wrap(dty, h)
+
+    return impl
+
+
+@overload_method(DictType, "update")
+def _ol_update(d, other):
+    if not isinstance(other, (DictType, types.DictType)):
+        raise TypingError(f"update() takes a pardict.Dict or numba typed.Dict, got {other}")
+    keyty, valty = d.key_type, d.value_type
+    _sentry_safe_cast(other.key_type, keyty)
+    _sentry_safe_cast(other.value_type, valty)
+
+    def impl(d, other):
+        for k, v in other.items():
+            d[k] = v
+
+    return impl
+
+
+@overload_method(DictType, "keys")
+def _ol_keys(d):
+    return lambda d: _keys_view(d)
+
+
+@overload_method(DictType, "values")
+def _ol_values(d):
+    return lambda d: _values_view(d)
+
+
+@overload_method(DictType, "items")
+def _ol_items(d):
+    return lambda d: _items_view(d)
+
+
+@overload(operator.eq)
+def _ol_eq(a, b):
+    if not isinstance(a, DictType):
+        return
+    if not isinstance(b, (DictType, types.DictType)):
+        return lambda a, b: False
+
+    def impl(a, b):
+        if len(a) != len(b):
+            return False
+        for k, v in a.items():
+            if k not in b:
+                return False
+            if b[k] != v:
+                return False
+        return True
+
+    return impl
+
+
+@overload(operator.ne)
+def _ol_ne(a, b):
+    if not isinstance(a, DictType):
+        return
+
+    def impl(a, b):
+        return not (a == b)
+
+    return impl

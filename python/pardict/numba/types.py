@@ -1,0 +1,213 @@
+"""numba types of pardict: the dictionary, its views and its iterators.
+
+A dictionary type is parametrised by (key type, value type). Its native value is the same two
+words as numba's typed.Dict ({meminfo, data}: the MemInfo owns the C++ table, `data` points at it),
+so passing it to prange workers copies two words and every worker reaches the same table.
+"""
+
+from functools import cached_property
+
+from llvmlite import ir
+from numba.core import types
+from numba.core.datamodel import models
+from numba.core.errors import TypingError
+
+__all__ = ["DictType", "DictIterType", "DictViewType", "layout_of", "check_key_type",
+           "check_value_type"]
+
+
+def _target_context():
+    from numba.core.registry import cpu_target
+
+    ctx = cpu_target.target_context
+    ctx.refresh()  # data models of lazily registered types (unicode, ...) must be loaded
+    return ctx
+
+
+def _is_key_scalar(ty):
+    return isinstance(ty, (types.Integer, types.Float, types.Boolean))
+
+
+def check_key_type(ty):
+    """Raise TypingError unless `ty` can be a pardict key (scalars, str, tuples of these)."""
+    if _is_key_scalar(ty) or ty == types.unicode_type:
+        return
+    if isinstance(ty, types.BaseTuple) and len(ty) > 0:
+        for t in ty:
+            check_key_type(t)
+        return
+    raise TypingError(
+        f"pardict keys must be integer, float or bool scalars, unicode strings, or tuples of "
+        f"these; got {ty}")
+
+
+def check_value_type(ty):
+    """Raise TypingError for value types pardict cannot store."""
+    if isinstance(ty, (types.Optional, types.NoneType, types.Undefined)) or ty is None:
+        raise TypingError(f"pardict values cannot be {ty}")
+    if isinstance(ty, (types.List, types.Set)) and getattr(ty, "reflected", False):
+        raise TypingError(f"pardict values cannot be reflected (Python) containers; got {ty}")
+    if isinstance(ty, (types.Literal, types.Omitted, types.Dispatcher, types.Function)):
+        raise TypingError(f"pardict values cannot be {ty}")
+
+
+class Layout:
+    """Bytes and reference positions of a key or value's data representation."""
+
+    __slots__ = ("size", "refs", "strs")
+
+    def __init__(self, size, refs, strs):
+        self.size = size
+        self.refs = refs  # bit i: word i holds an NRT MemInfo pointer
+        self.strs = strs  # bit i: word i starts a numba unicode struct
+
+    def __repr__(self):
+        return f"Layout(size={self.size}, refs={self.refs:#x}, strs={self.strs:#x})"
+
+
+def _walk(ctx, ty, llty, base, refs, strs):
+    """Collect byte offsets of MemInfo pointers and unicode structs inside `ty`'s data."""
+    if isinstance(ty, types.MemInfoPointer):
+        refs.append(base)
+        return
+    if ty == types.unicode_type:
+        strs.append(base)
+    dm = ctx.data_model_manager[ty]
+    td = ctx.target_data
+    if isinstance(dm, models.StructModel):
+        for i, mty in enumerate(dm._members):
+            off = llty.get_element_offset(td, i)
+            _walk(ctx, mty, dm.get_data_type().elements[i], base + off, refs, strs)
+    elif isinstance(dm, models.UniTupleModel):
+        elem_ll = llty.element
+        step = elem_ll.get_abi_size(td)
+        for i in range(llty.count):
+            _walk(ctx, ty.dtype, elem_ll, base + i * step, refs, strs)
+    elif dm.contains_nrt_meminfo():
+        raise TypingError(f"pardict cannot find the references inside {ty}")
+
+
+def layout_of(ty):
+    ctx = _target_context()
+    llty = ctx.get_data_type(ty)
+    size = ctx.get_abi_sizeof(llty)
+    refs, strs = [], []
+    _walk(ctx, ty, llty, 0, refs, strs)
+    for off in refs + strs:
+        if off % 8:
+            raise TypingError(f"unaligned reference inside {ty}")
+    return Layout(size, sum(1 << (o // 8) for o in refs), sum(1 << (o // 8) for o in strs))
+
+
+class DictType(types.IterableType):
+    """pardict.DictType(key_type, value_type): the numba type of a pardict.Dict."""
+
+    mutable = True  # keep parfor hoisting away from it (numba's DictType leaves this False)
+
+    def __init__(self, key_type, value_type):
+        key_type = _as_type(key_type)
+        value_type = _as_type(value_type)
+        check_key_type(key_type)
+        check_value_type(value_type)
+        self.key_type = key_type
+        self.value_type = value_type
+        super().__init__(name=f"pardict.DictType[{key_type},{value_type}]")
+
+    @property
+    def key(self):
+        return self.key_type, self.value_type
+
+    @property
+    def iterator_type(self):
+        return DictIterType(self, "keys")
+
+    @cached_property
+    def layouts(self):
+        from .. import _ext
+
+        k, v = layout_of(self.key_type), layout_of(self.value_type)
+        kc, vc = _ext.key_class(k.size), _ext.value_class(v.size)
+        if kc == 0:
+            raise TypingError(f"pardict key type {self.key_type} is too large ({k.size} bytes; "
+                              f"at most 128)")
+        if vc == 0:
+            raise TypingError(f"pardict value type {self.value_type} is too large ({v.size} "
+                              f"bytes; at most 256)")
+        return k, v, kc, vc
+
+    @property
+    def has_refs(self):
+        k, v, _, _ = self.layouts
+        return bool(k.refs or v.refs)
+
+
+class DictViewType(types.IterableType):
+    """d.keys(), d.values(), d.items()."""
+
+    def __init__(self, dict_type, kind):
+        self.dict_type = dict_type
+        self.kind = kind
+        super().__init__(name=f"pardict.{kind}[{dict_type}]")
+
+    @property
+    def iterator_type(self):
+        return DictIterType(self.dict_type, self.kind)
+
+
+class DictIterType(types.SimpleIteratorType):
+    def __init__(self, dict_type, kind):
+        self.dict_type = dict_type
+        self.kind = kind
+        if kind == "keys":
+            yt = dict_type.key_type
+        elif kind == "values":
+            yt = dict_type.value_type
+        else:
+            yt = types.Tuple([dict_type.key_type, dict_type.value_type])
+        super().__init__(f"pardict.iter_{kind}[{dict_type}]", yt)
+
+
+def _as_type(t):
+    """Accept numba types, and NumPy dtypes / Python types numba can translate."""
+    if isinstance(t, types.Type):
+        return t
+    from numba.np.numpy_support import from_dtype
+    import numpy as np
+
+    if t is str:
+        return types.unicode_type
+    if t in (int, float, bool):
+        return {int: types.int64, float: types.float64, bool: types.boolean}[t]
+    try:
+        return from_dtype(np.dtype(t))
+    except Exception:
+        raise TypeError(f"expected a numba type for a pardict key or value, got {t!r}") from None
+
+
+class DictModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        members = [("meminfo", types.MemInfoPointer(types.voidptr)), ("data", types.voidptr)]
+        super().__init__(dmm, fe_type, members)
+
+
+class DictViewModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, [("parent", fe_type.dict_type)])
+
+
+class DictIterModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        # meminfo owns the C++ iterator (which holds a reference to the dictionary's MemInfo).
+        members = [("meminfo", types.MemInfoPointer(types.voidptr)), ("state", types.voidptr)]
+        super().__init__(dmm, fe_type, members)
+
+
+def _register_models():
+    from numba.core.extending import register_model
+
+    register_model(DictType)(DictModel)
+    register_model(DictViewType)(DictViewModel)
+    register_model(DictIterType)(DictIterModel)
+
+
+_register_models()
