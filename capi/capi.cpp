@@ -109,6 +109,15 @@ bool mask_fits(std::uint32_t mask, std::uint32_t size) noexcept {
   return words >= 32 || (mask >> words) == 0;
 }
 
+// Every string struct (six words) must lie inside the key.
+bool strings_fit(std::uint32_t mask, std::uint32_t size) noexcept {
+  for (; mask != 0; mask &= mask - 1) {
+    const std::uint32_t first = static_cast<std::uint32_t>(__builtin_ctz(mask));
+    if (8 * (first + unicode_words) > size) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
@@ -127,7 +136,7 @@ pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_r
   if (status == nullptr) status = &dummy;
   const uint32_t kc = pardict_key_class(key_size), vc = pardict_value_class(value_size);
   // References and strings live in 8-byte words inside the caller's bytes.
-  if (kc == 0 || vc == 0 || n_keys < 0 || (key_str_mask & ~key_ref_mask) != 0 ||
+  if (kc == 0 || vc == 0 || n_keys < 0 || !strings_fit(key_str_mask, key_size) ||
       !mask_fits(key_ref_mask, key_size) || !mask_fits(value_ref_mask, value_size)) {
     *status = PARDICT_ERR_INVALID;
     return nullptr;

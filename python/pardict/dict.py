@@ -12,7 +12,8 @@ from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, Values
 
 from numba import njit
 from numba.core import types
-from numba.core.typing import typeof
+from numba.core.errors import TypingError
+from numba import typeof
 
 from . import _ext
 from .numba import boxing
@@ -137,6 +138,26 @@ def _to_typed(d, td):
     return td
 
 
+def _typed_call(d, fn, *args):
+    """Run a jitted helper; a typing failure of the arguments becomes a TypeError that names the
+    dictionary's key and value types (numba's own message follows)."""
+    try:
+        return fn(d, *args)
+    except TypingError as e:
+        ty = d._dict_type
+        got = ", ".join(_type_name(a) for a in args)
+        raise TypeError(f"pardict.Dict[{ty.key_type}, {ty.value_type}]: cannot use ({got}) "
+                        f"here; keys must be {ty.key_type} and values {ty.value_type}"
+                        f"\n{e}") from None
+
+
+def _type_name(x):
+    try:
+        return str(typeof(x))
+    except Exception:
+        return type(x).__name__
+
+
 def _from_meminfo(mi, dict_type):
     """Called by boxing: wrap a MemInfo (reference included) in a new Dict."""
     return Dict(dcttype=dict_type, meminfo=mi)
@@ -224,21 +245,21 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def __getitem__(self, key):
         if not self._typed:
             raise KeyError(key)
-        return _getitem(self, key)
+        return _typed_call(self, _getitem, key)
 
     def __setitem__(self, key, value):
         self._ensure_typed(key, value)
-        _setitem(self, key, value)
+        _typed_call(self, _setitem, key, value)
 
     def __delitem__(self, key):
         if not self._typed:
             raise KeyError(key)
-        _delitem(self, key)
+        _typed_call(self, _delitem, key)
 
     def __contains__(self, key):
         if not self._typed:
             return False
-        return _contains(self, key)
+        return _typed_call(self, _contains, key)
 
     def __len__(self):
         return _len(self) if self._typed else 0
@@ -271,7 +292,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def get(self, key, default=None):
         if not self._typed:
             return default
-        return _get(self, key, default)
+        return _typed_call(self, _get, key, default)
 
     def pop(self, key, *default):
         if len(default) > 1:
@@ -281,7 +302,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                 return default[0]
             raise KeyError(key)
         try:
-            return _pop(self, key)
+            return _typed_call(self, _pop, key)
         except KeyError:
             if default:
                 return default[0]
@@ -299,12 +320,12 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                 return self[key]
             raise TypeError("pardict.Dict cannot store None; pass a default of the value type")
         self._ensure_typed(key, default)
-        return _setdefault(self, key, default)
+        return _typed_call(self, _setdefault, key, default)
 
     def insert(self, key, value):
         """Insert only if absent (atomic). Returns whether it inserted."""
         self._ensure_typed(key, value)
-        return _insert(self, key, value)
+        return _typed_call(self, _insert, key, value)
 
     def clear(self):
         if self._typed:
@@ -313,14 +334,14 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def reserve(self, n):
         """Presize for n elements, so that inserting them does not grow the table."""
         if self._typed:
-            _reserve(self, n)
+            _typed_call(self, _reserve, n)
 
     def update(self, other=(), /, **kwargs):
         if isinstance(other, Dict):
             if other._typed:
                 if not self._typed:
                     self._open(other._numba_type_)
-                _update(self, other)
+                _typed_call(self, _update, other)
         else:
             pairs = other.items() if isinstance(other, Mapping) else other
             for k, v in pairs:

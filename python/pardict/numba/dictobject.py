@@ -612,9 +612,18 @@ def _ol_get(d, key, default=None):
 def _ol_pop(d, key, default=None):
     keyty = d.key_type
     _sentry_safe_cast(key, keyty)
-    should_raise = isinstance(default, types.Omitted)
-    if not should_raise:
-        _sentry_safe_cast_default(default, d.value_type)
+    if isinstance(default, types.Omitted) or default is None:
+
+        def impl_raise(d, key, default=None):
+            st, v = _pop(d, _cast(key, keyty))
+            if st == 0:
+                raise KeyError(key)
+            if st < 0:
+                _raise_status(st)
+            return v
+
+        return impl_raise
+    _sentry_safe_cast_default(default, d.value_type)
 
     def impl(d, key, default=None):
         st, v = _pop(d, _cast(key, keyty))
@@ -622,8 +631,6 @@ def _ol_pop(d, key, default=None):
             return v
         if st < 0:
             _raise_status(st)
-        if should_raise:
-            raise KeyError(key)
         return default
 
     return impl
