@@ -74,9 +74,7 @@ struct pardict_iter {};  // opaque: a pardict_iter* is an iter_state*
 namespace {
 
 dict_base* D(pardict_dict* d) noexcept { return reinterpret_cast<dict_base*>(d); }
-const dict_base* D(const pardict_dict* d) noexcept {
-  return reinterpret_cast<const dict_base*>(d);
-}
+const dict_base* D(const pardict_dict* d) noexcept { return reinterpret_cast<const dict_base*>(d); }
 iter_state* I(pardict_iter* it) noexcept { return reinterpret_cast<iter_state*>(it); }
 
 // The exception barrier: every entry point runs its body through this.

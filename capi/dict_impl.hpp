@@ -89,11 +89,12 @@ inline const void* this_thread_token() noexcept {
   return &token;
 }
 
-// ---- the interface -------------------------------------------------------------------------------
+// ---- the interface
+// -------------------------------------------------------------------------------
 
 struct layout {
-  std::uint32_t key_size, value_size;        // bytes of the caller's representation
-  std::uint32_t key_class, value_class;      // bytes of the stored blobs
+  std::uint32_t key_size, value_size;    // bytes of the caller's representation
+  std::uint32_t key_class, value_class;  // bytes of the stored blobs
   std::uint32_t key_refs, key_strs, value_refs;
 };
 

@@ -52,8 +52,8 @@ PARDICT_API uint32_t pardict_value_class(uint32_t size);
 PARDICT_API void pardict_set_release(void (*release)(void* meminfo));
 
 PARDICT_API pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_ref_mask,
-                          uint32_t key_str_mask, uint32_t value_ref_mask, int64_t n_keys,
-                          int32_t* status);
+                                      uint32_t key_str_mask, uint32_t value_ref_mask,
+                                      int64_t n_keys, int32_t* status);
 PARDICT_API void pardict_free(pardict_dict* d);
 // NRT destructor for a MemInfo whose payload holds a pardict_dict*.
 PARDICT_API void pardict_meminfo_dtor(void* payload, size_t size, void* info);
@@ -70,7 +70,8 @@ PARDICT_API int32_t pardict_pop(pardict_dict* d, const void* key, void* out);
 PARDICT_API int32_t pardict_popitem(pardict_dict* d, void* key_out, void* value_out);
 // Atomic: inserts dflt when absent. Writes the stored value to out (a new reference).
 // 1 inserted, 0 was present, < 0 error.
-PARDICT_API int32_t pardict_setdefault(pardict_dict* d, const void* key, const void* dflt, void* out);
+PARDICT_API int32_t pardict_setdefault(pardict_dict* d, const void* key, const void* dflt,
+                                       void* out);
 // 1 inserted, 0 was present (nothing changed), < 0 error.
 PARDICT_API int32_t pardict_insert(pardict_dict* d, const void* key, const void* value);
 PARDICT_API int32_t pardict_clear(pardict_dict* d);

@@ -12,7 +12,8 @@ apt_packages=(
   libtbb-dev libcuckoo-dev libabsl-dev     # comparison maps for bench/
   python3-venv
 )
-python_packages=(numpy matplotlib)
+# numba's tbb threading layer needs the tbb wheel; omp uses gcc's libgomp.
+python_packages=(numpy matplotlib numba tbb nanobind scikit-build-core pytest hypothesis)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -36,9 +37,24 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, matplotlib" 2>/dev/null; then
+if ! .venv/bin/python -c "import numpy, matplotlib, numba, nanobind, scikit_build_core, pytest, hypothesis" 2>/dev/null \
+    || ! .venv/bin/python -m pip show -q tbb >/dev/null 2>&1; then
   echo "setup: pip install ${python_packages[*]} into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 else
   echo "setup: .venv ready"
+fi
+
+# The Python package (C ABI + nanobind extension), editable: python/pardict is used in place and
+# the extension is rebuilt by this step. Skipped when the installed build is newer than every
+# source it is built from.
+stamp=.venv/.pardict-built
+if [[ ! -f $stamp ]] || [[ -n $(find capi include python CMakeLists.txt pyproject.toml \
+      -newer "$stamp" \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.txt' \
+      -o -name '*.toml' \) -print -quit) ]]; then
+  echo "setup: building the pardict Python package into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -e .
+  touch "$stamp"
+else
+  echo "setup: pardict Python package up to date"
 fi

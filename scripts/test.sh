@@ -4,6 +4,7 @@
 #   tsan     ThreadSanitizer build of pardict_concurrency_tests, run with halt_on_error=1
 #   asan     ASan+UBSan build of both test executables, run
 #   fuzz     libFuzzer target for 60 s (only when clang is installed)
+#   python   pytest tests/python (the package built by setup.sh; numba, every threading layer)
 #   install  scripts/test_install.sh: install, then build a find_package consumer
 #   format   scripts/format.sh --check
 # Build dirs: build/{release,tsan,asan,fuzz}. FUZZ_SECONDS overrides the fuzzing time.
@@ -94,12 +95,18 @@ else
   summary+=("  fuzz     skip       -  clang++ not installed")
 fi
 
-# (e) Install + find_package consumer -------------------------------------------------------------
+# (e) Python package ------------------------------------------------------------------------------
+begin_stage python "pytest tests/python"
+.venv/bin/python -m pytest tests/python -q -p no:cacheprovider 2>&1 | tee build/pytest.log
+pytest_line=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' build/pytest.log | tail -n 1)
+end_stage "$pytest_line"
+
+# (f) Install + find_package consumer -------------------------------------------------------------
 begin_stage install "install into a temporary prefix and build tests/cmake_consumer"
 bash scripts/test_install.sh
 end_stage
 
-# (f) Formatting ---------------------------------------------------------------------------------------
+# (g) Formatting ---------------------------------------------------------------------------------------
 begin_stage format "clang-format check"
 bash scripts/format.sh --check
 end_stage
@@ -111,3 +118,4 @@ echo "$ctest_line"
 # ctest's line changes between versions; the last line is the plain count of ctest's tests.
 ctest_total=$(grep -oE 'out of [0-9]+' <<<"$ctest_line" | grep -oE '[0-9]+')
 echo "ctest: ${ctest_total} passed, 0 failed"
+echo "pytest: ${pytest_line}"

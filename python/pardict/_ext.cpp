@@ -50,7 +50,8 @@ NB_MODULE(_ext, m) {
   });
 
   m.def(
-      "set_release", [](std::uintptr_t fn) { pardict_set_release(reinterpret_cast<void (*)(void*)>(fn)); },
+      "set_release",
+      [](std::uintptr_t fn) { pardict_set_release(reinterpret_cast<void (*)(void*)>(fn)); },
       "Install numba's NRT_MemInfo_release as the function that drops stored references.");
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
@@ -69,5 +70,6 @@ NB_MODULE(_ext, m) {
     void *k, *v;
     return pardict_iter_next(reinterpret_cast<pardict_iter*>(w), &k, &v) == PARDICT_ERR_MUTATED;
   });
-  m.def("watch_free", [](std::uintptr_t w) { pardict_iter_free(reinterpret_cast<pardict_iter*>(w)); });
+  m.def("watch_free",
+        [](std::uintptr_t w) { pardict_iter_free(reinterpret_cast<pardict_iter*>(w)); });
 }

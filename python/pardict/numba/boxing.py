@@ -1,8 +1,10 @@
 """typeof, box and unbox for pardict.Dict, and Dict.empty inside jitted code."""
 
 from numba.core import cgutils, types
-from numba.core.extending import (NativeValue, box, overload_classmethod, type_callable,
-                                  typeof_impl, unbox)
+from numba.core.errors import TypingError
+from numba.core.extending import (NativeValue, box, overload, overload_classmethod,
+                                  type_callable, typeof_impl, unbox)
+from numba.core.imputils import numba_typeref_ctor
 from numba.core.typing import signature
 
 from .dictobject import _from_meminfo, new_dict
@@ -73,3 +75,39 @@ def _unbox_dict(typ, obj, c):
         c.builder.store(value, out)
         c.builder.store(is_error, err)
     return NativeValue(c.builder.load(out), is_error=c.builder.load(err))
+
+
+@type_callable(DictType)
+def _typeof_dict_call(context):
+    """pardict.Dict(iterable_of_pairs) inside njit; the types come from the pairs (there is no
+    untyped pardict.Dict() in jitted code: numba's type refinement only knows its own dict)."""
+
+    def typer(arg=None):
+        if arg is None:
+            raise TypingError("pardict.Dict() needs its types in jitted code: use "
+                              "pardict.Dict.empty(key_type, value_type)")
+        if isinstance(arg, DictType):
+            return arg
+        if isinstance(arg, types.IterableType):
+            yt = arg.iterator_type.yield_type
+            if isinstance(yt, types.BaseTuple) and len(yt) == 2:
+                return DictType(types.unliteral(yt[0]), types.unliteral(yt[1]))
+        raise TypingError(f"pardict.Dict(iterable) needs an iterable of (key, value) pairs, "
+                          f"got {arg}")
+
+    return typer
+
+
+@overload(numba_typeref_ctor)
+def _ol_dict_ctor(cls, *args):
+    dty = cls.instance_type
+    if not isinstance(dty, DictType):
+        return
+
+    def impl(cls, *args):
+        d = new_dict(dty, 0)
+        for k, v in args[0]:
+            d[k] = v
+        return d
+
+    return impl

@@ -1,0 +1,37 @@
+// A stand-in for numba's NRT MemInfo in C ABI tests: a refcount at offset 0 (as in nrt.cpp) and a
+// release function that counts destructions, so tests can check every reference exactly.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace pardict_test {
+
+struct fake_meminfo {
+  std::atomic<std::size_t> refct{1};  // the test's own reference
+  std::atomic<int> destroyed{0};
+};
+
+inline std::atomic<long> g_released{0};
+
+inline void fake_release(void* p) {
+  auto* mi = static_cast<fake_meminfo*>(p);
+  g_released.fetch_add(1);
+  if (mi->refct.fetch_sub(1) == 1) mi->destroyed.fetch_add(1);
+}
+
+// A numba unicode struct (48 bytes): data, length, kind, is_ascii, hash, meminfo, parent.
+struct fake_unicode {
+  const void* data;
+  std::int64_t length;
+  std::int32_t kind;
+  std::uint32_t is_ascii;
+  std::int64_t hash;
+  void* meminfo;
+  void* parent;
+};
+static_assert(sizeof(fake_unicode) == 48);
+
+}  // namespace pardict_test

@@ -1,0 +1,266 @@
+// The C ABI (capi/pardict_capi.h): size classes, status codes, every operation, and the
+// reference protocol (borrow inputs, hand out new references, release exactly once).
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "pardict_capi.h"
+#include "support/fake_nrt.hpp"
+
+using pardict_test::fake_meminfo;
+using pardict_test::fake_release;
+using pardict_test::fake_unicode;
+
+namespace {
+
+struct CapiTest : ::testing::Test {
+  void SetUp() override {
+    pardict_set_release(&fake_release);
+    dicts0 = pardict_live_dicts();
+    refs0 = pardict_live_refs();
+  }
+  void TearDown() override {
+    EXPECT_EQ(pardict_live_dicts(), dicts0);
+    EXPECT_EQ(pardict_live_refs(), refs0);
+  }
+  std::int64_t dicts0 = 0, refs0 = 0;
+};
+
+pardict_dict* make(std::uint32_t ks, std::uint32_t vs, std::uint32_t krefs = 0,
+                   std::uint32_t kstrs = 0, std::uint32_t vrefs = 0, std::int64_t n = 0) {
+  std::int32_t st = 99;
+  pardict_dict* d = pardict_new(ks, vs, krefs, kstrs, vrefs, n, &st);
+  EXPECT_EQ(st, PARDICT_OK);
+  EXPECT_NE(d, nullptr);
+  return d;
+}
+
+// A value holding one reference: {meminfo, payload}.
+struct ref_value {
+  void* mi;
+  std::int64_t payload;
+};
+
+}  // namespace
+
+TEST_F(CapiTest, SizeClasses) {
+  EXPECT_EQ(pardict_key_class(0), 0u);
+  EXPECT_EQ(pardict_key_class(1), 4u);
+  EXPECT_EQ(pardict_key_class(4), 4u);
+  EXPECT_EQ(pardict_key_class(5), 8u);
+  EXPECT_EQ(pardict_key_class(9), 16u);
+  EXPECT_EQ(pardict_key_class(48), 64u);
+  EXPECT_EQ(pardict_key_class(128), 128u);
+  EXPECT_EQ(pardict_key_class(129), 0u);
+  EXPECT_EQ(pardict_value_class(0), 4u);
+  EXPECT_EQ(pardict_value_class(56), 64u);
+  EXPECT_EQ(pardict_value_class(256), 256u);
+  EXPECT_EQ(pardict_value_class(257), 0u);
+}
+
+TEST_F(CapiTest, BadArgumentsGiveStatusCodes) {
+  std::int32_t st = 0;
+  EXPECT_EQ(pardict_new(0, 8, 0, 0, 0, 0, &st), nullptr);
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_new(8, 300, 0, 0, 0, 0, &st), nullptr);
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_new(8, 8, 0, 0, 0, -1, &st), nullptr);
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_new(8, 8, 0, 0, 1u << 3, 0, &st), nullptr);  // ref word outside the value
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_new(16, 8, 0, 1, 0, 0, &st), nullptr);  // a string does not fit 16 bytes
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_new(8, 8, 0, 0, 0, std::int64_t{1} << 60, &st), nullptr);
+  EXPECT_EQ(st, PARDICT_ERR_NOMEM);
+  pardict_dict* d = make(8, 8);
+  EXPECT_EQ(pardict_reserve(d, std::int64_t{1} << 60), PARDICT_ERR_NOMEM);
+  EXPECT_EQ(pardict_reserve(d, -5), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_len(d), 0);
+  pardict_free(d);
+}
+
+TEST_F(CapiTest, ScalarOperationsMatchAModel) {
+  pardict_dict* d = make(8, 8);
+  std::map<std::int64_t, std::int64_t> model;
+  std::int64_t old = 0, out = 0;
+  for (std::int64_t i = 0; i < 2000; ++i) {
+    const std::int64_t k = (i * 7919) % 1500, v = i;
+    const int st = pardict_set(d, &k, &v, &old);
+    EXPECT_EQ(st, model.count(k) ? 1 : 0);
+    if (st == 1) {
+      EXPECT_EQ(old, model[k]);
+    }
+    model[k] = v;
+  }
+  EXPECT_EQ(pardict_len(d), static_cast<std::int64_t>(model.size()));
+  for (auto [k, v] : model) {
+    ASSERT_EQ(pardict_get(d, &k, &out), 1);
+    EXPECT_EQ(out, v);
+    EXPECT_EQ(pardict_contains(d, &k), 1);
+  }
+  const std::int64_t missing = -1;
+  EXPECT_EQ(pardict_get(d, &missing, &out), 0);
+  EXPECT_EQ(pardict_pop(d, &missing, &out), 0);
+  const std::int64_t k0 = 0;
+  ASSERT_EQ(pardict_pop(d, &k0, &out), 1);
+  EXPECT_EQ(out, model[0]);
+  model.erase(0);
+  EXPECT_EQ(pardict_contains(d, &k0), 0);
+  const std::int64_t dflt = 42;
+  EXPECT_EQ(pardict_setdefault(d, &k0, &dflt, &out), 1);
+  EXPECT_EQ(out, 42);
+  const std::int64_t other = 43;
+  EXPECT_EQ(pardict_setdefault(d, &k0, &other, &out), 0);
+  EXPECT_EQ(out, 42);
+  EXPECT_EQ(pardict_insert(d, &k0, &other), 0);
+  model[0] = 42;
+
+  pardict_dict* c = pardict_copy(d, nullptr);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(pardict_len(c), pardict_len(d));
+
+  // Iteration sees every element once.
+  std::int32_t st = 0;
+  pardict_iter* it = pardict_iter_new(d, nullptr, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  EXPECT_EQ(pardict_iter_len(it), static_cast<std::int64_t>(model.size()));
+  std::map<std::int64_t, std::int64_t> seen;
+  void *kp, *vp;
+  while (pardict_iter_next(it, &kp, &vp) == 1) {
+    std::int64_t k, v;
+    std::memcpy(&k, kp, 8);
+    std::memcpy(&v, vp, 8);
+    EXPECT_TRUE(seen.emplace(k, v).second);
+  }
+  pardict_iter_free(it);
+  EXPECT_EQ(seen, model);
+
+  // popitem drains.
+  std::size_t popped = 0;
+  std::int64_t pk, pv;
+  while (pardict_popitem(d, &pk, &pv) == 1) {
+    EXPECT_EQ(model.at(pk), pv);
+    ++popped;
+  }
+  EXPECT_EQ(popped, model.size());
+  EXPECT_EQ(pardict_len(d), 0);
+  EXPECT_EQ(pardict_clear(c), PARDICT_OK);
+  EXPECT_EQ(pardict_len(c), 0);
+  pardict_free(c);
+  pardict_free(d);
+}
+
+TEST_F(CapiTest, SameThreadKeyChangeFlagsTheIterator) {
+  pardict_dict* d = make(4, 4);
+  for (std::int32_t i = 0; i < 5; ++i) pardict_set(d, &i, &i, nullptr);
+  std::int32_t st;
+  pardict_iter* it = pardict_iter_new(d, nullptr, &st);
+  void *kp, *vp;
+  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), 1);
+  const std::int32_t k = 1, v = 100;
+  std::int32_t old;
+  EXPECT_EQ(pardict_set(d, &k, &v, &old), 1);  // replacing a value is not a key change
+  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), 1);
+  const std::int32_t k2 = 77;
+  EXPECT_EQ(pardict_set(d, &k2, &v, &old), 0);
+  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);
+  pardict_iter_free(it);
+  pardict_free(d);
+}
+
+TEST_F(CapiTest, BlobKeysCompareAllBytes) {
+  pardict_dict* d = make(12, 8);  // class 16
+  std::array<std::uint64_t, 2> a{1, 2}, b{1, 3};
+  std::int64_t v = 5, out;
+  EXPECT_EQ(pardict_set(d, a.data(), &v, nullptr), 0);
+  EXPECT_EQ(pardict_contains(d, a.data()), 1);
+  EXPECT_EQ(pardict_contains(d, b.data()), 0);
+  EXPECT_EQ(pardict_get(d, a.data(), &out), 1);
+  EXPECT_EQ(out, 5);
+  pardict_free(d);
+}
+
+TEST_F(CapiTest, ValueReferencesAreAcquiredAndReleasedExactlyOnce) {
+  pardict_dict* d = make(8, 16, 0, 0, /*vrefs=*/1u);
+  fake_meminfo a, b, c;
+  const std::int64_t k = 7;
+  ref_value va{&a, 1}, vb{&b, 2}, out{};
+  EXPECT_EQ(pardict_set(d, &k, &va, &out), 0);
+  EXPECT_EQ(a.refct.load(), 2u);  // ours + the table's
+  EXPECT_EQ(pardict_set(d, &k, &vb, &out), 1);
+  EXPECT_EQ(out.mi, &a);  // handed to us: a still has 2 until we release it
+  EXPECT_EQ(a.refct.load(), 2u);
+  fake_release(out.mi);
+  EXPECT_EQ(a.refct.load(), 1u);
+  EXPECT_EQ(b.refct.load(), 2u);
+  ASSERT_EQ(pardict_get(d, &k, &out), 1);  // a new reference
+  EXPECT_EQ(out.mi, &b);
+  EXPECT_EQ(b.refct.load(), 3u);
+  fake_release(out.mi);
+  ref_value vc{&c, 3};
+  EXPECT_EQ(pardict_setdefault(d, &k, &vc, &out), 0);  // present: returns b, c untouched
+  EXPECT_EQ(out.mi, &b);
+  EXPECT_EQ(c.refct.load(), 1u);
+  fake_release(out.mi);
+  EXPECT_EQ(pardict_insert(d, &k, &vc), 0);
+  EXPECT_EQ(c.refct.load(), 1u);
+  const std::int64_t k2 = 8;
+  EXPECT_EQ(pardict_setdefault(d, &k2, &vc, &out), 1);  // stored + returned
+  EXPECT_EQ(c.refct.load(), 3u);
+  fake_release(out.mi);
+
+  pardict_dict* cp = pardict_copy(d, nullptr);
+  EXPECT_EQ(b.refct.load(), 3u);
+  std::int32_t st;
+  pardict_iter* it = pardict_iter_new(cp, nullptr, &st);
+  EXPECT_EQ(b.refct.load(), 4u);  // the snapshot holds one
+  pardict_iter_free(it);
+  EXPECT_EQ(b.refct.load(), 3u);
+  pardict_free(cp);
+  EXPECT_EQ(b.refct.load(), 2u);
+
+  ASSERT_EQ(pardict_pop(d, &k, &out), 1);
+  EXPECT_EQ(out.mi, &b);
+  fake_release(out.mi);
+  EXPECT_EQ(b.refct.load(), 1u);
+  EXPECT_EQ(pardict_clear(d), PARDICT_OK);
+  EXPECT_EQ(c.refct.load(), 1u);
+  EXPECT_EQ(pardict_set(d, &k, &va, &out), 0);
+  pardict_free(d);  // releases what it still holds
+  EXPECT_EQ(a.refct.load(), 1u);
+  EXPECT_EQ(a.destroyed.load() + b.destroyed.load() + c.destroyed.load(), 0);
+}
+
+TEST_F(CapiTest, StringKeysCompareByCodePointsAcrossKinds) {
+  // Key: one unicode struct, its meminfo in word 4.
+  pardict_dict* d = make(48, 8, /*krefs=*/1u << 4, /*kstrs=*/1u);
+  fake_meminfo m1, m2, m3;
+  const char narrow[] = "h\xe9llo";  // kind 1 (latin-1)
+  const std::uint32_t wide[] = {'h', 0xe9, 'l', 'l', 'o'};
+  const std::uint16_t other[] = {'h', 0xe9, 'l', 'l', 'x'};
+  // Keys travel in buffers of their size class (64 bytes), zero past the struct.
+  struct key_buf {
+    fake_unicode s;
+    std::uint64_t pad[2] = {0, 0};
+  };
+  key_buf s1{{narrow, 5, 1, 0, -1, &m1, nullptr}};
+  key_buf s2{{wide, 5, 4, 0, -1, &m2, nullptr}};
+  key_buf s3{{other, 5, 2, 0, -1, &m3, nullptr}};
+  std::int64_t v = 1, out;
+  EXPECT_EQ(pardict_set(d, &s1, &v, nullptr), 0);
+  EXPECT_EQ(m1.refct.load(), 2u);  // the stored key holds its string
+  v = 2;
+  EXPECT_EQ(pardict_set(d, &s2, &v, &out), 1);  // same text, other kind: same key
+  EXPECT_EQ(m2.refct.load(), 1u);               // the existing key is kept
+  EXPECT_EQ(pardict_contains(d, &s3), 0);
+  EXPECT_EQ(pardict_get(d, &s2, &out), 1);
+  EXPECT_EQ(out, 2);
+  ASSERT_EQ(pardict_pop(d, &s2, &out), 1);
+  EXPECT_EQ(m1.refct.load(), 1u);  // the stored key's reference was released
+  pardict_free(d);
+}
