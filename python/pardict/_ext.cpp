@@ -19,7 +19,48 @@ std::uintptr_t addr(F* f) {
 
 }  // namespace
 
+// Iterates a snapshot list, raising RuntimeError at the first step after this thread changed the
+// dictionary's keys (CPython's rule). In C++ because it runs once per element of every
+// interpreter-side loop over a Dict.
+class watched_iter {
+ public:
+  watched_iter(nb::list items, std::uintptr_t watch, nb::object owner)
+      : items_(std::move(items)), owner_(std::move(owner)),
+        watch_(reinterpret_cast<pardict_iter*>(watch)) {}
+  ~watched_iter() { close(); }
+
+  nb::object next() {
+    if (watch_ != nullptr) {
+      void *k, *v;
+      if (pardict_iter_next(watch_, &k, &v) == PARDICT_ERR_MUTATED) {
+        close();
+        throw std::runtime_error("dictionary changed size during iteration");
+      }
+    }
+    if (pos_ >= nb::len(items_)) {
+      close();
+      throw nb::stop_iteration();
+    }
+    return items_[pos_++];
+  }
+
+ private:
+  void close() {
+    if (watch_ != nullptr) pardict_iter_free(watch_);
+    watch_ = nullptr;
+  }
+  nb::list items_;
+  nb::object owner_;  // keeps the dictionary alive while the watch refers to it
+  pardict_iter* watch_;
+  std::size_t pos_ = 0;
+};
+
 NB_MODULE(_ext, m) {
+  nb::class_<watched_iter>(m, "WatchedIter")
+      .def(nb::init<nb::list, std::uintptr_t, nb::object>())
+      .def("__iter__", [](nb::handle self) { return nb::borrow(self); })
+      .def("__next__", &watched_iter::next);
+
   m.doc() = "pardict's compiled core: the C ABI and its symbol table";
 
   m.def("symbols", [] {

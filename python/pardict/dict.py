@@ -138,17 +138,39 @@ def _to_typed(d, td):
     return td
 
 
+# Interpreter calls whose arguments are plain Python scalars skip numba's dispatcher (typing the
+# arguments costs more than the call): after the first call, the compiled entry point for
+# (helper, dict type, argument Python types) is kept here.
+_SCALAR_TYPES = {int: types.int64, float: types.float64, str: types.unicode_type,
+                 bool: types.boolean}
+_entry_points = {}
+_keep_types = set()  # the types whose ids key _entry_points stay alive
+
+
+def _remember_entry_point(fn, d, args):
+    sig = (d._dict_type,) + tuple(_SCALAR_TYPES.get(type(a)) for a in args)
+    if None not in sig:
+        cres = fn.overloads.get(sig)
+        if cres is not None:
+            # id(): numba interns type instances, and hashing a numba type is slow.
+            key = (fn, id(d._dict_type)) + tuple(type(a) for a in args)
+            _entry_points[key] = cres.entry_point
+            _keep_types.add(d._dict_type)
+
+
 def _typed_call(d, fn, *args):
     """Run a jitted helper; a typing failure of the arguments becomes a TypeError that names the
     dictionary's key and value types (numba's own message follows)."""
     try:
-        return fn(d, *args)
+        out = fn(d, *args)
     except TypingError as e:
         ty = d._dict_type
         got = ", ".join(_type_name(a) for a in args)
         raise TypeError(f"pardict.Dict[{ty.key_type}, {ty.value_type}]: cannot use ({got}) "
                         f"here; keys must be {ty.key_type} and values {ty.value_type}"
                         f"\n{e}") from None
+    _remember_entry_point(fn, d, args)
+    return out
 
 
 def _type_name(x):
@@ -243,11 +265,23 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     # ---- mapping API ---------------------------------------------------------------------------------
 
     def __getitem__(self, key):
+        ep = _entry_points.get((_getitem, id(self._dict_type), type(key)))
+        if ep is not None:
+            try:
+                return ep(self, key)
+            except OverflowError:  # an int beyond int64: let the dispatcher type it
+                pass
         if not self._typed:
             raise KeyError(key)
         return _typed_call(self, _getitem, key)
 
     def __setitem__(self, key, value):
+        ep = _entry_points.get((_setitem, id(self._dict_type), type(key), type(value)))
+        if ep is not None:
+            try:
+                return ep(self, key, value)
+            except OverflowError:
+                pass
         self._ensure_typed(key, value)
         _typed_call(self, _setitem, key, value)
 
@@ -257,6 +291,12 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         _typed_call(self, _delitem, key)
 
     def __contains__(self, key):
+        ep = _entry_points.get((_contains, id(self._dict_type), type(key)))
+        if ep is not None:
+            try:
+                return ep(self, key)
+            except OverflowError:
+                pass
         if not self._typed:
             return False
         return _typed_call(self, _contains, key)
@@ -278,7 +318,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         except BaseException:
             _ext.watch_free(watch)
             raise
-        return _WatchedIter(self, watch, elems)
+        return _ext.WatchedIter(elems, watch, self)
 
     def keys(self):
         return _KeysView(self)
@@ -431,38 +471,6 @@ def _rebuild(dict_type, items):
     for k, v in items:
         _setitem(d, k, v)
     return d
-
-
-class _WatchedIter:
-    __slots__ = ("_dict", "_watch", "_elems", "_pos")
-
-    def __init__(self, d, watch, elems):
-        self._dict = d  # keeps the table alive while the watch refers to it
-        self._watch = watch
-        self._elems = elems
-        self._pos = 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._watch and _ext.watch_mutated(self._watch):
-            self._close()
-            raise RuntimeError("dictionary changed size during iteration")
-        if self._pos >= len(self._elems):
-            self._close()
-            raise StopIteration
-        x = self._elems[self._pos]
-        self._pos += 1
-        return x
-
-    def _close(self):
-        if self._watch:
-            _ext.watch_free(self._watch)
-            self._watch = 0
-
-    def __del__(self):
-        self._close()
 
 
 class _KeysView(KeysView):
