@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# Sets up the machine, builds in Release and runs the growth demo: N int64 keys inserted from
-# 1, 2 and 8 threads into an empty pardict::concurrent_map, against std::unordered_map + mutex.
-#   bash scripts/demo.sh [N] [T1,T2,...]     (defaults: 10000000 and 1,2,8)
+# Sets up the machine (system packages, .venv with numba, the pardict package), then runs the main
+# job: the seed scenario with numba.typed.Dict (in a subprocess: it aborts) and with pardict.Dict.
+#   bash scripts/demo.sh [args for scripts/demo_seed.py]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j 2 --target pardict_growth_demo
 echo
-build/release/examples/cpp/pardict_growth_demo "$@"
+exec .venv/bin/python scripts/demo_seed.py "$@"
