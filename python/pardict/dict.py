@@ -17,7 +17,8 @@ from numba import typeof
 
 from . import _ext
 from .numba import boxing
-from .numba.dictobject import _handle_address, new_dict
+from .numba.dictobject import _popitem as _popitem_raw
+from .numba.dictobject import new_dict
 from .numba.types import DictType, _as_type
 
 __all__ = ["Dict"]
@@ -40,19 +41,30 @@ def _len(d):
     return len(d)
 
 
+# Helpers that miss return None instead of raising: a jitted function that raises leaks the
+# references it held (numba does not unwind them; typed.Dict leaks the same way), so the
+# interpreter-side KeyError is raised here, in Python. None cannot be a stored value.
 @njit(nogil=True)
 def _getitem(d, k):
-    return d[k]
+    return d.get(k, None)
+
+
+@njit(nogil=True)
+def _pop_opt(d, k):
+    return d.pop(k, None)
+
+
+@njit(nogil=True)
+def _popitem_opt(d):
+    st, k, v = _popitem_raw(d)
+    if st == 1:
+        return (k, v)
+    return None
 
 
 @njit(nogil=True)
 def _setitem(d, k, v):
     d[k] = v
-
-
-@njit(nogil=True)
-def _delitem(d, k):
-    del d[k]
 
 
 @njit(nogil=True)
@@ -63,16 +75,6 @@ def _contains(d, k):
 @njit(nogil=True)
 def _get(d, k, default):
     return d.get(k, default)
-
-
-@njit(nogil=True)
-def _pop(d, k):
-    return d.pop(k)
-
-
-@njit(nogil=True)
-def _popitem(d):
-    return d.popitem()
 
 
 @njit(nogil=True)
@@ -268,12 +270,19 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         ep = _entry_points.get((_getitem, id(self._dict_type), type(key)))
         if ep is not None:
             try:
-                return ep(self, key)
+                v = ep(self, key)
             except OverflowError:  # an int beyond int64: let the dispatcher type it
                 pass
+            else:
+                if v is None:
+                    raise KeyError(key)
+                return v
         if not self._typed:
             raise KeyError(key)
-        return _typed_call(self, _getitem, key)
+        v = _typed_call(self, _getitem, key)
+        if v is None:
+            raise KeyError(key)
+        return v
 
     def __setitem__(self, key, value):
         ep = _entry_points.get((_setitem, id(self._dict_type), type(key), type(value)))
@@ -286,9 +295,8 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         _typed_call(self, _setitem, key, value)
 
     def __delitem__(self, key):
-        if not self._typed:
+        if not self._typed or _typed_call(self, _pop_opt, key) is None:
             raise KeyError(key)
-        _typed_call(self, _delitem, key)
 
     def __contains__(self, key):
         ep = _entry_points.get((_contains, id(self._dict_type), type(key)))
@@ -341,23 +349,26 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             if default:
                 return default[0]
             raise KeyError(key)
-        try:
-            return _typed_call(self, _pop, key)
-        except KeyError:
+        v = _typed_call(self, _pop_opt, key)
+        if v is None:
             if default:
                 return default[0]
-            raise
+            raise KeyError(key)
+        return v
 
     def popitem(self):
-        if not self._typed:
-            raise KeyError("dictionary is empty")
-        return _popitem(self)
+        kv = _popitem_opt(self) if self._typed else None
+        if kv is None:
+            raise KeyError("popitem(): dictionary is empty")
+        return kv
 
     def setdefault(self, key, default=None):
         """Atomic: inserts default when key is absent; returns the stored value."""
         if default is None:
-            if key in self:
-                return self[key]
+            if self._typed:
+                v = _typed_call(self, _getitem, key)
+                if v is not None:
+                    return v
             raise TypeError("pardict.Dict cannot store None; pass a default of the value type")
         self._ensure_typed(key, default)
         return _typed_call(self, _setdefault, key, default)
