@@ -94,10 +94,11 @@ std::int32_t guarded(F&& f) noexcept {
 }
 
 std::uint32_t size_class(std::uint32_t size, std::uint32_t max) noexcept {
+  if (size > max) return 0;  // before the doubling loop, which would wrap past 2^31
   if (size <= 4) return 4;
   std::uint32_t c = 8;
   while (c < size) c *= 2;
-  return c <= max ? c : 0;
+  return c;
 }
 
 // Words (8-byte) a class of `bytes` has; masks may only name words inside the blob.
@@ -223,6 +224,37 @@ pardict_dict* pardict_copy(const pardict_dict* d, int32_t* status) {
 }
 
 namespace {
+// Unregisters the iterator and releases everything it holds (snapshot references, then the
+// dictionary); idempotent. Afterwards only the iter_state's own memory remains.
+void drain(iter_state* s) noexcept {
+  dict_base* d = s->dict;
+  if (d == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lk(d->iters_mutex);
+    auto pos = std::find(d->iters.begin(), d->iters.end(), s);
+    if (pos != d->iters.end()) {
+      d->iters.erase(pos);
+      d->n_iters.fetch_sub(1);
+    }
+  }
+  const auto& l = d->lay;
+  if (l.key_refs | l.value_refs) {
+    const std::size_t st = d->stride(), vo = d->value_offset();
+    for (std::size_t i = 0; i < s->count; ++i) {
+      const unsigned char* e = s->buf.data() + i * st;
+      release_words(e, l.key_refs);
+      release_words(e + vo, l.value_refs);
+    }
+  }
+  s->buf.clear();
+  s->buf.shrink_to_fit();
+  s->count = s->pos = 0;
+  s->dict = nullptr;
+  void* mi = s->dict_meminfo;
+  s->dict_meminfo = nullptr;
+  if (mi != nullptr) release_words(&mi, 1u);  // last: it may destroy the dictionary
+}
+
 pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int32_t* status) {
   iter_state* out = nullptr;
   const int32_t s = guarded([&] {
@@ -263,7 +295,13 @@ pardict_iter* pardict_watch_new(pardict_dict* d, void* dict_meminfo, int32_t* st
 
 int32_t pardict_iter_next(pardict_iter* it, void** key, void** value) {
   iter_state* s = I(it);
-  if (s->mutated.load(std::memory_order_relaxed)) return PARDICT_ERR_MUTATED;
+  if (s->mutated.load(std::memory_order_relaxed)) {
+    // The caller is about to raise. Jitted code does not unwind its live variables when a callee
+    // raises, so this iterator object may never be freed: let go of the snapshot and the
+    // dictionary now, so at most the small iterator itself is lost.
+    drain(s);
+    return PARDICT_ERR_MUTATED;
+  }
   if (s->pos >= s->count) return 0;
   unsigned char* e = s->buf.data() + s->pos * s->dict->stride();
   *key = e;
@@ -280,27 +318,8 @@ int64_t pardict_iter_len(const pardict_iter* it) {
 void pardict_iter_free(pardict_iter* it) {
   iter_state* s = I(it);
   if (s == nullptr) return;
-  dict_base* d = s->dict;
-  {
-    std::lock_guard<std::mutex> lk(d->iters_mutex);
-    auto pos = std::find(d->iters.begin(), d->iters.end(), s);
-    if (pos != d->iters.end()) {
-      d->iters.erase(pos);
-      d->n_iters.fetch_sub(1);
-    }
-  }
-  const auto& l = d->lay;
-  if (l.key_refs | l.value_refs) {
-    const std::size_t st = d->stride(), vo = d->value_offset();
-    for (std::size_t i = 0; i < s->count; ++i) {
-      const unsigned char* e = s->buf.data() + i * st;
-      release_words(e, l.key_refs);
-      release_words(e + vo, l.value_refs);
-    }
-  }
-  void* mi = s->dict_meminfo;
+  drain(s);
   delete s;
-  if (mi != nullptr) release_words(&mi, 1u);  // last: it may destroy the dictionary
 }
 
 void pardict_iter_meminfo_dtor(void* payload, size_t, void*) {

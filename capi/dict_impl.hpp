@@ -137,7 +137,7 @@ class dict_base {
 };
 
 struct iter_state {
-  dict_base* dict;  // kept alive by the reference to its MemInfo below (when it has one)
+  dict_base* dict;  // kept alive by the reference to its MemInfo below; nullptr once drained
   void* dict_meminfo = nullptr;
   const void* owner;
   std::atomic<bool> mutated{false};

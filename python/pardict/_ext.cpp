@@ -25,7 +25,8 @@ std::uintptr_t addr(F* f) {
 class watched_iter {
  public:
   watched_iter(nb::list items, std::uintptr_t watch, nb::object owner)
-      : items_(std::move(items)), owner_(std::move(owner)),
+      : items_(std::move(items)),
+        owner_(std::move(owner)),
         watch_(reinterpret_cast<pardict_iter*>(watch)) {}
   ~watched_iter() { close(); }
 

@@ -7,12 +7,13 @@ values(), items(), dict(d) via items) cost one jitted call for all elements.
 """
 
 import ctypes
+import warnings
 from abc import ABCMeta
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 
 from numba import njit
 from numba.core import types
-from numba.core.errors import TypingError
+from numba.core.errors import NumbaTypeSafetyWarning, TypingError
 from numba import typeof
 
 from . import _ext
@@ -479,8 +480,12 @@ class Dict(MutableMapping, metaclass=_DictMeta):
 
 def _rebuild(dict_type, items):
     d = Dict(dcttype=dict_type, n_keys=len(items))
-    for k, v in items:
-        _setitem(d, k, v)
+    # The items came out of a dict of this very type: converting them back is exact, so numba's
+    # "unsafe cast" warnings (Python int -> int32 ...) would only be noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
+        for k, v in items:
+            _setitem(d, k, v)
     return d
 
 

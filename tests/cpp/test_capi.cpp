@@ -57,6 +57,8 @@ TEST_F(CapiTest, SizeClasses) {
   EXPECT_EQ(pardict_key_class(48), 64u);
   EXPECT_EQ(pardict_key_class(128), 128u);
   EXPECT_EQ(pardict_key_class(129), 0u);
+  EXPECT_EQ(pardict_key_class(UINT32_MAX), 0u);  // no wrap-around in the doubling
+  EXPECT_EQ(pardict_value_class(UINT32_MAX), 0u);
   EXPECT_EQ(pardict_value_class(0), 4u);
   EXPECT_EQ(pardict_value_class(56), 64u);
   EXPECT_EQ(pardict_value_class(256), 256u);
@@ -171,6 +173,35 @@ TEST_F(CapiTest, SameThreadKeyChangeFlagsTheIterator) {
   EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);
   pardict_iter_free(it);
   pardict_free(d);
+}
+
+// Jitted code that raises never frees its iterator: the iterator must already have let go of its
+// snapshot and of the dictionary when it reports the mutation.
+TEST_F(CapiTest, MutatedIteratorReleasesEverythingBeforeReporting) {
+  pardict_dict* d = make(8, 16, 0, 0, /*vrefs=*/1u);
+  fake_meminfo a, dict_mi;
+  ref_value va{&a, 1};
+  for (std::int64_t k = 0; k < 3; ++k) pardict_set(d, &k, &va, nullptr);
+  EXPECT_EQ(a.refct.load(), 4u);
+  std::int32_t st;
+  pardict_iter* it = pardict_iter_new(d, &dict_mi, &st);
+  EXPECT_EQ(a.refct.load(), 7u);  // + the snapshot's three
+  EXPECT_EQ(dict_mi.refct.load(), 2u);
+  void *kp, *vp;
+  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), 1);
+  const std::int64_t k3 = 3;
+  pardict_set(d, &k3, &va, nullptr);
+  EXPECT_EQ(a.refct.load(), 8u);
+  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);
+  EXPECT_EQ(a.refct.load(), 5u);  // snapshot released at once
+  EXPECT_EQ(dict_mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_iter_len(it), 0);
+  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);  // stays flagged
+  pardict_iter_free(it);                                            // nothing left to release twice
+  EXPECT_EQ(a.refct.load(), 5u);
+  EXPECT_EQ(dict_mi.refct.load(), 1u);
+  pardict_free(d);
+  EXPECT_EQ(a.refct.load(), 1u);
 }
 
 TEST_F(CapiTest, BlobKeysCompareAllBytes) {

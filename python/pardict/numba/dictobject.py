@@ -16,7 +16,8 @@ from numba.core.errors import TypingError
 from numba.core.extending import (intrinsic, lower_builtin, overload, overload_attribute,
                                   overload_method)
 from numba.core.imputils import RefType, impl_ret_borrowed, iternext_impl
-from numba.typed.typedobjectutils import _cast, _sentry_safe_cast, _sentry_safe_cast_default
+from numba.typed.typedobjectutils import _cast
+from numba.typed.typedobjectutils import _sentry_safe_cast as _numba_sentry_safe_cast
 
 from .types import DictIterType, DictType, DictViewType
 
@@ -30,6 +31,40 @@ ERR_NOMEM = -1
 ERR_INVALID = -2
 ERR_REENTRANT = -3
 ERR_MUTATED = -4
+
+
+def _sentry_safe_cast(fromty, toty):
+    """typed.Dict's implicit-cast rules (lossy numeric casts warn, numeric domain changes are a
+    TypingError), plus: a conversion numba does not know at all (int -> str, a tuple of another
+    length, an 'A'-layout array into a 'C' slot) is a TypingError here, where typed.Dict fails
+    later in lowering with an internal error."""
+    fromty, toty = types.unliteral(fromty), types.unliteral(toty)
+    if isinstance(fromty, types.UnicodeCharSeq) and toty == types.unicode_type:
+        return  # NumPy string elements: str(x) is exact
+    if not (isinstance(fromty, DictType) and isinstance(toty, DictType)):
+        from numba.core.registry import cpu_target
+
+        if cpu_target.typing_context.can_convert(fromty, toty) is None:
+            raise TypingError(f"cannot convert {fromty} to {toty}")
+    _numba_sentry_safe_cast(fromty, toty)
+
+
+def _sentry_safe_cast_default(default, valty):
+    if default is None or isinstance(default, (types.Omitted, types.NoneType)):
+        return
+    _sentry_safe_cast(default, valty)
+
+
+def _conv(x, ty):
+    pass
+
+
+@overload(_conv)
+def _ol_conv(x, ty):
+    """_cast, plus NumPy string elements (UnicodeCharSeq) to unicode_type keys or values."""
+    if isinstance(x, types.UnicodeCharSeq):
+        return lambda x, ty: str(x)
+    return lambda x, ty: _cast(x, ty)
 
 
 def _fn(builder, name, ret, args):
@@ -495,7 +530,7 @@ def _ol_setitem(d, key, value):
     _sentry_safe_cast(value, valty)
 
     def impl(d, key, value):
-        st = _set(d, _cast(key, keyty), _cast(_owned(value), valty))
+        st = _set(d, _conv(key, keyty), _conv(_owned(value), valty))
         if st < 0:
             _raise_status(st)
 
@@ -510,7 +545,7 @@ def _ol_getitem(d, key):
     _sentry_safe_cast(key, keyty)
 
     def impl(d, key):
-        st, v = _get(d, _cast(key, keyty))
+        st, v = _get(d, _conv(key, keyty))
         if st == 1:
             return v
         if st == 0:
@@ -529,7 +564,7 @@ def _ol_delitem(d, key):
     _sentry_safe_cast(key, keyty)
 
     def impl(d, key):
-        st, v = _pop(d, _cast(key, keyty))
+        st, v = _pop(d, _conv(key, keyty))
         if st == 0:
             raise KeyError(key)
         if st < 0:
@@ -547,7 +582,7 @@ def _ol_contains(d, key):
         return lambda d, key: False
 
     def impl(d, key):
-        st = _contains(d, _cast(key, keyty))
+        st = _contains(d, _conv(key, keyty))
         if st < 0:
             _raise_status(st)
         return st == 1
@@ -574,6 +609,15 @@ def _owned(v):
 @overload(_owned)
 def _ol_owned(v):
     """A value the dictionary can hold a reference to: arrays without an owner are copied."""
+    if isinstance(v, types.Array) and v.layout == "F":
+        # numba's copy() is C-ordered; copying the C-ordered transpose keeps the type's layout.
+
+        def impl(v):
+            if _borrowed_array(v):
+                return v.T.copy().T
+            return v
+
+        return impl
     if isinstance(v, types.Array):
 
         def impl(v):
@@ -598,7 +642,7 @@ def _ol_get(d, key, default=None):
     _sentry_safe_cast_default(default, d.value_type)
 
     def impl(d, key, default=None):
-        st, v = _get(d, _cast(key, keyty))
+        st, v = _get(d, _conv(key, keyty))
         if st == 1:
             return v
         if st < 0:
@@ -615,7 +659,7 @@ def _ol_pop(d, key, default=None):
     if isinstance(default, types.Omitted) or default is None:
 
         def impl_raise(d, key, default=None):
-            st, v = _pop(d, _cast(key, keyty))
+            st, v = _pop(d, _conv(key, keyty))
             if st == 0:
                 raise KeyError(key)
             if st < 0:
@@ -626,7 +670,7 @@ def _ol_pop(d, key, default=None):
     _sentry_safe_cast_default(default, d.value_type)
 
     def impl(d, key, default=None):
-        st, v = _pop(d, _cast(key, keyty))
+        st, v = _pop(d, _conv(key, keyty))
         if st == 1:
             return v
         if st < 0:
@@ -660,7 +704,7 @@ def _ol_setdefault(d, key, default=None):
     _sentry_safe_cast(default, valty)
 
     def impl(d, key, default=None):
-        st, v = _setdefault(d, _cast(key, keyty), _cast(_owned(default), valty))
+        st, v = _setdefault(d, _conv(key, keyty), _conv(_owned(default), valty))
         if st < 0:
             _raise_status(st)
         return v
@@ -676,7 +720,7 @@ def _ol_insert(d, key, value):
     _sentry_safe_cast(value, valty)
 
     def impl(d, key, value):
-        st = _insert(d, _cast(key, keyty), _cast(_owned(value), valty))
+        st = _insert(d, _conv(key, keyty), _conv(_owned(value), valty))
         if st < 0:
             _raise_status(st)
         return st == 1

@@ -178,10 +178,13 @@ def _as_type(t):
         return types.unicode_type
     if t in (int, float, bool):
         return {int: types.int64, float: types.float64, bool: types.boolean}[t]
-    try:
-        return from_dtype(np.dtype(t))
-    except Exception:
-        raise TypeError(f"expected a numba type for a pardict key or value, got {t!r}") from None
+    # np.dtype(None) is float64: reject it (and anything not a type or dtype spelling) explicitly.
+    if isinstance(t, (type, np.dtype)) or (isinstance(t, str) and t):
+        try:
+            return from_dtype(np.dtype(t))
+        except Exception:
+            pass
+    raise TypeError(f"expected a numba type for a pardict key or value, got {t!r}")
 
 
 class DictModel(models.StructModel):

@@ -1,0 +1,119 @@
+"""@njit(cache=True) functions that create, take and return pardict.Dict work across processes: the
+second process loads them from numba's cache (the C ABI symbols resolve by name there too)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+MODULE = textwrap.dedent('''
+    import json
+    import numpy as np
+    from numba import njit, types
+    from pardict import Dict
+
+
+    @njit(cache=True)
+    def make(n):
+        d = Dict.empty(types.int64, types.float64)
+        for i in range(n):
+            d[i] = i * 0.5
+        return d
+
+
+    @njit(cache=True)
+    def total(d):
+        s = 0.0
+        for k, v in d.items():
+            s += k * v
+        return s
+
+
+    @njit(cache=True)
+    def grow(d, k):
+        d[k] = -1.0
+        c = d.copy()
+        c[k + 1] = 2.0
+        return c
+
+
+    @njit(cache=True)
+    def strings_and_arrays(n):
+        d = Dict.empty(types.unicode_type, types.float64[:])
+        for i in range(n):
+            d["k" + str(i) + "é"] = np.full(2, i * 1.0)
+        s = 0.0
+        for v in d.values():
+            s += v.sum()
+        return d, s
+
+
+    FUNCS = (make, total, grow, strings_and_arrays)
+
+
+    def main():
+        d = make(100)
+        t = total(d)
+        c = grow(d, 1000)
+        s, ssum = strings_and_arrays(5)
+        out = {
+            "len": len(d),
+            "total": t,
+            "d_1000": d[1000],
+            "c": sorted(c.to_dict().items()),
+            "s": sorted((k, v.tolist()) for k, v in s.items()),
+            "ssum": ssum,
+            "hits": sum(sum(f.stats.cache_hits.values()) for f in FUNCS),
+            "misses": sum(sum(f.stats.cache_misses.values()) for f in FUNCS),
+        }
+        print("RESULT " + json.dumps(out))
+''')
+
+
+def _run(tmp_path):
+    env = dict(os.environ)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    p = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                               "import cachemod; cachemod.main()", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr[-3000:]
+    (line,) = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    return json.loads(line[len("RESULT "):])
+
+
+def _cache_files(tmp_path):
+    root = tmp_path / "cache"
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns
+            for p in root.rglob("*") if p.suffix in (".nbi", ".nbc")}
+
+
+def test_cache_across_processes(tmp_path):
+    (tmp_path / "cachemod.py").write_text(MODULE)
+    expect_c = {i: i * 0.5 for i in range(100)}
+    expect_c[1000] = -1.0
+    expect_c[1001] = 2.0
+    expect = {
+        "len": 101,
+        "total": sum(i * i * 0.5 for i in range(100)),
+        "d_1000": -1.0,
+        "c": [list(kv) for kv in sorted(expect_c.items())],
+        "s": sorted([f"k{i}é", [i * 1.0, i * 1.0]] for i in range(5)),
+        "ssum": sum(2.0 * i for i in range(5)),
+    }
+
+    first = _run(tmp_path)
+    files = _cache_files(tmp_path)
+    assert {k: first[k] for k in expect} == expect
+    assert first["misses"] == 4 and first["hits"] == 0
+    assert sum(f.endswith(".nbi") for f in files) == 4, files
+    assert sum(f.endswith(".nbc") for f in files) >= 4, files
+
+    second = _run(tmp_path)
+    assert {k: second[k] for k in expect} == expect
+    assert second["hits"] == 4 and second["misses"] == 0
+    assert _cache_files(tmp_path) == files  # nothing recompiled or rewritten

@@ -1,0 +1,445 @@
+"""The pardict.Dict API inside @njit, checked against plain dicts computed in the interpreter."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numba import float64, int64, njit, typed, types
+from numba.core.errors import NumbaTypeSafetyWarning, TypingError
+
+from pardict import Dict, DictType
+
+I64 = types.int64
+F64 = types.float64
+
+
+def model_of(n):
+    return {i * 3 - 5: i * 0.5 + 0.25 for i in range(n)}
+
+
+def pardict_of(model):
+    d = Dict.empty(I64, F64)
+    for k, v in model.items():
+        d[k] = v
+    return d
+
+
+# ---- module-level jitted functions (compiled once, reused) -------------------------------------
+
+
+@njit
+def make(n):
+    d = Dict.empty(types.int64, types.float64)
+    for i in range(n):
+        d[i * 3 - 5] = i * 0.5 + 0.25
+    return d
+
+
+@njit
+def make_presized(n):
+    d = Dict.empty(types.int64, types.float64, n)
+    for i in range(n):
+        d[i * 3 - 5] = i * 0.5 + 0.25
+    return d
+
+
+@njit
+def make_from_pairs():
+    return Dict([(1, 2.0), (3, 4.5), (1, 7.0)])
+
+
+@njit
+def set_item(d, k, v):
+    d[k] = v
+
+
+@njit
+def get_item(d, k):
+    return d[k]
+
+
+@njit
+def del_item(d, k):
+    del d[k]
+
+
+@njit
+def identity(d):
+    return d
+
+
+@njit
+def contains(d, k):
+    return k in d, "not a key" in d
+
+
+@njit
+def length(d):
+    return len(d)
+
+
+@njit
+def get_both(d, k):
+    return d.get(k), d.get(k, -1.0)
+
+
+@njit
+def pop_default(d, k):
+    return d.pop(k, -1.0)
+
+
+@njit
+def pop_plain(d, k):
+    return d.pop(k)
+
+
+@njit
+def popitem(d):
+    return d.popitem()
+
+
+@njit
+def setdefault(d, k, v):
+    return d.setdefault(k, v)
+
+
+@njit
+def insert(d, k, v):
+    return d.insert(k, v)
+
+
+@njit
+def update(d, other):
+    d.update(other)
+
+
+@njit
+def clear(d):
+    d.clear()
+    return len(d)
+
+
+@njit
+def copy_and_change(d):
+    c = d.copy()
+    c[-1000] = 9.0
+    return c
+
+
+@njit
+def eq_ne(a, b):
+    return a == b, a != b
+
+
+@njit
+def view_lens(d):
+    return len(d.keys()), len(d.values()), len(d.items())
+
+
+@njit
+def iterate_all(d):
+    ks = 0
+    n = 0
+    for k in d:
+        ks += k
+        n += 1
+    ks2 = 0
+    for k in d.keys():
+        ks2 += k
+    vs = 0.0
+    for v in d.values():
+        vs += v
+    kvs = 0.0
+    m = 0
+    for k, v in d.items():
+        kvs += k * v
+        m += 1
+    return n, m, ks, ks2, vs, kvs
+
+
+@njit
+def insert_during_iteration(d):
+    for k in d:
+        d[k + 100000] = 0.0
+
+
+@njit
+def delete_during_iteration(d):
+    for k in d.keys():
+        del d[k]
+
+
+@njit
+def insert_during_items(d):
+    for k, v in d.items():
+        d.setdefault(k + 100000, v)
+
+
+@njit
+def replace_values_during_iteration(d):
+    for k in d:
+        d[k] = d[k] * 2.0
+    for k, v in d.items():
+        d[k] = v + 1.0
+
+
+@njit
+def print_dict(d):
+    print(d)
+
+
+@njit
+def set_int_key(d):
+    d[3] = 1.5
+    return d[3]
+
+
+@njit
+def set_float_key(d):
+    d[1.5] = 1.0
+
+
+@njit
+def set_value(d, v):
+    d[1] = v
+    return d[1]
+
+
+@njit
+def bump_array(d, k):
+    a = d[k]
+    a[0] += 1.0
+    return a.sum()
+
+
+@njit
+def store_then_mutate():
+    d = Dict.empty(types.int64, types.float64[:])
+    a = np.zeros(3)
+    d[1] = a
+    a[1] = 5.0
+    b = d[1]
+    b[2] = 7.0
+    return d, a
+
+
+@njit(float64(DictType(int64, float64), int64))
+def explicit_signature(d, k):
+    return d[k]
+
+
+# ---- creation, boxing, identity --------------------------------------------------------------
+
+
+def test_create_in_njit_and_return():
+    d = make(50)
+    assert isinstance(d, Dict)
+    assert d.key_type == I64 and d.value_type == F64
+    assert d.to_dict() == model_of(50)
+    assert make_presized(50).to_dict() == model_of(50)
+    assert make(0).to_dict() == {}
+
+
+def test_dict_from_pairs_in_njit():
+    assert make_from_pairs().to_dict() == {1: 7.0, 3: 4.5}
+
+
+def test_pass_back_and_storage_identity():
+    d = make(10)
+    model = model_of(10)
+    assert length(d) == 10
+    set_item(d, 12345, 1.5)  # a mutation inside njit is visible outside
+    model[12345] = 1.5
+    assert d.to_dict() == model
+    d[777] = 2.5  # and the other way round
+    assert get_item(d, 777) == 2.5
+    r = identity(d)
+    assert r is not d and isinstance(r, Dict)
+    r[888] = 3.5
+    assert d[888] == 3.5  # the same table
+    del_item(d, 777)
+    assert 777 not in r
+    assert explicit_signature(d, 888) == 3.5
+
+
+def test_getitem_missing_raises_keyerror():
+    d = make(3)
+    with pytest.raises(KeyError) as ei:
+        get_item(d, 999)
+    assert ei.value.args == (999,)
+    with pytest.raises(KeyError):
+        del_item(d, 999)
+    assert len(d) == 3
+
+
+def test_contains_and_uncastable_key():
+    d = make(5)
+    for k in list(model_of(5)) + [1, 2, 1000]:
+        assert contains(d, k) == (k in model_of(5), False)
+
+
+def test_get_with_and_without_default():
+    d = make(5)
+    model = model_of(5)
+    for k in (-5, -2, 7, 8, 1000):
+        assert get_both(d, k) == (model.get(k), model.get(k, -1.0))
+
+
+def test_pop():
+    d = make(5)
+    model = model_of(5)
+    assert pop_default(d, -5) == model.pop(-5)
+    assert pop_default(d, -5) == -1.0
+    assert pop_plain(d, -2) == model.pop(-2)
+    with pytest.raises(KeyError) as ei:
+        pop_plain(d, -2)
+    assert ei.value.args == (-2,)
+    assert d.to_dict() == model
+
+
+def test_popitem_drains():
+    d = make(6)
+    model = model_of(6)
+    while model:
+        k, v = popitem(d)
+        assert model.pop(k) == v
+    assert len(d) == 0
+    with pytest.raises(KeyError):
+        popitem(d)
+
+
+def test_setdefault_and_insert():
+    d = make(3)
+    model = model_of(3)
+    for k, v in ((-5, 100.0), (50, 1.25), (50, 2.5), (-2, 0.0)):
+        assert setdefault(d, k, v) == model.setdefault(k, v)
+    for k, v in ((60, 3.0), (60, 4.0), (-5, 5.0)):
+        assert insert(d, k, v) == (k not in model)
+        model.setdefault(k, v)
+    assert d.to_dict() == model
+
+
+def test_update_from_pardict_and_typed_dict():
+    d = make(4)
+    model = model_of(4)
+    other = pardict_of({-5: 11.0, 90: 12.0})
+    update(d, other)
+    model.update({-5: 11.0, 90: 12.0})
+    assert d.to_dict() == model
+    td = typed.Dict.empty(I64, F64)
+    td[91] = 13.0
+    td[-2] = 14.0
+    update(d, td)
+    model.update({91: 13.0, -2: 14.0})
+    assert d.to_dict() == model
+    assert dict(td) == {91: 13.0, -2: 14.0}
+
+
+def test_clear_and_copy():
+    d = make(8)
+    c = copy_and_change(d)
+    assert isinstance(c, Dict)
+    expect = model_of(8)
+    assert d.to_dict() == expect  # the original is unchanged
+    expect[-1000] = 9.0
+    assert c.to_dict() == expect
+    assert clear(d) == 0
+    assert d.to_dict() == {} and len(c) == 9
+
+
+def test_eq_ne():
+    a, b = make(6), make(6)
+    assert eq_ne(a, b) == (True, False)
+    b[1000] = 1.0
+    assert eq_ne(a, b) == (False, True)
+    del b[1000]
+    b[-5] = 99.0
+    assert eq_ne(a, b) == (False, True)
+    td = typed.Dict.empty(I64, F64)
+    for k, v in model_of(6).items():
+        td[k] = v
+    assert eq_ne(a, td) == (True, False)
+    td[-5] = 0.0
+    assert eq_ne(a, td) == (False, True)
+
+
+def test_view_lens_and_iteration():
+    for n in (0, 1, 37):
+        d = make(n)
+        model = model_of(n)
+        assert view_lens(d) == (n, n, n)
+        got = iterate_all(d)
+        assert got[:4] == (n, n, sum(model), sum(model))
+        assert got[4] == pytest.approx(sum(model.values()))
+        assert got[5] == pytest.approx(sum(k * v for k, v in model.items()))
+
+
+@pytest.mark.parametrize("fn", [insert_during_iteration, delete_during_iteration,
+                                insert_during_items])
+def test_key_change_during_iteration_raises(fn):
+    d = make(10)
+    with pytest.raises(RuntimeError, match="dictionary changed size during iteration"):
+        fn(d)
+    assert abs(len(d) - 10) == 1  # the loop stopped right after the first key change
+
+
+def test_value_change_during_iteration_is_allowed():
+    d = make(20)
+    replace_values_during_iteration(d)
+    assert d.to_dict() == {k: v * 2.0 + 1.0 for k, v in model_of(20).items()}
+
+
+def test_print_in_njit(capfd):
+    d = make(3)
+    print_dict(d)
+    out = capfd.readouterr().out
+    for k, v in model_of(3).items():
+        assert f"{k}: {v}" in out
+    print_dict(make(0))
+    assert capfd.readouterr().out.strip() == "{}"
+
+
+# ---- implicit casts (typed.Dict rules) -----------------------------------------------------------
+
+
+def test_int_key_into_float_key_dict():
+    d = Dict.empty(F64, F64)
+    assert set_int_key(d) == 1.5
+    assert d.to_dict() == {3.0: 1.5}
+
+
+def test_float_key_into_int_key_dict_is_typing_error():
+    d = Dict.empty(I64, F64)
+    with pytest.raises(TypingError) as ei:
+        set_float_key(d)
+    msg = str(ei.value)
+    assert "float64" in msg and "int64" in msg
+    assert len(d) == 0
+
+
+def test_int64_value_into_int32_dict_warns():
+    d = Dict.empty(I64, types.int32)
+    with pytest.warns(NumbaTypeSafetyWarning):
+        assert set_value(d, 7) == 7
+    assert d[1] == 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
+        set_value(d, 2**32 + 5)  # wraps like typed.Dict
+    assert d[1] == 5
+
+
+# ---- arrays: reference semantics --------------------------------------------------------------------
+
+
+def test_array_value_is_the_stored_array():
+    d = Dict.empty(I64, types.float64[:])
+    d[1] = np.zeros(4)
+    assert bump_array(d, 1) == 1.0
+    assert bump_array(d, 1) == 2.0
+    assert np.array_equal(d[1], [2.0, 0.0, 0.0, 0.0])
+
+
+def test_array_stored_in_njit_is_shared():
+    d, a = store_then_mutate()
+    assert np.array_equal(d[1], [0.0, 5.0, 7.0])
+    assert np.shares_memory(d[1], a)
