@@ -194,6 +194,21 @@ int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
   return guarded([&] { return D(d)->insert(key, value); });
 }
 
+int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
+                        const int32_t* fields, int32_t n_fields, void* out) {
+  const auto& l = D(d)->lay;
+  if (l.value_refs != 0 || op < PARDICT_OP_ADD || op > PARDICT_OP_MAX || n_fields < 0 ||
+      (n_fields > 0 && fields == nullptr))
+    return PARDICT_ERR_INVALID;
+  for (int32_t i = 0; i < n_fields; ++i) {
+    const int32_t off = fields[2 * i];
+    const uint32_t size = kind_size(fields[2 * i + 1]);
+    if (size == 0 || off < 0 || static_cast<uint32_t>(off) + size > l.value_size)
+      return PARDICT_ERR_INVALID;
+  }
+  return guarded([&] { return D(d)->combine(key, value, op, fields, n_fields, out); });
+}
+
 int32_t pardict_clear(pardict_dict* d) {
   return guarded([&] {
     D(d)->clear();

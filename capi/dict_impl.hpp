@@ -98,6 +98,77 @@ struct layout {
   std::uint32_t key_refs, key_strs, value_refs;
 };
 
+// ---- field-wise combination (pardict_combine) ---------------------------------------------------
+
+template <class T>
+void combine_one(unsigned char* stored, const unsigned char* x, int op) noexcept {
+  T a, b;
+  std::memcpy(&a, stored, sizeof(T));
+  std::memcpy(&b, x, sizeof(T));
+  T r = a;
+  if (op == 0) {
+    if constexpr (std::is_integral_v<T>) {
+      using U = std::make_unsigned_t<T>;  // wrap around without signed-overflow UB
+      r = static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+    } else {
+      r = a + b;
+    }
+  } else if (op == 1) {
+    if (b < a) r = b;
+  } else if (a < b) {
+    r = b;
+  }
+  std::memcpy(stored, &r, sizeof(T));
+}
+
+inline std::uint32_t kind_size(std::int32_t kind) noexcept {
+  static constexpr std::uint32_t sizes[] = {0, 1, 2, 4, 8, 1, 2, 4, 8, 4, 8};
+  return kind >= 1 && kind <= 10 ? sizes[kind] : 0;
+}
+
+inline void combine_fields(void* stored, const void* x, int op, const std::int32_t* fields,
+                           int n) noexcept {
+  auto* s = static_cast<unsigned char*>(stored);
+  const auto* v = static_cast<const unsigned char*>(x);
+  for (int i = 0; i < n; ++i) {
+    const std::int32_t off = fields[2 * i];
+    switch (fields[2 * i + 1]) {
+      case 1:
+        combine_one<std::int8_t>(s + off, v + off, op);
+        break;
+      case 2:
+        combine_one<std::int16_t>(s + off, v + off, op);
+        break;
+      case 3:
+        combine_one<std::int32_t>(s + off, v + off, op);
+        break;
+      case 4:
+        combine_one<std::int64_t>(s + off, v + off, op);
+        break;
+      case 5:
+        combine_one<std::uint8_t>(s + off, v + off, op);
+        break;
+      case 6:
+        combine_one<std::uint16_t>(s + off, v + off, op);
+        break;
+      case 7:
+        combine_one<std::uint32_t>(s + off, v + off, op);
+        break;
+      case 8:
+        combine_one<std::uint64_t>(s + off, v + off, op);
+        break;
+      case 9:
+        combine_one<float>(s + off, v + off, op);
+        break;
+      case 10:
+        combine_one<double>(s + off, v + off, op);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 class dict_base {
  public:
   explicit dict_base(const layout& l) : lay(l) { g_live_dicts.fetch_add(1); }
@@ -111,6 +182,10 @@ class dict_base {
   virtual int popitem(void* k_out, void* v_out) = 0;
   virtual int setdefault(const void* k, const void* dflt, void* out) = 0;
   virtual int insert(const void* k, const void* v) = 0;
+  // Inserts v or combines it into the stored value (fields already validated); see
+  // pardict_combine.
+  virtual int combine(const void* k, const void* v, int op, const std::int32_t* fields, int n,
+                      void* out) = 0;
   virtual void clear() = 0;
   virtual void reserve(std::int64_t n) = 0;
   virtual std::unique_ptr<dict_base> clone() const = 0;
@@ -288,6 +363,24 @@ class dict_impl final : public dict_base {
       unref_words(&d, refs);
     }
     disown_words(out, refs);
+    return inserted ? 1 : 0;
+  }
+
+  int combine(const void* kp, const void* vp, int op, const std::int32_t* fields, int n,
+              void* out) override {
+    K k = load<K>(kp);
+    const V v = load<V>(vp);
+    incref_words(&k, lay.key_refs);
+    const bool inserted = map_.try_emplace_or_visit(k, v, [&](value_type& x) {
+      combine_fields(&x.second, &v, op, fields, n);
+      if (out != nullptr) std::memcpy(out, &x.second, sizeof(V));
+    });
+    if (inserted) {
+      note_key_change();
+      if (out != nullptr) std::memcpy(out, &v, sizeof(V));
+    } else {
+      unref_words(&k, lay.key_refs);
+    }
     return inserted ? 1 : 0;
   }
 

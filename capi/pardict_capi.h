@@ -74,6 +74,34 @@ PARDICT_API int32_t pardict_setdefault(pardict_dict* d, const void* key, const v
                                        void* out);
 // 1 inserted, 0 was present (nothing changed), < 0 error.
 PARDICT_API int32_t pardict_insert(pardict_dict* d, const void* key, const void* value);
+
+// ---- atomic read-modify-write ----------------------------------------------------------------
+// Combining operations and the scalar kinds a value's fields may have.
+enum {
+  PARDICT_OP_ADD = 0,  // integers wrap around (two's complement), floats follow IEEE
+  PARDICT_OP_MIN = 1,  // keeps the stored field unless the new one compares less (NaN never does)
+  PARDICT_OP_MAX = 2   // keeps the stored field unless the new one compares greater
+};
+enum {
+  PARDICT_KIND_I8 = 1,
+  PARDICT_KIND_I16,
+  PARDICT_KIND_I32,
+  PARDICT_KIND_I64,
+  PARDICT_KIND_U8,
+  PARDICT_KIND_U16,
+  PARDICT_KIND_U32,
+  PARDICT_KIND_U64,
+  PARDICT_KIND_F32,
+  PARDICT_KIND_F64
+};
+// One atomic step: inserts `value` when `key` is absent, else combines each field of the stored
+// value with the same field of `value`. A value is described by n_fields pairs (byte offset,
+// kind) in `fields`; bytes outside the fields are left as stored. Writes the resulting stored
+// value to out (value class bytes; may be NULL). Only for values without references (a value
+// layout with references gives PARDICT_ERR_INVALID, as do bad ops, kinds or offsets).
+// 1 inserted, 0 combined, < 0 error.
+PARDICT_API int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
+                                    const int32_t* fields, int32_t n_fields, void* out);
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
 // A new dictionary with the same layout and elements.

@@ -19,7 +19,7 @@ from numba import typeof
 from . import _ext
 from .numba import boxing
 from .numba.dictobject import _popitem as _popitem_raw
-from .numba.dictobject import new_dict
+from .numba.dictobject import _combinable, new_dict
 from .numba.types import DictType, _as_type
 
 __all__ = ["Dict"]
@@ -66,6 +66,21 @@ def _popitem_opt(d):
 @njit(nogil=True)
 def _setitem(d, k, v):
     d[k] = v
+
+
+@njit(nogil=True)
+def _add(d, k, v):
+    return d.add(k, v)
+
+
+@njit(nogil=True)
+def _min(d, k, v):
+    return d.min(k, v)
+
+
+@njit(nogil=True)
+def _max(d, k, v):
+    return d.max(k, v)
 
 
 @njit(nogil=True)
@@ -378,6 +393,35 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         """Insert only if absent (atomic). Returns whether it inserted."""
         self._ensure_typed(key, value)
         return _typed_call(self, _insert, key, value)
+
+    # ---- atomic read-modify-write (numeric values: scalars and tuples of them) ------------------
+
+    def _combine(self, fn, key, value):
+        if self._typed and not _combinable(self.value_type):
+            raise TypeError(f"pardict.Dict.{fn.__name__[1:]} needs numeric values (integers, "
+                            f"floats, or tuples of them); this dict stores {self.value_type}")
+        ep = _entry_points.get((fn, id(self._dict_type), type(key), type(value)))
+        if ep is not None:
+            try:
+                return ep(self, key, value)
+            except OverflowError:
+                pass
+        self._ensure_typed(key, value)
+        return _typed_call(self, fn, key, value)
+
+    def add(self, key, value):
+        """One atomic step: store value when key is absent, else add it to the stored value
+        (tuples field by field; integers wrap around). Returns the stored result."""
+        return self._combine(_add, key, value)
+
+    def min(self, key, value):
+        """One atomic step: store value when key is absent, else keep the smaller (field by field;
+        a NaN never replaces). Returns the stored result."""
+        return self._combine(_min, key, value)
+
+    def max(self, key, value):
+        """As min(), keeping the larger."""
+        return self._combine(_max, key, value)
 
     def clear(self):
         if self._typed:

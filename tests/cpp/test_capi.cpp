@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -202,6 +203,55 @@ TEST_F(CapiTest, MutatedIteratorReleasesEverythingBeforeReporting) {
   EXPECT_EQ(dict_mi.refct.load(), 1u);
   pardict_free(d);
   EXPECT_EQ(a.refct.load(), 1u);
+}
+
+TEST_F(CapiTest, CombineInsertsThenAddsMinsMaxes) {
+  // value: struct {int32 a; float64 b;} -> 16 bytes, b at offset 8
+  pardict_dict* d = make(8, 16);
+  const std::int32_t fields[] = {0, PARDICT_KIND_I32, 8, PARDICT_KIND_F64};
+  struct val {
+    std::int32_t a;
+    std::int32_t pad;
+    double b;
+  };
+  const std::int64_t k = 3;
+  val x{5, 0, 1.5}, out{};
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, fields, 2, &out), 1);
+  EXPECT_EQ(out.a, 5);
+  x = {-7, 0, 2.0};
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, fields, 2, &out), 0);
+  EXPECT_EQ(out.a, -2);
+  EXPECT_EQ(out.b, 3.5);
+  x = {-9, 0, 10.0};
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_MIN, fields, 2, &out), 0);
+  EXPECT_EQ(out.a, -9);
+  EXPECT_EQ(out.b, 3.5);
+  x = {0, 0, std::nan("")};
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_MAX, fields, 2, &out), 0);
+  EXPECT_EQ(out.a, 0);
+  EXPECT_EQ(out.b, 3.5);  // NaN never compares greater
+  // integers wrap around
+  pardict_dict* e = make(8, 1);
+  const std::int32_t f8[] = {0, PARDICT_KIND_I8};
+  // value and out buffers have the value class's size (4)
+  std::array<std::int8_t, 4> b{127, 0, 0, 0}, o{};
+  EXPECT_EQ(pardict_combine(e, &k, b.data(), PARDICT_OP_ADD, f8, 1, o.data()), 1);
+  b[0] = 1;
+  EXPECT_EQ(pardict_combine(e, &k, b.data(), PARDICT_OP_ADD, f8, 1, nullptr), 0);
+  EXPECT_EQ(pardict_get(e, &k, o.data()), 1);
+  EXPECT_EQ(o[0], -128);
+  // bad arguments
+  const std::int32_t beyond[] = {12, PARDICT_KIND_I64};
+  const std::int32_t bad_kind[] = {0, 99};
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, beyond, 1, nullptr), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, bad_kind, 1, nullptr), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_combine(d, &k, &x, 7, fields, 2, nullptr), PARDICT_ERR_INVALID);
+  pardict_dict* r = make(8, 16, 0, 0, /*vrefs=*/1u);
+  EXPECT_EQ(pardict_combine(r, &k, &x, PARDICT_OP_ADD, fields, 1, nullptr), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_len(r), 0);
+  pardict_free(r);
+  pardict_free(e);
+  pardict_free(d);
 }
 
 TEST_F(CapiTest, BlobKeysCompareAllBytes) {

@@ -66,3 +66,59 @@ TEST(CapiConcurrency, RefcountedValuesUnderContention) {
   }
   EXPECT_EQ(pardict_live_refs(), refs0);
 }
+
+// pardict_combine is one atomic step: concurrent adds to a few hot keys (while the table grows
+// under inserts of cold keys) lose no update, and min/max end at the true extremes.
+TEST(CapiConcurrency, CombineLosesNoUpdate) {
+  constexpr int threads = 4, rounds = 20000, hot = 3;
+  std::int32_t st;
+  pardict_dict* sum = pardict_new(8, 16, 0, 0, 0, 0, &st);
+  pardict_dict* mx = pardict_new(8, 8, 0, 0, 0, 0, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  const std::int32_t f_sum[] = {0, PARDICT_KIND_I64, 8, PARDICT_KIND_F64};
+  const std::int32_t f_max[] = {0, PARDICT_KIND_I64};
+  std::latch start(threads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int r = 0; r < rounds; ++r) {
+        const std::int64_t k = r % hot;
+        const struct {
+          std::int64_t n;
+          double x;
+        } v{1, 0.5};
+        EXPECT_GE(pardict_combine(sum, &k, &v, PARDICT_OP_ADD, f_sum, 2, nullptr), 0);
+        const std::int64_t cold = 1000 + t * rounds + r, m = t * rounds + r;
+        EXPECT_EQ(pardict_combine(sum, &cold, &v, PARDICT_OP_ADD, f_sum, 2, nullptr), 1);
+        EXPECT_GE(pardict_combine(mx, &k, &m, PARDICT_OP_MAX, f_max, 1, nullptr), 0);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  std::int64_t total = 0;
+  for (std::int64_t k = 0; k < hot; ++k) {
+    struct {
+      std::int64_t n;
+      double x;
+    } out{};
+    ASSERT_EQ(pardict_get(sum, &k, &out), 1);
+    total += out.n;
+    EXPECT_EQ(out.x, 0.5 * static_cast<double>(out.n));  // exact: small multiples of 0.5
+    std::int64_t m = 0;
+    ASSERT_EQ(pardict_get(mx, &k, &m), 1);
+    // the largest m = t * rounds + r with r % hot == k
+    std::int64_t want = 0;
+    for (int r = rounds - 1; r >= 0; --r) {
+      if (r % hot == k) {
+        want = static_cast<std::int64_t>(threads - 1) * rounds + r;
+        break;
+      }
+    }
+    EXPECT_EQ(m, want);
+  }
+  EXPECT_EQ(total, static_cast<std::int64_t>(threads) * rounds);
+  EXPECT_EQ(pardict_len(sum), hot + threads * rounds);
+  pardict_free(sum);
+  pardict_free(mx);
+}

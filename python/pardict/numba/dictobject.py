@@ -728,6 +728,101 @@ def _ol_insert(d, key, value):
     return impl
 
 
+# ---- atomic read-modify-write: add / min / max ----------------------------------------------------
+
+_OPS = {"add": 0, "min": 1, "max": 2}  # PARDICT_OP_* (pardict_capi.h)
+
+
+def _scalar_kind(ty):
+    """PARDICT_KIND_* of a numeric scalar type, or None."""
+    if isinstance(ty, types.Integer) and ty.bitwidth in (8, 16, 32, 64):
+        return {8: 1, 16: 2, 32: 3, 64: 4}[ty.bitwidth] + (0 if ty.signed else 4)
+    if isinstance(ty, types.Float):
+        return {32: 9, 64: 10}.get(ty.bitwidth)
+    return None
+
+
+def _combinable(ty):
+    if isinstance(ty, types.BaseTuple):
+        return len(ty) > 0 and all(_combinable(t) for t in ty)
+    return _scalar_kind(ty) is not None
+
+
+def _combine_fields(context, ty, base=0):
+    """(offset, kind) of every scalar in ty's data representation, following the LLVM layout of
+    numba's data model (UniTuple: an array; Tuple: a non-packed struct)."""
+    if not isinstance(ty, types.BaseTuple):
+        return [(base, _scalar_kind(ty))]
+    td = context.target_data
+    out, off = [], 0
+    for t in ty:
+        llt = context.data_model_manager[t].get_data_type()
+        align = llt.get_abi_alignment(td)
+        off = (off + align - 1) // align * align
+        out += _combine_fields(context, t, base + off)
+        off += llt.get_abi_size(td)
+    return out
+
+
+def _combine_intrinsic(op):
+    @intrinsic
+    def combine(typingctx, d, key, value):
+        _check_dict(d)
+
+        def codegen(context, builder, sig, args):
+            _, _, _, vc = d.layouts
+            fields = _combine_fields(context, d.value_type)
+            flat = [x for f in fields for x in f]
+            arr_ty = ir.ArrayType(ll_i32, len(flat))
+            gv = cgutils.global_constant(builder,
+                                         builder.module.get_unique_name(f"pardict_fields_{op}"),
+                                         ir.Constant(arr_ty, [ll_i32(x) for x in flat]))
+            h = _handle(context, builder, d, args[0])
+            kp = _key_ptr(context, builder, d, args[1])
+            vp = _value_ptr(context, builder, d.value_type, args[2], vc)
+            out = _out_buffer(builder, vc)
+            fn = _fn(builder, "pardict_combine", ll_i32,
+                     [ll_i8p, ll_i8p, ll_i8p, ll_i32, ll_i32.as_pointer(), ll_i32, ll_i8p])
+            st = builder.call(fn, [h, kp, vp, ll_i32(_OPS[op]),
+                                   builder.bitcast(gv, ll_i32.as_pointer()), ll_i32(len(fields)),
+                                   builder.bitcast(out, ll_i8p)])
+            val = _load(context, builder, d.value_type, out)
+            return context.make_tuple(builder, sig.return_type, [st, val])
+
+        return types.Tuple([types.int32, d.value_type])(d, d.key_type, d.value_type), codegen
+
+    return combine
+
+
+def _make_combine_method(op):
+    raw = _combine_intrinsic(op)
+
+    def ol(d, key, value):
+        keyty, valty = d.key_type, d.value_type
+        if not _combinable(valty):
+            raise TypingError(f"pardict.Dict.{op} needs numeric values (integers, floats, or "
+                              f"tuples of them); this dict stores {valty}")
+        _sentry_safe_cast(key, keyty)
+        _sentry_safe_cast(value, valty)
+
+        def impl(d, key, value):
+            st, v = raw(d, _conv(key, keyty), _conv(value, valty))
+            if st < 0:
+                _raise_status(st)
+            return v
+
+        return impl
+
+    ol.__doc__ = (f"d.{op}(key, x): one atomic step that stores x when key is absent, else "
+                  f"{'adds x to' if op == 'add' else 'keeps the ' + op + ' of x and'} the stored "
+                  f"value (tuples field by field); returns the stored result.")
+    overload_method(DictType, op)(ol)
+
+
+for _op in _OPS:
+    _make_combine_method(_op)
+
+
 @overload_method(DictType, "clear")
 def _ol_clear(d):
     def impl(d):
