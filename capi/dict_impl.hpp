@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -186,6 +187,13 @@ class dict_base {
   // pardict_combine.
   virtual int combine(const void* k, const void* v, int op, const std::int32_t* fields, int n,
                       void* out) = 0;
+  // Bulk forms over n contiguous key blobs (and value blobs) of the class sizes; only for layouts
+  // without references or string keys (the caller checks). found_out gets 0/1 per key; values of
+  // absent keys are left untouched. op < 0 assigns, else as combine. Return found / inserted.
+  virtual std::size_t get_many(const void* keys, std::size_t n, void* values_out,
+                               std::uint8_t* found_out) const = 0;
+  virtual std::size_t combine_many(const void* keys, const void* values, std::size_t n, int op,
+                                   const std::int32_t* fields, int n_fields) = 0;
   virtual void clear() = 0;
   virtual void reserve(std::int64_t n) = 0;
   virtual std::unique_ptr<dict_base> clone() const = 0;
@@ -382,6 +390,36 @@ class dict_impl final : public dict_base {
       unref_words(&k, lay.key_refs);
     }
     return inserted ? 1 : 0;
+  }
+
+  std::size_t get_many(const void* keys, std::size_t n, void* values_out,
+                       std::uint8_t* found_out) const override {
+    auto* out = static_cast<unsigned char*>(values_out);
+    std::span<const K> ks(static_cast<const K*>(keys), n);
+    return map_.cvisit_many(ks, [&](std::size_t i, const value_type& x) {
+      if (out != nullptr) std::memcpy(out + i * sizeof(V), &x.second, sizeof(V));
+      if (found_out != nullptr) found_out[i] = 1;
+    });
+  }
+
+  std::size_t combine_many(const void* keys, const void* values, std::size_t n, int op,
+                           const std::int32_t* fields, int n_fields) override {
+    const auto* vs = static_cast<const unsigned char*>(values);
+    std::span<const K> ks(static_cast<const K*>(keys), n);
+    const std::size_t inserted = map_.emplace_or_visit_many(
+        ks,
+        [&](std::size_t i, void* where) {
+          ::new (where) value_type(ks[i], load<V>(vs + i * sizeof(V)));
+        },
+        [&](std::size_t i, value_type& x) {
+          if (op < 0) {
+            std::memcpy(&x.second, vs + i * sizeof(V), sizeof(V));
+          } else {
+            combine_fields(&x.second, vs + i * sizeof(V), op, fields, n_fields);
+          }
+        });
+    if (inserted != 0) note_key_change();
+    return inserted;
   }
 
   int insert(const void* kp, const void* vp) override {

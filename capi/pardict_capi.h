@@ -102,6 +102,23 @@ enum {
 // 1 inserted, 0 combined, < 0 error.
 PARDICT_API int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
                                     const int32_t* fields, int32_t n_fields, void* out);
+
+// ---- bulk operations
+// ----------------------------------------------------------------------------- n contiguous key
+// blobs of the key class size (values: of the value class size), split over `threads` threads (<=
+// 1: the calling thread only). Each element operation is atomic on its own; the batch as a whole is
+// not. Only for layouts without references or string keys (PARDICT_ERR_INVALID otherwise). Returns
+// >= 0 on success; *count_out (may be NULL) gets the number found (get_many) or inserted
+// (combine_many). values_out: value blobs of found keys are written, others left untouched;
+// found_out: 0/1.
+PARDICT_API int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n,
+                                     void* values_out, uint8_t* found_out, int32_t threads,
+                                     int64_t* count_out);
+// op: PARDICT_OP_ASSIGN (-1, store the value) or a combining op with its field descriptors.
+enum { PARDICT_OP_ASSIGN = -1 };
+PARDICT_API int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* values,
+                                         int64_t n, int32_t op, const int32_t* fields,
+                                         int32_t n_fields, int32_t threads, int64_t* count_out);
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
 // A new dictionary with the same layout and elements.

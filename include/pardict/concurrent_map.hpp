@@ -256,6 +256,19 @@ class concurrent_map {
         [&](std::size_t i, value_type& x) { detail::combine(x.second, values[i], op); });
   }
 
+  // Generic bulk forms (prefetching pipeline): for each i, f(i, element) on the element of
+  // keys[i] under its protection (cvisit_many: read-only, returns how many were found); or, when
+  // keys[i] is absent, make(i, where) placement-constructs the element (emplace_or_visit_many,
+  // returns how many were inserted).
+  template <class F>
+  size_type cvisit_many(std::span<const K> keys, F f) const {
+    return table_.read_many(keys.data(), keys.size(), f);
+  }
+  template <class Make, class F>
+  size_type emplace_or_visit_many(std::span<const K> keys, Make make, F f) {
+    return table_.upsert_many(keys.data(), keys.size(), make, f);
+  }
+
   hasher hash_function() const { return table_.hash_function(); }
   key_equal key_eq() const { return table_.key_eq(); }
   allocator_type get_allocator() const { return table_.get_allocator(); }

@@ -2,6 +2,7 @@
 // its entry points' addresses to Python, which registers them with llvmlite so that jitted code
 // (including code loaded from numba's cache) links against them by name.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
@@ -96,6 +97,32 @@ NB_MODULE(_ext, m) {
       "set_release",
       [](std::uintptr_t fn) { pardict_set_release(reinterpret_cast<void (*)(void*)>(fn)); },
       "Install numba's NRT_MemInfo_release as the function that drops stored references.");
+  // Bulk operations over raw buffers the Python side keeps alive; the GIL is released for the
+  // whole call (the C ABI never calls back into Python for reference-free layouts).
+  m.def(
+      "get_many",
+      [](std::uintptr_t d, std::uintptr_t keys, std::int64_t n, std::uintptr_t values,
+         std::uintptr_t found, std::int32_t threads) {
+        std::int64_t count = 0;
+        const std::int32_t st = pardict_get_many(
+            reinterpret_cast<const pardict_dict*>(d), reinterpret_cast<const void*>(keys), n,
+            reinterpret_cast<void*>(values), reinterpret_cast<std::uint8_t*>(found), threads,
+            &count);
+        return std::make_pair(st, count);
+      },
+      nb::call_guard<nb::gil_scoped_release>());
+  m.def(
+      "combine_many",
+      [](std::uintptr_t d, std::uintptr_t keys, std::uintptr_t values, std::int64_t n,
+         std::int32_t op, std::uintptr_t fields, std::int32_t n_fields, std::int32_t threads) {
+        std::int64_t count = 0;
+        const std::int32_t st = pardict_combine_many(
+            reinterpret_cast<pardict_dict*>(d), reinterpret_cast<const void*>(keys),
+            reinterpret_cast<const void*>(values), n, op,
+            reinterpret_cast<const std::int32_t*>(fields), n_fields, threads, &count);
+        return std::make_pair(st, count);
+      },
+      nb::call_guard<nb::gil_scoped_release>());
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
         "NRT references held by dictionaries and iterators in this process.");

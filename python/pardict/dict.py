@@ -11,6 +11,8 @@ import warnings
 from abc import ABCMeta
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 
+import numba
+import numpy as np
 from numba import njit
 from numba.core import types
 from numba.core.errors import NumbaTypeSafetyWarning, TypingError
@@ -136,6 +138,22 @@ def _values(d):
 @njit(nogil=True)
 def _items(d):
     return [(k, v) for k, v in d.items()]
+
+
+@njit(nogil=True)
+def _to_arrays(d, kproto, vproto):
+    n = len(d)
+    ks = np.empty(n, dtype=kproto.dtype)
+    vs = np.empty(n, dtype=vproto.dtype)
+    i = 0
+    for k, v in d.items():
+        if i == ks.size:  # the dict grew meanwhile (other threads)
+            ks = np.concatenate((ks, np.empty(ks.size + 16, dtype=kproto.dtype)))
+            vs = np.concatenate((vs, np.empty(vs.size + 16, dtype=vproto.dtype)))
+        ks[i] = k
+        vs[i] = v
+        i += 1
+    return ks[:i], vs[:i]
 
 
 @njit(nogil=True)
@@ -423,6 +441,119 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         """As min(), keeping the larger."""
         return self._combine(_max, key, value)
 
+    # ---- bulk operations on NumPy arrays (numeric scalar keys and values) ----------------------
+    # Each runs as one C ABI call with the GIL released, split over `threads` threads (default:
+    # numba's thread count). Every element operation is atomic; the batch as a whole is not.
+
+    def _bulk_layout(self, need_values=True):
+        if not self._typed:
+            raise TypeError("bulk operations need a typed pardict.Dict (use Dict.empty or "
+                            "Dict.from_arrays)")
+        kt, vt = self.key_type, self.value_type
+        if _np_dtype(kt) is None:
+            raise TypeError(f"bulk operations need numeric or bool keys; this dict has {kt} keys")
+        if need_values and _np_dtype(vt) is None:
+            raise TypeError(f"bulk operations need numeric or bool values; this dict stores {vt}")
+        return kt, vt
+
+    def _keys_blob(self, keys):
+        kt = self.key_type
+        return _blob(keys, kt, _ext.key_class(_np_dtype(kt).itemsize), "keys")
+
+    @staticmethod
+    def _threads(threads):
+        return numba.get_num_threads() if threads is None else int(threads)
+
+    def _combine_many(self, keys, values, op, threads):
+        kt, vt = self._bulk_layout()
+        kb = self._keys_blob(keys)
+        vdt = _np_dtype(vt)
+        vb = _blob(values, vt, _ext.value_class(vdt.itemsize), "values")
+        if len(vb) != len(kb):
+            raise ValueError(f"keys and values differ in length ({len(kb)} != {len(vb)})")
+        if op >= 0:
+            kind = _KINDS.get(vdt.str[1:])
+            if kind is None:
+                raise TypeError(f"add/min/max need integer or float values; this dict stores {vt}")
+            fields = np.array([0, kind], dtype=np.int32)
+        else:
+            fields = np.zeros(2, dtype=np.int32)
+        st, n = _ext.combine_many(self._handle(), kb.ctypes.data, vb.ctypes.data, len(kb), op,
+                                  fields.ctypes.data, 1 if op >= 0 else 0, self._threads(threads))
+        _check_bulk_status(st)
+        return n
+
+    def set_many(self, keys, values, threads=None):
+        """d[k] = v for every pair; returns how many keys were new."""
+        return self._combine_many(keys, values, -1, threads)
+
+    def add_many(self, keys, values, threads=None):
+        """d.add(k, v) for every pair (group-by sum); returns how many keys were new."""
+        return self._combine_many(keys, values, 0, threads)
+
+    def min_many(self, keys, values, threads=None):
+        """d.min(k, v) for every pair; returns how many keys were new."""
+        return self._combine_many(keys, values, 1, threads)
+
+    def max_many(self, keys, values, threads=None):
+        """d.max(k, v) for every pair; returns how many keys were new."""
+        return self._combine_many(keys, values, 2, threads)
+
+    def count_many(self, keys, threads=None):
+        """Adds the number of occurrences of each key in keys (integer values); returns how many
+        keys were new."""
+        kt, vt = self._bulk_layout()
+        if not isinstance(vt, types.Integer):
+            raise TypeError(f"count_many needs integer values; this dict stores {vt}")
+        n = len(np.asarray(keys))
+        return self._combine_many(keys, np.ones(n, dtype=_np_dtype(vt)), 0, threads)
+
+    def get_many(self, keys, default=0, threads=None):
+        """An array with d.get(k, default) for every key."""
+        kt, vt = self._bulk_layout()
+        kb = self._keys_blob(keys)
+        vdt = _np_dtype(vt)
+        vc = _ext.value_class(vdt.itemsize)
+        out = np.full(len(kb), default, dtype=vdt)
+        if vdt.itemsize == vc:
+            st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), out.ctypes.data, 0,
+                                  self._threads(threads))
+            _check_bulk_status(st)
+            return out
+        raw = np.zeros((len(kb), vc), dtype=np.uint8)
+        found = np.zeros(len(kb), dtype=np.uint8)
+        st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), raw.ctypes.data,
+                              found.ctypes.data, self._threads(threads))
+        _check_bulk_status(st)
+        hit = found.astype(bool)
+        out[hit] = raw[hit, : vdt.itemsize].copy().view(vdt).ravel()
+        return out
+
+    def contains_many(self, keys, threads=None):
+        """A bool array: whether each key is present."""
+        self._bulk_layout(need_values=False)
+        kb = self._keys_blob(keys)
+        found = np.zeros(len(kb), dtype=np.uint8)
+        st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), 0, found.ctypes.data,
+                              self._threads(threads))
+        _check_bulk_status(st)
+        return found.view(np.bool_)
+
+    def to_arrays(self):
+        """(keys, values) as two NumPy arrays, in the same (unspecified) order."""
+        kt, vt = self._bulk_layout()
+        return _to_arrays(self, np.empty(0, _np_dtype(kt)), np.empty(0, _np_dtype(vt)))
+
+    @classmethod
+    def from_arrays(cls, keys, values, threads=None):
+        """A Dict typed by the arrays' dtypes with d[keys[i]] = values[i]. For a key that occurs
+        more than once, the last pair wins with threads=1; with more threads which one wins is
+        unspecified."""
+        keys, values = np.asarray(keys), np.asarray(values)
+        d = cls.empty(_as_type(keys.dtype), _as_type(values.dtype), n_keys=len(keys))
+        d.set_many(keys, values, threads=threads)
+        return d
+
     def clear(self):
         if self._typed:
             _clear(self)
@@ -531,6 +662,50 @@ def _rebuild(dict_type, items):
         for k, v in items:
             _setitem(d, k, v)
     return d
+
+
+_KINDS = {"i1": 1, "i2": 2, "i4": 3, "i8": 4, "u1": 5, "u2": 6, "u4": 7, "u8": 8, "f4": 9,
+          "f8": 10}  # PARDICT_KIND_* by NumPy type code
+
+
+def _np_dtype(ty):
+    if isinstance(ty, (types.Integer, types.Float, types.Boolean)):
+        from numba.np.numpy_support import as_dtype
+
+        return as_dtype(ty)
+    return None
+
+
+def _blob(arr, ty, cls, what):
+    """A C-contiguous array of `cls`-byte blobs holding arr converted to ty (floats canonical:
+    +0.0 for -0.0, one NaN), as the C ABI wants keys and values."""
+    dt = _np_dtype(ty)
+    a = np.asarray(arr)
+    if a.ndim != 1:
+        raise ValueError(f"{what} must be a 1-d array, got shape {a.shape}")
+    if a.dtype != dt:
+        if not np.can_cast(a.dtype, dt, casting="same_kind"):
+            raise TypeError(f"{what} of dtype {a.dtype} cannot be used as {ty} "
+                            f"(expected {dt} or a same-kind dtype)")
+        a = a.astype(dt)
+    if dt.kind == "f":
+        a = a + dt.type(0)  # -0.0 + 0.0 == +0.0
+        nan = np.isnan(a)
+        if nan.any():
+            a[nan] = dt.type(np.nan)
+    a = np.ascontiguousarray(a)
+    if dt.itemsize == cls:
+        return a
+    b = np.zeros((a.size, cls), dtype=np.uint8)
+    b[:, : dt.itemsize] = a.view(np.uint8).reshape(a.size, dt.itemsize)
+    return b
+
+
+def _check_bulk_status(st):
+    if st == -1:
+        raise MemoryError("pardict: out of memory in a bulk operation")
+    if st < 0:
+        raise RuntimeError(f"pardict: bulk operation failed (status {st})")
 
 
 class _KeysView(KeysView):

@@ -2,6 +2,7 @@
 // every reference is accounted for (none leaked, none released twice).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <latch>
 #include <thread>
@@ -121,4 +122,60 @@ TEST(CapiConcurrency, CombineLosesNoUpdate) {
   EXPECT_EQ(pardict_len(sum), hot + threads * rounds);
   pardict_free(sum);
   pardict_free(mx);
+}
+
+// Bulk operations split over threads: group-by sums equal a serial count, get_many finds exactly
+// the keys present, and layouts with references are refused.
+TEST(CapiConcurrency, BulkCombineAndGetManyMatchASerialModel) {
+  constexpr std::int64_t n = 200000, distinct = 5000;
+  std::vector<std::int64_t> keys(n), ones(n, 1);
+  std::vector<std::int64_t> model(distinct, 0);
+  std::uint64_t x = 88172645463325252ULL;
+  for (auto& k : keys) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    k = static_cast<std::int64_t>(x % distinct);
+    ++model[k];
+  }
+  std::int32_t st;
+  pardict_dict* d = pardict_new(8, 8, 0, 0, 0, 0, &st);
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  std::int64_t inserted = -1;
+  for (int rep = 0; rep < 2; ++rep) {
+    ASSERT_EQ(pardict_combine_many(d, keys.data(), ones.data(), n, PARDICT_OP_ADD, fields, 1, 4,
+                                   &inserted),
+              PARDICT_OK);
+    EXPECT_EQ(inserted, rep == 0 ? std::count_if(model.begin(), model.end(),
+                                                 [](std::int64_t c) { return c > 0; })
+                                 : 0);
+  }
+  std::vector<std::int64_t> probe(2 * distinct), got(2 * distinct, -1);
+  for (std::int64_t i = 0; i < 2 * distinct; ++i) probe[i] = i;
+  std::vector<std::uint8_t> found(2 * distinct, 7);
+  std::int64_t n_found = -1;
+  ASSERT_EQ(pardict_get_many(d, probe.data(), 2 * distinct, got.data(), found.data(), 3, &n_found),
+            PARDICT_OK);
+  std::int64_t present = 0;
+  for (std::int64_t i = 0; i < 2 * distinct; ++i) {
+    const bool want = i < distinct && model[i] > 0;
+    present += want;
+    EXPECT_EQ(found[i], want ? 1 : 0) << i;
+    EXPECT_EQ(got[i], want ? 2 * model[i] : -1) << i;
+  }
+  EXPECT_EQ(n_found, present);
+  // assign
+  ASSERT_EQ(pardict_combine_many(d, probe.data(), probe.data(), 2 * distinct, PARDICT_OP_ASSIGN,
+                                 nullptr, 0, 2, nullptr),
+            PARDICT_OK);
+  ASSERT_EQ(pardict_get_many(d, probe.data(), 2 * distinct, got.data(), nullptr, 2, nullptr),
+            PARDICT_OK);
+  EXPECT_EQ(got, probe);
+  EXPECT_EQ(pardict_len(d), 2 * distinct);
+  pardict_free(d);
+
+  pardict_dict* r = pardict_new(8, 16, 0, 0, 1u, 0, &st);
+  EXPECT_EQ(pardict_get_many(r, probe.data(), 1, nullptr, nullptr, 1, nullptr),
+            PARDICT_ERR_INVALID);
+  pardict_free(r);
 }

@@ -176,7 +176,7 @@ def _as_type(t):
 
     if t is str:
         return types.unicode_type
-    if t in (int, float, bool):
+    if t is int or t is float or t is bool:  # not `in`: np.dtype('float64') == float
         return {int: types.int64, float: types.float64, bool: types.boolean}[t]
     # np.dtype(None) is float64: reject it (and anything not a type or dtype spelling) explicitly.
     if isinstance(t, (type, np.dtype)) or (isinstance(t, str) and t):

@@ -1,0 +1,134 @@
+"""Bulk operations on NumPy arrays (set_many, add_many, min_many, max_many, count_many, get_many,
+contains_many, to_arrays, from_arrays) against NumPy oracles, at several thread counts."""
+
+import threading
+
+import numpy as np
+import pytest
+from numba import types
+
+from pardict import Dict
+
+I64, F64 = types.int64, types.float64
+
+
+def _keys(n, distinct, skew, seed=0):
+    rng = np.random.default_rng(seed)
+    if skew:
+        return (rng.zipf(1.2, n) % distinct).astype(np.int64)
+    return rng.integers(0, distinct, n)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("skew", [False, True], ids=["uniform", "zipf"])
+def test_group_by_sum_min_max_match_numpy(threads, skew):
+    keys = _keys(300_000, 20_000, skew)
+    vals = np.random.default_rng(1).integers(-1000, 1000, keys.size).astype(np.float64)
+    s, lo, hi = (Dict.empty(I64, F64) for _ in range(3))
+    new = s.add_many(keys, vals, threads=threads)
+    lo.min_many(keys, vals, threads=threads)
+    hi.max_many(keys, vals, threads=threads)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    assert new == uniq.size == len(s) == len(lo) == len(hi)
+    np.testing.assert_array_equal(s.get_many(uniq), np.bincount(inv, weights=vals))
+    mins = np.full(uniq.size, np.inf)
+    np.minimum.at(mins, inv, vals)
+    maxs = np.full(uniq.size, -np.inf)
+    np.maximum.at(maxs, inv, vals)
+    np.testing.assert_array_equal(lo.get_many(uniq), mins)
+    np.testing.assert_array_equal(hi.get_many(uniq), maxs)
+    assert s.add_many(keys, vals, threads=threads) == 0  # all present now: nothing new
+    np.testing.assert_array_equal(s.get_many(uniq), 2 * np.bincount(inv, weights=vals))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_count_many_and_contains_many(threads):
+    keys = _keys(200_000, 5_000, True).astype(np.int32)
+    c = Dict.empty(types.int32, types.int64)
+    c.count_many(keys, threads=threads)
+    uniq, counts = np.unique(keys, return_counts=True)
+    np.testing.assert_array_equal(c.get_many(uniq), counts)
+    probe = np.arange(-10, 6000, dtype=np.int32)
+    np.testing.assert_array_equal(c.contains_many(probe, threads=threads), np.isin(probe, uniq))
+
+
+def test_get_many_default_and_small_values():
+    # int16 values live in a 4-byte class: the results go through the padded path
+    d = Dict.empty(types.int16, types.int16)
+    d.set_many(np.arange(10, dtype=np.int16), np.arange(10, dtype=np.int16) * -3)
+    got = d.get_many(np.array([0, 9, 10, -1], dtype=np.int16), default=99)
+    np.testing.assert_array_equal(got, [0, -27, 99, 99])
+    assert got.dtype == np.int16
+
+
+def test_set_many_last_wins_on_one_thread_and_assigns():
+    d = Dict.empty(I64, F64)
+    assert d.set_many(np.array([1, 2, 1]), np.array([1.0, 2.0, 3.0]), threads=1) == 2
+    assert d.to_dict() == {1: 3.0, 2: 2.0}
+    assert d.set_many(np.array([2]), np.array([5.0])) == 0
+    assert d[2] == 5.0
+
+
+def test_to_arrays_and_from_arrays_round_trip():
+    keys = np.random.default_rng(3).permutation(100_000).astype(np.uint32)
+    vals = keys.astype(np.float32) / 7
+    d = Dict.from_arrays(keys, vals)
+    assert (d.key_type, d.value_type) == (types.uint32, types.float32) and len(d) == keys.size
+    k, v = d.to_arrays()
+    assert k.dtype == np.uint32 and v.dtype == np.float32
+    order = np.argsort(k)
+    np.testing.assert_array_equal(k[order], np.sort(keys))
+    np.testing.assert_array_equal(v[order], np.sort(keys).astype(np.float32) / 7)
+
+
+def test_float_keys_are_canonical_in_bulk_too():
+    d = Dict.from_arrays(np.array([-0.0, np.nan, 1.5]), np.array([1, 2, 3]))
+    assert len(d) == 3
+    assert d[0.0] == 1 and d[float("nan")] == 2
+    np.testing.assert_array_equal(
+        d.get_many(np.array([0.0, -0.0, np.float64("nan"), 2.0]), default=-1), [1, 1, 2, -1])
+
+
+def test_bulk_agrees_with_single_key_operations():
+    d = Dict.empty(F64, I64)
+    d.add(-0.0, 5)
+    d.add_many(np.array([0.0, np.nan]), np.array([1, 1]))
+    d.add(float("nan"), 1)
+    assert d.to_dict().get(0.0) == 6 and len(d) == 2
+
+
+def test_bad_input():
+    s = Dict.empty(types.unicode_type, F64)
+    with pytest.raises(TypeError, match="numeric or bool keys"):
+        s.get_many(np.array(["a"]))
+    a = Dict.empty(I64, types.float64[:])
+    with pytest.raises(TypeError, match="numeric or bool values"):
+        a.set_many(np.array([1]), np.array([1.0]))
+    d = Dict.empty(I64, F64)
+    with pytest.raises(TypeError, match="cannot be used as int64"):
+        d.set_many(np.array([1.5]), np.array([1.0]))
+    with pytest.raises(ValueError, match="differ in length"):
+        d.add_many(np.array([1, 2]), np.array([1.0]))
+    with pytest.raises(ValueError, match="1-d"):
+        d.get_many(np.zeros((2, 2), dtype=np.int64))
+    b = Dict.empty(I64, types.boolean)
+    with pytest.raises(TypeError, match="integer or float values"):
+        b.add_many(np.array([1]), np.array([True]))
+    with pytest.raises(TypeError, match="integer values"):
+        d.count_many(np.array([1]))
+    with pytest.raises(TypeError, match="typed"):
+        Dict().get_many(np.array([1]))
+    assert len(d) == 0 and len(b) == 0
+
+
+def test_bulk_calls_from_python_threads_lose_nothing():
+    keys = _keys(100_000, 1000, True)
+    d = Dict.empty(I64, I64)
+    ts = [threading.Thread(target=d.count_many, args=(keys,), kwargs={"threads": 2})
+          for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    uniq, counts = np.unique(keys, return_counts=True)
+    np.testing.assert_array_equal(d.get_many(uniq), 4 * counts)
