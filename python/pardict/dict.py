@@ -157,6 +157,30 @@ def _to_arrays(d, kproto, vproto):
 
 
 @njit(nogil=True)
+def _merge_assign(d, o):
+    return d.merge(o, "assign")
+
+
+@njit(nogil=True)
+def _merge_add(d, o):
+    return d.merge(o, "add")
+
+
+@njit(nogil=True)
+def _merge_min(d, o):
+    return d.merge(o, "min")
+
+
+@njit(nogil=True)
+def _merge_max(d, o):
+    return d.merge(o, "max")
+
+
+_MERGE = {"assign": (-1, _merge_assign), "add": (0, _merge_add), "min": (1, _merge_min),
+          "max": (2, _merge_max)}
+
+
+@njit(nogil=True)
 def _equal(a, b):
     return a == b
 
@@ -543,6 +567,30 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         """(keys, values) as two NumPy arrays, in the same (unspecified) order."""
         kt, vt = self._bulk_layout()
         return _to_arrays(self, np.empty(0, _np_dtype(kt)), np.empty(0, _np_dtype(vt)))
+
+    def merge(self, other, op="assign", threads=None):
+        """Every item of other into self: op='assign' stores it, 'add'/'min'/'max' combine it as
+        d.add/min/max do. Returns how many keys were new. The reduction step of per-partition
+        dicts: numeric scalar dicts merge in parallel in C++ (`threads`, GIL released), others
+        in one jitted loop. Each item is one atomic step; the merge as a whole is not."""
+        if op not in _MERGE:
+            raise ValueError(f"unknown op {op!r}: use 'assign', 'add', 'min' or 'max'")
+        if not isinstance(other, Dict):
+            raise TypeError(f"merge needs a pardict.Dict, got {type(other).__name__}")
+        if not other._typed:
+            return 0
+        if not self._typed:
+            self._open(other._dict_type)
+        code, helper = _MERGE[op]
+        if (other._dict_type == self._dict_type and _np_dtype(self.key_type) is not None
+                and _np_dtype(self.value_type) is not None
+                and (op == "assign" or isinstance(self.value_type, (types.Integer, types.Float)))):
+            k, v = other.to_arrays()
+            return self._combine_many(k, v, code, threads)
+        if op != "assign" and not _combinable(self.value_type):
+            raise TypeError(f"merge(op={op!r}) needs numeric values (integers, floats, or tuples "
+                            f"of them); this dict stores {self.value_type}")
+        return _typed_call(self, helper, other)
 
     @classmethod
     def from_arrays(cls, keys, values, threads=None):

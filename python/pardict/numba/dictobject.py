@@ -794,8 +794,12 @@ def _combine_intrinsic(op):
     return combine
 
 
+_COMBINE_RAW = {}
+
+
 def _make_combine_method(op):
     raw = _combine_intrinsic(op)
+    _COMBINE_RAW[op] = raw
 
     def ol(d, key, value):
         keyty, valty = d.key_type, d.value_type
@@ -821,6 +825,54 @@ def _make_combine_method(op):
 
 for _op in _OPS:
     _make_combine_method(_op)
+
+
+@overload_method(DictType, "merge", prefer_literal=True)
+def _ol_merge(d, other, op="assign"):
+    """d.merge(other, op): every item of other into d, by assignment or by d.add/min/max; returns
+    how many keys were new to d. Each item is one atomic step; the merge as a whole is not."""
+    if not isinstance(other, DictType):
+        raise TypingError(f"pardict.Dict.merge needs another pardict.Dict, got {other}")
+    if isinstance(op, (types.Omitted, types.NoneType)) or op == "assign":
+        opname = "assign"
+    elif isinstance(op, types.StringLiteral):
+        opname = op.literal_value
+    else:
+        raise TypingError("pardict.Dict.merge: op must be a string constant: 'assign', 'add', "
+                          "'min' or 'max'")
+    if opname not in ("assign", "add", "min", "max"):
+        raise TypingError(f"pardict.Dict.merge: unknown op {opname!r} (use 'assign', 'add', "
+                          f"'min' or 'max')")
+    keyty, valty = d.key_type, d.value_type
+    _sentry_safe_cast(other.key_type, keyty)
+    _sentry_safe_cast(other.value_type, valty)
+    if opname == "assign":
+
+        def impl(d, other, op="assign"):
+            n = 0
+            for k, v in other.items():
+                st = _set(d, _conv(k, keyty), _conv(v, valty))
+                if st < 0:
+                    _raise_status(st)
+                n += st == 0
+            return n
+
+        return impl
+    if not _combinable(valty):
+        raise TypingError(f"pardict.Dict.merge(op={opname!r}) needs numeric values (integers, "
+                          f"floats, or tuples of them); this dict stores {valty}")
+    raw = _COMBINE_RAW[opname]
+
+    def impl(d, other, op="assign"):
+        n = 0
+        for k, v in other.items():
+            st, _ = raw(d, _conv(k, keyty), _conv(v, valty))
+            if st < 0:
+                _raise_status(st)
+            n += st == 1
+        return n
+
+    return impl
 
 
 @overload_method(DictType, "clear")
