@@ -90,6 +90,8 @@ std::int32_t guarded(F&& f) noexcept {
     return PARDICT_ERR_NOMEM;
   } catch (const pardict::reentrancy_error&) {
     return PARDICT_ERR_REENTRANT;
+  } catch (const callback_failed&) {
+    return PARDICT_ERR_CALLBACK;
   } catch (...) {
     return PARDICT_ERR_INTERNAL;
   }
@@ -289,6 +291,12 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
   });
   if (count_out != nullptr) *count_out = inserted.load();
   return s;
+}
+
+int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt, pardict_update_fn cb,
+                       void* ctx, void* out) {
+  if (D(d)->lay.value_refs != 0 || cb == nullptr) return PARDICT_ERR_INVALID;
+  return guarded([&] { return D(d)->update(key, dflt, cb, ctx, out); });
 }
 
 int32_t pardict_clear(pardict_dict* d) {

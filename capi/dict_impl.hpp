@@ -170,6 +170,10 @@ inline void combine_fields(void* stored, const void* x, int op, const std::int32
   }
 }
 
+// Thrown (inside C++ only) to abandon an update whose callback failed: the engine's locks are
+// RAII, so the element is left as it was.
+struct callback_failed {};
+
 class dict_base {
  public:
   explicit dict_base(const layout& l) : lay(l) { g_live_dicts.fetch_add(1); }
@@ -183,6 +187,9 @@ class dict_base {
   virtual int popitem(void* k_out, void* v_out) = 0;
   virtual int setdefault(const void* k, const void* dflt, void* out) = 0;
   virtual int insert(const void* k, const void* v) = 0;
+  // See pardict_update; throws callback_failed when cb returns nonzero.
+  virtual int update(const void* k, const void* dflt, std::int32_t (*cb)(void*, void*), void* ctx,
+                     void* out) = 0;
   // Inserts v or combines it into the stored value (fields already validated); see
   // pardict_combine.
   virtual int combine(const void* k, const void* v, int op, const std::int32_t* fields, int n,
@@ -267,8 +274,28 @@ struct key_traits<words<W>> {
   static equal make_equal(const layout& l) { return {key_layout::make(l.key_strs, W)}; }
 };
 
+// Stored when pardict_update inserts: converting it to V runs the callback on a copy of the
+// default, under the new element's lock (the engine constructs elements there).
+struct fresh_value_base {
+  const void* dflt;
+  std::int32_t (*cb)(void*, void*);
+  void* ctx;
+};
+
 template <class K, class V>
 class dict_impl final : public dict_base {
+  struct fresh_value : fresh_value_base {
+    fresh_value(const void* d, std::int32_t (*c)(void*, void*), void* x, V* r)
+        : fresh_value_base{d, c, x}, result(r) {}
+    V* result;
+    operator V() const {  // NOLINT: implicit on purpose, used by the engine's construction
+      V v = load<V>(dflt);
+      if (cb(ctx, &v) != 0) throw callback_failed{};
+      *result = v;
+      return v;
+    }
+  };
+
   using traits = key_traits<K>;
   using map_type = pardict::concurrent_map<K, V, typename traits::hasher, typename traits::equal>;
   using value_type = typename map_type::value_type;
@@ -420,6 +447,33 @@ class dict_impl final : public dict_base {
         });
     if (inserted != 0) note_key_change();
     return inserted;
+  }
+
+  int update(const void* kp, const void* dp, std::int32_t (*cb)(void*, void*), void* ctx,
+             void* out) override {
+    K k = load<K>(kp);
+    incref_words(&k, lay.key_refs);
+    V result;
+    bool inserted = false;
+    try {
+      inserted =
+          map_.try_emplace_or_visit(k, fresh_value{dp, cb, ctx, &result}, [&](value_type& x) {
+            V v = x.second;
+            if (cb(ctx, &v) != 0) throw callback_failed{};
+            x.second = v;
+            result = v;
+          });
+    } catch (...) {
+      unref_words(&k, lay.key_refs);
+      throw;
+    }
+    if (inserted) {
+      note_key_change();
+    } else {
+      unref_words(&k, lay.key_refs);
+    }
+    if (out != nullptr) std::memcpy(out, &result, sizeof(V));
+    return inserted ? 1 : 0;
   }
 
   int insert(const void* kp, const void* vp) override {

@@ -38,7 +38,8 @@ enum pardict_status {
   PARDICT_ERR_INVALID = -2,    // bad sizes or masks, null handle
   PARDICT_ERR_REENTRANT = -3,  // called from inside this dictionary's own visitor
   PARDICT_ERR_MUTATED = -4,    // iterator: this thread changed the dictionary's keys meanwhile
-  PARDICT_ERR_INTERNAL = -5
+  PARDICT_ERR_INTERNAL = -5,
+  PARDICT_ERR_CALLBACK = -6  // pardict_update: the callback failed; nothing was changed
 };
 
 typedef struct pardict_dict pardict_dict;
@@ -102,6 +103,17 @@ enum {
 // 1 inserted, 0 combined, < 0 error.
 PARDICT_API int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
                                     const int32_t* fields, int32_t n_fields, void* out);
+
+// Reads the value at `value` (value class bytes) and writes the new value there. Returns 0, or
+// nonzero to abandon the update.
+typedef int32_t (*pardict_update_fn)(void* ctx, void* value);
+// One atomic step: v = the stored value, or a copy of dflt when key is absent; cb(ctx, &v); v is
+// stored. cb runs under the element's lock and must not use d (a call on d from cb gets
+// PARDICT_ERR_REENTRANT instead of deadlocking). If cb returns nonzero, nothing changes and the
+// result is PARDICT_ERR_CALLBACK. Writes the stored value to out (may be NULL). Only for values
+// without references. 1 inserted, 0 updated, < 0 error.
+PARDICT_API int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt,
+                                   pardict_update_fn cb, void* ctx, void* out);
 
 // ---- bulk operations
 // ----------------------------------------------------------------------------- n contiguous key

@@ -23,8 +23,9 @@ _register_symbols()
 
 from .numba import DictType  # noqa: E402
 from .dict import Dict  # noqa: E402
+from .numba.dictobject import update  # noqa: E402
 
-__all__ = ["Dict", "DictType", "live_dicts", "live_refs"]
+__all__ = ["Dict", "DictType", "live_dicts", "live_refs", "update"]
 __version__ = "0.1.0"
 
 

@@ -22,6 +22,7 @@ from . import _ext
 from .numba import boxing
 from .numba.dictobject import _popitem as _popitem_raw
 from .numba.dictobject import _combinable, new_dict
+from .numba.dictobject import update as _pardict_update
 from .numba.types import DictType, _as_type
 
 __all__ = ["Dict"]
@@ -178,6 +179,11 @@ def _merge_max(d, o):
 
 _MERGE = {"assign": (-1, _merge_assign), "add": (0, _merge_add), "min": (1, _merge_min),
           "max": (2, _merge_max)}
+
+
+@njit
+def _update_helper(d, key, fn, default):
+    return _pardict_update(d, key, fn, default)
 
 
 @njit(nogil=True)

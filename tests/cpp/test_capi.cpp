@@ -345,3 +345,51 @@ TEST_F(CapiTest, StringKeysCompareByCodePointsAcrossKinds) {
   EXPECT_EQ(m1.refct.load(), 1u);  // the stored key's reference was released
   pardict_free(d);
 }
+
+namespace {
+// ctx: {dict, calls}. Adds 10; fails when the value reaches 25; key 99 tries to reenter the dict.
+struct upd_ctx {
+  pardict_dict* d;
+  int calls = 0;
+  std::int32_t reentry_status = 1;
+};
+std::int32_t add_ten(void* c, void* v) {
+  auto* ctx = static_cast<upd_ctx*>(c);
+  ++ctx->calls;
+  std::int64_t x;
+  std::memcpy(&x, v, 8);
+  if (x == 99) {
+    const std::int64_t k = 1;
+    std::int64_t out;
+    ctx->reentry_status = pardict_get(ctx->d, &k, &out);
+    return 1;
+  }
+  if (x + 10 == 25) return 1;
+  x += 10;
+  std::memcpy(v, &x, 8);
+  return 0;
+}
+}  // namespace
+
+TEST_F(CapiTest, UpdateRunsTheCallbackAtomicallyAndAbandonsOnFailure) {
+  pardict_dict* d = make(8, 8);
+  upd_ctx ctx{d};
+  const std::int64_t k = 1, dflt = 5;
+  std::int64_t out = 0;
+  EXPECT_EQ(pardict_update(d, &k, &dflt, &add_ten, &ctx, &out), 1);  // absent: cb(dflt) stored
+  EXPECT_EQ(out, 15);
+  EXPECT_EQ(pardict_update(d, &k, &dflt, &add_ten, &ctx, &out), PARDICT_ERR_CALLBACK);  // 25
+  EXPECT_EQ(pardict_get(d, &k, &out), 1);
+  EXPECT_EQ(out, 15);  // unchanged
+  const std::int64_t k2 = 2, bad = 15;
+  EXPECT_EQ(pardict_update(d, &k2, &bad, &add_ten, &ctx, nullptr), PARDICT_ERR_CALLBACK);
+  EXPECT_EQ(pardict_contains(d, &k2), 0);  // a failed insert leaves no element
+  EXPECT_EQ(pardict_len(d), 1);
+  const std::int64_t reenter = 99;
+  EXPECT_EQ(pardict_update(d, &k2, &reenter, &add_ten, &ctx, nullptr), PARDICT_ERR_CALLBACK);
+  EXPECT_EQ(ctx.reentry_status, PARDICT_ERR_REENTRANT);  // no deadlock: a clear status
+  EXPECT_EQ(pardict_update(d, &k, &dflt, nullptr, &ctx, nullptr), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_get(d, &k, &out), 1);  // the table still works
+  EXPECT_EQ(ctx.calls, 4);
+  pardict_free(d);
+}

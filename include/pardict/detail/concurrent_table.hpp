@@ -1087,6 +1087,9 @@ class concurrent_table {
 
   template <class Make>
   void construct_in(table* t, std::size_t g, unsigned j, Make& make) {
+    // The element is built under its group's lock: a constructor that calls back into this map
+    // gets a reentrancy_error instead of deadlocking on that lock.
+    visiting_scope vs(this);
     value_type* e = t->slot(g, j);
     if constexpr (optimistic) {
       // Build privately, then store word by word: a reader may be copying this slot (matching a

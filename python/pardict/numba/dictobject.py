@@ -31,6 +31,7 @@ ERR_NOMEM = -1
 ERR_INVALID = -2
 ERR_REENTRANT = -3
 ERR_MUTATED = -4
+ERR_CALLBACK = -6
 
 
 def _sentry_safe_cast(fromty, toty):
@@ -206,6 +207,8 @@ def _ol_raise_status(status):
             raise RuntimeError("pardict: the dictionary was used from inside its own operation")
         if status == ERR_MUTATED:
             raise RuntimeError("dictionary changed size during iteration")
+        if status == ERR_CALLBACK:
+            raise RuntimeError("pardict.update: the update function failed")
         raise RuntimeError("pardict: internal error")
 
     return impl
@@ -825,6 +828,120 @@ def _make_combine_method(op):
 
 for _op in _OPS:
     _make_combine_method(_op)
+
+
+# ---- pardict.update(d, key, fn, default): a jitted function applied under the element's lock ------
+
+_UPDATE_CTX = ir.LiteralStructType([ll_i32, ll_i8p])  # what a failed fn left: {status code, excinfo}
+
+
+@intrinsic
+def _update_raw(typingctx, d, key, dflt, fn):
+    """(status, value): status 1 inserted, 0 updated, < 0 error. If fn raised, its exception is
+    propagated from here (the entry is unchanged)."""
+    _check_dict(d)
+    valty = d.value_type
+    fsig = typingctx.resolve_function_type(fn, (valty,), {})
+    if fsig is None:
+        raise TypingError(f"pardict.update: fn cannot be called with a {valty}")
+    try:
+        _sentry_safe_cast(fsig.return_type, valty)  # typed.Dict's rules, as for d[k] = v
+    except TypingError as e:
+        raise TypingError(f"pardict.update: fn returns {fsig.return_type}, which cannot be stored "
+                          f"as {valty}: {e}") from None
+
+    def codegen(context, builder, sig, args):
+        from numba.core.callconv import excinfo_ptr_t
+
+        _, _, _, vc = d.layouts
+        cres = fn.dispatcher.get_compile_result(fsig)
+        context.add_linking_libs([cres.library])
+        mod = builder.module
+        # The C callback: load the value, call fn (numba's calling convention), store its result.
+        cb_ty = ir.FunctionType(ll_i32, [ll_i8p, ll_i8p])
+        cb = ir.Function(mod, cb_ty, name=mod.get_unique_name("pardict_update_cb"))
+        cb.linkage = "internal"
+        wb = ir.IRBuilder(cb.append_basic_block("entry"))
+        cptr, vptr = cb.args
+        val = _load(context, wb, valty, vptr)
+        callee = context.declare_function(mod, cres.fndesc)
+        status, res = context.call_conv.call_function(
+            wb, callee, cres.signature.return_type, cres.signature.args, [val])
+        with wb.if_then(status.is_error, likely=False):
+            c = wb.bitcast(cptr, _UPDATE_CTX.as_pointer())
+            wb.store(status.code, cgutils.gep_inbounds(wb, c, 0, 0))
+            wb.store(wb.bitcast(status.excinfoptr, ll_i8p), cgutils.gep_inbounds(wb, c, 0, 1))
+            wb.ret(ll_i32(1))
+        res = context.cast(wb, res, cres.signature.return_type, valty)
+        data = context.data_model_manager[valty].as_data(wb, res)
+        wb.store(data, wb.bitcast(vptr, data.type.as_pointer()))
+        wb.ret(ll_i32(0))
+
+        h = _handle(context, builder, d, args[0])
+        kp = _key_ptr(context, builder, d, args[1])
+        dp = _value_ptr(context, builder, valty, args[2], vc)
+        out = _out_buffer(builder, vc)
+        ctx = cgutils.alloca_once(builder, _UPDATE_CTX)
+        builder.store(ir.Constant(_UPDATE_CTX, None), ctx)
+        cfn = _fn(builder, "pardict_update", ll_i32,
+                  [ll_i8p, ll_i8p, ll_i8p, cb_ty.as_pointer(), ll_i8p, ll_i8p])
+        st = builder.call(cfn, [h, kp, dp, cb, builder.bitcast(ctx, ll_i8p),
+                                builder.bitcast(out, ll_i8p)])
+        code = builder.load(cgutils.gep_inbounds(builder, ctx, 0, 0))
+        failed = builder.and_(builder.icmp_signed("==", st, ll_i32(ERR_CALLBACK)),
+                              builder.icmp_signed("!=", code, ll_i32(0)))
+        with builder.if_then(failed, likely=False):
+            exc = builder.bitcast(builder.load(cgutils.gep_inbounds(builder, ctx, 0, 1)),
+                                  excinfo_ptr_t)
+
+            class _Propagated:  # what return_status_propagate reads of a call status
+                pass
+
+            prop = _Propagated()
+            prop.code, prop.excinfoptr = code, exc
+            context.call_conv.return_status_propagate(builder, prop)
+        return context.make_tuple(builder, sig.return_type,
+                                  [st, _load(context, builder, valty, out)])
+
+    return types.Tuple([types.int32, valty])(d, d.key_type, valty, fn), codegen
+
+
+def update(d, key, fn, default):
+    """pardict.update(d, key, fn, default): one atomic step that stores fn(d[key]) -- or
+    fn(default) when key is absent -- and returns it. fn is an @njit function of the value; it runs
+    under the element's lock, so it must be short and must not use d (doing so raises
+    RuntimeError instead of deadlocking). If fn raises, its exception propagates and the entry is
+    left unchanged. Values must be free of references (numbers, tuples of numbers). Works in the
+    interpreter and in @njit code."""
+    from numba.core.dispatcher import Dispatcher
+
+    from ..dict import _update_helper
+
+    if not isinstance(fn, Dispatcher):
+        raise TypeError(f"pardict.update needs an @njit function, got {fn!r}")
+    return _update_helper(d, key, fn, default)
+
+
+@overload(update)
+def _ol_update(d, key, fn, default):
+    if not isinstance(d, DictType):
+        raise TypingError(f"pardict.update needs a pardict.Dict, got {d}")
+    if not isinstance(fn, types.Dispatcher):
+        raise TypingError(f"pardict.update needs an @njit function, got {fn}")
+    if d.layouts[1].refs:
+        raise TypingError(f"pardict.update needs values without references (numbers, tuples of "
+                          f"numbers); this dict stores {d.value_type}")
+    keyty, valty = d.key_type, d.value_type
+    _sentry_safe_cast(key, keyty)
+    _sentry_safe_cast(default, valty)
+
+    def impl(d, key, fn, default):
+        st, v = _update_raw(d, _conv(key, keyty), _conv(default, valty), fn)
+        if st < 0:
+            _raise_status(st)
+        return v
+
+    return impl
 
 
 @overload_method(DictType, "merge", prefer_literal=True)

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Group-by sum and word count: pardict (bulk add_many, prange + d.add) vs numba typed.Dict, numba's
+per-chunk advice, pandas, polars and NumPy; writes bench/results/groupby.{json,md,png}.
+
+  .venv/bin/python bench/bench_groupby.py            # full: 10M rows / 1M keys, 10M tokens
+  .venv/bin/python bench/bench_groupby.py --quick    # smoke run: 1M rows / 100k keys, 1M tokens
+
+Tasks (values are integers stored as float64, so every sum is exact in any order and all
+implementations must agree bit for bit; each result is checked against NumPy's):
+  sum_uniform  10M rows, keys uniform over 1M distinct int64 keys
+  sum_zipf     10M rows, keys Zipf(1.0) over 1M distinct int64 keys (rank r has p ~ 1/r)
+  word_count   10M string tokens, Zipf(1.0) over a 100k-word vocabulary; count per word
+
+Every cell runs `--runs` times (after one untimed warm-up that compiles the numba code) in this
+process; the table shows the median. numba threads are set per cell with numba.set_num_threads
+(NUMBA_NUM_THREADS is raised to 8 before numba is imported); polars uses its own pool (its size
+is reported). Input conversion (e.g. building the pandas Series) is outside the timing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "8")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import prange, types  # noqa: E402
+from numba.typed import Dict as TypedDict  # noqa: E402
+from numba.typed import List as TypedList  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import pardict  # noqa: E402
+from bench_numba import machine_info  # noqa: E402
+
+RESULTS = HERE / "results"
+I64, F64, U = types.int64, types.float64, types.unicode_type
+
+
+# ---- data -------------------------------------------------------------------------------------------
+
+
+def zipf_ranks(n, distinct, rng):
+    """n draws of ranks 0..distinct-1 with p(r) ~ 1/(r+1) (Zipf 1.0 over a finite set)."""
+    cdf = np.cumsum(1.0 / np.arange(1, distinct + 1))
+    cdf /= cdf[-1]
+    return np.searchsorted(cdf, rng.random(n), side="right").clip(0, distinct - 1)
+
+
+def make_sum_data(rows, keys, skew, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(2**62, size=keys, replace=False).astype(np.int64)  # arbitrary int64 keys
+    ranks = zipf_ranks(rows, keys, rng) if skew else rng.integers(0, keys, rows)
+    return ids[ranks], rng.integers(0, 100, rows).astype(np.float64)
+
+
+def make_tokens(n, vocab, seed):
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = set()
+    while len(words) < vocab:
+        words.add("".join(rng.choice(letters, rng.integers(3, 11))))
+    words = np.array(sorted(words), dtype="<U10")
+    rng.shuffle(words)
+    return words[zipf_ranks(n, vocab, rng)]
+
+
+# ---- numba kernels --------------------------------------------------------------------------------
+
+
+@numba.njit(parallel=True)
+def pd_prange_sum(keys, vals):
+    d = pardict.Dict.empty(I64, F64)
+    for i in prange(keys.size):
+        d.add(keys[i], vals[i])
+    return d
+
+
+@numba.njit(parallel=True)
+def pd_prange_count(tokens):
+    d = pardict.Dict.empty(U, I64)
+    for i in prange(tokens.size):
+        d.add(tokens[i], 1)
+    return d
+
+
+@numba.njit
+def td_sum(keys, vals):
+    d = TypedDict.empty(I64, F64)
+    for i in range(keys.size):
+        k = keys[i]
+        d[k] = d.get(k, 0.0) + vals[i]
+    return d
+
+
+@numba.njit
+def td_count(tokens):
+    d = TypedDict.empty(U, I64)
+    for i in range(tokens.size):
+        k = str(tokens[i])
+        d[k] = d.get(k, 0) + 1
+    return d
+
+
+@numba.njit(parallel=True)
+def td_chunks_sum(keys, vals, nch):
+    parts = TypedList([TypedDict.empty(I64, F64) for _ in range(nch)])
+    n = keys.size
+    for c in prange(nch):
+        d = parts[np.int64(c)]
+        for i in range(c * n // nch, (c + 1) * n // nch):
+            k = keys[i]
+            d[k] = d.get(k, 0.0) + vals[i]
+    out = parts[0]
+    for c in range(1, nch):
+        for k, v in parts[c].items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+@numba.njit(parallel=True)
+def td_chunks_count(tokens, nch):
+    parts = TypedList([TypedDict.empty(U, I64) for _ in range(nch)])
+    n = tokens.size
+    for c in prange(nch):
+        d = parts[np.int64(c)]
+        for i in range(c * n // nch, (c + 1) * n // nch):
+            k = str(tokens[i])
+            d[k] = d.get(k, 0) + 1
+    out = parts[0]
+    for c in range(1, nch):
+        for k, v in parts[c].items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+@numba.njit
+def typed_to_arrays_f(d):
+    ks = np.empty(len(d), np.int64)
+    vs = np.empty(len(d), np.float64)
+    i = 0
+    for k, v in d.items():
+        ks[i] = k
+        vs[i] = v
+        i += 1
+    return ks, vs
+
+
+# ---- implementations: each returns (sorted keys, values) for the check ---------------------------
+
+
+def sorted_pairs(k, v):
+    o = np.argsort(k, kind="stable")
+    return np.asarray(k)[o], np.asarray(v)[o]
+
+
+def run_sum(impl, threads, keys, vals, prepared):
+    if impl == "pardict_add_many":
+        d = pardict.Dict.empty(I64, F64)
+        d.add_many(keys, vals, threads=threads)
+        return lambda: d.to_arrays()
+    if impl == "pardict_prange_add":
+        numba.set_num_threads(threads)
+        d = pd_prange_sum(keys, vals)
+        return lambda: d.to_arrays()
+    if impl == "typed_dict":
+        d = td_sum(keys, vals)
+        return lambda: typed_to_arrays_f(d)
+    if impl == "typed_dict_chunks":
+        numba.set_num_threads(threads)
+        d = td_chunks_sum(keys, vals, threads)
+        return lambda: typed_to_arrays_f(d)
+    if impl == "pandas":
+        s = prepared["pandas"].groupby("k", sort=False)["v"].sum()
+        return lambda: (s.index.to_numpy(), s.to_numpy())
+    if impl == "polars":
+        import polars as pl
+
+        r = prepared["polars"].group_by("k").agg(pl.col("v").sum())
+        return lambda: (r["k"].to_numpy(), r["v"].to_numpy())
+    if impl == "numpy":
+        u, inv = np.unique(keys, return_inverse=True)
+        s = np.bincount(inv, weights=vals)
+        return lambda: (u, s)
+    raise ValueError(impl)
+
+
+def run_count(impl, threads, tokens, prepared):
+    if impl == "pardict_prange_add":
+        numba.set_num_threads(threads)
+        d = pd_prange_count(tokens)
+        return lambda: (np.array(list(d.keys())), np.array(list(d.values())))
+    if impl == "typed_dict":
+        d = td_count(tokens)
+        return lambda: (np.array(list(d.keys())), np.array(list(d.values())))
+    if impl == "typed_dict_chunks":
+        numba.set_num_threads(threads)
+        d = td_chunks_count(tokens, threads)
+        return lambda: (np.array(list(d.keys())), np.array(list(d.values())))
+    if impl == "pandas":
+        s = prepared["pandas"].value_counts(sort=False)
+        return lambda: (s.index.to_numpy().astype(str), s.to_numpy())
+    if impl == "polars":
+        r = prepared["polars"].value_counts()
+        return lambda: (r[r.columns[0]].to_numpy().astype(str), r["count"].to_numpy())
+    if impl == "numpy":
+        u, c = np.unique(tokens, return_counts=True)
+        return lambda: (u, c)
+    raise ValueError(impl)
+
+
+IMPL_LABEL = {
+    "pardict_add_many": "pardict `d.add_many(keys, values)` (bulk, GIL released, C++ threads)",
+    "pardict_prange_add": "pardict `d.add(k, v)` in a prange loop",
+    "typed_dict": "numba typed.Dict, serial `d[k] = d.get(k, 0) + v`",
+    "typed_dict_chunks": "numba's advice: typed.Dict per chunk in prange + serial merge",
+    "pandas": "pandas `groupby().sum()` / `value_counts()`",
+    "polars": "polars `group_by().agg(sum)` / `value_counts()`",
+    "numpy": "NumPy `np.unique` + `np.bincount` / `np.unique(return_counts=True)`",
+}
+
+
+def cells(task, thread_list, polars_threads):
+    out = []
+    if task != "word_count":
+        out += [("pardict_add_many", t) for t in thread_list]
+    out += [("pardict_prange_add", t) for t in thread_list]
+    out += [("typed_dict", 1)]
+    out += [("typed_dict_chunks", t) for t in thread_list if t > 1]
+    out += [("pandas", 1), ("polars", polars_threads), ("numpy", 1)]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--tokens", type=int, default=10_000_000)
+    ap.add_argument("--vocab", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", default="1,2,8")
+    ap.add_argument("--tasks", default="sum_uniform,sum_zipf,word_count")
+    args = ap.parse_args()
+    if args.quick:
+        args.rows, args.keys, args.tokens, args.vocab, args.runs = 1_000_000, 100_000, 1_000_000, 20_000, 1
+    thread_list = [int(t) for t in args.threads.split(",")]
+
+    import pandas as pd
+    import polars as pl
+
+    polars_threads = pl.thread_pool_size()
+    rows_out = []
+    for task in args.tasks.split(","):
+        if task == "word_count":
+            tokens = make_tokens(args.tokens, args.vocab, seed=7)
+            prepared = {"pandas": pd.Series(tokens.astype(object)), "polars": pl.Series("w", tokens)}
+            ref = run_count("numpy", 1, tokens, prepared)()
+            n_rows, n_keys = tokens.size, ref[0].size
+            run = lambda impl, t: run_count(impl, t, tokens, prepared)  # noqa: E731
+        else:
+            keys, vals = make_sum_data(args.rows, args.keys, task == "sum_zipf", seed=11)
+            prepared = {"pandas": pd.DataFrame({"k": keys, "v": vals}),
+                        "polars": pl.DataFrame({"k": keys, "v": vals})}
+            ref = run_sum("numpy", 1, keys, vals, prepared)()
+            n_rows, n_keys = keys.size, ref[0].size
+            run = lambda impl, t: run_sum(impl, t, keys, vals, prepared)  # noqa: E731
+        ref = sorted_pairs(*ref)
+        for impl, t in cells(task, thread_list, polars_threads):
+            run(impl, t)  # warm-up: compiles, and checks below on the timed runs
+            times = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                result = run(impl, t)
+                times.append(time.perf_counter() - t0)
+                got = sorted_pairs(*result())
+                ok = np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+                if not ok:
+                    raise SystemExit(f"{task} {impl} T={t}: result differs from NumPy's")
+            med = statistics.median(times)
+            print(f"{task:12s} {impl:20s} T={t}  {med:8.3f} s  (runs: "
+                  f"{', '.join(f'{x:.3f}' for x in times)})  ok", flush=True)
+            rows_out.append({"impl": impl, "task": task, "threads": t, "rows": int(n_rows),
+                             "keys": int(n_keys), "seconds": med, "runs": times})
+    RESULTS.mkdir(exist_ok=True)
+    meta = machine_info(sys.executable)
+    import pandas
+    import polars
+
+    meta["versions"].update({"pandas": pandas.__version__, "polars": polars.__version__,
+                             "polars_threads": polars_threads})
+    (RESULTS / "groupby.json").write_text(json.dumps({"machine": meta, "rows": rows_out}, indent=1))
+    write_md(rows_out, meta, args)
+    write_png(rows_out)
+    print(f"wrote {RESULTS / 'groupby.json'}, groupby.md, groupby.png")
+
+
+def write_md(rows, meta, args):
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    L = ["# pardict group-by benchmark: group-by sum and word count", "",
+         f"Generated by `bench/bench_groupby.py` on {meta.get('date')} ({meta.get('cpu_model')}, "
+         f"{meta.get('nproc')} CPUs, {meta.get('memory')}; git {meta.get('git')}). "
+         f"Median of {args.runs} run(s) per cell after an untimed warm-up; every run's result "
+         "is checked against NumPy's (values are integers in float64, so sums are exact). "
+         f"Versions: {json.dumps(meta.get('versions'))}.", ""]
+    for task in tasks:
+        rs = [r for r in rows if r["task"] == task]
+        L += [f"## {task}: {rs[0]['rows']:,} rows, {rs[0]['keys']:,} distinct keys", "",
+              "| impl | threads | seconds | M rows/s | vs typed.Dict (1T) |", "|---|---|---|---|---|"]
+        base = next(r["seconds"] for r in rs if r["impl"] == "typed_dict")
+        for r in rs:
+            L.append(f"| {IMPL_LABEL[r['impl']]} | {r['threads']} | {r['seconds']:.3f} | "
+                     f"{r['rows'] / r['seconds'] / 1e6:.1f} | {base / r['seconds']:.2f}× |")
+        L.append("")
+    L += ["String keys: `add_many` takes numeric keys only, so word count uses the prange loop "
+          "(each token becomes a numba string first).", ""]
+    (RESULTS / "groupby.md").write_text("\n".join(L))
+
+
+def write_png(rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rs = [r for r in rows if r["task"] == task]
+        labels = [f"{r['impl']} ({r['threads']}T)" for r in rs]
+        ax.barh(labels, [r["rows"] / r["seconds"] / 1e6 for r in rs],
+                color=["tab:blue" if r["impl"].startswith("pardict") else "tab:gray" for r in rs])
+        ax.set_title(f"{task}: {rs[0]['rows']:,} rows, {rs[0]['keys']:,} keys")
+        ax.set_xlabel("M rows / s (higher is better)")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "groupby.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
