@@ -13,7 +13,7 @@ from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, Values
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numba.core import types
 from numba.core.errors import NumbaTypeSafetyWarning, TypingError
 from numba import typeof
@@ -21,7 +21,9 @@ from numba import typeof
 from . import _ext
 from .numba import boxing
 from .numba.dictobject import _popitem as _popitem_raw
-from .numba.dictobject import _combinable, new_dict
+from .numba.dictobject import _COMBINE_RAW, _combinable, new_dict
+from .numba.dictobject import _get as _get_raw
+from .numba.dictobject import _set as _set_raw
 from .numba.dictobject import update as _pardict_update
 from .numba.types import DictType, _as_type
 
@@ -179,6 +181,47 @@ def _merge_max(d, o):
 
 _MERGE = {"assign": (-1, _merge_assign), "add": (0, _merge_add), "min": (1, _merge_min),
           "max": (2, _merge_max)}
+
+
+# String keys hold references (numba strings), so they cannot take the byte-blob C++ bulk path:
+# their bulk operations are prange loops over a NumPy unicode array, one atomic operation per
+# element, with the GIL released.
+@njit(parallel=True, nogil=True)
+def _str_set_many(d, keys, values):
+    new = 0
+    for i in prange(keys.size):
+        st = _set_raw(d, str(keys[i]), values[i])
+        if st == 0:
+            new += 1
+    return new
+
+
+def _str_combiner(op):
+    raw = _COMBINE_RAW[op]
+
+    @njit(parallel=True, nogil=True)
+    def run(d, keys, values):
+        new = 0
+        for i in prange(keys.size):
+            st, _ = raw(d, str(keys[i]), values[i])
+            if st == 1:
+                new += 1
+        return new
+
+    return run
+
+
+_STR_COMBINE = {-1: _str_set_many, 0: _str_combiner("add"), 1: _str_combiner("min"),
+                2: _str_combiner("max")}
+
+
+@njit(parallel=True, nogil=True)
+def _str_get_many(d, keys, out, found):
+    for i in prange(keys.size):
+        st, v = _get_raw(d, str(keys[i]))
+        if st == 1:
+            out[i] = v
+            found[i] = True
 
 
 @njit
@@ -480,15 +523,26 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             raise TypeError("bulk operations need a typed pardict.Dict (use Dict.empty or "
                             "Dict.from_arrays)")
         kt, vt = self.key_type, self.value_type
-        if _np_dtype(kt) is None:
-            raise TypeError(f"bulk operations need numeric or bool keys; this dict has {kt} keys")
+        if _np_dtype(kt) is None and kt != types.unicode_type:
+            raise TypeError(f"bulk operations need numeric, bool or str keys; this dict has {kt} "
+                            f"keys")
         if need_values and _np_dtype(vt) is None:
             raise TypeError(f"bulk operations need numeric or bool values; this dict stores {vt}")
         return kt, vt
 
     def _keys_blob(self, keys):
         kt = self.key_type
+        if kt == types.unicode_type:
+            return _str_keys(keys)
         return _blob(keys, kt, _ext.key_class(_np_dtype(kt).itemsize), "keys")
+
+    def _in_numba_threads(self, threads, fn, *args):
+        old = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(self._threads(threads), numba.config.NUMBA_NUM_THREADS)))
+        try:
+            return fn(self, *args)
+        finally:
+            numba.set_num_threads(old)
 
     @staticmethod
     def _threads(threads):
@@ -498,16 +552,18 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         kt, vt = self._bulk_layout()
         kb = self._keys_blob(keys)
         vdt = _np_dtype(vt)
-        vb = _blob(values, vt, _ext.value_class(vdt.itemsize), "values")
-        if len(vb) != len(kb):
-            raise ValueError(f"keys and values differ in length ({len(kb)} != {len(vb)})")
+        vals = _convert(values, vt, "values")
+        if len(vals) != len(kb):
+            raise ValueError(f"keys and values differ in length ({len(kb)} != {len(vals)})")
+        fields = np.zeros(2, dtype=np.int32)
         if op >= 0:
             kind = _KINDS.get(vdt.str[1:])
             if kind is None:
                 raise TypeError(f"add/min/max need integer or float values; this dict stores {vt}")
-            fields = np.array([0, kind], dtype=np.int32)
-        else:
-            fields = np.zeros(2, dtype=np.int32)
+            fields[:] = (0, kind)
+        if kt == types.unicode_type:
+            return self._in_numba_threads(threads, _STR_COMBINE[op], kb, vals)
+        vb = _pad(vals, _ext.value_class(vdt.itemsize))
         st, n = _ext.combine_many(self._handle(), kb.ctypes.data, vb.ctypes.data, len(kb), op,
                                   fields.ctypes.data, 1 if op >= 0 else 0, self._threads(threads))
         _check_bulk_status(st)
@@ -545,6 +601,10 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         vdt = _np_dtype(vt)
         vc = _ext.value_class(vdt.itemsize)
         out = np.full(len(kb), default, dtype=vdt)
+        if kt == types.unicode_type:
+            found = np.zeros(len(kb), dtype=np.bool_)
+            self._in_numba_threads(threads, _str_get_many, kb, out, found)
+            return out
         if vdt.itemsize == vc:
             st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), out.ctypes.data, 0,
                                   self._threads(threads))
@@ -561,8 +621,16 @@ class Dict(MutableMapping, metaclass=_DictMeta):
 
     def contains_many(self, keys, threads=None):
         """A bool array: whether each key is present."""
-        self._bulk_layout(need_values=False)
+        kt, vt = self._bulk_layout(need_values=False)
         kb = self._keys_blob(keys)
+        if kt == types.unicode_type:
+            if _np_dtype(vt) is None:
+                raise TypeError(f"contains_many with str keys needs numeric or bool values; "
+                                f"this dict stores {vt}")
+            found = np.zeros(len(kb), dtype=np.bool_)
+            self._in_numba_threads(threads, _str_get_many, kb, np.empty(len(kb), _np_dtype(vt)),
+                                   found)
+            return found
         found = np.zeros(len(kb), dtype=np.uint8)
         st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), 0, found.ctypes.data,
                               self._threads(threads))
@@ -570,8 +638,13 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         return found.view(np.bool_)
 
     def to_arrays(self):
-        """(keys, values) as two NumPy arrays, in the same (unspecified) order."""
+        """(keys, values) as two NumPy arrays, in the same (unspecified) order (str keys: a
+        NumPy unicode array)."""
         kt, vt = self._bulk_layout()
+        if kt == types.unicode_type:
+            items = _items(self)
+            return (np.array([k for k, _ in items], dtype=str),
+                    np.array([v for _, v in items], dtype=_np_dtype(vt)))
         return _to_arrays(self, np.empty(0, _np_dtype(kt)), np.empty(0, _np_dtype(vt)))
 
     def merge(self, other, op="assign", threads=None):
@@ -730,9 +803,8 @@ def _np_dtype(ty):
     return None
 
 
-def _blob(arr, ty, cls, what):
-    """A C-contiguous array of `cls`-byte blobs holding arr converted to ty (floats canonical:
-    +0.0 for -0.0, one NaN), as the C ABI wants keys and values."""
+def _convert(arr, ty, what):
+    """arr as a C-contiguous 1-d array of ty's dtype (floats canonical: +0.0 for -0.0, one NaN)."""
     dt = _np_dtype(ty)
     a = np.asarray(arr)
     if a.ndim != 1:
@@ -747,12 +819,33 @@ def _blob(arr, ty, cls, what):
         nan = np.isnan(a)
         if nan.any():
             a[nan] = dt.type(np.nan)
-    a = np.ascontiguousarray(a)
-    if dt.itemsize == cls:
+    return np.ascontiguousarray(a)
+
+
+def _pad(a, cls):
+    """The items of a as `cls`-byte blobs (zero padding), as the C ABI wants them."""
+    if a.dtype.itemsize == cls:
         return a
     b = np.zeros((a.size, cls), dtype=np.uint8)
-    b[:, : dt.itemsize] = a.view(np.uint8).reshape(a.size, dt.itemsize)
+    b[:, : a.dtype.itemsize] = a.view(np.uint8).reshape(a.size, a.dtype.itemsize)
     return b
+
+
+def _blob(arr, ty, cls, what):
+    return _pad(_convert(arr, ty, what), cls)
+
+
+def _str_keys(keys):
+    """str keys as a 1-d NumPy unicode array (from such an array, or a sequence of str)."""
+    a = keys if isinstance(keys, np.ndarray) else np.asarray(list(keys), dtype=str)
+    if a.ndim != 1:
+        raise ValueError(f"keys must be a 1-d array, got shape {a.shape}")
+    if a.dtype.kind != "U":
+        if a.size == 0:
+            return np.zeros(0, dtype="<U1")
+        raise TypeError(f"keys of dtype {a.dtype} cannot be used as str keys (expected a NumPy "
+                        f"unicode array or a sequence of str)")
+    return np.ascontiguousarray(a)
 
 
 def _check_bulk_status(st):

@@ -98,9 +98,12 @@ def test_bulk_agrees_with_single_key_operations():
 
 
 def test_bad_input():
+    t = Dict.empty(types.UniTuple(I64, 2), F64)
+    with pytest.raises(TypeError, match="numeric, bool or str keys"):
+        t.get_many(np.array([1]))
     s = Dict.empty(types.unicode_type, F64)
-    with pytest.raises(TypeError, match="numeric or bool keys"):
-        s.get_many(np.array(["a"]))
+    with pytest.raises(TypeError, match="cannot be used as str keys"):
+        s.add_many(np.array([1, 2]), np.array([1.0, 2.0]))
     a = Dict.empty(I64, types.float64[:])
     with pytest.raises(TypeError, match="numeric or bool values"):
         a.set_many(np.array([1]), np.array([1.0]))
@@ -132,3 +135,33 @@ def test_bulk_calls_from_python_threads_lose_nothing():
         t.join()
     uniq, counts = np.unique(keys, return_counts=True)
     np.testing.assert_array_equal(d.get_many(uniq), 4 * counts)
+
+
+# ---- str keys: NumPy unicode arrays or sequences of str (prange loops, GIL released) -------------
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_str_keys_count_get_contains_to_arrays(threads):
+    rng = np.random.default_rng(4)
+    vocab = np.array([f"w{i}" for i in range(3000)])
+    tokens = vocab[rng.zipf(1.3, 100_000) % vocab.size]
+    d = Dict.empty(types.unicode_type, I64)
+    new = d.count_many(tokens, threads=threads)
+    uniq, counts = np.unique(tokens, return_counts=True)
+    assert new == uniq.size == len(d)
+    np.testing.assert_array_equal(d.get_many(uniq, threads=threads), counts)
+    probe = ["w0", "nope", "w1"]
+    np.testing.assert_array_equal(d.contains_many(probe), [d.get("w0") is not None, False,
+                                                           d.get("w1") is not None])
+    k, v = d.to_arrays()
+    assert k.dtype.kind == "U" and dict(zip(k.tolist(), v.tolist())) == dict(zip(uniq.tolist(),
+                                                                                  counts.tolist()))
+
+
+def test_str_keys_set_min_max_from_lists():
+    d = Dict.empty(types.unicode_type, F64)
+    assert d.set_many(["a", "b"], [1.0, 2.0]) == 2
+    d.min_many(["a", "b", "c"], [0.5, 3.0, 7.0])
+    d.max_many(["c"], [1.0])
+    assert d.to_dict() == {"a": 0.5, "b": 2.0, "c": 7.0}
+    assert d.add_many([], []) == 0
