@@ -5,7 +5,8 @@ import threading
 
 import numpy as np
 import pytest
-from numba import types
+from numba import njit, types
+from numba.core.errors import TypingError
 
 from pardict import Dict
 
@@ -165,3 +166,50 @@ def test_str_keys_set_min_max_from_lists():
     d.max_many(["c"], [1.0])
     assert d.to_dict() == {"a": 0.5, "b": 2.0, "c": 7.0}
     assert d.add_many([], []) == 0
+
+
+# ---- the same bulk methods inside @njit (numeric keys and values) --------------------------------
+
+
+@njit
+def njit_bulk(keys, vals, probe, threads):
+    d = Dict.empty(types.int16, types.float32)
+    new = d.add_many(keys, vals, threads)
+    d.max_many(keys, vals * 2, threads)
+    c = Dict.empty(F64, I64)
+    c.count_many(np.array([-0.0, 0.0, np.nan, np.nan, 1.5]))
+    s = Dict.empty(I64, F64)
+    s.set_many(np.arange(5), np.arange(5) * 0.5)
+    return (new, d.get_many(probe, -1.0, threads), d.contains_many(probe, threads),
+            c.get_many(np.array([0.0, np.nan, 2.0])), len(c), s.get_many(np.arange(6)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bulk_methods_in_njit(threads):
+    keys = np.array([1, 2, 1, -3], np.int16)
+    vals = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    probe = np.array([1, 2, -3, 7], np.int16)
+    new, got, has, counts, nc, s = njit_bulk(keys, vals, probe, threads)
+    assert new == 3
+    np.testing.assert_array_equal(got, [6.0, 4.0, 8.0, -1.0])  # max(sum, 2 * each value)
+    np.testing.assert_array_equal(has, [True, True, True, False])
+    np.testing.assert_array_equal(counts, [2, 2, 0])  # -0.0 and 0.0 one key; NaNs one key
+    assert nc == 3
+    np.testing.assert_array_equal(s, [0.0, 0.5, 1.0, 1.5, 2.0, 0.0])
+
+
+@njit
+def njit_bulk_str_keys(d, keys):
+    return d.count_many(keys)
+
+
+@njit
+def njit_bulk_float_keys_into_int(d, keys):
+    return d.count_many(keys)
+
+
+def test_njit_bulk_typing_errors():
+    with pytest.raises(TypingError, match="numeric or bool keys"):
+        njit_bulk_str_keys(Dict.empty(types.unicode_type, I64), np.array(["a"]))
+    with pytest.raises(TypingError):
+        njit_bulk_float_keys_into_int(Dict.empty(I64, I64), np.array([1.5]))

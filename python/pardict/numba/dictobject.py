@@ -944,6 +944,209 @@ def _ol_update(d, key, fn, default):
     return impl
 
 
+# ---- bulk operations in jitted code (numeric keys and values: the C++ prefetching path) -------------
+
+
+def _np_scalar(ty):
+    return isinstance(ty, (types.Integer, types.Float, types.Boolean))
+
+
+def _blob_dtype(ty):
+    """The NumPy dtype whose items are ty's blobs in the C ABI (1- and 2-byte types are padded
+    to 4 bytes), and the unsigned dtype of ty's own size (to move the bits)."""
+    import numpy as np
+
+    from numba.np.numpy_support import as_dtype
+
+    size = as_dtype(ty).itemsize
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size]
+    return (np.uint32 if size < 4 else bits), bits
+
+
+def _to_blobs(arr, ty):
+    pass
+
+
+@overload(_to_blobs)
+def _ol_to_blobs(arr, ty):
+    """A contiguous array of arr's items converted to ty (floats canonical), as C ABI blobs."""
+    elt = ty.instance_type if isinstance(ty, (types.NumberClass, types.TypeRef)) else ty.dtype
+    import numpy as np
+
+    from numba.np.numpy_support import as_dtype
+
+    dt = as_dtype(elt)
+    blob, bits = _blob_dtype(elt)
+    is_float = isinstance(elt, types.Float)
+
+    def impl(arr, ty):
+        a = np.empty(arr.size, dt)
+        for i in range(arr.size):
+            x = dt.type(arr[i]) if not is_float else dt.type(arr[i]) + dt.type(0)
+            if is_float and x != x:
+                x = dt.type(np.nan)
+            a[i] = x
+        return a.view(bits).astype(blob)
+
+    return impl
+
+
+def _bulk_intrinsic(cname, with_values_in):
+    @intrinsic
+    def bulk(typingctx, d, keys, values, found, op, threads):
+        _check_dict(d)
+
+        def codegen(context, builder, sig, args):
+            dp, kp, vp, fp, opv, th = args
+
+            def data(ty, v):
+                return builder.bitcast(
+                    cgutils.create_struct_proxy(ty)(context, builder, value=v).data, ll_i8p)
+
+            h = _handle(context, builder, d, dp)
+            n = cgutils.create_struct_proxy(keys)(context, builder, value=kp).nitems
+            count = cgutils.alloca_once_value(builder, ll_i64(0))
+            if with_values_in:
+                fields = [(0, _scalar_kind(d.value_type) or 0)]
+                flat = [x for f in fields for x in f]
+                gv = cgutils.global_constant(
+                    builder, builder.module.get_unique_name("pardict_bulk_fields"),
+                    ir.Constant(ir.ArrayType(ll_i32, 2), [ll_i32(x) for x in flat]))
+                nf = builder.select(builder.icmp_signed(">=", opv, ll_i32(0)), ll_i32(1),
+                                    ll_i32(0))
+                fn = _fn(builder, cname, ll_i32, [ll_i8p, ll_i8p, ll_i8p, ll_i64, ll_i32,
+                                                   ll_i32.as_pointer(), ll_i32, ll_i32,
+                                                   ll_i64.as_pointer()])
+                st = builder.call(fn, [h, data(keys, kp), data(values, vp), n, opv,
+                                       builder.bitcast(gv, ll_i32.as_pointer()), nf, th, count])
+            else:
+                fn = _fn(builder, cname, ll_i32, [ll_i8p, ll_i8p, ll_i64, ll_i8p, ll_i8p, ll_i32,
+                                                   ll_i64.as_pointer()])
+                st = builder.call(fn, [h, data(keys, kp), n, data(values, vp), data(found, fp),
+                                       th, count])
+            return context.make_tuple(builder, sig.return_type, [st, builder.load(count)])
+
+        return types.Tuple([types.int32, types.int64])(d, keys, values, found, op, threads), \
+            codegen
+
+    return bulk
+
+
+_combine_many_raw = _bulk_intrinsic("pardict_combine_many", True)
+_get_many_raw = _bulk_intrinsic("pardict_get_many", False)
+
+
+def _check_bulk(d, keys, values=None, need_values=True):
+    if not (_np_scalar(d.key_type) and (_np_scalar(d.value_type) or not need_values)):
+        raise TypingError(f"bulk operations in jitted code need numeric or bool keys and values; "
+                          f"this dict is {d}")
+    for what, a in (("keys", keys), ("values", values)):
+        if a is not None and not (isinstance(a, types.Array) and a.ndim == 1):
+            raise TypingError(f"{what} must be a 1-d array, got {a}")
+    _sentry_safe_cast(keys.dtype, d.key_type)
+    if values is not None:
+        _sentry_safe_cast(values.dtype, d.value_type)
+
+
+def _nthreads(threads):
+    pass
+
+
+@overload(_nthreads)
+def _ol_nthreads(threads):
+    import numba
+
+    if isinstance(threads, (types.Omitted, types.NoneType)) or threads is None:
+        return lambda threads: numba.get_num_threads()
+    return lambda threads: max(1, threads)
+
+
+def _make_bulk_method(name, op):
+    def ol(d, keys, values, threads=None):
+        _check_bulk(d, keys, values)
+        if op >= 0 and _scalar_kind(d.value_type) is None:
+            raise TypingError(f"pardict.Dict.{name} needs integer or float values; this dict "
+                              f"stores {d.value_type}")
+        keyty, valty = d.key_type, d.value_type
+
+        def impl(d, keys, values, threads=None):
+            if keys.size != values.size:
+                raise ValueError("keys and values differ in length")
+            kb = _to_blobs(keys, keyty)
+            vb = _to_blobs(values, valty)
+            st, n = _combine_many_raw(d, kb, vb, kb, np.int32(op), np.int32(_nthreads(threads)))
+            if st < 0:
+                _raise_status(st)
+            return n
+
+        return impl
+
+    overload_method(DictType, name)(ol)
+
+
+import numpy as np  # noqa: E402  (used inside the jitted bulk implementations)
+
+for _name, _code in (("set_many", -1), ("add_many", 0), ("min_many", 1), ("max_many", 2)):
+    _make_bulk_method(_name, _code)
+
+
+@overload_method(DictType, "count_many")
+def _ol_count_many(d, keys, threads=None):
+    _check_bulk(d, keys)
+    if not isinstance(d.value_type, types.Integer):
+        raise TypingError(f"pardict.Dict.count_many needs integer values; this dict stores "
+                          f"{d.value_type}")
+    valty = d.value_type
+
+    def impl(d, keys, threads=None):
+        return d.add_many(keys, np.ones(keys.size, dtype=valty), threads)
+
+    return impl
+
+
+@overload_method(DictType, "get_many")
+def _ol_get_many(d, keys, default=0, threads=None):
+    _check_bulk(d, keys)
+    keyty, valty = d.key_type, d.value_type
+    blob, bits = _blob_dtype(valty)
+    from numba.np.numpy_support import as_dtype
+
+    vdt = as_dtype(valty)
+
+    def impl(d, keys, default=0, threads=None):
+        kb = _to_blobs(keys, keyty)
+        raw = np.zeros(kb.size, dtype=blob)
+        found = np.zeros(kb.size, dtype=np.uint8)
+        st, _ = _get_many_raw(d, kb, raw, found, np.int32(0), np.int32(_nthreads(threads)))
+        if st < 0:
+            _raise_status(st)
+        vals = raw.astype(bits).view(vdt)
+        out = np.empty(kb.size, dtype=vdt)
+        for i in range(kb.size):
+            out[i] = vals[i] if found[i] else default
+        return out
+
+    return impl
+
+
+@overload_method(DictType, "contains_many")
+def _ol_contains_many(d, keys, threads=None):
+    _check_bulk(d, keys)
+    keyty = d.key_type
+    blob = _blob_dtype(d.value_type)[0]
+
+    def impl(d, keys, threads=None):
+        kb = _to_blobs(keys, keyty)
+        raw = np.zeros(kb.size, dtype=blob)  # receives the values (unused)
+        found = np.zeros(kb.size, dtype=np.uint8)
+        st, _ = _get_many_raw(d, kb, raw, found, np.int32(0), np.int32(_nthreads(threads)))
+        if st < 0:
+            _raise_status(st)
+        return found.astype(np.bool_)
+
+    return impl
+
+
 @overload_method(DictType, "merge", prefer_literal=True)
 def _ol_merge(d, other, op="assign"):
     """d.merge(other, op): every item of other into d, by assignment or by d.add/min/max; returns
