@@ -254,8 +254,12 @@ def main():
         args.rows, args.keys, args.tokens, args.vocab, args.runs = 1_000_000, 100_000, 1_000_000, 20_000, 1
     thread_list = [int(t) for t in args.threads.split(",")]
 
-    import pandas as pd
-    import polars as pl
+    try:
+        import pandas as pd
+        import polars as pl
+    except ImportError as e:
+        raise SystemExit(f"bench_groupby needs pandas and polars ({e}); install them with "
+                         f"`.venv/bin/pip install pandas polars`")
 
     polars_threads = pl.thread_pool_size()
     rows_out = []
