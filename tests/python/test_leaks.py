@@ -391,3 +391,20 @@ def test_arrays_replaced_under_prange_contention():
     contend_strings(s, 20000, 16)
     assert len(s) == 16 and refs() - base == len(d) + 16
     assert all(int(v) % 16 == k for k, v in s.items())
+
+
+def test_bulk_and_atomic_operations_with_str_keys():
+    tokens = np.array([f"t{i % 700}" for i in range(20_000)])
+    base = refs()
+    d = Dict.empty(U, types.int64)
+    d.count_many(tokens, threads=2)  # inserts 700 keys (each holds its string), bumps the rest
+    d.add("t1", 5)
+    d.add("new", 1)
+    d.set_many(["t2", "x"], [1, 2])
+    assert len(d) == 702 and refs() - base == 702  # one reference per key, none per bump
+    m = Dict.empty(U, types.int64)
+    m.merge(d, "add")
+    m.merge(d, "max")
+    assert refs() - base == 2 * 702
+    del d, m
+    assert refs() == base
