@@ -299,6 +299,11 @@ int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt, pardi
   return guarded([&] { return D(d)->update(key, dflt, cb, ctx, out); });
 }
 
+int32_t pardict_visit(pardict_dict* d, const void* key, pardict_update_fn cb, void* ctx) {
+  if (cb == nullptr) return PARDICT_ERR_INVALID;
+  return guarded([&] { return D(d)->visit(key, cb, ctx); });
+}
+
 int32_t pardict_clear(pardict_dict* d) {
   return guarded([&] {
     D(d)->clear();

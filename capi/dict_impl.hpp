@@ -187,6 +187,8 @@ class dict_base {
   virtual int popitem(void* k_out, void* v_out) = 0;
   virtual int setdefault(const void* k, const void* dflt, void* out) = 0;
   virtual int insert(const void* k, const void* v) = 0;
+  // See pardict_visit; throws callback_failed when cb returns nonzero.
+  virtual int visit(const void* k, std::int32_t (*cb)(void*, void*), void* ctx) = 0;
   // See pardict_update; throws callback_failed when cb returns nonzero.
   virtual int update(const void* k, const void* dflt, std::int32_t (*cb)(void*, void*), void* ctx,
                      void* out) = 0;
@@ -474,6 +476,18 @@ class dict_impl final : public dict_base {
     }
     if (out != nullptr) std::memcpy(out, &result, sizeof(V));
     return inserted ? 1 : 0;
+  }
+
+  int visit(const void* kp, std::int32_t (*cb)(void*, void*), void* ctx) override {
+    const K k = load<K>(kp);
+    // The mutable visit: always under the element's lock (a const visit may read optimistically).
+    return map_.visit(k,
+                      [&](value_type& x) {
+                        V v = x.second;  // cb sees a copy: the value's own bytes cannot change
+                        if (cb(ctx, &v) != 0) throw callback_failed{};
+                      }) != 0
+               ? 1
+               : 0;
   }
 
   int insert(const void* kp, const void* vp) override {

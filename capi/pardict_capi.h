@@ -115,6 +115,13 @@ typedef int32_t (*pardict_update_fn)(void* ctx, void* value);
 PARDICT_API int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt,
                                    pardict_update_fn cb, void* ctx, void* out);
 
+// Runs cb(ctx, value) on key's stored value under the element's lock. cb may change what the value
+// references (an array's elements) but must leave the value's own bytes alone; it must not use d
+// (PARDICT_ERR_REENTRANT). 1 found (cb returned 0), 0 absent (cb not called),
+// PARDICT_ERR_CALLBACK if cb returned nonzero, < 0 error.
+PARDICT_API int32_t pardict_visit(pardict_dict* d, const void* key, pardict_update_fn cb,
+                                  void* ctx);
+
 // ---- bulk operations
 // ----------------------------------------------------------------------------- n contiguous key
 // blobs of the key class size (values: of the value class size), split over `threads` threads (<=

@@ -82,6 +82,7 @@ NB_MODULE(_ext, m) {
     d["pardict_insert"] = addr(&pardict_insert);
     d["pardict_combine"] = addr(&pardict_combine);
     d["pardict_update"] = addr(&pardict_update);
+    d["pardict_visit"] = addr(&pardict_visit);
     d["pardict_get_many"] = addr(&pardict_get_many);
     d["pardict_combine_many"] = addr(&pardict_combine_many);
     d["pardict_clear"] = addr(&pardict_clear);

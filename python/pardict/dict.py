@@ -488,7 +488,8 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     # ---- atomic read-modify-write (numeric values: scalars and tuples of them) ------------------
 
     def _combine(self, fn, key, value):
-        if self._typed and not _combinable(self.value_type):
+        if (self._typed and not _combinable(self.value_type)
+                and not isinstance(self.value_type, types.Array)):
             raise TypeError(f"pardict.Dict.{fn.__name__[1:]} needs numeric values (integers, "
                             f"floats, or tuples of them); this dict stores {self.value_type}")
         ep = _entry_points.get((fn, id(self._dict_type), type(key), type(value)))

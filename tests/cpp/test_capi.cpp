@@ -393,3 +393,22 @@ TEST_F(CapiTest, UpdateRunsTheCallbackAtomicallyAndAbandonsOnFailure) {
   EXPECT_EQ(ctx.calls, 4);
   pardict_free(d);
 }
+
+TEST_F(CapiTest, VisitRunsTheCallbackUnderTheLockOnlyWhenPresent) {
+  pardict_dict* d = make(8, 8);
+  upd_ctx ctx{d};
+  const std::int64_t k = 1, v = 5, missing = 2, reenter = 99, k3 = 3;
+  EXPECT_EQ(pardict_visit(d, &k, &add_ten, &ctx), 0);  // absent: not called
+  EXPECT_EQ(ctx.calls, 0);
+  ASSERT_EQ(pardict_set(d, &k, &v, nullptr), 0);
+  EXPECT_EQ(pardict_visit(d, &k, &add_ten, &ctx), 1);
+  std::int64_t out = 0;
+  ASSERT_EQ(pardict_get(d, &k, &out), 1);
+  EXPECT_EQ(out, 5);  // the callback saw a copy: the stored bytes are unchanged
+  ASSERT_EQ(pardict_set(d, &k3, &reenter, nullptr), 0);
+  EXPECT_EQ(pardict_visit(d, &k3, &add_ten, &ctx), PARDICT_ERR_CALLBACK);
+  EXPECT_EQ(ctx.reentry_status, PARDICT_ERR_REENTRANT);
+  EXPECT_EQ(pardict_visit(d, &missing, nullptr, &ctx), PARDICT_ERR_INVALID);
+  EXPECT_EQ(ctx.calls, 2);
+  pardict_free(d);
+}

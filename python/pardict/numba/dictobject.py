@@ -10,6 +10,7 @@ after the call returned, i.e. outside every lock of the table.
 
 import operator
 
+import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.errors import TypingError
@@ -800,12 +801,101 @@ def _combine_intrinsic(op):
 _COMBINE_RAW = {}
 
 
+def _array_combiner(op):
+    """A jitted fn(stored, x) combining x into the stored array in place, elementwise (as the
+    scalar ops do: add wraps/propagates NaN; min/max replace only when x compares less/greater)."""
+    from numba import njit
+
+    if op == "add":
+
+        @njit
+        def into(stored, x):
+            if stored.shape != x.shape:
+                raise ValueError("pardict.Dict.add: the stored array and x differ in shape")
+            stored += x
+    elif op == "min":
+
+        @njit
+        def into(stored, x):
+            if stored.shape != x.shape:
+                raise ValueError("pardict.Dict.min: the stored array and x differ in shape")
+            for i in np.ndindex(stored.shape):
+                if x[i] < stored[i]:
+                    stored[i] = x[i]
+    else:
+
+        @njit
+        def into(stored, x):
+            if stored.shape != x.shape:
+                raise ValueError("pardict.Dict.max: the stored array and x differ in shape")
+            for i in np.ndindex(stored.shape):
+                if stored[i] < x[i]:
+                    stored[i] = x[i]
+
+    return into
+
+
+def _fresh_copy(x, like):
+    pass
+
+
+@overload(_fresh_copy)
+def _ol_fresh_copy(x, like):
+    """A new array with x's elements, of the dict's value dtype and layout."""
+    ty = like.instance_type if isinstance(like, types.TypeRef) else like
+    dt = ty.dtype
+    if ty.layout == "F":
+
+        def impl(x, like):
+            out = np.empty(x.shape[::-1], dtype=dt).T
+            out[...] = x
+            return out
+
+        return impl
+
+    def impl(x, like):
+        out = np.empty(x.shape, dtype=dt)
+        out[...] = x
+        return out
+
+    return impl
+
+
+def _array_combine_overload(op, d, key, value):
+    keyty, valty = d.key_type, d.value_type
+    if not (isinstance(value, types.Array) and value.ndim == valty.ndim):
+        raise TypingError(f"pardict.Dict.{op} on a dict of {valty} needs an array of "
+                          f"{valty.ndim} dimension(s), got {value}")
+    if not isinstance(valty.dtype, (types.Integer, types.Float)):
+        raise TypingError(f"pardict.Dict.{op} needs numeric arrays; this dict stores {valty}")
+    _sentry_safe_cast(value.dtype, valty.dtype)
+    _sentry_safe_cast(key, keyty)
+    into = _array_combiner(op)
+
+    def impl(d, key, value):
+        k = _conv(key, keyty)
+        st = _visit_with(d, k, into, value)
+        if st == 0:
+            # absent: store a copy (later adds must not write into the caller's array) ...
+            if _insert(d, k, _conv(_fresh_copy(value, valty), valty)) == 1:
+                st = 1
+            else:  # ... unless another thread stored one meanwhile: combine into that
+                st = _visit_with(d, k, into, value)
+        if st < 0:
+            _raise_status(st)
+        return d[k]
+
+    return impl
+
+
 def _make_combine_method(op):
     raw = _combine_intrinsic(op)
     _COMBINE_RAW[op] = raw
 
     def ol(d, key, value):
         keyty, valty = d.key_type, d.value_type
+        if isinstance(valty, types.Array):
+            return _array_combine_overload(op, d, key, value)
         if not _combinable(valty):
             raise TypingError(f"pardict.Dict.{op} needs numeric values (integers, floats, or "
                               f"tuples of them); this dict stores {valty}")
@@ -832,7 +922,64 @@ for _op in _OPS:
 
 # ---- pardict.update(d, key, fn, default): a jitted function applied under the element's lock ------
 
-_UPDATE_CTX = ir.LiteralStructType([ll_i32, ll_i8p])  # what a failed fn left: {status code, excinfo}
+# What a failed callback leaves for its caller: {status code, excinfo}, plus one argument slot.
+_CB_CTX = ir.LiteralStructType([ll_i32, ll_i8p, ll_i8p])
+_CB_TY = ir.FunctionType(ll_i32, [ll_i8p, ll_i8p])
+
+
+def _make_callback(context, builder, disp, fsig, valty, extra_ty=None, store_result=True):
+    """A C function int32(ctx, value*) calling the jitted `disp` on the value at value* (and on
+    the extra argument whose address is in ctx slot 2); it stores the result back when
+    store_result. A numba exception is parked in ctx (code, excinfo) and reported as 1."""
+    cres = disp.dispatcher.get_compile_result(fsig)
+    context.add_linking_libs([cres.library])
+    mod = builder.module
+    cb = ir.Function(mod, _CB_TY, name=mod.get_unique_name("pardict_cb"))
+    cb.linkage = "internal"
+    wb = ir.IRBuilder(cb.append_basic_block("entry"))
+    cptr, vptr = cb.args
+    c = wb.bitcast(cptr, _CB_CTX.as_pointer())
+    fargs = [_load(context, wb, valty, vptr)]
+    if extra_ty is not None:
+        fargs.append(_load(context, wb, extra_ty, wb.load(cgutils.gep_inbounds(wb, c, 0, 2))))
+    callee = context.declare_function(mod, cres.fndesc)
+    status, res = context.call_conv.call_function(
+        wb, callee, cres.signature.return_type, cres.signature.args, fargs)
+    with wb.if_then(status.is_error, likely=False):
+        wb.store(status.code, cgutils.gep_inbounds(wb, c, 0, 0))
+        wb.store(wb.bitcast(status.excinfoptr, ll_i8p), cgutils.gep_inbounds(wb, c, 0, 1))
+        wb.ret(ll_i32(1))
+    if store_result:
+        res = context.cast(wb, res, cres.signature.return_type, valty)
+        data = context.data_model_manager[valty].as_data(wb, res)
+        wb.store(data, wb.bitcast(vptr, data.type.as_pointer()))
+    wb.ret(ll_i32(0))
+    return cb
+
+
+def _propagate_callback_error(context, builder, st, ctx):
+    """After a C call that ran a callback: re-raise the callback's numba exception, if any."""
+    from numba.core.callconv import excinfo_ptr_t
+
+    code = builder.load(cgutils.gep_inbounds(builder, ctx, 0, 0))
+    failed = builder.and_(builder.icmp_signed("==", st, ll_i32(ERR_CALLBACK)),
+                          builder.icmp_signed("!=", code, ll_i32(0)))
+    with builder.if_then(failed, likely=False):
+        exc = builder.bitcast(builder.load(cgutils.gep_inbounds(builder, ctx, 0, 1)),
+                              excinfo_ptr_t)
+
+        class _Propagated:  # what return_status_propagate reads of a call status
+            pass
+
+        prop = _Propagated()
+        prop.code, prop.excinfoptr = code, exc
+        context.call_conv.return_status_propagate(builder, prop)
+
+
+def _new_ctx(builder):
+    ctx = cgutils.alloca_once(builder, _CB_CTX)
+    builder.store(ir.Constant(_CB_CTX, None), ctx)
+    return ctx
 
 
 @intrinsic
@@ -851,59 +998,48 @@ def _update_raw(typingctx, d, key, dflt, fn):
                           f"as {valty}: {e}") from None
 
     def codegen(context, builder, sig, args):
-        from numba.core.callconv import excinfo_ptr_t
-
         _, _, _, vc = d.layouts
-        cres = fn.dispatcher.get_compile_result(fsig)
-        context.add_linking_libs([cres.library])
-        mod = builder.module
-        # The C callback: load the value, call fn (numba's calling convention), store its result.
-        cb_ty = ir.FunctionType(ll_i32, [ll_i8p, ll_i8p])
-        cb = ir.Function(mod, cb_ty, name=mod.get_unique_name("pardict_update_cb"))
-        cb.linkage = "internal"
-        wb = ir.IRBuilder(cb.append_basic_block("entry"))
-        cptr, vptr = cb.args
-        val = _load(context, wb, valty, vptr)
-        callee = context.declare_function(mod, cres.fndesc)
-        status, res = context.call_conv.call_function(
-            wb, callee, cres.signature.return_type, cres.signature.args, [val])
-        with wb.if_then(status.is_error, likely=False):
-            c = wb.bitcast(cptr, _UPDATE_CTX.as_pointer())
-            wb.store(status.code, cgutils.gep_inbounds(wb, c, 0, 0))
-            wb.store(wb.bitcast(status.excinfoptr, ll_i8p), cgutils.gep_inbounds(wb, c, 0, 1))
-            wb.ret(ll_i32(1))
-        res = context.cast(wb, res, cres.signature.return_type, valty)
-        data = context.data_model_manager[valty].as_data(wb, res)
-        wb.store(data, wb.bitcast(vptr, data.type.as_pointer()))
-        wb.ret(ll_i32(0))
-
+        cb = _make_callback(context, builder, fn, fsig, valty)
         h = _handle(context, builder, d, args[0])
         kp = _key_ptr(context, builder, d, args[1])
         dp = _value_ptr(context, builder, valty, args[2], vc)
         out = _out_buffer(builder, vc)
-        ctx = cgutils.alloca_once(builder, _UPDATE_CTX)
-        builder.store(ir.Constant(_UPDATE_CTX, None), ctx)
+        ctx = _new_ctx(builder)
         cfn = _fn(builder, "pardict_update", ll_i32,
-                  [ll_i8p, ll_i8p, ll_i8p, cb_ty.as_pointer(), ll_i8p, ll_i8p])
+                  [ll_i8p, ll_i8p, ll_i8p, _CB_TY.as_pointer(), ll_i8p, ll_i8p])
         st = builder.call(cfn, [h, kp, dp, cb, builder.bitcast(ctx, ll_i8p),
                                 builder.bitcast(out, ll_i8p)])
-        code = builder.load(cgutils.gep_inbounds(builder, ctx, 0, 0))
-        failed = builder.and_(builder.icmp_signed("==", st, ll_i32(ERR_CALLBACK)),
-                              builder.icmp_signed("!=", code, ll_i32(0)))
-        with builder.if_then(failed, likely=False):
-            exc = builder.bitcast(builder.load(cgutils.gep_inbounds(builder, ctx, 0, 1)),
-                                  excinfo_ptr_t)
-
-            class _Propagated:  # what return_status_propagate reads of a call status
-                pass
-
-            prop = _Propagated()
-            prop.code, prop.excinfoptr = code, exc
-            context.call_conv.return_status_propagate(builder, prop)
+        _propagate_callback_error(context, builder, st, ctx)
         return context.make_tuple(builder, sig.return_type,
                                   [st, _load(context, builder, valty, out)])
 
     return types.Tuple([types.int32, valty])(d, d.key_type, valty, fn), codegen
+
+
+@intrinsic
+def _visit_with(typingctx, d, key, fn, x):
+    """Under key's element lock, fn(stored value, x) (its result ignored). 1 found, 0 absent,
+    < 0 error; fn's exception is propagated."""
+    _check_dict(d)
+    valty = d.value_type
+    fsig = typingctx.resolve_function_type(fn, (valty, x), {})
+    if fsig is None:
+        raise TypingError(f"cannot call {fn} with ({valty}, {x})")
+
+    def codegen(context, builder, sig, args):
+        cb = _make_callback(context, builder, fn, fsig, valty, extra_ty=x, store_result=False)
+        h = _handle(context, builder, d, args[0])
+        kp = _key_ptr(context, builder, d, args[1])
+        ctx = _new_ctx(builder)
+        xslot = cgutils.alloca_once_value(
+            builder, context.data_model_manager[x].as_data(builder, args[3]))
+        builder.store(builder.bitcast(xslot, ll_i8p), cgutils.gep_inbounds(builder, ctx, 0, 2))
+        cfn = _fn(builder, "pardict_visit", ll_i32, [ll_i8p, ll_i8p, _CB_TY.as_pointer(), ll_i8p])
+        st = builder.call(cfn, [h, kp, cb, builder.bitcast(ctx, ll_i8p)])
+        _propagate_callback_error(context, builder, st, ctx)
+        return st
+
+    return types.int32(d, d.key_type, fn, x), codegen
 
 
 def update(d, key, fn, default):
@@ -1083,8 +1219,6 @@ def _make_bulk_method(name, op):
 
     overload_method(DictType, name)(ol)
 
-
-import numpy as np  # noqa: E402  (used inside the jitted bulk implementations)
 
 for _name, _code in (("set_many", -1), ("add_many", 0), ("min_many", 1), ("max_many", 2)):
     _make_bulk_method(_name, _code)
