@@ -152,6 +152,20 @@ int32_t parallel_chunks(std::int64_t n, std::int32_t threads, Body&& body) noexc
   return status.load();
 }
 
+// pardict_combine's arguments: a reference-free value, a combining op, fields inside the value.
+bool combine_args_ok(const layout& l, int32_t op, const int32_t* fields,
+                     int32_t n_fields) noexcept {
+  if (l.value_refs != 0 || op < PARDICT_OP_ADD || op > PARDICT_OP_MAX || n_fields < 0 ||
+      (n_fields > 0 && fields == nullptr))
+    return false;
+  for (int32_t i = 0; i < n_fields; ++i) {
+    const int32_t off = fields[2 * i];
+    const uint32_t size = kind_size(fields[2 * i + 1]);
+    if (size == 0 || off < 0 || static_cast<uint32_t>(off) + size > l.value_size) return false;
+  }
+  return true;
+}
+
 bool bulk_ok(const dict_base* d, std::int64_t n) noexcept {
   const auto& l = d->lay;
   return n >= 0 && (l.key_refs | l.key_strs | l.value_refs) == 0;
@@ -235,17 +249,14 @@ int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
 
 int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
                         const int32_t* fields, int32_t n_fields, void* out) {
-  const auto& l = D(d)->lay;
-  if (l.value_refs != 0 || op < PARDICT_OP_ADD || op > PARDICT_OP_MAX || n_fields < 0 ||
-      (n_fields > 0 && fields == nullptr))
-    return PARDICT_ERR_INVALID;
-  for (int32_t i = 0; i < n_fields; ++i) {
-    const int32_t off = fields[2 * i];
-    const uint32_t size = kind_size(fields[2 * i + 1]);
-    if (size == 0 || off < 0 || static_cast<uint32_t>(off) + size > l.value_size)
-      return PARDICT_ERR_INVALID;
-  }
+  if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
   return guarded([&] { return D(d)->combine(key, value, op, fields, n_fields, out); });
+}
+
+int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* value, int32_t op,
+                                const int32_t* fields, int32_t n_fields, void* out) {
+  if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
+  return guarded([&] { return D(d)->combine_present(key, value, op, fields, n_fields, out); });
 }
 
 int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, void* values_out,

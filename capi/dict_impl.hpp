@@ -187,6 +187,8 @@ class dict_base {
   virtual int popitem(void* k_out, void* v_out) = 0;
   virtual int setdefault(const void* k, const void* dflt, void* out) = 0;
   virtual int insert(const void* k, const void* v) = 0;
+  virtual int combine_present(const void* k, const void* v, int op, const std::int32_t* fields,
+                              int n, void* out) = 0;
   // See pardict_visit; throws callback_failed when cb returns nonzero.
   virtual int visit(const void* k, std::int32_t (*cb)(void*, void*), void* ctx) = 0;
   // See pardict_update; throws callback_failed when cb returns nonzero.
@@ -485,6 +487,19 @@ class dict_impl final : public dict_base {
                       [&](value_type& x) {
                         V v = x.second;  // cb sees a copy: the value's own bytes cannot change
                         if (cb(ctx, &v) != 0) throw callback_failed{};
+                      }) != 0
+               ? 1
+               : 0;
+  }
+
+  int combine_present(const void* kp, const void* vp, int op, const std::int32_t* fields, int n,
+                      void* out) override {
+    const K k = load<K>(kp);
+    const V v = load<V>(vp);
+    return map_.visit(k,
+                      [&](value_type& x) {
+                        combine_fields(&x.second, &v, op, fields, n);
+                        if (out != nullptr) std::memcpy(out, &x.second, sizeof(V));
                       }) != 0
                ? 1
                : 0;

@@ -122,6 +122,13 @@ PARDICT_API int32_t pardict_update(pardict_dict* d, const void* key, const void*
 PARDICT_API int32_t pardict_visit(pardict_dict* d, const void* key, pardict_update_fn cb,
                                   void* ctx);
 
+// pardict_combine without the insert: combines into key's stored value if present (out as
+// there). The key is only compared, never stored, so it may borrow memory it does not own (a
+// string struct without a MemInfo pointing into the caller's buffer). 1 combined, 0 absent.
+PARDICT_API int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* value,
+                                            int32_t op, const int32_t* fields, int32_t n_fields,
+                                            void* out);
+
 // ---- bulk operations
 // ----------------------------------------------------------------------------- n contiguous key
 // blobs of the key class size (values: of the value class size), split over `threads` threads (<=

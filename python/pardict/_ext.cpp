@@ -83,6 +83,7 @@ NB_MODULE(_ext, m) {
     d["pardict_combine"] = addr(&pardict_combine);
     d["pardict_update"] = addr(&pardict_update);
     d["pardict_visit"] = addr(&pardict_visit);
+    d["pardict_combine_present"] = addr(&pardict_combine_present);
     d["pardict_get_many"] = addr(&pardict_get_many);
     d["pardict_combine_many"] = addr(&pardict_combine_many);
     d["pardict_clear"] = addr(&pardict_clear);

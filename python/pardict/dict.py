@@ -21,7 +21,7 @@ from numba import typeof
 from . import _ext
 from .numba import boxing
 from .numba.dictobject import _popitem as _popitem_raw
-from .numba.dictobject import _COMBINE_RAW, _combinable, new_dict
+from .numba.dictobject import _COMBINE_STATUS, _combinable, new_dict
 from .numba.dictobject import _get as _get_raw
 from .numba.dictobject import _set as _set_raw
 from .numba.dictobject import update as _pardict_update
@@ -197,15 +197,22 @@ def _str_set_many(d, keys, values):
 
 
 def _str_combiner(op):
-    raw = _COMBINE_RAW[op]
+    # Through dictobject's combine_status: a borrowed view of each NumPy string element finds
+    # existing keys without building a numba string first.
+    combine = _COMBINE_STATUS[op]
 
     @njit(parallel=True, nogil=True)
     def run(d, keys, values):
         new = 0
+        failed = 0  # a raise inside the loop would make numba run it serially
         for i in prange(keys.size):
-            st, _ = raw(d, str(keys[i]), values[i])
-            if st == 1:
+            st, _ = combine(d, keys[i], values[i])
+            if st < 0:
+                failed += 1
+            elif st == 1:
                 new += 1
+        if failed:
+            raise MemoryError("pardict: a bulk operation could not store every key")
         return new
 
     return run

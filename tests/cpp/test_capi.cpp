@@ -412,3 +412,17 @@ TEST_F(CapiTest, VisitRunsTheCallbackUnderTheLockOnlyWhenPresent) {
   EXPECT_EQ(ctx.calls, 2);
   pardict_free(d);
 }
+
+TEST_F(CapiTest, CombinePresentNeverInserts) {
+  pardict_dict* d = make(8, 8);
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  const std::int64_t k = 4, one = 1;
+  std::int64_t out = 0;
+  EXPECT_EQ(pardict_combine_present(d, &k, &one, PARDICT_OP_ADD, fields, 1, &out), 0);
+  EXPECT_EQ(pardict_len(d), 0);
+  ASSERT_EQ(pardict_combine(d, &k, &one, PARDICT_OP_ADD, fields, 1, nullptr), 1);
+  EXPECT_EQ(pardict_combine_present(d, &k, &one, PARDICT_OP_ADD, fields, 1, &out), 1);
+  EXPECT_EQ(out, 2);
+  EXPECT_EQ(pardict_combine_present(d, &k, &one, 9, fields, 1, &out), PARDICT_ERR_INVALID);
+  pardict_free(d);
+}

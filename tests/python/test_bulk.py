@@ -213,3 +213,14 @@ def test_njit_bulk_typing_errors():
         njit_bulk_str_keys(Dict.empty(types.unicode_type, I64), np.array(["a"]))
     with pytest.raises(TypingError):
         njit_bulk_float_keys_into_int(Dict.empty(I64, I64), np.array([1.5]))
+
+
+def test_str_counting_finds_keys_of_every_kind():
+    # New keys are stored as numba strings (narrowest kind: 1, 2 or 4 bytes per code point); later
+    # tokens are looked up through a borrowed 4-byte view of the NumPy element: the same key.
+    words = np.array(["a", "é", "日本", "😀x", "a", "é", "日本", "😀x", "abc"])
+    d = Dict.empty(types.unicode_type, I64)
+    assert d.count_many(np.tile(words, 50), threads=2) == 5
+    assert d.to_dict() == {"a": 100, "é": 100, "日本": 100, "😀x": 100, "abc": 50}
+    d.add("日本", 1)  # from a Python str (a numba string, not a view)
+    assert d["日本"] == 101

@@ -768,7 +768,7 @@ def _combine_fields(context, ty, base=0):
     return out
 
 
-def _combine_intrinsic(op):
+def _combine_intrinsic(op, cname="pardict_combine"):
     @intrinsic
     def combine(typingctx, d, key, value):
         _check_dict(d)
@@ -785,7 +785,7 @@ def _combine_intrinsic(op):
             kp = _key_ptr(context, builder, d, args[1])
             vp = _value_ptr(context, builder, d.value_type, args[2], vc)
             out = _out_buffer(builder, vc)
-            fn = _fn(builder, "pardict_combine", ll_i32,
+            fn = _fn(builder, cname, ll_i32,
                      [ll_i8p, ll_i8p, ll_i8p, ll_i32, ll_i32.as_pointer(), ll_i32, ll_i8p])
             st = builder.call(fn, [h, kp, vp, ll_i32(_OPS[op]),
                                    builder.bitcast(gv, ll_i32.as_pointer()), ll_i32(len(fields)),
@@ -799,6 +799,7 @@ def _combine_intrinsic(op):
 
 
 _COMBINE_RAW = {}
+_COMBINE_STATUS = {}  # op -> jitted (d, key, value) -> (status, stored value), str elements fast
 
 
 def _array_combiner(op):
@@ -888,8 +889,29 @@ def _array_combine_overload(op, d, key, value):
     return impl
 
 
+@intrinsic
+def _charseq_view(typingctx, cs, n):
+    """A numba string borrowing the code points of a NumPy string element (no MemInfo, no copy):
+    only for calls that compare a key without storing it."""
+    if not (isinstance(cs, types.UnicodeCharSeq) and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        buf = cgutils.alloca_once_value(builder, args[0])  # lives as long as the caller's frame
+        u = cgutils.create_struct_proxy(types.unicode_type)(context, builder)
+        u.data = builder.bitcast(buf, u.data.type)
+        u.length = builder.sext(args[1], u.length.type) if args[1].type.width < 64 else args[1]
+        u.kind = ir.Constant(u.kind.type, 4)  # NumPy strings are UCS4
+        u.is_ascii = ir.Constant(u.is_ascii.type, 0)
+        u.hash = ir.Constant(u.hash.type, -1)
+        return u._getvalue()
+
+    return types.unicode_type(cs, n), codegen
+
+
 def _make_combine_method(op):
     raw = _combine_intrinsic(op)
+    present = _combine_intrinsic(op, "pardict_combine_present")
     _COMBINE_RAW[op] = raw
 
     def ol(d, key, value):
@@ -903,12 +925,36 @@ def _make_combine_method(op):
         _sentry_safe_cast(value, valty)
 
         def impl(d, key, value):
-            st, v = raw(d, _conv(key, keyty), _conv(value, valty))
+            st, v = combine_status(d, key, value)
             if st < 0:
                 _raise_status(st)
             return v
 
         return impl
+
+    def combine_status(d, key, value):
+        pass
+
+    @overload(combine_status)
+    def ol_status(d, key, value):
+        """(status, stored value): 1 inserted, 0 combined, < 0 error."""
+        keyty, valty = d.key_type, d.value_type
+        if isinstance(key, types.UnicodeCharSeq) and keyty == types.unicode_type:
+            # A NumPy string element: most calls (counting) find the key, so look it up through
+            # a borrowed view first and build a numba string only to insert a new key.
+
+            def impl(d, key, value):
+                st, v = present(d, _charseq_view(key, len(key)), _conv(value, valty))
+                if st == 1:
+                    return 0, v
+                if st < 0:
+                    return st, v
+                return raw(d, str(key), _conv(value, valty))
+
+            return impl
+        return lambda d, key, value: raw(d, _conv(key, keyty), _conv(value, valty))
+
+    _COMBINE_STATUS[op] = combine_status
 
     ol.__doc__ = (f"d.{op}(key, x): one atomic step that stores x when key is absent, else "
                   f"{'adds x to' if op == 'add' else 'keeps the ' + op + ' of x and'} the stored "
