@@ -74,6 +74,30 @@ def impl_threads(impl: str, threads: list[int]) -> list[int]:
 # ================================================================================================
 # worker: one configuration, one JSON line on stdout
 
+
+def timed_fill(impl, pd_fill, td_fill, td_chunks, td_merge, tiny_arg, arg, threads):
+    """One fill (W_insert, W_seed): an untimed warm-up on tiny_arg (compile time), then the timed
+    run on arg. Returns (dict, seconds, compile seconds, extra timings)."""
+    t0 = time.perf_counter()
+    if impl in ("pardict", "typed_dict"):
+        fill = pd_fill if impl == "pardict" else td_fill
+        fill(tiny_arg)
+        compile_s = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        d = fill(arg)
+        return d, time.perf_counter() - t0, compile_s, {}
+    if impl == "typed_dict_chunks":
+        td_merge(td_chunks(tiny_arg, threads))
+        compile_s = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        parts = td_chunks(arg, threads)
+        t1 = time.perf_counter()
+        d = td_merge(parts)
+        t2 = time.perf_counter()
+        return d, t2 - t0, compile_s, {"fill_s": round(t1 - t0, 6), "merge_s": round(t2 - t1, 6)}
+    raise SystemExit(3)
+
+
 def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
     import resource
 
@@ -104,32 +128,9 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
         tiny_keys = W.make_keys(tiny, seed=7)
     if workload == "W_insert":
         set_threads(threads)
-        t0 = time.perf_counter()
-        if impl == "pardict":
-            W.pd_insert(tiny_keys)
-            row["compile_s"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            d = W.pd_insert(keys)
-            secs = time.perf_counter() - t0
-        elif impl == "typed_dict":
-            W.td_insert(tiny_keys)
-            row["compile_s"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            d = W.td_insert(keys)
-            secs = time.perf_counter() - t0
-        elif impl == "typed_dict_chunks":
-            W.td_merge_int(W.td_insert_chunks(tiny_keys, threads))
-            row["compile_s"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            parts = W.td_insert_chunks(keys, threads)
-            t1 = time.perf_counter()
-            d = W.td_merge_int(parts)
-            t2 = time.perf_counter()
-            secs = t2 - t0
-            extra = {"fill_s": round(t1 - t0, 6), "merge_s": round(t2 - t1, 6)}
-            del parts
-        else:
-            raise SystemExit(3)
+        d, secs, row["compile_s"], extra = timed_fill(
+            impl, W.pd_insert, W.td_insert, W.td_insert_chunks, W.td_merge_int, tiny_keys, keys,
+            threads)
         entries = len(d)
         set_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         bad = W.check_int(d, keys)
@@ -173,32 +174,8 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
         ops = n
     elif workload == "W_seed":
         set_threads(threads)
-        t0 = time.perf_counter()
-        if impl == "pardict":
-            W.pd_seed(tiny)
-            row["compile_s"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            d = W.pd_seed(n)
-            secs = time.perf_counter() - t0
-        elif impl == "typed_dict":
-            W.td_seed(tiny)
-            row["compile_s"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            d = W.td_seed(n)
-            secs = time.perf_counter() - t0
-        elif impl == "typed_dict_chunks":
-            W.td_merge_seed(W.td_seed_chunks(tiny, threads))
-            row["compile_s"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            parts = W.td_seed_chunks(n, threads)
-            t1 = time.perf_counter()
-            d = W.td_merge_seed(parts)
-            t2 = time.perf_counter()
-            secs = t2 - t0
-            extra = {"fill_s": round(t1 - t0, 6), "merge_s": round(t2 - t1, 6)}
-            del parts
-        else:
-            raise SystemExit(3)
+        d, secs, row["compile_s"], extra = timed_fill(
+            impl, W.pd_seed, W.td_seed, W.td_seed_chunks, W.td_merge_seed, tiny, n, threads)
         entries = len(d)
         set_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         bad = W.check_seed(d, n)

@@ -283,15 +283,8 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
   dict_base* b = D(d);
   const auto& l = b->lay;
   if (!bulk_ok(b, n) || (n > 0 && (keys == nullptr || values == nullptr)) ||
-      op < PARDICT_OP_ASSIGN || op > PARDICT_OP_MAX || n_fields < 0 ||
-      (n_fields > 0 && fields == nullptr))
+      (op != PARDICT_OP_ASSIGN && !combine_args_ok(l, op, fields, n_fields)))
     return PARDICT_ERR_INVALID;
-  for (int32_t i = 0; op >= 0 && i < n_fields; ++i) {
-    const int32_t off = fields[2 * i];
-    const uint32_t size = kind_size(fields[2 * i + 1]);
-    if (size == 0 || off < 0 || static_cast<uint32_t>(off) + size > l.value_size)
-      return PARDICT_ERR_INVALID;
-  }
   const std::size_t kc = l.key_class, vc = l.value_class;
   std::atomic<std::int64_t> inserted{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {

@@ -274,6 +274,21 @@ def _remember_entry_point(fn, d, args):
             _keep_types.add(d._dict_type)
 
 
+_NO_ENTRY = object()
+
+
+def _entry_call(d, fn, *args):
+    """fn(d, *args) through its remembered entry point, or _NO_ENTRY when there is none yet (or
+    an argument does not fit it, e.g. an int beyond int64: the dispatcher must type it)."""
+    ep = _entry_points.get((fn, id(d._dict_type), *map(type, args)))
+    if ep is None:
+        return _NO_ENTRY
+    try:
+        return ep(d, *args)
+    except OverflowError:
+        return _NO_ENTRY
+
+
 def _typed_call(d, fn, *args):
     """Run a jitted helper; a typing failure of the arguments becomes a TypeError that names the
     dictionary's key and value types (numba's own message follows)."""
@@ -381,44 +396,28 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     # ---- mapping API ---------------------------------------------------------------------------------
 
     def __getitem__(self, key):
-        ep = _entry_points.get((_getitem, id(self._dict_type), type(key)))
-        if ep is not None:
-            try:
-                v = ep(self, key)
-            except OverflowError:  # an int beyond int64: let the dispatcher type it
-                pass
-            else:
-                if v is None:
-                    raise KeyError(key)
-                return v
-        if not self._typed:
-            raise KeyError(key)
-        v = _typed_call(self, _getitem, key)
+        v = _entry_call(self, _getitem, key)
+        if v is _NO_ENTRY:
+            if not self._typed:
+                raise KeyError(key)
+            v = _typed_call(self, _getitem, key)
         if v is None:
             raise KeyError(key)
         return v
 
     def __setitem__(self, key, value):
-        ep = _entry_points.get((_setitem, id(self._dict_type), type(key), type(value)))
-        if ep is not None:
-            try:
-                return ep(self, key, value)
-            except OverflowError:
-                pass
-        self._ensure_typed(key, value)
-        _typed_call(self, _setitem, key, value)
+        if _entry_call(self, _setitem, key, value) is _NO_ENTRY:
+            self._ensure_typed(key, value)
+            _typed_call(self, _setitem, key, value)
 
     def __delitem__(self, key):
         if not self._typed or _typed_call(self, _pop_opt, key) is None:
             raise KeyError(key)
 
     def __contains__(self, key):
-        ep = _entry_points.get((_contains, id(self._dict_type), type(key)))
-        if ep is not None:
-            try:
-                return ep(self, key)
-            except OverflowError:
-                pass
+        found = _entry_call(self, _contains, key)
+        if found is not _NO_ENTRY:
+            return found
         if not self._typed:
             return False
         return _typed_call(self, _contains, key)
@@ -499,12 +498,9 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                 and not isinstance(self.value_type, types.Array)):
             raise TypeError(f"pardict.Dict.{fn.__name__[1:]} needs numeric values (integers, "
                             f"floats, or tuples of them); this dict stores {self.value_type}")
-        ep = _entry_points.get((fn, id(self._dict_type), type(key), type(value)))
-        if ep is not None:
-            try:
-                return ep(self, key, value)
-            except OverflowError:
-                pass
+        out = _entry_call(self, fn, key, value)
+        if out is not _NO_ENTRY:
+            return out
         self._ensure_typed(key, value)
         return _typed_call(self, fn, key, value)
 

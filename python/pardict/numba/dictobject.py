@@ -115,6 +115,13 @@ def _value_ptr(context, builder, vty, val, vc):
     return builder.bitcast(buf, ll_i8p)
 
 
+def _kv_ptrs(context, builder, d, args):
+    """(table, key buffer, value buffer) for a C ABI call taking (d, key, value) arguments."""
+    vc = d.layouts[3]
+    return (_handle(context, builder, d, args[0]), _key_ptr(context, builder, d, args[1]),
+            _value_ptr(context, builder, d.value_type, args[2], vc))
+
+
 def _out_buffer(builder, nbytes):
     buf = _buffer(builder, nbytes)
     # Zeroed, so an untouched buffer reads as a value with null references (safe to release).
@@ -252,10 +259,8 @@ def _set(typingctx, d, key, value):
     _check_dict(d)
 
     def codegen(context, builder, sig, args):
-        _, _, _, vc = d.layouts
-        h = _handle(context, builder, d, args[0])
-        kp = _key_ptr(context, builder, d, args[1])
-        vp = _value_ptr(context, builder, d.value_type, args[2], vc)
+        vc = d.layouts[3]
+        h, kp, vp = _kv_ptrs(context, builder, d, args)
         old = _out_buffer(builder, vc)
         fn = _fn(builder, "pardict_set", ll_i32, [ll_i8p, ll_i8p, ll_i8p, ll_i8p])
         st = builder.call(fn, [h, kp, vp, builder.bitcast(old, ll_i8p)])
@@ -274,10 +279,7 @@ def _insert(typingctx, d, key, value):
     _check_dict(d)
 
     def codegen(context, builder, sig, args):
-        _, _, _, vc = d.layouts
-        h = _handle(context, builder, d, args[0])
-        kp = _key_ptr(context, builder, d, args[1])
-        vp = _value_ptr(context, builder, d.value_type, args[2], vc)
+        h, kp, vp = _kv_ptrs(context, builder, d, args)
         fn = _fn(builder, "pardict_insert", ll_i32, [ll_i8p, ll_i8p, ll_i8p])
         return builder.call(fn, [h, kp, vp])
 
@@ -287,7 +289,7 @@ def _insert(typingctx, d, key, value):
 def _lookup_codegen(cname, with_key_out=False):
     def make(d):
         def codegen(context, builder, sig, args):
-            _, _, _, vc = d.layouts
+            vc = d.layouts[3]
             h = _handle(context, builder, d, args[0])
             kp = _key_ptr(context, builder, d, args[1])
             out = _out_buffer(builder, vc)
@@ -336,10 +338,8 @@ def _setdefault(typingctx, d, key, dflt):
     _check_dict(d)
 
     def codegen(context, builder, sig, args):
-        _, _, _, vc = d.layouts
-        h = _handle(context, builder, d, args[0])
-        kp = _key_ptr(context, builder, d, args[1])
-        dp = _value_ptr(context, builder, d.value_type, args[2], vc)
+        vc = d.layouts[3]
+        h, kp, dp = _kv_ptrs(context, builder, d, args)
         out = _out_buffer(builder, vc)
         fn = _fn(builder, "pardict_setdefault", ll_i32, [ll_i8p, ll_i8p, ll_i8p, ll_i8p])
         st = builder.call(fn, [h, kp, dp, builder.bitcast(out, ll_i8p)])
@@ -768,27 +768,29 @@ def _combine_fields(context, ty, base=0):
     return out
 
 
+def _fields_constant(builder, fields):
+    """The (offset, kind) pairs of pardict_combine as an int32[2n] constant; its address."""
+    flat = [ll_i32(x) for f in fields for x in f]
+    gv = cgutils.global_constant(builder, builder.module.get_unique_name("pardict_fields"),
+                                 ir.Constant(ir.ArrayType(ll_i32, len(flat)), flat))
+    return builder.bitcast(gv, ll_i32.as_pointer())
+
+
 def _combine_intrinsic(op, cname="pardict_combine"):
     @intrinsic
     def combine(typingctx, d, key, value):
         _check_dict(d)
 
         def codegen(context, builder, sig, args):
-            _, _, _, vc = d.layouts
+            vc = d.layouts[3]
             fields = _combine_fields(context, d.value_type)
-            flat = [x for f in fields for x in f]
-            arr_ty = ir.ArrayType(ll_i32, len(flat))
-            gv = cgutils.global_constant(builder,
-                                         builder.module.get_unique_name(f"pardict_fields_{op}"),
-                                         ir.Constant(arr_ty, [ll_i32(x) for x in flat]))
-            h = _handle(context, builder, d, args[0])
-            kp = _key_ptr(context, builder, d, args[1])
-            vp = _value_ptr(context, builder, d.value_type, args[2], vc)
+            gv = _fields_constant(builder, fields)
+            h, kp, vp = _kv_ptrs(context, builder, d, args)
             out = _out_buffer(builder, vc)
             fn = _fn(builder, cname, ll_i32,
                      [ll_i8p, ll_i8p, ll_i8p, ll_i32, ll_i32.as_pointer(), ll_i32, ll_i8p])
             st = builder.call(fn, [h, kp, vp, ll_i32(_OPS[op]),
-                                   builder.bitcast(gv, ll_i32.as_pointer()), ll_i32(len(fields)),
+                                   gv, ll_i32(len(fields)),
                                    builder.bitcast(out, ll_i8p)])
             val = _load(context, builder, d.value_type, out)
             return context.make_tuple(builder, sig.return_type, [st, val])
@@ -814,23 +816,16 @@ def _array_combiner(op):
             if stored.shape != x.shape:
                 raise ValueError("pardict.Dict.add: the stored array and x differ in shape")
             stored += x
-    elif op == "min":
-
-        @njit
-        def into(stored, x):
-            if stored.shape != x.shape:
-                raise ValueError("pardict.Dict.min: the stored array and x differ in shape")
-            for i in np.ndindex(stored.shape):
-                if x[i] < stored[i]:
-                    stored[i] = x[i]
     else:
+        keep_smaller = op == "min"
+        msg = f"pardict.Dict.{op}: the stored array and x differ in shape"
 
         @njit
         def into(stored, x):
             if stored.shape != x.shape:
-                raise ValueError("pardict.Dict.max: the stored array and x differ in shape")
+                raise ValueError(msg)
             for i in np.ndindex(stored.shape):
-                if stored[i] < x[i]:
+                if (x[i] < stored[i]) if keep_smaller else (stored[i] < x[i]):
                     stored[i] = x[i]
 
     return into
@@ -1044,11 +1039,9 @@ def _update_raw(typingctx, d, key, dflt, fn):
                           f"as {valty}: {e}") from None
 
     def codegen(context, builder, sig, args):
-        _, _, _, vc = d.layouts
+        vc = d.layouts[3]
         cb = _make_callback(context, builder, fn, fsig, valty)
-        h = _handle(context, builder, d, args[0])
-        kp = _key_ptr(context, builder, d, args[1])
-        dp = _value_ptr(context, builder, valty, args[2], vc)
+        h, kp, dp = _kv_ptrs(context, builder, d, args)
         out = _out_buffer(builder, vc)
         ctx = _new_ctx(builder)
         cfn = _fn(builder, "pardict_update", ll_i32,
@@ -1189,18 +1182,14 @@ def _bulk_intrinsic(cname, with_values_in):
             n = cgutils.create_struct_proxy(keys)(context, builder, value=kp).nitems
             count = cgutils.alloca_once_value(builder, ll_i64(0))
             if with_values_in:
-                fields = [(0, _scalar_kind(d.value_type) or 0)]
-                flat = [x for f in fields for x in f]
-                gv = cgutils.global_constant(
-                    builder, builder.module.get_unique_name("pardict_bulk_fields"),
-                    ir.Constant(ir.ArrayType(ll_i32, 2), [ll_i32(x) for x in flat]))
+                gv = _fields_constant(builder, [(0, _scalar_kind(d.value_type) or 0)])
                 nf = builder.select(builder.icmp_signed(">=", opv, ll_i32(0)), ll_i32(1),
                                     ll_i32(0))
                 fn = _fn(builder, cname, ll_i32, [ll_i8p, ll_i8p, ll_i8p, ll_i64, ll_i32,
                                                    ll_i32.as_pointer(), ll_i32, ll_i32,
                                                    ll_i64.as_pointer()])
                 st = builder.call(fn, [h, data(keys, kp), data(values, vp), n, opv,
-                                       builder.bitcast(gv, ll_i32.as_pointer()), nf, th, count])
+                                       gv, nf, th, count])
             else:
                 fn = _fn(builder, cname, ll_i32, [ll_i8p, ll_i8p, ll_i64, ll_i8p, ll_i8p, ll_i32,
                                                    ll_i64.as_pointer()])
