@@ -120,8 +120,8 @@ struct blob_hash {
     for (std::size_t i = 0; i < W; ++i) {
       if (layout.plain_mask >> i & 1u) {
         h = detail::hash_combine(h, k.w[i]);
-      } else if (layout.str_mask >> i & 1u) {
-        h = detail::hash_combine(h, hash_str(str_at(&k.w[i])));
+      } else if constexpr (W >= unicode_words) {  // a string needs six words
+        if (layout.str_mask >> i & 1u) h = detail::hash_combine(h, hash_str(str_at(&k.w[i])));
       }
     }
     return h;
@@ -136,8 +136,9 @@ struct blob_equal {
     for (std::size_t i = 0; i < W; ++i) {
       if (layout.plain_mask >> i & 1u) {
         if (a.w[i] != b.w[i]) return false;
-      } else if (layout.str_mask >> i & 1u) {
-        if (!equal_str(str_at(&a.w[i]), str_at(&b.w[i]))) return false;
+      } else if constexpr (W >= unicode_words) {
+        if ((layout.str_mask >> i & 1u) && !equal_str(str_at(&a.w[i]), str_at(&b.w[i])))
+          return false;
       }
     }
     return true;

@@ -7,6 +7,7 @@
 
 #include "dict_impl.hpp"
 #include "pardict_capi.h"
+#include "ucs4_bulk.hpp"
 
 namespace pardict::capi {
 
@@ -294,6 +295,69 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
     inserted.fetch_add(static_cast<std::int64_t>(k));
   });
   if (count_out != nullptr) *count_out = inserted.load();
+  return s;
+}
+
+int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t width, int64_t n,
+                                  const void* values, int64_t value_stride, int32_t op,
+                                  const int32_t* fields, int32_t n_fields, int32_t threads,
+                                  int64_t* miss_rows, void* miss_values, int64_t* n_miss) {
+  dict_base* b = D(d);
+  const auto& l = b->lay;
+  const std::size_t vc = l.value_class;
+  if (l.key_size != 8 * unicode_words || l.key_strs != 1u || n < 0 || width < 0 ||
+      !combine_args_ok(l, op, fields, n_fields) ||
+      (value_stride != 0 && value_stride != static_cast<int64_t>(vc)) ||
+      (n > 0 &&
+       (chars == nullptr || values == nullptr || miss_rows == nullptr || miss_values == nullptr)) ||
+      n_miss == nullptr)
+    return PARDICT_ERR_INVALID;
+  const auto* points = static_cast<const std::uint32_t*>(chars);
+  const auto* vals = static_cast<const unsigned char*>(values);
+  auto* miss_out = static_cast<unsigned char*>(miss_values);
+  std::atomic<std::int64_t> n_out{0};
+  const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
+    ucs4_aggregator agg(vc);
+    // Hash a batch of rows (a sequential read of the NumPy buffer) and prefetch their probe
+    // slots before the probes, so the misses of a batch overlap.
+    constexpr std::size_t batch = 16;
+    std::uint64_t hs[batch];
+    std::int64_t lens[batch];
+    for (std::size_t r0 = lo; r0 < hi; r0 += batch) {
+      const std::size_t m = std::min(batch, hi - r0);
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
+        lens[j] = ucs4_length(p, width);
+        hs[j] = hash_str({p, lens[j], 4});
+        agg.prefetch(hs[j]);
+      }
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::size_t r = r0 + j;
+        agg.add(static_cast<std::int64_t>(r), points + r * static_cast<std::size_t>(width), lens[j],
+                hs[j], vals + r * static_cast<std::size_t>(value_stride), op, fields, n_fields);
+      }
+    }
+    // One atomic combine per distinct word, through a borrowed view of the word's code points
+    // (numba's unicode struct: data, length, kind | is_ascii << 32, hash = -1, no MemInfo).
+    std::uint64_t key[16] = {};
+    key[2] = 4;
+    key[3] = ~std::uint64_t{0};
+    std::vector<std::size_t> absent;
+    for (std::size_t i = 0; i < agg.size(); ++i) {
+      key[0] = reinterpret_cast<std::uintptr_t>(agg.word(i));
+      key[1] = static_cast<std::uint64_t>(agg.length(i));
+      if (b->combine_present(key, agg.value(i), op, fields, n_fields, nullptr) == 0)
+        absent.push_back(i);
+    }
+    // Each (worker, word) pair is one slot, and every worker saw at least one row per word, so
+    // the caller's n slots always suffice.
+    const std::int64_t at = n_out.fetch_add(static_cast<std::int64_t>(absent.size()));
+    for (std::size_t j = 0; j < absent.size(); ++j) {
+      miss_rows[at + static_cast<std::int64_t>(j)] = agg.row(absent[j]);
+      std::memcpy(miss_out + (static_cast<std::size_t>(at) + j) * vc, agg.value(absent[j]), vc);
+    }
+  });
+  *n_miss = n_out.load();
   return s;
 }
 

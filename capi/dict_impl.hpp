@@ -101,12 +101,22 @@ struct layout {
 
 // ---- field-wise combination (pardict_combine) ---------------------------------------------------
 
+// nan_yields: a stored NaN gives way to x under min/max. Only for partial aggregates that are
+// combined into the dictionary later (bulk pre-aggregation): there a NaN that came first must not
+// hide the rows after it, since the stored value it will meet may not be NaN.
 template <class T>
-void combine_one(unsigned char* stored, const unsigned char* x, int op) noexcept {
+void combine_one(unsigned char* stored, const unsigned char* x, int op,
+                 bool nan_yields = false) noexcept {
   T a, b;
   std::memcpy(&a, stored, sizeof(T));
   std::memcpy(&b, x, sizeof(T));
   T r = a;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (nan_yields && op != 0 && a != a) {
+      std::memcpy(stored, &b, sizeof(T));
+      return;
+    }
+  }
   if (op == 0) {
     if constexpr (std::is_integral_v<T>) {
       using U = std::make_unsigned_t<T>;  // wrap around without signed-overflow UB
@@ -127,8 +137,8 @@ inline std::uint32_t kind_size(std::int32_t kind) noexcept {
   return kind >= 1 && kind <= 10 ? sizes[kind] : 0;
 }
 
-inline void combine_fields(void* stored, const void* x, int op, const std::int32_t* fields,
-                           int n) noexcept {
+inline void combine_fields(void* stored, const void* x, int op, const std::int32_t* fields, int n,
+                           bool nan_yields = false) noexcept {
   auto* s = static_cast<unsigned char*>(stored);
   const auto* v = static_cast<const unsigned char*>(x);
   for (int i = 0; i < n; ++i) {
@@ -159,10 +169,10 @@ inline void combine_fields(void* stored, const void* x, int op, const std::int32
         combine_one<std::uint64_t>(s + off, v + off, op);
         break;
       case 9:
-        combine_one<float>(s + off, v + off, op);
+        combine_one<float>(s + off, v + off, op, nan_yields);
         break;
       case 10:
-        combine_one<double>(s + off, v + off, op);
+        combine_one<double>(s + off, v + off, op, nan_yields);
         break;
       default:
         break;
@@ -435,8 +445,95 @@ class dict_impl final : public dict_base {
 
   std::size_t combine_many(const void* keys, const void* values, std::size_t n, int op,
                            const std::int32_t* fields, int n_fields) override {
-    const auto* vs = static_cast<const unsigned char*>(values);
-    std::span<const K> ks(static_cast<const K*>(keys), n);
+    if constexpr (sizeof(K) + sizeof(V) <= hot_cache::max_entry_bytes) {
+      if (op >= 0 && n >= hot_cache::min_rows)
+        return combine_many_hot(static_cast<const K*>(keys),
+                                static_cast<const unsigned char*>(values), n, op, fields, n_fields);
+    }
+    return apply_many(static_cast<const K*>(keys), static_cast<const unsigned char*>(values), n, op,
+                      fields, n_fields);
+  }
+
+  // Skewed keys (a few keys carry most rows) make the threads of a bulk add fight over the hot
+  // elements' locks, and every row pays a shared-table operation. So add/min/max first pass
+  // through a small private cache (direct-mapped, L1/L2-sized) that keeps the frequent keys and
+  // sums their rows locally; a key holds its slot while it is hit more often than the slot is
+  // contested (a counter in the Misra-Gries style). Rows that do not stay, and everything cached at
+  // the end, go to the table in batches through the prefetching path. When the first rows show
+  // the cache does not pay (near-uniform keys), the rest of the call skips it.
+  struct hot_cache {
+    static constexpr std::size_t max_entry_bytes = 32;
+    static constexpr std::size_t min_rows = 16384;
+    static constexpr std::size_t slots = 16384;  // 384 KiB at 24-byte slots: fits L2
+    static constexpr std::size_t batch = 2048;
+    static constexpr std::size_t probe_rows = 32768;  // rows judged before deciding
+  };
+  struct hot_slot {
+    K key;
+    V value;
+    std::int32_t score;  // 0: empty
+  };
+
+  static std::uint64_t local_hash(const K& k) noexcept {
+    std::uint64_t w[(sizeof(K) + 7) / 8] = {};
+    std::memcpy(w, &k, sizeof(K));
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL;
+    for (const std::uint64_t x : w) h = pardict::detail::mix64(h ^ x);
+    return h;
+  }
+
+  std::size_t combine_many_hot(const K* ks, const unsigned char* vs, std::size_t n, int op,
+                               const std::int32_t* fields, int n_fields) {
+    std::vector<hot_slot> cache(hot_cache::slots);  // value-initialised: every score 0
+    std::vector<K> pass_k;
+    std::vector<V> pass_v;
+    pass_k.reserve(hot_cache::batch);
+    pass_v.reserve(hot_cache::batch);
+    std::size_t inserted = 0, hits = 0;
+    auto flush = [&] {
+      inserted += apply_many(pass_k.data(), reinterpret_cast<const unsigned char*>(pass_v.data()),
+                             pass_k.size(), op, fields, n_fields);
+      pass_k.clear();
+      pass_v.clear();
+    };
+    auto pass = [&](const K& k, const V& v) {
+      pass_k.push_back(k);
+      pass_v.push_back(v);
+      if (pass_k.size() == hot_cache::batch) flush();
+    };
+    std::size_t i = 0;
+    for (; i < n; ++i) {
+      if (i == hot_cache::probe_rows && hits * 8 < hot_cache::probe_rows) break;  // < 12.5%
+      const K k = ks[i];
+      const V v = load<V>(vs + i * sizeof(V));
+      hot_slot& c = cache[local_hash(k) & (hot_cache::slots - 1)];
+      if (c.score != 0 && std::memcmp(&c.key, &k, sizeof(K)) == 0) {
+        combine_fields(&c.value, &v, op, fields, n_fields, /*nan_yields=*/true);
+        if (c.score < (1 << 30)) ++c.score;
+        ++hits;
+      } else if (c.score == 0) {  // an empty slot
+        c.key = k;
+        c.value = v;
+        c.score = 1;
+      } else if (--c.score == 0) {  // contested more than hit: the occupant goes to the table
+        pass(c.key, c.value);
+        c.key = k;
+        c.value = v;
+        c.score = 1;
+      } else {
+        pass(k, v);
+      }
+    }
+    for (const auto& c : cache)
+      if (c.score != 0) pass(c.key, c.value);
+    flush();
+    if (i < n) inserted += apply_many(ks + i, vs + i * sizeof(V), n - i, op, fields, n_fields);
+    return inserted;
+  }
+
+  std::size_t apply_many(const K* keys, const unsigned char* vs, std::size_t n, int op,
+                         const std::int32_t* fields, int n_fields) {
+    std::span<const K> ks(keys, n);
     const std::size_t inserted = map_.emplace_or_visit_many(
         ks,
         [&](std::size_t i, void* where) {

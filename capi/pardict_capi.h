@@ -145,6 +145,20 @@ enum { PARDICT_OP_ASSIGN = -1 };
 PARDICT_API int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* values,
                                          int64_t n, int32_t op, const int32_t* fields,
                                          int32_t n_fields, int32_t threads, int64_t* count_out);
+// Bulk add/min/max into a dictionary whose key is one string, from a NumPy fixed-width unicode
+// array: n elements of `width` UCS4 code points each (trailing NULs are padding), and a value
+// blob per element every `value_stride` bytes (the value class size, or 0: one value for all).
+// Rows are aggregated per word first (per thread; no numba string is built), then each distinct
+// word the dictionary holds is combined in one atomic step. The C ABI cannot create strings, so
+// words the dictionary lacks are not inserted: for each, the index of a row holding it goes to
+// miss_rows and its aggregated value (value class bytes) to miss_values, both with room for n,
+// and *n_miss gets their number; the caller inserts them with pardict_combine (a word may be
+// reported once per thread). The batch as a whole is not atomic.
+PARDICT_API int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t width,
+                                              int64_t n, const void* values, int64_t value_stride,
+                                              int32_t op, const int32_t* fields, int32_t n_fields,
+                                              int32_t threads, int64_t* miss_rows,
+                                              void* miss_values, int64_t* n_miss);
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
 // A new dictionary with the same layout and elements.

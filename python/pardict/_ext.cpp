@@ -128,6 +128,22 @@ NB_MODULE(_ext, m) {
         return std::make_pair(st, count);
       },
       nb::call_guard<nb::gil_scoped_release>());
+  m.def(
+      "combine_many_ucs4",
+      [](std::uintptr_t d, std::uintptr_t chars, std::int64_t width, std::int64_t n,
+         std::uintptr_t values, std::int64_t value_stride, std::int32_t op, std::uintptr_t fields,
+         std::int32_t n_fields, std::int32_t threads, std::uintptr_t miss_rows,
+         std::uintptr_t miss_values) {
+        std::int64_t n_miss = 0;
+        const std::int32_t st = pardict_combine_many_ucs4(
+            reinterpret_cast<pardict_dict*>(d), reinterpret_cast<const void*>(chars), width, n,
+            reinterpret_cast<const void*>(values), value_stride, op,
+            reinterpret_cast<const std::int32_t*>(fields), n_fields, threads,
+            reinterpret_cast<std::int64_t*>(miss_rows), reinterpret_cast<void*>(miss_values),
+            &n_miss);
+        return std::make_pair(st, n_miss);
+      },
+      nb::call_guard<nb::gil_scoped_release>());
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
         "NRT references held by dictionaries and iterators in this process.");

@@ -566,12 +566,38 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                 raise TypeError(f"add/min/max need integer or float values; this dict stores {vt}")
             fields[:] = (0, kind)
         if kt == types.unicode_type:
+            if op >= 0 and kb.dtype.itemsize > 0:
+                return self._combine_str(kb, vals, False, op, fields, threads)
             return self._in_numba_threads(threads, _STR_COMBINE[op], kb, vals)
         vb = _pad(vals, _ext.value_class(vdt.itemsize))
         st, n = _ext.combine_many(self._handle(), kb.ctypes.data, vb.ctypes.data, len(kb), op,
                                   fields.ctypes.data, 1 if op >= 0 else 0, self._threads(threads))
         _check_bulk_status(st)
         return n
+
+    def _combine_str(self, kb, vals, broadcast, op, fields, threads):
+        # C++ aggregates the rows per word (hashing the UCS4 code points in place) and combines
+        # the words the dict holds; the words it lacks come back once per worker thread, with a
+        # row holding them and their aggregated value, for the jitted combine loop to insert.
+        if kb.dtype.byteorder == ">":
+            kb = kb.astype(kb.dtype.newbyteorder("="))
+        n = len(kb)
+        if n == 0:
+            return 0
+        vdt = vals.dtype
+        vc = _ext.value_class(vdt.itemsize)
+        vb = _pad(vals, vc)
+        miss_rows = np.empty(n, dtype=np.int64)
+        miss_vals = np.empty((n, vc), dtype=np.uint8)
+        st, m = _ext.combine_many_ucs4(self._handle(), kb.ctypes.data, kb.dtype.itemsize // 4, n,
+                                       vb.ctypes.data, 0 if broadcast else vc, op,
+                                       fields.ctypes.data, 1, self._threads(threads),
+                                       miss_rows.ctypes.data, miss_vals.ctypes.data)
+        _check_bulk_status(st)
+        if m == 0:
+            return 0
+        new_vals = miss_vals[:m, : vdt.itemsize].copy().view(vdt).ravel()
+        return self._in_numba_threads(threads, _STR_COMBINE[op], kb[miss_rows[:m]], new_vals)
 
     def set_many(self, keys, values, threads=None):
         """d[k] = v for every pair; returns how many keys were new."""
@@ -595,6 +621,13 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         kt, vt = self._bulk_layout()
         if not isinstance(vt, types.Integer):
             raise TypeError(f"count_many needs integer values; this dict stores {vt}")
+        if kt == types.unicode_type:
+            kb = self._keys_blob(keys)
+            if kb.dtype.itemsize > 0:
+                fields = np.array([0, _KINDS[_np_dtype(vt).str[1:]]], dtype=np.int32)
+                return self._combine_str(kb, np.ones(1, dtype=_np_dtype(vt)), True, 0, fields,
+                                         threads)
+            keys = kb
         n = len(np.asarray(keys))
         return self._combine_many(keys, np.ones(n, dtype=_np_dtype(vt)), 0, threads)
 

@@ -224,3 +224,83 @@ def test_str_counting_finds_keys_of_every_kind():
     assert d.to_dict() == {"a": 100, "é": 100, "日本": 100, "😀x": 100, "abc": 50}
     d.add("日本", 1)  # from a Python str (a numba string, not a view)
     assert d["日本"] == 101
+
+
+# ---- str keys through the C++ per-word aggregation (add/min/max/count_many) -------------------
+
+
+def _oracle(op, tokens, vals, start):
+    out = dict(start)
+    fn = {"add": lambda a, b: a + b, "min": min, "max": max}[op]
+    for k, v in zip(tokens.tolist(), vals.tolist()):
+        out[k] = fn(out[k], v) if k in out else v
+    return {k: np.array(v).astype(vals.dtype)[()] for k, v in out.items()}  # sums wrap as stored
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("dtype", [np.int8, np.int64, np.float32, np.uint16])
+@pytest.mark.parametrize("op", ["add", "min", "max"])
+def test_str_bulk_aggregates_words_exactly(threads, dtype, op):
+    rng = np.random.default_rng(11)
+    vocab = np.array([f"w{i}" for i in range(2000)] + ["", "é", "日本", "😀", "a" * 30])
+    tokens = vocab[rng.zipf(1.2, 60_000) % vocab.size]
+    vals = rng.integers(0, 5, tokens.size).astype(dtype)  # small: int8 sums wrap identically
+    vty = numba_type_of(dtype)
+    d = Dict.empty(types.unicode_type, vty)
+    start = {"w0": 3, "日本": 1, "absent-from-tokens": 2}
+    for k, v in start.items():
+        d[k] = dtype(v)
+    new = getattr(d, f"{op}_many")(tokens, vals, threads=threads)
+    want = _oracle(op, tokens, vals, start)
+    assert new == len(want) - len(start)
+    got = d.to_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == want[k], k
+
+
+def numba_type_of(dtype):
+    from numba.np.numpy_support import from_dtype
+
+    return from_dtype(np.dtype(dtype))
+
+
+def test_str_count_many_padding_byte_order_and_repeats():
+    words = np.array(["ab", "a", "ab\x00", "", "b"], dtype="<U4")  # NumPy drops trailing NULs
+    d = Dict.empty(types.unicode_type, I64)
+    assert d.count_many(words) == 4
+    assert d.to_dict() == {"ab": 2, "a": 1, "": 1, "b": 1}
+    assert d.count_many(words.astype(">U4")) == 0  # big-endian input: the same words
+    assert d.count_many(np.tile(words, 10_000), threads=3) == 0
+    assert d.to_dict() == {"ab": 20_004, "a": 10_002, "": 10_002, "b": 10_002}
+
+
+def test_str_max_many_nan_never_hides_later_rows():
+    d = Dict.empty(types.unicode_type, F64)
+    d["w"] = 0.5
+    d.max_many(np.array(["w", "w", "v", "v"]), np.array([np.nan, 1.0, np.nan, 2.0]))
+    assert d["w"] == 1.0  # every order of the rows gives 1.0 (a NaN never replaces)
+    assert d["v"] == 2.0 or np.isnan(d["v"])  # absent: the first row decides; some order gives each
+
+
+def test_numeric_bulk_hot_cache_matches_numpy_with_nans():
+    # Many rows on few keys take the private pre-aggregation path; check it row-exactly, NaNs too.
+    rng = np.random.default_rng(5)
+    keys = (rng.zipf(1.1, 200_000) % 5000).astype(np.int64)
+    vals = rng.integers(0, 9, keys.size).astype(np.float64)
+    vals[rng.random(keys.size) < 0.01] = np.nan
+    for op, red in (("min", np.fmin), ("max", np.fmax)):
+        for threads in (1, 2):
+            d = Dict.empty(I64, F64)
+            d[int(keys[5])] = 4.5
+            getattr(d, f"{op}_many")(keys, vals, threads=threads)
+            u = np.unique(keys)
+            want = {int(k): red.reduce(vals[keys == k]) for k in u[:300]}
+            want[int(keys[5])] = red(want[int(keys[5])], 4.5)
+            for k, w in want.items():
+                got = d[k]
+                assert got == w or (np.isnan(w) and np.isnan(got)), (op, k, got, w)
+    d = Dict.empty(I64, I64)
+    d.add_many(keys, np.ones(keys.size, np.int64), threads=2)
+    u, c = np.unique(keys, return_counts=True)
+    np.testing.assert_array_equal(d.get_many(u), c)
