@@ -41,6 +41,12 @@ pardict_dict* make(std::uint32_t ks, std::uint32_t vs, std::uint32_t krefs = 0,
   return d;
 }
 
+// A string key as it travels: in a buffer of its size class (64 bytes), zero past the struct.
+struct key_buf {
+  fake_unicode s;
+  std::uint64_t pad[2] = {0, 0};
+};
+
 // A value holding one reference: {meminfo, payload}.
 struct ref_value {
   void* mi;
@@ -324,11 +330,6 @@ TEST_F(CapiTest, StringKeysCompareByCodePointsAcrossKinds) {
   const char narrow[] = "h\xe9llo";  // kind 1 (latin-1)
   const std::uint32_t wide[] = {'h', 0xe9, 'l', 'l', 'o'};
   const std::uint16_t other[] = {'h', 0xe9, 'l', 'l', 'x'};
-  // Keys travel in buffers of their size class (64 bytes), zero past the struct.
-  struct key_buf {
-    fake_unicode s;
-    std::uint64_t pad[2] = {0, 0};
-  };
   key_buf s1{{narrow, 5, 1, 0, -1, &m1, nullptr}};
   key_buf s2{{wide, 5, 4, 0, -1, &m2, nullptr}};
   key_buf s3{{other, 5, 2, 0, -1, &m3, nullptr}};
@@ -431,10 +432,6 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
   // A str -> int64 dict holding "ab" (a kind-1 numba string), fed a NumPy U3 array.
   pardict_dict* d = make(48, 8, /*krefs=*/1u << 4, /*kstrs=*/1u);
   fake_meminfo m;
-  struct key_buf {
-    fake_unicode s;
-    std::uint64_t pad[2] = {0, 0};
-  };
   const char ab[] = "ab";
   key_buf stored{{ab, 2, 1, 0, -1, &m, nullptr}};
   std::int64_t v = 100;
@@ -500,10 +497,6 @@ TEST_F(CapiTest, CombineManyUcs4LetsALeadingNanGiveWay) {
   // replaces a stored value), none gives 0.5; the pre-aggregate must not hide the 1 behind NaN.
   pardict_dict* d = make(48, 8, 1u << 4, 1u);
   fake_meminfo m;
-  struct key_buf {
-    fake_unicode s;
-    std::uint64_t pad[2] = {0, 0};
-  };
   const char w[] = "w";
   key_buf stored{{w, 1, 1, 0, -1, &m, nullptr}};
   double v = 0.5;
