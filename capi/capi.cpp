@@ -4,6 +4,9 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "dict_impl.hpp"
 #include "pardict_capi.h"
@@ -125,6 +128,15 @@ bool strings_fit(std::uint32_t mask, std::uint32_t size) noexcept {
 }  // namespace
 
 namespace {
+// CPUs this process may run on (its affinity mask, so `taskset` and container CPU sets count).
+std::int64_t usable_cpus() noexcept {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 // Runs body(begin, end) over [0, n) split into up to `threads` contiguous chunks, the first on the
 // calling thread. Small inputs stay on one thread: starting a thread costs ~20 us.
 template <class Body>
@@ -132,6 +144,10 @@ int32_t parallel_chunks(std::int64_t n, std::int32_t threads, Body&& body) noexc
   constexpr std::int64_t min_chunk = 16384;
   std::int64_t t = std::clamp<std::int64_t>(threads, 1, 256);
   t = std::min<std::int64_t>(t, std::max<std::int64_t>(1, n / min_chunk));
+  // More workers than CPUs only time-slice one another: every chunk is the same kind of work, so
+  // the call ends no sooner, and the string path's workers each report every word they did not
+  // find, which the caller then inserts once per report.
+  if (t > 1) t = std::min<std::int64_t>(t, usable_cpus());
   std::atomic<int32_t> status{PARDICT_OK};
   auto run = [&](std::int64_t i) noexcept {
     const std::int64_t b = n * i / t, e = n * (i + 1) / t;

@@ -129,14 +129,14 @@ PARDICT_API int32_t pardict_combine_present(pardict_dict* d, const void* key, co
                                             int32_t op, const int32_t* fields, int32_t n_fields,
                                             void* out);
 
-// ---- bulk operations
-// ----------------------------------------------------------------------------- n contiguous key
-// blobs of the key class size (values: of the value class size), split over `threads` threads (<=
-// 1: the calling thread only). Each element operation is atomic on its own; the batch as a whole is
-// not. Only for layouts without references or string keys (PARDICT_ERR_INVALID otherwise). Returns
-// >= 0 on success; *count_out (may be NULL) gets the number found (get_many) or inserted
-// (combine_many). values_out: value blobs of found keys are written, others left untouched;
-// found_out: 0/1.
+// ---- bulk operations -------------------------------------------------------------------------
+// n contiguous key blobs of the key class size (values: of the value class size), split over
+// `threads` threads (<= 1: the calling thread only; never more than the CPUs the process may run
+// on, since extra workers would only time-slice). Each element operation is atomic on its own; the
+// batch as a whole is not. Only for layouts without references or string keys (PARDICT_ERR_INVALID
+// otherwise). Returns a non-negative status on success; *count_out (may be NULL) gets the number
+// found (get_many) or inserted (combine_many). values_out: value blobs of found keys are written,
+// others left untouched; found_out: 0/1.
 PARDICT_API int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n,
                                      void* values_out, uint8_t* found_out, int32_t threads,
                                      int64_t* count_out);

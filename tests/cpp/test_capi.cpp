@@ -2,13 +2,18 @@
 // reference protocol (borrow inputs, hand out new references, release exactly once).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <set>
+#include <thread>
 #include <vector>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "pardict_capi.h"
 #include "support/fake_nrt.hpp"
@@ -489,6 +494,31 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
                                       miss_rows.data(), miss_vals.data(), &n_miss),
             PARDICT_ERR_INVALID);
   pardict_free(ints);
+  pardict_free(d);
+}
+
+TEST_F(CapiTest, BulkCallsStartNoMoreWorkersThanCpus) {
+  // Each worker of the string path reports a word the dict lacks once, so the number of reports
+  // of one new word counts the workers: 8 requested, enough rows for 8, at most one per CPU.
+  std::int64_t cpus = std::max(1u, std::thread::hardware_concurrency());
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = CPU_COUNT(&set);
+#endif
+  pardict_dict* d = make(48, 8, 1u << 4, 1u);
+  const std::int64_t n = 8 * 16384;
+  const std::vector<std::uint32_t> rows(n, 'z');
+  const std::int64_t one = 1;
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  std::vector<std::int64_t> miss_rows(n), miss_vals(n);
+  std::int64_t n_miss = -1;
+  ASSERT_EQ(pardict_combine_many_ucs4(d, rows.data(), 1, n, &one, 0, PARDICT_OP_ADD, fields, 1, 8,
+                                      miss_rows.data(), miss_vals.data(), &n_miss),
+            PARDICT_OK);
+  EXPECT_EQ(n_miss, std::min<std::int64_t>(8, cpus));
+  std::int64_t total = 0;
+  for (std::int64_t i = 0; i < n_miss; ++i) total += miss_vals[i];
+  EXPECT_EQ(total, n);
   pardict_free(d);
 }
 
