@@ -12,7 +12,8 @@ implementations must agree bit for bit; each result is checked against NumPy's):
   word_count   10M string tokens, Zipf(1.0) over a 100k-word vocabulary; count per word
 
 Every cell runs `--runs` times (after one untimed warm-up that compiles the numba code) in this
-process; the table shows the median. numba threads are set per cell with numba.set_num_threads
+process, in interleaved passes (each pass times every cell of a task once, so ratios can be taken
+between runs seconds apart); the table shows the median. numba threads are set per cell with numba.set_num_threads
 (NUMBA_NUM_THREADS is raised to 8 before numba is imported); polars uses its own pool (its size
 is reported). Input conversion (e.g. building the pandas Series) is outside the timing.
 """
@@ -246,7 +247,7 @@ def main():
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--tokens", type=int, default=10_000_000)
     ap.add_argument("--vocab", type=int, default=100_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", default="1,2,8")
     ap.add_argument("--tasks", default="sum_uniform,sum_zipf,word_count")
     args = ap.parse_args()
@@ -278,22 +279,30 @@ def main():
             n_rows, n_keys = keys.size, ref[0].size
             run = lambda impl, t: run_sum(impl, t, keys, vals, prepared)  # noqa: E731
         ref = sorted_pairs(*ref)
-        for impl, t in cells(task, thread_list, polars_threads):
-            run(impl, t)  # warm-up: compiles, and checks below on the timed runs
-            times = []
-            for _ in range(args.runs):
+        task_cells = cells(task, thread_list, polars_threads)
+        for impl, t in task_cells:
+            run(impl, t)  # warm-up: compiles (every timed run below is checked)
+        # Passes are interleaved: pass k times every cell once, so the k-th runs of two cells are
+        # seconds apart and see the same machine state. (This VM's speed drifts by up to 2x over
+        # minutes, mostly for memory-bound 2-thread loops; cell after cell, one cell could get a
+        # fast phase and the cell it is compared with a slow one.)
+        times = {c: [] for c in task_cells}
+        for _ in range(args.runs):
+            for impl, t in task_cells:
                 t0 = time.perf_counter()
                 result = run(impl, t)
-                times.append(time.perf_counter() - t0)
+                times[impl, t].append(time.perf_counter() - t0)
                 got = sorted_pairs(*result())
+                del result
                 ok = np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
                 if not ok:
                     raise SystemExit(f"{task} {impl} T={t}: result differs from NumPy's")
-            med = statistics.median(times)
+        for impl, t in task_cells:
+            med = statistics.median(times[impl, t])
             print(f"{task:12s} {impl:20s} T={t}  {med:8.3f} s  (runs: "
-                  f"{', '.join(f'{x:.3f}' for x in times)})  ok", flush=True)
+                  f"{', '.join(f'{x:.3f}' for x in times[impl, t])})  ok", flush=True)
             rows_out.append({"impl": impl, "task": task, "threads": t, "rows": int(n_rows),
-                             "keys": int(n_keys), "seconds": med, "runs": times})
+                             "keys": int(n_keys), "seconds": med, "runs": times[impl, t]})
     RESULTS.mkdir(exist_ok=True)
     meta = machine_info(sys.executable)
     import pandas
@@ -308,40 +317,45 @@ def main():
 
 
 def targets_table(rows):
-    """The issue's targets at 2 threads, as ratios from this run (> 1 means pardict is faster)."""
-    def secs(task, impl, threads=None):
+    """The issue's targets at 2 threads, as ratios from this run (> 1 means pardict is faster):
+    the ratio of the medians, and in brackets the range of the per-pass ratios."""
+    def cell(task, impl, threads=None):
         for r in rows:
             if r["task"] == task and r["impl"] == impl and (threads is None
                                                             or r["threads"] == threads):
-                return r["seconds"]
+                return r
         return None
 
     L = ["## Targets (2 threads, this run)", "",
+         "Ratio of the median times; in brackets the lowest and highest ratio of runs made in the "
+         "same pass (seconds apart).", "",
          "| target | measured | met |", "|---|---|---|"]
 
     def row(label, num, den, goal):
         if num is None or den is None:
             return
-        ratio = den / num
-        L.append(f"| {label} | {ratio:.2f}× | {'yes' if ratio >= goal else '**no**'} |")
+        ratio = den["seconds"] / num["seconds"]
+        per_pass = [b / a for a, b in zip(num["runs"], den["runs"])]
+        L.append(f"| {label} | {ratio:.2f}× ({min(per_pass):.2f}–{max(per_pass):.2f}) | "
+                 f"{'yes' if ratio >= goal else '**no**'} |")
 
     for task in ("sum_uniform", "sum_zipf"):
-        bulk = secs(task, "pardict_add_many", 2)
+        bulk = cell(task, "pardict_add_many", 2)
         row(f"{task}: add_many 2T faster than polars (polars s / pardict s > 1)", bulk,
-            secs(task, "polars"), 1.0 + 1e-9)
-        row(f"{task}: add_many 2T faster than pandas", bulk, secs(task, "pandas"), 1.0 + 1e-9)
-        row(f"{task}: add_many 2T ≥ 5× the typed.Dict loop", bulk, secs(task, "typed_dict"), 5.0)
+            cell(task, "polars"), 1.0 + 1e-9)
+        row(f"{task}: add_many 2T faster than pandas", bulk, cell(task, "pandas"), 1.0 + 1e-9)
+        row(f"{task}: add_many 2T ≥ 5× the typed.Dict loop", bulk, cell(task, "typed_dict"), 5.0)
         row(f"{task}: prange `d.add` 2T ≥ 2.5× the typed.Dict loop",
-            secs(task, "pardict_prange_add", 2), secs(task, "typed_dict"), 2.5)
-    bulk = secs("word_count", "pardict_add_many", 2)
-    row("word_count: count_many 2T faster than pandas", bulk, secs("word_count", "pandas"),
+            cell(task, "pardict_prange_add", 2), cell(task, "typed_dict"), 2.5)
+    bulk = cell("word_count", "pardict_add_many", 2)
+    row("word_count: count_many 2T faster than pandas", bulk, cell("word_count", "pandas"),
         1.0 + 1e-9)
-    row("word_count: count_many 2T faster than polars", bulk, secs("word_count", "polars"),
+    row("word_count: count_many 2T faster than polars", bulk, cell("word_count", "polars"),
         1.0 + 1e-9)
     row("word_count: prange `d.add` 2T ≥ 2.5× the typed.Dict loop",
-        secs("word_count", "pardict_prange_add", 2), secs("word_count", "typed_dict"), 2.5)
+        cell("word_count", "pardict_prange_add", 2), cell("word_count", "typed_dict"), 2.5)
     L.append("")
-    return L if len(L) > 5 else []
+    return L if len(L) > 7 else []
 
 
 def write_md(rows, meta, args):
@@ -349,7 +363,8 @@ def write_md(rows, meta, args):
     L = ["# pardict group-by benchmark: group-by sum and word count", "",
          f"Generated by `bench/bench_groupby.py` on {meta.get('date')} ({meta.get('cpu_model')}, "
          f"{meta.get('nproc')} CPUs, {meta.get('memory')}; git {meta.get('git')}). "
-         f"Median of {args.runs} run(s) per cell after an untimed warm-up; every run's result "
+         f"Median of {args.runs} run(s) per cell after an untimed warm-up, in interleaved passes "
+         "(each pass times every cell of a task once); every run's result "
          "is checked against NumPy's (values are integers in float64, so sums are exact). "
          f"Versions: {json.dumps(meta.get('versions'))}.", ""]
     L += targets_table(rows)
