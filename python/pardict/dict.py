@@ -559,12 +559,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         vals = _convert(values, vt, "values")
         if len(vals) != len(kb):
             raise ValueError(f"keys and values differ in length ({len(kb)} != {len(vals)})")
-        fields = np.zeros(2, dtype=np.int32)
-        if op >= 0:
-            kind = _KINDS.get(vdt.str[1:])
-            if kind is None:
-                raise TypeError(f"add/min/max need integer or float values; this dict stores {vt}")
-            fields[:] = (0, kind)
+        fields = self._combine_fields(vt, op)
         if kt == types.unicode_type:
             if op >= 0 and kb.dtype.itemsize > 0:
                 return self._combine_str(kb, vals, False, op, fields, threads)
@@ -574,6 +569,17 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                                   fields.ctypes.data, 1 if op >= 0 else 0, self._threads(threads))
         _check_bulk_status(st)
         return n
+
+    @staticmethod
+    def _combine_fields(vt, op):
+        """pardict_combine's (offset, kind) of a scalar value; zeros for assignment (op < 0)."""
+        fields = np.zeros(2, dtype=np.int32)
+        if op >= 0:
+            kind = _KINDS.get(_np_dtype(vt).str[1:])
+            if kind is None:
+                raise TypeError(f"add/min/max need integer or float values; this dict stores {vt}")
+            fields[:] = (0, kind)
+        return fields
 
     def _combine_str(self, kb, vals, broadcast, op, fields, threads):
         # C++ aggregates the rows per word (hashing the UCS4 code points in place) and combines
@@ -624,9 +630,8 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if kt == types.unicode_type:
             kb = self._keys_blob(keys)
             if kb.dtype.itemsize > 0:
-                fields = np.array([0, _KINDS[_np_dtype(vt).str[1:]]], dtype=np.int32)
-                return self._combine_str(kb, np.ones(1, dtype=_np_dtype(vt)), True, 0, fields,
-                                         threads)
+                return self._combine_str(kb, np.ones(1, dtype=_np_dtype(vt)), True, 0,
+                                         self._combine_fields(vt, 0), threads)
             keys = kb
         n = len(np.asarray(keys))
         return self._combine_many(keys, np.ones(n, dtype=_np_dtype(vt)), 0, threads)
