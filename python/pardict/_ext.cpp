@@ -86,6 +86,7 @@ NB_MODULE(_ext, m) {
     d["pardict_combine_present"] = addr(&pardict_combine_present);
     d["pardict_get_many"] = addr(&pardict_get_many);
     d["pardict_combine_many"] = addr(&pardict_combine_many);
+    d["pardict_combine_many_ucs4"] = addr(&pardict_combine_many_ucs4);
     d["pardict_clear"] = addr(&pardict_clear);
     d["pardict_reserve"] = addr(&pardict_reserve);
     d["pardict_copy"] = addr(&pardict_copy);

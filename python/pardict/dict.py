@@ -189,10 +189,15 @@ _MERGE = {"assign": (-1, _merge_assign), "add": (0, _merge_add), "min": (1, _mer
 @njit(parallel=True, nogil=True)
 def _str_set_many(d, keys, values):
     new = 0
+    failed = 0  # a raise inside the loop would make numba run it serially
     for i in prange(keys.size):
         st = _set_raw(d, str(keys[i]), values[i])
-        if st == 0:
+        if st < 0:
+            failed += 1
+        elif st == 0:
             new += 1
+    if failed:
+        raise MemoryError("pardict: a bulk operation could not store every key")
     return new
 
 

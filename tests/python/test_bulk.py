@@ -5,8 +5,9 @@ import threading
 
 import numpy as np
 import pytest
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core.errors import TypingError
+from numba.typed import List
 
 from pardict import Dict
 
@@ -199,7 +200,7 @@ def test_bulk_methods_in_njit(threads):
 
 
 @njit
-def njit_bulk_str_keys(d, keys):
+def njit_count(d, keys):
     return d.count_many(keys)
 
 
@@ -208,11 +209,132 @@ def njit_bulk_float_keys_into_int(d, keys):
     return d.count_many(keys)
 
 
+@njit
+def njit_to_arrays(d):
+    return d.to_arrays()
+
+
+@njit
+def njit_from_arrays(keys, values):
+    return Dict.from_arrays(keys, values)
+
+
 def test_njit_bulk_typing_errors():
     with pytest.raises(TypingError, match="numeric or bool keys"):
-        njit_bulk_str_keys(Dict.empty(types.unicode_type, I64), np.array(["a"]))
+        njit_count(Dict.empty(types.UniTuple(I64, 2), I64), np.array([1]))
+    with pytest.raises(TypingError, match="numeric or bool"):
+        njit_count(Dict.empty(types.unicode_type, types.unicode_type), np.array(["a"]))
     with pytest.raises(TypingError):
         njit_bulk_float_keys_into_int(Dict.empty(I64, I64), np.array([1.5]))
+    with pytest.raises(TypingError, match="str keys: call it from the interpreter"):
+        njit_to_arrays(Dict.empty(types.unicode_type, I64))
+    with pytest.raises(TypingError, match="1-d array"):
+        njit_from_arrays(np.zeros((2, 2)), np.zeros(4))
+
+
+# ---- from_arrays / to_arrays and str keys inside @njit -------------------------------------------
+
+
+def test_from_arrays_and_to_arrays_in_njit():
+    keys = np.array([3.5, -0.0, 0.0, np.nan, np.nan, 7.0])
+    vals = np.arange(6, dtype=np.int32)
+    d = njit_from_arrays(keys, vals)
+    assert d.key_type == F64 and d.value_type == types.int32
+    assert len(d) == 4  # -0.0/0.0 one key, the NaNs one key
+    k, v = njit_to_arrays(d)
+    assert k.dtype == np.float64 and v.dtype == np.int32
+    assert sorted(map(repr, zip(k.tolist(), v.tolist()))) == sorted(map(repr, d.items()))
+    assert sorted(map(repr, d.items())) == ['(0.0, 2)', '(3.5, 0)', '(7.0, 5)', '(nan, 4)']
+    s = njit_from_arrays(np.array(["b", "a", "b", "日本"]), np.array([1, 2, 3, 4]))
+    assert s.key_type == types.unicode_type
+    assert s.to_dict() == {"a": 2, "b": 3, "日本": 4}  # one thread: the last pair wins
+    with pytest.raises(ValueError, match="differ in length"):
+        njit_from_arrays(np.arange(3), np.arange(2.0))
+    e = njit_from_arrays(np.zeros(0, np.int64), np.zeros(0))
+    assert len(e) == 0 and [a.size for a in njit_to_arrays(e)] == [0, 0]
+
+
+@njit
+def njit_str_bulk(d, tokens, vals, probe, threads):
+    new = d.add_many(tokens, vals, threads)
+    d.min_many(tokens[:3], vals[:3] - 100, threads)
+    d.max_many(tokens[-3:], vals[-3:] + 100, threads)
+    return new, d.get_many(probe, -1, threads), d.contains_many(probe, threads)
+
+
+def _op_oracle(pairs, start=()):
+    out = dict(start)
+    for op, ks, vs in pairs:
+        fn = {"add": lambda a, b: a + b, "min": min, "max": max}[op]
+        for k, v in zip(ks, vs):
+            out[k] = fn(out[k], v) if k in out else v
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_str_bulk_methods_in_njit(threads, contiguous):
+    rng = np.random.default_rng(8)
+    vocab = np.array([f"w{i}" for i in range(700)] + ["é", "日本", "😀x", ""])
+    tokens = vocab[rng.zipf(1.3, 80_000) % vocab.size]
+    if not contiguous:  # a strided view: the loop of single operations instead of C++ aggregation
+        tokens = np.repeat(tokens, 2)[::2]
+        assert not tokens.flags.c_contiguous
+    vals = rng.integers(-5, 50, tokens.size)
+    d = Dict.empty(types.unicode_type, I64)
+    d["w1"] = 1000
+    probe = np.array(["w1", "nope", "日本", "w3"])
+    new, got, has = njit_str_bulk(d, tokens, vals, probe, threads)
+    t, v = tokens.tolist(), vals.tolist()
+    want = _op_oracle([("add", t, v), ("min", t[:3], [x - 100 for x in v[:3]]),
+                       ("max", t[-3:], [x + 100 for x in v[-3:]])], {"w1": 1000})
+    assert new == len(set(t) - {"w1"})
+    assert d.to_dict() == want
+    np.testing.assert_array_equal(got, [want.get(k, -1) for k in probe.tolist()])
+    np.testing.assert_array_equal(has, [k in want for k in probe.tolist()])
+
+
+@njit
+def njit_str_lists(words, vals):
+    d = Dict.empty(types.unicode_type, F64)
+    a = d.set_many(words, vals)
+    d.add_many(words, vals)
+    return d, a, d.get_many(words, -1.0), d.contains_many(["zz", words[0]])
+
+
+@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPendingDeprecationWarning")
+def test_str_bulk_from_lists_in_njit():
+    from numba.typed import List
+
+    words = ["x", "y", "x", "ü"]
+    vals = np.array([1.0, 2.0, 3.0, 4.0])
+    for seq in (List(words), words):
+        d, new, got, has = njit_str_lists(seq, vals)
+        assert new == 3
+        assert d.to_dict() == {"x": 3.0 + 1.0 + 3.0, "y": 4.0, "ü": 8.0}
+        np.testing.assert_array_equal(got, [7.0, 4.0, 7.0, 8.0])
+        np.testing.assert_array_equal(has, [False, True])
+    c = Dict.empty(types.unicode_type, types.int16)
+    assert njit_count(c, List(words)) == 3 and c.to_dict() == {"x": 2, "y": 1, "ü": 1}
+
+
+@njit(parallel=True)
+def njit_count_in_prange(d, chunks):
+    for c in prange(len(chunks)):
+        d.count_many(chunks[np.int64(c)])
+
+
+def test_str_count_many_inside_a_prange_body():
+    # The C++ aggregation starts its own workers, so calling it from prange workers is safe on
+    # every threading layer (a nested prange kernel would abort under workqueue).
+    rng = np.random.default_rng(9)
+    vocab = np.array([f"k{i}" for i in range(300)])
+    tokens = vocab[rng.integers(0, vocab.size, 64 * 500)]
+    chunks = List([tokens[i * 500:(i + 1) * 500] for i in range(64)])
+    d = Dict.empty(types.unicode_type, I64)
+    njit_count_in_prange(d, chunks)
+    uniq, counts = np.unique(tokens, return_counts=True)
+    assert d.to_dict() == dict(zip(uniq.tolist(), counts.tolist()))
 
 
 def test_str_counting_finds_keys_of_every_kind():

@@ -51,7 +51,16 @@ MODULE = textwrap.dedent('''
         return d, s
 
 
-    FUNCS = (make, total, grow, strings_and_arrays)
+    @njit(cache=True)
+    def bulk(words, keys):
+        c = Dict.empty(types.unicode_type, types.int64)
+        c.count_many(words)
+        f = Dict.from_arrays(keys, keys * 2.0)
+        k, v = f.to_arrays()
+        return c, k.sum() + v.sum()
+
+
+    FUNCS = (make, total, grow, strings_and_arrays, bulk)
 
 
     def main():
@@ -59,6 +68,7 @@ MODULE = textwrap.dedent('''
         t = total(d)
         c = grow(d, 1000)
         s, ssum = strings_and_arrays(5)
+        words, bsum = bulk(np.array(["a", "bé", "a"]), np.arange(10))
         out = {
             "len": len(d),
             "total": t,
@@ -66,6 +76,8 @@ MODULE = textwrap.dedent('''
             "c": sorted(c.to_dict().items()),
             "s": sorted((k, v.tolist()) for k, v in s.items()),
             "ssum": ssum,
+            "words": sorted(words.items()),
+            "bsum": bsum,
             "hits": sum(sum(f.stats.cache_hits.values()) for f in FUNCS),
             "misses": sum(sum(f.stats.cache_misses.values()) for f in FUNCS),
         }
@@ -104,16 +116,18 @@ def test_cache_across_processes(tmp_path):
         "c": [list(kv) for kv in sorted(expect_c.items())],
         "s": sorted([f"k{i}é", [i * 1.0, i * 1.0]] for i in range(5)),
         "ssum": sum(2.0 * i for i in range(5)),
+        "words": [["a", 2], ["bé", 1]],
+        "bsum": 3.0 * 45,
     }
 
     first = _run(tmp_path)
     files = _cache_files(tmp_path)
     assert {k: first[k] for k in expect} == expect
-    assert first["misses"] == 4 and first["hits"] == 0
-    assert sum(f.endswith(".nbi") for f in files) == 4, files
-    assert sum(f.endswith(".nbc") for f in files) >= 4, files
+    assert first["misses"] == 5 and first["hits"] == 0
+    assert sum(f.endswith(".nbi") for f in files) == 5, files
+    assert sum(f.endswith(".nbc") for f in files) >= 5, files
 
     second = _run(tmp_path)
     assert {k: second[k] for k in expect} == expect
-    assert second["hits"] == 4 and second["misses"] == 0
+    assert second["hits"] == 5 and second["misses"] == 0
     assert _cache_files(tmp_path) == files  # nothing recompiled or rewritten

@@ -33,6 +33,28 @@ def _ol_empty(cls, key_type, value_type, n_keys=0):
     return impl
 
 
+@overload_classmethod(DictType, "from_arrays")
+def _ol_from_arrays(cls, keys, values, threads=None):
+    """Dict.from_arrays(keys, values, threads=None) in jitted code: a dict typed by the arrays'
+    dtypes (a NumPy unicode array gives str keys) holding d[keys[i]] = values[i]."""
+    if cls.instance_type is not DictType:
+        return
+    for what, a in (("keys", keys), ("values", values)):
+        if not (isinstance(a, types.Array) and a.ndim == 1):
+            raise TypingError(f"pardict.Dict.from_arrays: {what} must be a 1-d array, got {a}")
+    kt = types.unicode_type if isinstance(keys.dtype, types.UnicodeCharSeq) else keys.dtype
+    dty = DictType(kt, values.dtype)
+
+    def impl(cls, keys, values, threads=None):
+        if keys.size != values.size:
+            raise ValueError("keys and values differ in length")
+        d = new_dict(dty, keys.size)
+        d.set_many(keys, values, threads)
+        return d
+
+    return impl
+
+
 @box(DictType)
 def _box_dict(typ, val, c):
     st = cgutils.create_struct_proxy(typ)(c.context, c.builder, value=val)

@@ -1207,14 +1207,31 @@ _combine_many_raw = _bulk_intrinsic("pardict_combine_many", True)
 _get_many_raw = _bulk_intrinsic("pardict_get_many", False)
 
 
+def _str_keys_kind(d, keys):
+    """For a dict with str keys: "chars" for a 1-d NumPy unicode array of keys, "seq" for a list
+    of str; None otherwise."""
+    if d.key_type != types.unicode_type:
+        return None
+    if (isinstance(keys, types.Array) and keys.ndim == 1
+            and isinstance(keys.dtype, types.UnicodeCharSeq)):
+        return "chars"
+    if isinstance(keys, (types.List, types.ListType)) and keys.dtype == types.unicode_type:
+        return "seq"
+    return None
+
+
 def _check_bulk(d, keys, values=None, need_values=True):
-    if not (_np_scalar(d.key_type) and (_np_scalar(d.value_type) or not need_values)):
-        raise TypingError(f"bulk operations in jitted code need numeric or bool keys and values; "
-                          f"this dict is {d}")
-    for what, a in (("keys", keys), ("values", values)):
+    str_keys = _str_keys_kind(d, keys) is not None
+    if not ((_np_scalar(d.key_type) or str_keys)
+            and (_np_scalar(d.value_type) or not need_values)):
+        raise TypingError(f"bulk operations in jitted code need numeric or bool values and "
+                          f"numeric or bool keys (or str keys from a NumPy unicode array or a "
+                          f"list of str); this dict is {d}, the keys are {keys}")
+    for what, a in (("keys", None if str_keys else keys), ("values", values)):
         if a is not None and not (isinstance(a, types.Array) and a.ndim == 1):
             raise TypingError(f"{what} must be a 1-d array, got {a}")
-    _sentry_safe_cast(keys.dtype, d.key_type)
+    if not str_keys:
+        _sentry_safe_cast(keys.dtype, d.key_type)
     if values is not None:
         _sentry_safe_cast(values.dtype, d.value_type)
 
@@ -1223,13 +1240,140 @@ def _nthreads(threads):
     pass
 
 
+def _launch_numba_threads():
+    """Start numba's threading layer, which registers its get_num_threads symbol (also run when a
+    function using _numba_num_threads is loaded from the cache)."""
+    from numba.np.ufunc.parallel import _launch_threads
+
+    _launch_threads()
+
+
+@intrinsic
+def _numba_num_threads(typingctx):
+    """numba.get_num_threads() by symbol name. numba's own jitted get_num_threads calls a ctypes
+    pointer, which makes every caller impossible to cache (cache=True)."""
+    _launch_numba_threads()
+
+    def codegen(context, builder, sig, args):
+        context.active_code_library._reload_init.add(_launch_numba_threads)
+        fn = _fn(builder, "get_num_threads", cgutils.intp_t, [])
+        return builder.call(fn, [])
+
+    return types.intp(), codegen
+
+
 @overload(_nthreads)
 def _ol_nthreads(threads):
-    import numba
-
     if isinstance(threads, (types.Omitted, types.NoneType)) or threads is None:
-        return lambda threads: numba.get_num_threads()
+        return lambda threads: max(1, _numba_num_threads())
     return lambda threads: max(1, threads)
+
+
+# ---- str keys in jitted bulk calls --------------------------------------------------------------
+# A NumPy unicode array under add/min/max/count_many takes the C++ per-word aggregation the
+# interpreter uses (its own worker threads, so it is safe inside a prange body on every threading
+# layer); the words the dict lacks come back once per worker and are combined here. Everything
+# else with str keys (set_many, get_many, contains_many, lists of str) is a loop of single atomic
+# operations on the calling thread: a nested prange kernel would abort under the workqueue layer
+# when the caller itself runs in a prange body.
+
+
+@intrinsic
+def _combine_many_ucs4_raw(typingctx, d, keys, values, stride, op, threads, miss_rows,
+                           miss_vals):
+    """pardict_combine_many_ucs4 over a C-contiguous NumPy unicode array: (status, misses)."""
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        dp, kp, vp, sv, opv, th, mr, mv = args
+
+        def data(ty, v):
+            return builder.bitcast(
+                cgutils.create_struct_proxy(ty)(context, builder, value=v).data, ll_i8p)
+
+        h = _handle(context, builder, d, dp)
+        n = cgutils.create_struct_proxy(keys)(context, builder, value=kp).nitems
+        count = cgutils.alloca_once_value(builder, ll_i64(0))
+        gv = _fields_constant(builder, [(0, _scalar_kind(d.value_type))])
+        fn = _fn(builder, "pardict_combine_many_ucs4", ll_i32,
+                 [ll_i8p, ll_i8p, ll_i64, ll_i64, ll_i8p, ll_i64, ll_i32, ll_i32.as_pointer(),
+                  ll_i32, ll_i32, ll_i64.as_pointer(), ll_i8p, ll_i64.as_pointer()])
+        st = builder.call(fn, [h, data(keys, kp), ll_i64(keys.dtype.count), n, data(values, vp),
+                               sv, opv, gv, ll_i32(1), th,
+                               builder.bitcast(data(miss_rows, mr), ll_i64.as_pointer()),
+                               data(miss_vals, mv), count])
+        return context.make_tuple(builder, sig.return_type, [st, builder.load(count)])
+
+    return types.Tuple([types.int32, types.int64])(d, keys, values, types.int64, types.int32,
+                                                   types.int32, miss_rows, miss_vals), codegen
+
+
+_OP_NAMES = {0: "add", 1: "min", 2: "max"}
+
+
+def _str_combine_impl(d, keys, op, count):
+    """The jitted implementation of add/min/max_many (d, keys, values, threads=None) with str
+    keys, or with count=True of count_many (d, keys, threads=None): returns how many keys were
+    new."""
+    combine = _COMBINE_STATUS[_OP_NAMES[op]]
+    valty = d.value_type
+    blob, bits = _blob_dtype(valty)
+    from numba.np.numpy_support import as_dtype
+
+    vdt = as_dtype(valty)
+    stride = 0 if count else np.dtype(blob).itemsize
+    fast = _str_keys_kind(d, keys) == "chars" and keys.layout == "C" and keys.dtype.count > 0
+
+    def serial(d, keys, values, threads):
+        new = 0
+        for i in range(len(keys)):
+            st, _ = combine(d, keys[i], values[0 if count else i])
+            if st < 0:
+                _raise_status(st)
+            new += st
+        return new
+
+    def ucs4(d, keys, values, threads):
+        n = keys.size
+        if n == 0:
+            return 0
+        vb = _to_blobs(values, valty)
+        rows = np.empty(n, dtype=np.int64)
+        got = np.empty(n, dtype=blob)
+        st, m = _combine_many_ucs4_raw(d, keys, vb, stride, np.int32(op),
+                                       np.int32(_nthreads(threads)), rows, got)
+        if st < 0:
+            _raise_status(st)
+        vals = got[:m].astype(bits).view(vdt)
+        new = 0
+        for j in range(m):
+            st, _ = combine(d, keys[rows[j]], vals[j])
+            if st < 0:
+                _raise_status(st)
+            new += st
+        return new
+
+    run = _register_impl(ucs4 if fast else serial)
+    if count:
+        return lambda d, keys, threads=None: run(d, keys, np.ones(1, dtype=valty), threads)
+
+    def impl(d, keys, values, threads=None):
+        if len(keys) != values.size:
+            raise ValueError("keys and values differ in length")
+        return run(d, keys, values, threads)
+
+    return impl
+
+
+def _register_impl(fn):
+    """fn as a function jitted code can call: an overload of a stub, so it compiles into its
+    caller's library (and caches with it) like every other overload here."""
+
+    def stub(d, keys, values, threads):
+        pass
+
+    overload(stub)(lambda d, keys, values, threads: fn)
+    return stub
 
 
 def _make_bulk_method(name, op):
@@ -1239,6 +1383,23 @@ def _make_bulk_method(name, op):
             raise TypingError(f"pardict.Dict.{name} needs integer or float values; this dict "
                               f"stores {d.value_type}")
         keyty, valty = d.key_type, d.value_type
+        if _str_keys_kind(d, keys) is not None:
+            if op >= 0:
+                return _str_combine_impl(d, keys, op, False)
+
+            def impl_str_set(d, keys, values, threads=None):
+                if len(keys) != values.size:
+                    raise ValueError("keys and values differ in length")
+                new = 0
+                for i in range(len(keys)):
+                    st = _set(d, _conv(str(keys[i]), keyty), _conv(values[i], valty))
+                    if st < 0:
+                        _raise_status(st)
+                    if st == 0:
+                        new += 1
+                return new
+
+            return impl_str_set
 
         def impl(d, keys, values, threads=None):
             if keys.size != values.size:
@@ -1266,6 +1427,8 @@ def _ol_count_many(d, keys, threads=None):
         raise TypingError(f"pardict.Dict.count_many needs integer values; this dict stores "
                           f"{d.value_type}")
     valty = d.value_type
+    if _str_keys_kind(d, keys) is not None:
+        return _str_combine_impl(d, keys, 0, True)
 
     def impl(d, keys, threads=None):
         return d.add_many(keys, np.ones(keys.size, dtype=valty), threads)
@@ -1281,6 +1444,33 @@ def _ol_get_many(d, keys, default=0, threads=None):
     from numba.np.numpy_support import as_dtype
 
     vdt = as_dtype(valty)
+    if _str_keys_kind(d, keys) == "chars":
+        # Looked up through a borrowed view of each NumPy element (made in this frame, which it
+        # must not outlive): no numba string per key.
+
+        def impl_chars(d, keys, default=0, threads=None):
+            out = np.empty(keys.size, dtype=vdt)
+            for i in range(keys.size):
+                k = keys[i]
+                st, v = _get(d, _charseq_view(k, len(k)))
+                if st < 0:
+                    _raise_status(st)
+                out[i] = v if st == 1 else default
+            return out
+
+        return impl_chars
+    if _str_keys_kind(d, keys) == "seq":
+
+        def impl_seq(d, keys, default=0, threads=None):
+            out = np.empty(len(keys), dtype=vdt)
+            for i in range(len(keys)):
+                st, v = _get(d, keys[i])
+                if st < 0:
+                    _raise_status(st)
+                out[i] = v if st == 1 else default
+            return out
+
+        return impl_seq
 
     def impl(d, keys, default=0, threads=None):
         kb = _to_blobs(keys, keyty)
@@ -1300,8 +1490,36 @@ def _ol_get_many(d, keys, default=0, threads=None):
 
 @overload_method(DictType, "contains_many")
 def _ol_contains_many(d, keys, threads=None):
-    _check_bulk(d, keys)
+    _check_bulk(d, keys, need_values=False)
     keyty = d.key_type
+    if _str_keys_kind(d, keys) == "chars":
+
+        def impl_chars(d, keys, threads=None):
+            out = np.zeros(keys.size, dtype=np.bool_)
+            for i in range(keys.size):
+                k = keys[i]
+                st = _contains(d, _charseq_view(k, len(k)))
+                if st < 0:
+                    _raise_status(st)
+                out[i] = st == 1
+            return out
+
+        return impl_chars
+    if _str_keys_kind(d, keys) == "seq":
+
+        def impl_seq(d, keys, threads=None):
+            out = np.zeros(len(keys), dtype=np.bool_)
+            for i in range(len(keys)):
+                st = _contains(d, keys[i])
+                if st < 0:
+                    _raise_status(st)
+                out[i] = st == 1
+            return out
+
+        return impl_seq
+    if not _np_scalar(d.value_type):
+        raise TypingError(f"pardict.Dict.contains_many with numeric keys needs numeric or bool "
+                          f"values; this dict is {d}")
     blob = _blob_dtype(d.value_type)[0]
 
     def impl(d, keys, threads=None):
@@ -1312,6 +1530,34 @@ def _ol_contains_many(d, keys, threads=None):
         if st < 0:
             _raise_status(st)
         return found.astype(np.bool_)
+
+    return impl
+
+
+@overload_method(DictType, "to_arrays")
+def _ol_to_arrays(d):
+    """(keys, values) as two arrays in the same (unspecified) order; numeric or bool keys and
+    values (numba cannot make a NumPy unicode array whose width is known only at run time)."""
+    if not (_np_scalar(d.key_type) and _np_scalar(d.value_type)):
+        raise TypingError(f"pardict.Dict.to_arrays in jitted code needs numeric or bool keys and "
+                          f"values; this dict is {d} (str keys: call it from the interpreter)")
+    from numba.np.numpy_support import as_dtype
+
+    kdt, vdt = as_dtype(d.key_type), as_dtype(d.value_type)
+
+    def impl(d):
+        n = len(d)
+        ks = np.empty(n, dtype=kdt)
+        vs = np.empty(n, dtype=vdt)
+        i = 0
+        for k, v in d.items():
+            if i == ks.size:  # the dict grew meanwhile (other threads)
+                ks = np.concatenate((ks, np.empty(ks.size + 16, dtype=kdt)))
+                vs = np.concatenate((vs, np.empty(vs.size + 16, dtype=vdt)))
+            ks[i] = k
+            vs[i] = v
+            i += 1
+        return ks[:i], vs[:i]
 
     return impl
 
