@@ -144,19 +144,8 @@ def _items(d):
 
 
 @njit(nogil=True)
-def _to_arrays(d, kproto, vproto):
-    n = len(d)
-    ks = np.empty(n, dtype=kproto.dtype)
-    vs = np.empty(n, dtype=vproto.dtype)
-    i = 0
-    for k, v in d.items():
-        if i == ks.size:  # the dict grew meanwhile (other threads)
-            ks = np.concatenate((ks, np.empty(ks.size + 16, dtype=kproto.dtype)))
-            vs = np.concatenate((vs, np.empty(vs.size + 16, dtype=vproto.dtype)))
-        ks[i] = k
-        vs[i] = v
-        i += 1
-    return ks[:i], vs[:i]
+def _to_arrays(d):
+    return d.to_arrays()
 
 
 @njit(nogil=True)
@@ -692,7 +681,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             items = _items(self)
             return (np.array([k for k, _ in items], dtype=str),
                     np.array([v for _, v in items], dtype=_np_dtype(vt)))
-        return _to_arrays(self, np.empty(0, _np_dtype(kt)), np.empty(0, _np_dtype(vt)))
+        return _to_arrays(self)
 
     def merge(self, other, op="assign", threads=None):
         """Every item of other into self: op='assign' stores it, 'add'/'min'/'max' combine it as

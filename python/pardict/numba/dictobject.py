@@ -8,6 +8,7 @@ inputs, values handed out are new references, and a replaced or removed value is
 after the call returned, i.e. outside every lock of the table.
 """
 
+import functools
 import operator
 
 import numpy as np
@@ -1166,6 +1167,11 @@ def _ol_to_blobs(arr, ty):
     return impl
 
 
+def _array_data(context, builder, ty, v):
+    """The data pointer of an array value, as i8*."""
+    return builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=v).data, ll_i8p)
+
+
 def _bulk_intrinsic(cname, with_values_in):
     @intrinsic
     def bulk(typingctx, d, keys, values, found, op, threads):
@@ -1173,10 +1179,7 @@ def _bulk_intrinsic(cname, with_values_in):
 
         def codegen(context, builder, sig, args):
             dp, kp, vp, fp, opv, th = args
-
-            def data(ty, v):
-                return builder.bitcast(
-                    cgutils.create_struct_proxy(ty)(context, builder, value=v).data, ll_i8p)
+            data = functools.partial(_array_data, context, builder)
 
             h = _handle(context, builder, d, dp)
             n = cgutils.create_struct_proxy(keys)(context, builder, value=kp).nitems
@@ -1286,10 +1289,7 @@ def _combine_many_ucs4_raw(typingctx, d, keys, values, stride, op, threads, miss
 
     def codegen(context, builder, sig, args):
         dp, kp, vp, sv, opv, th, mr, mv = args
-
-        def data(ty, v):
-            return builder.bitcast(
-                cgutils.create_struct_proxy(ty)(context, builder, value=v).data, ll_i8p)
+        data = functools.partial(_array_data, context, builder)
 
         h = _handle(context, builder, d, dp)
         n = cgutils.create_struct_proxy(keys)(context, builder, value=kp).nitems
