@@ -377,6 +377,44 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
   return s;
 }
 
+int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t width, int64_t n,
+                              void* values_out, uint8_t* found_out, int32_t threads,
+                              int64_t* count_out) {
+  const dict_base* b = reinterpret_cast<const dict_base*>(d);
+  const auto& l = b->lay;
+  if (l.key_size != 8 * unicode_words || l.key_strs != 1u || n < 0 || width < 0 ||
+      (values_out != nullptr && l.value_refs != 0) || (n > 0 && chars == nullptr))
+    return PARDICT_ERR_INVALID;
+  if (found_out != nullptr) std::memset(found_out, 0, static_cast<std::size_t>(n));
+  const std::size_t kc = l.key_class, vc = l.value_class;
+  const auto* points = static_cast<const std::uint32_t*>(chars);
+  auto* out = static_cast<unsigned char*>(values_out);
+  std::atomic<std::int64_t> found{0};
+  const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
+    // A batch of borrowed views (numba's unicode struct over the NumPy element: data, length,
+    // kind 4, hash -1, no MemInfo) goes through the engine's prefetching bulk lookup.
+    constexpr std::size_t batch = 64;
+    std::vector<std::uint64_t> keys(batch * kc / 8, 0);
+    std::size_t f = 0;
+    for (std::size_t r0 = lo; r0 < hi; r0 += batch) {
+      const std::size_t m = std::min(batch, hi - r0);
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
+        std::uint64_t* k = keys.data() + j * kc / 8;
+        k[0] = reinterpret_cast<std::uintptr_t>(p);
+        k[1] = static_cast<std::uint64_t>(ucs4_length(p, width));
+        k[2] = 4;
+        k[3] = ~std::uint64_t{0};
+      }
+      f += b->get_many(keys.data(), m, out != nullptr ? out + r0 * vc : nullptr,
+                       found_out != nullptr ? found_out + r0 : nullptr);
+    }
+    found.fetch_add(static_cast<std::int64_t>(f));
+  });
+  if (count_out != nullptr) *count_out = found.load();
+  return s;
+}
+
 int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt, pardict_update_fn cb,
                        void* ctx, void* out) {
   if (D(d)->lay.value_refs != 0 || cb == nullptr) return PARDICT_ERR_INVALID;

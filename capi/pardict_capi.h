@@ -159,6 +159,13 @@ PARDICT_API int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars
                                               int32_t op, const int32_t* fields, int32_t n_fields,
                                               int32_t threads, int64_t* miss_rows,
                                               void* miss_values, int64_t* n_miss);
+// pardict_get_many for a dictionary whose key is one string, from a NumPy fixed-width unicode
+// array (n elements of `width` UCS4 code points, trailing NULs are padding), looked up through
+// borrowed views (no numba string is built). values_out needs a value layout without references;
+// with values_out null (contains) any value layout is accepted.
+PARDICT_API int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t width,
+                                          int64_t n, void* values_out, uint8_t* found_out,
+                                          int32_t threads, int64_t* count_out);
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
 // A new dictionary with the same layout and elements.

@@ -87,6 +87,7 @@ NB_MODULE(_ext, m) {
     d["pardict_get_many"] = addr(&pardict_get_many);
     d["pardict_combine_many"] = addr(&pardict_combine_many);
     d["pardict_combine_many_ucs4"] = addr(&pardict_combine_many_ucs4);
+    d["pardict_get_many_ucs4"] = addr(&pardict_get_many_ucs4);
     d["pardict_clear"] = addr(&pardict_clear);
     d["pardict_reserve"] = addr(&pardict_reserve);
     d["pardict_copy"] = addr(&pardict_copy);
@@ -113,6 +114,18 @@ NB_MODULE(_ext, m) {
         const std::int32_t st = pardict_get_many(
             reinterpret_cast<const pardict_dict*>(d), reinterpret_cast<const void*>(keys), n,
             reinterpret_cast<void*>(values), reinterpret_cast<std::uint8_t*>(found), threads,
+            &count);
+        return std::make_pair(st, count);
+      },
+      nb::call_guard<nb::gil_scoped_release>());
+  m.def(
+      "get_many_ucs4",
+      [](std::uintptr_t d, std::uintptr_t chars, std::int64_t width, std::int64_t n,
+         std::uintptr_t values, std::uintptr_t found, std::int32_t threads) {
+        std::int64_t count = 0;
+        const std::int32_t st = pardict_get_many_ucs4(
+            reinterpret_cast<const pardict_dict*>(d), reinterpret_cast<const void*>(chars), width,
+            n, reinterpret_cast<void*>(values), reinterpret_cast<std::uint8_t*>(found), threads,
             &count);
         return std::make_pair(st, count);
       },

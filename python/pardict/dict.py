@@ -172,8 +172,10 @@ _MERGE = {"assign": (-1, _merge_assign), "add": (0, _merge_add), "min": (1, _mer
           "max": (2, _merge_max)}
 
 
-# String keys hold references (numba strings), so they cannot take the byte-blob C++ bulk path:
-# their bulk operations are prange loops over a NumPy unicode array, one atomic operation per
+# String keys hold references (numba strings), so they cannot take the byte-blob C++ bulk path.
+# Lookups (get_many, contains_many) and add/min/max/count go through C++ paths that read the
+# NumPy unicode array in place (_get_str, _combine_str); storing new keys needs numba strings, so
+# set_many and the words those paths hand back are prange loops here, one atomic operation per
 # element, with the GIL released.
 @njit(parallel=True, nogil=True)
 def _str_set_many(d, keys, values):
@@ -214,15 +216,6 @@ def _str_combiner(op):
 
 _STR_COMBINE = {-1: _str_set_many, 0: _str_combiner("add"), 1: _str_combiner("min"),
                 2: _str_combiner("max")}
-
-
-@njit(parallel=True, nogil=True)
-def _str_get_many(d, keys, out, found):
-    for i in prange(keys.size):
-        st, v = _get_raw(d, str(keys[i]))
-        if st == 1:
-            out[i] = v
-            found[i] = True
 
 
 @njit
@@ -599,6 +592,20 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         new_vals = miss_vals[:m, : vdt.itemsize].copy().view(vdt).ravel()
         return self._in_numba_threads(threads, _STR_COMBINE[op], kb[miss_rows[:m]], new_vals)
 
+    def _get_str(self, kb, out, found, threads):
+        # C++ looks each NumPy element up through a borrowed view of its code points (no numba
+        # string per key), in prefetched batches on `threads` workers, with the GIL released.
+        kb = np.ascontiguousarray(kb)
+        if kb.dtype.byteorder == ">":
+            kb = kb.astype(kb.dtype.newbyteorder("="))
+        if len(kb) == 0:
+            return
+        st, _ = _ext.get_many_ucs4(self._handle(), kb.ctypes.data, kb.dtype.itemsize // 4, len(kb),
+                                   0 if out is None else out.ctypes.data,
+                                   0 if found is None else found.ctypes.data,
+                                   self._threads(threads))
+        _check_bulk_status(st)
+
     def set_many(self, keys, values, threads=None):
         """d[k] = v for every pair; returns how many keys were new."""
         return self._combine_many(keys, values, -1, threads)
@@ -638,8 +645,14 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         vc = _ext.value_class(vdt.itemsize)
         out = np.full(len(kb), default, dtype=vdt)
         if kt == types.unicode_type:
-            found = np.zeros(len(kb), dtype=np.bool_)
-            self._in_numba_threads(threads, _str_get_many, kb, out, found)
+            if vdt.itemsize == vc:
+                self._get_str(kb, out, None, threads)
+                return out
+            raw = np.zeros((len(kb), vc), dtype=np.uint8)
+            found = np.zeros(len(kb), dtype=np.uint8)
+            self._get_str(kb, raw, found, threads)
+            hit = found.astype(bool)
+            out[hit] = raw[hit, : vdt.itemsize].copy().view(vdt).ravel()
             return out
         if vdt.itemsize == vc:
             st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), out.ctypes.data, 0,
@@ -659,15 +672,10 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         """A bool array: whether each key is present."""
         kt, vt = self._bulk_layout(need_values=False)
         kb = self._keys_blob(keys)
-        if kt == types.unicode_type:
-            if _np_dtype(vt) is None:
-                raise TypeError(f"contains_many with str keys needs numeric or bool values; "
-                                f"this dict stores {vt}")
-            found = np.zeros(len(kb), dtype=np.bool_)
-            self._in_numba_threads(threads, _str_get_many, kb, np.empty(len(kb), _np_dtype(vt)),
-                                   found)
-            return found
         found = np.zeros(len(kb), dtype=np.uint8)
+        if kt == types.unicode_type:
+            self._get_str(kb, None, found, threads)
+            return found.view(np.bool_)
         st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), 0, found.ctypes.data,
                               self._threads(threads))
         _check_bulk_status(st)

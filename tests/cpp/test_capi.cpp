@@ -497,6 +497,53 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
   pardict_free(d);
 }
 
+TEST_F(CapiTest, GetManyUcs4LooksWordsUpInPlace) {
+  // A str -> int64 dict holding "ab" (kind 1), "é" (kind 1, code point 0xe9) and "" — looked up
+  // from a NumPy U3 array whose rows are UCS4 (kind 4): equal by code points, not bytes.
+  pardict_dict* d = make(48, 8, /*krefs=*/1u << 4, /*kstrs=*/1u);
+  fake_meminfo m;
+  const char ab[] = "ab", e[] = "\xe9", empty[] = "";
+  const key_buf stored[] = {{{ab, 2, 1, 0, -1, &m, nullptr}},
+                            {{e, 1, 1, 0, -1, &m, nullptr}},
+                            {{empty, 0, 1, 0, -1, &m, nullptr}}};
+  for (std::int64_t i = 0; i < 3; ++i) ASSERT_EQ(pardict_set(d, &stored[i], &i, nullptr), 0);
+  const std::uint32_t rows[][3] = {{'a', 'b', 0}, {'x', 0, 0},     {0xe9, 0, 0},
+                                   {0, 0, 0},     {'a', 'b', 'c'}, {'a', 0, 0}};
+  std::int64_t out[6] = {-1, -1, -1, -1, -1, -1};
+  std::uint8_t found[6] = {9, 9, 9, 9, 9, 9};
+  std::int64_t count = -1;
+  ASSERT_EQ(pardict_get_many_ucs4(d, rows, 3, 6, out, found, 1, &count), PARDICT_OK);
+  EXPECT_EQ(count, 3);
+  EXPECT_EQ(std::vector<int>(found, found + 6), (std::vector<int>{1, 0, 1, 1, 0, 0}));
+  EXPECT_EQ(out[0], 0);
+  EXPECT_EQ(out[2], 1);
+  EXPECT_EQ(out[3], 2);
+  EXPECT_EQ(out[1], -1);  // misses leave the output alone
+
+  // Many rows over several workers, found only (values_out null).
+  std::vector<std::uint32_t> many(3 * 50000, 0);
+  for (std::size_t i = 0; i < 50000; ++i) {
+    many[3 * i] = 'a';
+    many[3 * i + 1] = i % 3 == 0 ? 'b' : 'z';
+  }
+  std::vector<std::uint8_t> hits(50000, 7);
+  ASSERT_EQ(pardict_get_many_ucs4(d, many.data(), 3, 50000, nullptr, hits.data(), 4, &count),
+            PARDICT_OK);
+  EXPECT_EQ(count, (50000 + 2) / 3);
+  for (std::size_t i = 0; i < 50000; ++i) ASSERT_EQ(hits[i], i % 3 == 0 ? 1 : 0) << i;
+
+  // Bad arguments: a non-string key layout; values out of a layout holding references.
+  pardict_dict* ints = make(8, 8);
+  EXPECT_EQ(pardict_get_many_ucs4(ints, rows, 3, 6, out, found, 1, &count), PARDICT_ERR_INVALID);
+  pardict_free(ints);
+  pardict_dict* refs = make(48, 16, 1u << 4, 1u, /*vrefs=*/1u);
+  EXPECT_EQ(pardict_get_many_ucs4(refs, rows, 3, 6, out, found, 1, &count), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_get_many_ucs4(refs, rows, 3, 6, nullptr, found, 1, &count), PARDICT_OK);
+  EXPECT_EQ(count, 0);
+  pardict_free(refs);
+  pardict_free(d);
+}
+
 TEST_F(CapiTest, BulkCallsStartNoMoreWorkersThanCpus) {
   // Each worker of the string path reports a word the dict lacks once, so the number of reports
   // of one new word counts the workers: 8 requested, enough rows for 8, at most one per CPU.

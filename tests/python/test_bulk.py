@@ -160,6 +160,62 @@ def test_str_keys_count_get_contains_to_arrays(threads):
                                                                                   counts.tolist()))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_str_get_and_contains_many_read_unicode_arrays_in_place(threads):
+    # C++ looks NumPy elements up through borrowed views: any kind of stored word, padding,
+    # big-endian and strided arrays, lists, and misses that leave the default.
+    rng = np.random.default_rng(14)
+    vocab = [f"w{i}" for i in range(5000)] + ["é", "日本", "😀x", ""]
+    d = Dict.empty(types.unicode_type, I64)
+    stored = {w: i for i, w in enumerate(vocab) if i % 3 != 1}
+    for w, v in stored.items():
+        d[w] = v
+    probe = np.array(vocab + ["nope", "w1x", "日"])[rng.permutation(len(vocab) + 3)]
+    want = [stored.get(w, -7) for w in probe.tolist()]
+    big_endian = probe.astype(probe.dtype.newbyteorder(">"))
+    for keys in (probe, big_endian, np.repeat(probe, 2)[::2], probe.tolist()):
+        np.testing.assert_array_equal(d.get_many(keys, -7, threads=threads), want)
+        np.testing.assert_array_equal(d.contains_many(keys, threads=threads),
+                                      [w in stored for w in probe.tolist()])
+    assert d.get_many(np.array([], dtype="U3")).size == 0
+
+
+def test_str_contains_many_with_any_value_type():
+    a = Dict.empty(types.unicode_type, types.float64[:])
+    a["k"] = np.ones(2)
+    t = Dict.empty(types.unicode_type, types.UniTuple(types.int64, 2))
+    t["k"] = (1, 2)
+    for d in (a, t):
+        np.testing.assert_array_equal(d.contains_many(["k", "j", "k"]), [True, False, True])
+        with pytest.raises(TypeError, match="numeric or bool values"):
+            d.get_many(["k"])
+
+
+def test_str_get_many_while_another_thread_grows_the_dict():
+    # Words present for the whole call are always found, with their values, while a writer
+    # thread inserts enough new words to migrate every shard several times.
+    d = Dict.empty(types.unicode_type, I64)
+    present = np.array([f"p{i}" for i in range(20_000)])
+    d.set_many(present, np.arange(present.size))
+    stop = threading.Event()
+
+    def writer():
+        j = 0
+        while not stop.is_set() and j < 40:
+            d.count_many(np.array([f"n{j}_{i}" for i in range(10_000)]), threads=1)
+            j += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(20):
+            np.testing.assert_array_equal(d.get_many(present, -1, threads=2),
+                                          np.arange(present.size))
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_str_keys_set_min_max_from_lists():
     d = Dict.empty(types.unicode_type, F64)
     assert d.set_many(["a", "b"], [1.0, 2.0]) == 2
@@ -292,6 +348,34 @@ def test_str_bulk_methods_in_njit(threads, contiguous):
     assert d.to_dict() == want
     np.testing.assert_array_equal(got, [want.get(k, -1) for k in probe.tolist()])
     np.testing.assert_array_equal(has, [k in want for k in probe.tolist()])
+
+
+@njit
+def njit_str_lookups(d, probe, threads):
+    return d.get_many(probe, -1, threads), d.contains_many(probe, threads)
+
+
+@njit
+def njit_str_contains(d, probe):
+    return d.contains_many(probe)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_str_lookups_in_njit_match_a_dict(threads):
+    rng = np.random.default_rng(15)
+    vocab = [f"v{i}" for i in range(4000)] + ["é", "日本", ""]
+    d = Dict.empty(types.unicode_type, I64)
+    stored = {w: 3 * i for i, w in enumerate(vocab) if i % 4 != 0}
+    for w, v in stored.items():
+        d[w] = v
+    probe = np.array(vocab + ["zz"])[rng.integers(0, len(vocab) + 1, 30_000)]
+    for keys in (probe, probe[::-1][::2]):  # C-contiguous (C++), strided (calling thread)
+        got, has = njit_str_lookups(d, keys, threads)
+        np.testing.assert_array_equal(got, [stored.get(w, -1) for w in keys.tolist()])
+        np.testing.assert_array_equal(has, [w in stored for w in keys.tolist()])
+    a = Dict.empty(types.unicode_type, types.float64[:])
+    a["k"] = np.ones(1)
+    np.testing.assert_array_equal(njit_str_contains(a, np.array(["k", "x"])), [True, False])
 
 
 @njit

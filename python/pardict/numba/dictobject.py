@@ -1273,12 +1273,13 @@ def _ol_nthreads(threads):
 
 
 # ---- str keys in jitted bulk calls --------------------------------------------------------------
-# A NumPy unicode array under add/min/max/count_many takes the C++ per-word aggregation the
-# interpreter uses (its own worker threads, so it is safe inside a prange body on every threading
-# layer); the words the dict lacks come back once per worker and are combined here. Everything
-# else with str keys (set_many, get_many, contains_many, lists of str) is a loop of single atomic
-# operations on the calling thread: a nested prange kernel would abort under the workqueue layer
-# when the caller itself runs in a prange body.
+# A C-contiguous NumPy unicode array takes the C++ paths the interpreter uses, which read the
+# elements in place on their own worker threads (so they are safe inside a prange body on every
+# threading layer): get/contains_many look the words up in prefetched batches; add/min/max/
+# count_many aggregate per word, and the words the dict lacks come back once per worker and are
+# combined here. Everything else with str keys (set_many, which must build numba strings; strided
+# arrays; lists of str) is a loop of single atomic operations on the calling thread: a nested
+# prange kernel would abort under the workqueue layer when the caller itself runs in a prange body.
 
 
 @intrinsic
@@ -1308,6 +1309,36 @@ def _combine_many_ucs4_raw(typingctx, d, keys, values, stride, op, threads, miss
                                                    types.int32, miss_rows, miss_vals), codegen
 
 
+@intrinsic
+def _get_many_ucs4_raw(typingctx, d, keys, values, found, threads):
+    """pardict_get_many_ucs4 over a C-contiguous NumPy unicode array: (status, found count).
+    values None: only `found` is written (contains_many, any value type)."""
+    _check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        dp, kp, vp, fp, th = args
+        data = functools.partial(_array_data, context, builder)
+
+        h = _handle(context, builder, d, dp)
+        n = cgutils.create_struct_proxy(keys)(context, builder, value=kp).nitems
+        count = cgutils.alloca_once_value(builder, ll_i64(0))
+        vptr = (cgutils.get_null_value(ll_i8p) if isinstance(values, types.NoneType)
+                else data(values, vp))
+        fn = _fn(builder, "pardict_get_many_ucs4", ll_i32,
+                 [ll_i8p, ll_i8p, ll_i64, ll_i64, ll_i8p, ll_i8p, ll_i32, ll_i64.as_pointer()])
+        st = builder.call(fn, [h, data(keys, kp), ll_i64(keys.dtype.count), n, vptr,
+                               data(found, fp), th, count])
+        return context.make_tuple(builder, sig.return_type, [st, builder.load(count)])
+
+    return types.Tuple([types.int32, types.int64])(d, keys, values, found, threads), codegen
+
+
+def _ucs4_ok(d, keys):
+    """Whether str keys can take the C++ paths that read a NumPy unicode array in place."""
+    return (_str_keys_kind(d, keys) == "chars" and keys.layout == "C"
+            and keys.dtype.count > 0)
+
+
 _OP_NAMES = {0: "add", 1: "min", 2: "max"}
 
 
@@ -1322,7 +1353,7 @@ def _str_combine_impl(d, keys, op, count):
 
     vdt = as_dtype(valty)
     stride = 0 if count else np.dtype(blob).itemsize
-    fast = _str_keys_kind(d, keys) == "chars" and keys.layout == "C" and keys.dtype.count > 0
+    fast = _ucs4_ok(d, keys)
 
     def serial(d, keys, values, threads):
         new = 0
@@ -1444,9 +1475,26 @@ def _ol_get_many(d, keys, default=0, threads=None):
     from numba.np.numpy_support import as_dtype
 
     vdt = as_dtype(valty)
+    if _ucs4_ok(d, keys):
+        # C++ reads the NumPy elements in place, in prefetched batches on `threads` workers.
+
+        def impl_ucs4(d, keys, default=0, threads=None):
+            raw = np.zeros(keys.size, dtype=blob)
+            found = np.zeros(keys.size, dtype=np.uint8)
+            if keys.size > 0:
+                st, _ = _get_many_ucs4_raw(d, keys, raw, found, np.int32(_nthreads(threads)))
+                if st < 0:
+                    _raise_status(st)
+            vals = raw.astype(bits).view(vdt)
+            out = np.empty(keys.size, dtype=vdt)
+            for i in range(keys.size):
+                out[i] = vals[i] if found[i] else default
+            return out
+
+        return impl_ucs4
     if _str_keys_kind(d, keys) == "chars":
-        # Looked up through a borrowed view of each NumPy element (made in this frame, which it
-        # must not outlive): no numba string per key.
+        # Strided: looked up through a borrowed view of each NumPy element (made in this frame,
+        # which it must not outlive), on the calling thread; no numba string per key.
 
         def impl_chars(d, keys, default=0, threads=None):
             out = np.empty(keys.size, dtype=vdt)
@@ -1492,6 +1540,17 @@ def _ol_get_many(d, keys, default=0, threads=None):
 def _ol_contains_many(d, keys, threads=None):
     _check_bulk(d, keys, need_values=False)
     keyty = d.key_type
+    if _ucs4_ok(d, keys):
+
+        def impl_ucs4(d, keys, threads=None):
+            found = np.zeros(keys.size, dtype=np.uint8)
+            if keys.size > 0:
+                st, _ = _get_many_ucs4_raw(d, keys, None, found, np.int32(_nthreads(threads)))
+                if st < 0:
+                    _raise_status(st)
+            return found.astype(np.bool_)
+
+        return impl_ucs4
     if _str_keys_kind(d, keys) == "chars":
 
         def impl_chars(d, keys, threads=None):
