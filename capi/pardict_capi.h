@@ -136,7 +136,8 @@ PARDICT_API int32_t pardict_combine_present(pardict_dict* d, const void* key, co
 // batch as a whole is not. Only for layouts without references or string keys (PARDICT_ERR_INVALID
 // otherwise). Returns a non-negative status on success; *count_out (may be NULL) gets the number
 // found (get_many) or inserted (combine_many). values_out: value blobs of found keys are written,
-// others left untouched; found_out: 0/1.
+// others left untouched; found_out: 0/1. get_many with values_out NULL (a membership test)
+// accepts values that hold references.
 PARDICT_API int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n,
                                      void* values_out, uint8_t* found_out, int32_t threads,
                                      int64_t* count_out);

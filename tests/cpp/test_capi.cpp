@@ -497,6 +497,25 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
   pardict_free(d);
 }
 
+TEST_F(CapiTest, GetManyTestsMembershipOfValuesHoldingReferences) {
+  // int64 -> {meminfo, payload}: get_many may not copy such values out, but a membership test
+  // (values_out null) reads none of them.
+  pardict_dict* d = make(8, 16, 0, 0, /*vrefs=*/1u);
+  fake_meminfo m;
+  const std::int64_t k = 5;
+  const ref_value v{&m, 1};
+  ASSERT_EQ(pardict_set(d, &k, &v, nullptr), 0);
+  const std::int64_t keys[] = {5, 6, 5};
+  std::uint8_t found[3] = {9, 9, 9};
+  ref_value out[3];
+  std::int64_t count = -1;
+  EXPECT_EQ(pardict_get_many(d, keys, 3, out, found, 1, &count), PARDICT_ERR_INVALID);
+  ASSERT_EQ(pardict_get_many(d, keys, 3, nullptr, found, 1, &count), PARDICT_OK);
+  EXPECT_EQ(count, 2);
+  EXPECT_EQ(std::vector<int>(found, found + 3), (std::vector<int>{1, 0, 1}));
+  pardict_free(d);
+}
+
 TEST_F(CapiTest, GetManyUcs4LooksWordsUpInPlace) {
   // A str -> int64 dict holding "ab" (kind 1), "é" (kind 1, code point 0xe9) and "" — looked up
   // from a NumPy U3 array whose rows are UCS4 (kind 4): equal by code points, not bytes.

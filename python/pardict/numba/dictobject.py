@@ -16,7 +16,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.errors import TypingError
 from numba.core.extending import (intrinsic, lower_builtin, overload, overload_attribute,
-                                  overload_method)
+                                  overload_method, register_jitable)
 from numba.core.imputils import RefType, impl_ret_borrowed, iternext_impl
 from numba.typed.typedobjectutils import _cast
 from numba.typed.typedobjectutils import _sentry_safe_cast as _numba_sentry_safe_cast
@@ -1196,8 +1196,9 @@ def _bulk_intrinsic(cname, with_values_in):
             else:
                 fn = _fn(builder, cname, ll_i32, [ll_i8p, ll_i8p, ll_i64, ll_i8p, ll_i8p, ll_i32,
                                                    ll_i64.as_pointer()])
-                st = builder.call(fn, [h, data(keys, kp), n, data(values, vp), data(found, fp),
-                                       th, count])
+                vptr = (cgutils.get_null_value(ll_i8p) if isinstance(values, types.NoneType)
+                        else data(values, vp))
+                st = builder.call(fn, [h, data(keys, kp), n, vptr, data(found, fp), th, count])
             return context.make_tuple(builder, sig.return_type, [st, builder.load(count)])
 
         return types.Tuple([types.int32, types.int64])(d, keys, values, found, op, threads), \
@@ -1485,11 +1486,7 @@ def _ol_get_many(d, keys, default=0, threads=None):
                 st, _ = _get_many_ucs4_raw(d, keys, raw, found, np.int32(_nthreads(threads)))
                 if st < 0:
                     _raise_status(st)
-            vals = raw.astype(bits).view(vdt)
-            out = np.empty(keys.size, dtype=vdt)
-            for i in range(keys.size):
-                out[i] = vals[i] if found[i] else default
-            return out
+            return _found_or_default(raw.astype(bits).view(vdt), found, default)
 
         return impl_ucs4
     if _str_keys_kind(d, keys) == "chars":
@@ -1527,13 +1524,17 @@ def _ol_get_many(d, keys, default=0, threads=None):
         st, _ = _get_many_raw(d, kb, raw, found, np.int32(0), np.int32(_nthreads(threads)))
         if st < 0:
             _raise_status(st)
-        vals = raw.astype(bits).view(vdt)
-        out = np.empty(kb.size, dtype=vdt)
-        for i in range(kb.size):
-            out[i] = vals[i] if found[i] else default
-        return out
+        return _found_or_default(raw.astype(bits).view(vdt), found, default)
 
     return impl
+
+
+@register_jitable
+def _found_or_default(vals, found, default):
+    out = np.empty(vals.size, dtype=vals.dtype)
+    for i in range(vals.size):
+        out[i] = vals[i] if found[i] else default
+    return out
 
 
 @overload_method(DictType, "contains_many")
@@ -1576,16 +1577,11 @@ def _ol_contains_many(d, keys, threads=None):
             return out
 
         return impl_seq
-    if not _np_scalar(d.value_type):
-        raise TypingError(f"pardict.Dict.contains_many with numeric keys needs numeric or bool "
-                          f"values; this dict is {d}")
-    blob = _blob_dtype(d.value_type)[0]
 
     def impl(d, keys, threads=None):
         kb = _to_blobs(keys, keyty)
-        raw = np.zeros(kb.size, dtype=blob)  # receives the values (unused)
         found = np.zeros(kb.size, dtype=np.uint8)
-        st, _ = _get_many_raw(d, kb, raw, found, np.int32(0), np.int32(_nthreads(threads)))
+        st, _ = _get_many_raw(d, kb, None, found, np.int32(0), np.int32(_nthreads(threads)))
         if st < 0:
             _raise_status(st)
         return found.astype(np.bool_)
