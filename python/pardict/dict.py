@@ -174,7 +174,7 @@ _MERGE = {"assign": (-1, _merge_assign), "add": (0, _merge_add), "min": (1, _mer
 
 # String keys hold references (numba strings), so they cannot take the byte-blob C++ bulk path.
 # Lookups (get_many, contains_many) and add/min/max/count go through C++ paths that read the
-# NumPy unicode array in place (_get_str, _combine_str); storing new keys needs numba strings, so
+# NumPy unicode array in place (_lookup, _combine_str); storing new keys needs numba strings, so
 # set_many and the words those paths hand back are prange loops here, one atomic operation per
 # element, with the GIL released.
 @njit(parallel=True, nogil=True)
@@ -572,8 +572,6 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         # C++ aggregates the rows per word (hashing the UCS4 code points in place) and combines
         # the words the dict holds; the words it lacks come back once per worker thread, with a
         # row holding them and their aggregated value, for the jitted combine loop to insert.
-        if kb.dtype.byteorder == ">":
-            kb = kb.astype(kb.dtype.newbyteorder("="))
         n = len(kb)
         if n == 0:
             return 0
@@ -591,20 +589,6 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             return 0
         new_vals = miss_vals[:m, : vdt.itemsize].copy().view(vdt).ravel()
         return self._in_numba_threads(threads, _STR_COMBINE[op], kb[miss_rows[:m]], new_vals)
-
-    def _get_str(self, kb, out, found, threads):
-        # C++ looks each NumPy element up through a borrowed view of its code points (no numba
-        # string per key), in prefetched batches on `threads` workers, with the GIL released.
-        kb = np.ascontiguousarray(kb)
-        if kb.dtype.byteorder == ">":
-            kb = kb.astype(kb.dtype.newbyteorder("="))
-        if len(kb) == 0:
-            return
-        st, _ = _ext.get_many_ucs4(self._handle(), kb.ctypes.data, kb.dtype.itemsize // 4, len(kb),
-                                   0 if out is None else out.ctypes.data,
-                                   0 if found is None else found.ctypes.data,
-                                   self._threads(threads))
-        _check_bulk_status(st)
 
     def set_many(self, keys, values, threads=None):
         """d[k] = v for every pair; returns how many keys were new."""
@@ -644,42 +628,38 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         vdt = _np_dtype(vt)
         vc = _ext.value_class(vdt.itemsize)
         out = np.full(len(kb), default, dtype=vdt)
-        if kt == types.unicode_type:
-            if vdt.itemsize == vc:
-                self._get_str(kb, out, None, threads)
-                return out
-            raw = np.zeros((len(kb), vc), dtype=np.uint8)
-            found = np.zeros(len(kb), dtype=np.uint8)
-            self._get_str(kb, raw, found, threads)
-            hit = found.astype(bool)
-            out[hit] = raw[hit, : vdt.itemsize].copy().view(vdt).ravel()
-            return out
         if vdt.itemsize == vc:
-            st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), out.ctypes.data, 0,
-                                  self._threads(threads))
-            _check_bulk_status(st)
+            self._lookup(kb, out, None, threads)
             return out
         raw = np.zeros((len(kb), vc), dtype=np.uint8)
         found = np.zeros(len(kb), dtype=np.uint8)
-        st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), raw.ctypes.data,
-                              found.ctypes.data, self._threads(threads))
-        _check_bulk_status(st)
+        self._lookup(kb, raw, found, threads)
         hit = found.astype(bool)
         out[hit] = raw[hit, : vdt.itemsize].copy().view(vdt).ravel()
         return out
 
     def contains_many(self, keys, threads=None):
         """A bool array: whether each key is present."""
-        kt, vt = self._bulk_layout(need_values=False)
+        self._bulk_layout(need_values=False)
         kb = self._keys_blob(keys)
         found = np.zeros(len(kb), dtype=np.uint8)
-        if kt == types.unicode_type:
-            self._get_str(kb, None, found, threads)
-            return found.view(np.bool_)
-        st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), 0, found.ctypes.data,
-                              self._threads(threads))
-        _check_bulk_status(st)
+        self._lookup(kb, None, found, threads)
         return found.view(np.bool_)
+
+    def _lookup(self, kb, out, found, threads):
+        # C++ bulk lookup with the GIL released, on `threads` workers, writing value blobs of the
+        # keys found into out and 0/1 into found (either may be None). str keys are read in place
+        # from the NumPy unicode array through borrowed views of their code points.
+        if len(kb) == 0:
+            return
+        ptrs = (0 if out is None else out.ctypes.data, 0 if found is None else found.ctypes.data,
+                self._threads(threads))
+        if self.key_type == types.unicode_type:
+            st, _ = _ext.get_many_ucs4(self._handle(), kb.ctypes.data, kb.dtype.itemsize // 4,
+                                       len(kb), *ptrs)
+        else:
+            st, _ = _ext.get_many(self._handle(), kb.ctypes.data, len(kb), *ptrs)
+        _check_bulk_status(st)
 
     def to_arrays(self):
         """(keys, values) as two NumPy arrays, in the same (unspecified) order (str keys: a
@@ -889,6 +869,8 @@ def _str_keys(keys):
             return np.zeros(0, dtype="<U1")
         raise TypeError(f"keys of dtype {a.dtype} cannot be used as str keys (expected a NumPy "
                         f"unicode array or a sequence of str)")
+    if a.dtype.byteorder == ">":  # the C++ paths read native UCS4 code points
+        a = a.astype(a.dtype.newbyteorder("="))
     return np.ascontiguousarray(a)
 
 
