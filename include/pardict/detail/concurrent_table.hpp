@@ -217,15 +217,27 @@ void combine(V& stored, const V& x, combine_op op) {
 }
 
 #if PARDICT_REENTRANCY_CHECK
-// The maps whose callbacks the current thread is running.
-inline thread_local std::vector<const void*> visiting_maps;
+// The maps whose callbacks the current thread is running, as a stack of scopes linked through the
+// caller's own frames. Every operation checks it on entry, so it must cost next to nothing there:
+// the thread_local is a plain pointer (no TLS init call on access, unlike a std::vector), an empty
+// stack is one load and a predicted branch, and pushing allocates nothing. A thread_local vector
+// here made each lookup ~30 ns slower and kept the CPU from overlapping consecutive lookups.
+struct visiting_scope;
+inline thread_local const visiting_scope* visiting_top = nullptr;
 struct visiting_scope {
-  explicit visiting_scope(const void* m) { visiting_maps.push_back(m); }
-  ~visiting_scope() { visiting_maps.pop_back(); }
+  explicit visiting_scope(const void* m) noexcept : map(m), prev(visiting_top) {
+    visiting_top = this;
+  }
+  ~visiting_scope() { visiting_top = prev; }
+  visiting_scope(const visiting_scope&) = delete;
+  visiting_scope& operator=(const visiting_scope&) = delete;
+  const void* const map;
+  const visiting_scope* const prev;
 };
 inline void check_not_reentering(const void* m) {
-  for (const void* v : visiting_maps) {
-    if (v == m) throw reentrancy_error("pardict: a visitor called back into the map it visits");
+  for (const visiting_scope* v = visiting_top; v != nullptr; v = v->prev) {
+    if (v->map == m)
+      throw reentrancy_error("pardict: a visitor called back into the map it visits");
   }
 }
 #else
