@@ -221,7 +221,7 @@ void combine(V& stored, const V& x, combine_op op) {
 // caller's own frames. Every operation checks it on entry, so it must cost next to nothing there:
 // the thread_local is a plain pointer (no TLS init call on access, unlike a std::vector), an empty
 // stack is one load and a predicted branch, and pushing allocates nothing. A thread_local vector
-// here made each lookup ~30 ns slower and kept the CPU from overlapping consecutive lookups.
+// here made each lookup of a 10M-key table ~30 ns slower (110 vs 71 ns, C++ microbenchmark).
 struct visiting_scope;
 inline thread_local const visiting_scope* visiting_top = nullptr;
 struct visiting_scope {
