@@ -183,9 +183,11 @@ bool combine_args_ok(const layout& l, int32_t op, const int32_t* fields,
   return true;
 }
 
-bool bulk_ok(const dict_base* d, std::int64_t n) noexcept {
+// Keys, and values when the call copies them, must be plain bytes: a byte copy would not count
+// their references. A membership test (get_many without values_out) reads no values.
+bool bulk_ok(const dict_base* d, std::int64_t n, bool copies_values = true) noexcept {
   const auto& l = d->lay;
-  return n >= 0 && (l.key_refs | l.key_strs | l.value_refs) == 0;
+  return n >= 0 && (l.key_refs | l.key_strs) == 0 && (!copies_values || l.value_refs == 0);
 }
 }  // namespace
 
@@ -279,11 +281,7 @@ int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* va
 int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, void* values_out,
                          uint8_t* found_out, int32_t threads, int64_t* count_out) {
   const dict_base* b = reinterpret_cast<const dict_base*>(d);
-  // Only the values hold references that a byte copy would not count; a membership test (no
-  // values_out) reads none of them.
-  const auto& l = b->lay;
-  const bool keys_ok = n >= 0 && (l.key_refs | l.key_strs) == 0;
-  if (!keys_ok || (values_out != nullptr && l.value_refs != 0) || (n > 0 && keys == nullptr))
+  if (!bulk_ok(b, n, values_out != nullptr) || (n > 0 && keys == nullptr))
     return PARDICT_ERR_INVALID;
   if (found_out != nullptr) std::memset(found_out, 0, static_cast<std::size_t>(n));
   const std::size_t kc = b->lay.key_class, vc = b->lay.value_class;

@@ -1471,24 +1471,20 @@ def _ol_count_many(d, keys, threads=None):
 @overload_method(DictType, "get_many")
 def _ol_get_many(d, keys, default=0, threads=None):
     _check_bulk(d, keys)
-    keyty, valty = d.key_type, d.value_type
+    valty = d.value_type
     blob, bits = _blob_dtype(valty)
     from numba.np.numpy_support import as_dtype
 
     vdt = as_dtype(valty)
-    if _ucs4_ok(d, keys):
-        # C++ reads the NumPy elements in place, in prefetched batches on `threads` workers.
+    if _ucs4_ok(d, keys) or _str_keys_kind(d, keys) is None:
 
-        def impl_ucs4(d, keys, default=0, threads=None):
+        def impl(d, keys, default=0, threads=None):
             raw = np.zeros(keys.size, dtype=blob)
             found = np.zeros(keys.size, dtype=np.uint8)
-            if keys.size > 0:
-                st, _ = _get_many_ucs4_raw(d, keys, raw, found, np.int32(_nthreads(threads)))
-                if st < 0:
-                    _raise_status(st)
+            _bulk_lookup(d, keys, raw, found, threads)
             return _found_or_default(raw.astype(bits).view(vdt), found, default)
 
-        return impl_ucs4
+        return impl
     if _str_keys_kind(d, keys) == "chars":
         # Strided: looked up through a borrowed view of each NumPy element (made in this frame,
         # which it must not outlive), on the calling thread; no numba string per key.
@@ -1517,14 +1513,32 @@ def _ol_get_many(d, keys, default=0, threads=None):
 
         return impl_seq
 
-    def impl(d, keys, default=0, threads=None):
+
+def _bulk_lookup(d, keys, values, found, threads):
+    pass
+
+
+@overload(_bulk_lookup)
+def _ol_bulk_lookup(d, keys, values, found, threads):
+    """C++ bulk lookup of an array of keys on `threads` workers: value blobs of the keys found
+    into `values` (None: membership only), 0/1 into `found`. A C-contiguous NumPy unicode array
+    is read in place, in prefetched batches; numeric keys are converted to blobs first."""
+    if _ucs4_ok(d, keys):
+
+        def impl_ucs4(d, keys, values, found, threads):
+            if keys.size > 0:
+                st, _ = _get_many_ucs4_raw(d, keys, values, found, np.int32(_nthreads(threads)))
+                if st < 0:
+                    _raise_status(st)
+
+        return impl_ucs4
+    keyty = d.key_type
+
+    def impl(d, keys, values, found, threads):
         kb = _to_blobs(keys, keyty)
-        raw = np.zeros(kb.size, dtype=blob)
-        found = np.zeros(kb.size, dtype=np.uint8)
-        st, _ = _get_many_raw(d, kb, raw, found, np.int32(0), np.int32(_nthreads(threads)))
+        st, _ = _get_many_raw(d, kb, values, found, np.int32(0), np.int32(_nthreads(threads)))
         if st < 0:
             _raise_status(st)
-        return _found_or_default(raw.astype(bits).view(vdt), found, default)
 
     return impl
 
@@ -1540,18 +1554,14 @@ def _found_or_default(vals, found, default):
 @overload_method(DictType, "contains_many")
 def _ol_contains_many(d, keys, threads=None):
     _check_bulk(d, keys, need_values=False)
-    keyty = d.key_type
-    if _ucs4_ok(d, keys):
+    if _ucs4_ok(d, keys) or _str_keys_kind(d, keys) is None:
 
-        def impl_ucs4(d, keys, threads=None):
+        def impl(d, keys, threads=None):
             found = np.zeros(keys.size, dtype=np.uint8)
-            if keys.size > 0:
-                st, _ = _get_many_ucs4_raw(d, keys, None, found, np.int32(_nthreads(threads)))
-                if st < 0:
-                    _raise_status(st)
+            _bulk_lookup(d, keys, None, found, threads)
             return found.astype(np.bool_)
 
-        return impl_ucs4
+        return impl
     if _str_keys_kind(d, keys) == "chars":
 
         def impl_chars(d, keys, threads=None):
@@ -1577,16 +1587,6 @@ def _ol_contains_many(d, keys, threads=None):
             return out
 
         return impl_seq
-
-    def impl(d, keys, threads=None):
-        kb = _to_blobs(keys, keyty)
-        found = np.zeros(kb.size, dtype=np.uint8)
-        st, _ = _get_many_raw(d, kb, None, found, np.int32(0), np.int32(_nthreads(threads)))
-        if st < 0:
-            _raise_status(st)
-        return found.astype(np.bool_)
-
-    return impl
 
 
 @overload_method(DictType, "to_arrays")
