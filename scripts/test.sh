@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the machine, then runs every test stage and stops at the first failure:
-#   release  Release build of everything, ctest (unit + concurrency suites)
+#   release  Release build of everything with -Werror, ctest (unit + concurrency suites)
 #   tsan     ThreadSanitizer build of pardict_concurrency_tests, run with halt_on_error=1
 #   asan     ASan+UBSan build of both test executables, run
 #   fuzz     libFuzzer target for 60 s (only when clang is installed)
@@ -45,7 +45,7 @@ trap on_exit EXIT
 # (a) Release build + ctest --------------------------------------------------------------------
 begin_stage release "Release build and ctest"
 cmake -S . -B build/release "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DPARDICT_BUILD_TESTS=ON -DPARDICT_BUILD_EXAMPLES=ON
+  -DPARDICT_BUILD_TESTS=ON -DPARDICT_BUILD_EXAMPLES=ON -DPARDICT_WERROR=ON
 cmake --build build/release -j "$jobs"
 ctest --test-dir build/release --output-on-failure --no-tests=error 2>&1 | tee build/release/ctest.log
 ctest_line=$(grep -E '^[0-9]+% tests passed' build/release/ctest.log | tail -n 1)

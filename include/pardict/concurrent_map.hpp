@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <new>
@@ -143,8 +144,11 @@ class concurrent_map {
   template <class F>
   size_type visit(const K& k, F f) {
     bool hit = false;
+    // With insert_if_absent=false the table never calls `make`. It terminates rather than doing
+    // nothing because an empty `make` lets GCC see a slot stored from a buffer nothing wrote and
+    // warn (-Wuninitialized), and the Release build treats warnings as errors.
     table_.upsert(
-        k, [](void*) {},
+        k, [](void*) { std::terminate(); },
         [&](value_type& x) {
           hit = true;
           f(x);
