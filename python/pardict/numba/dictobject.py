@@ -1340,6 +1340,12 @@ def _ucs4_ok(d, keys):
             and keys.dtype.count > 0)
 
 
+def _bulk_lookup_ok(d, keys):
+    """Whether _bulk_lookup takes these keys: numeric keys, or str keys in a C-contiguous NumPy
+    unicode array."""
+    return _ucs4_ok(d, keys) or _str_keys_kind(d, keys) is None
+
+
 _OP_NAMES = {0: "add", 1: "min", 2: "max"}
 
 
@@ -1476,7 +1482,7 @@ def _ol_get_many(d, keys, default=0, threads=None):
     from numba.np.numpy_support import as_dtype
 
     vdt = as_dtype(valty)
-    if _ucs4_ok(d, keys) or _str_keys_kind(d, keys) is None:
+    if _bulk_lookup_ok(d, keys):
 
         def impl(d, keys, default=0, threads=None):
             raw = np.zeros(keys.size, dtype=blob)
@@ -1554,7 +1560,7 @@ def _found_or_default(vals, found, default):
 @overload_method(DictType, "contains_many")
 def _ol_contains_many(d, keys, threads=None):
     _check_bulk(d, keys, need_values=False)
-    if _ucs4_ok(d, keys) or _str_keys_kind(d, keys) is None:
+    if _bulk_lookup_ok(d, keys):
 
         def impl(d, keys, threads=None):
             found = np.zeros(keys.size, dtype=np.uint8)
