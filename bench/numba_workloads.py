@@ -154,6 +154,36 @@ def td_merge_seed(parts):
     return out
 
 
+# ---- W_seed_shuffled: the seed's keys and values, keys in a shuffled order -------------------------
+# numba hashes an integral float like the int (hash(float(i)) == i), so the seed's keys in order
+# write typed.Dict's index sequentially; this shows how much of its W_seed rate that order is worth.
+
+
+def make_seed_keys(n, seed=2024):
+    """float(0) ... float(n - 1) in a fixed random order (the key set of W_seed)."""
+    keys = np.arange(n, dtype=np.float64)
+    np.random.default_rng(seed).shuffle(keys)
+    return keys
+
+
+@njit(parallel=True)
+def pd_seed_keys(keys):
+    d = PDict.empty(f64, f32arr)
+    v = np.array([0.1, 0.2], dtype=np.float32)
+    for i in prange(keys.size):
+        d[keys[i]] = v
+    return d
+
+
+@njit
+def td_seed_keys(keys):
+    d = TDict.empty(f64, f32arr)
+    v = np.array([0.1, 0.2], dtype=np.float32)
+    for i in range(keys.size):
+        d[keys[i]] = v
+    return d
+
+
 # ---- checks (untimed; read-only prange, safe for both dictionaries) --------------------------------
 
 
