@@ -82,8 +82,8 @@ def impl_threads(impl: str, threads: list[int]) -> list[int]:
 
 
 def timed_fill(impl, pd_fill, td_fill, td_chunks, td_merge, tiny_arg, arg, threads):
-    """One fill (W_insert, W_seed, W_seed_shuffled): an untimed warm-up on tiny_arg (compile time), then the timed
-    run on arg. Returns (dict, seconds, compile seconds, extra timings)."""
+    """One fill (W_insert, W_seed, W_seed_shuffled): an untimed warm-up on tiny_arg (compile
+    time), then the timed run on arg. Returns (dict, seconds, compile seconds, extra timings)."""
     t0 = time.perf_counter()
     if impl in ("pardict", "typed_dict"):
         fill = pd_fill if impl == "pardict" else td_fill
@@ -132,14 +132,23 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
     if workload in ("W_insert", "W_lookup"):
         keys = W.make_keys(n, seed=12345 + 0)
         tiny_keys = W.make_keys(tiny, seed=7)
+    fill = None  # kernels (pardict, typed.Dict, chunks, merge), warm-up and timed argument, check
     if workload == "W_insert":
+        fill = ((W.pd_insert, W.td_insert, W.td_insert_chunks, W.td_merge_int), tiny_keys, keys,
+                lambda d: W.check_int(d, keys))
+    elif workload == "W_seed":
+        fill = ((W.pd_seed, W.td_seed, W.td_seed_chunks, W.td_merge_seed), tiny, n,
+                lambda d: W.check_seed(d, n))
+    elif workload == "W_seed_shuffled":
+        fill = ((W.pd_seed_keys, W.td_seed_keys, None, None), W.make_seed_keys(tiny),
+                W.make_seed_keys(n), lambda d: W.check_seed(d, n))
+    if fill is not None:
+        kernels, tiny_arg, arg, check_fn = fill
         set_threads(threads)
-        d, secs, row["compile_s"], extra = timed_fill(
-            impl, W.pd_insert, W.td_insert, W.td_insert_chunks, W.td_merge_int, tiny_keys, keys,
-            threads)
+        d, secs, row["compile_s"], extra = timed_fill(impl, *kernels, tiny_arg, arg, threads)
         entries = len(d)
         set_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        bad = W.check_int(d, keys)
+        bad = check_fn(d)
         if entries != n:
             check = f"FAIL: len {entries} != {n}"
         elif bad:
@@ -177,31 +186,6 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
             check = f"FAIL: len {entries} != {n}"
         elif int(s) != expect:
             check = f"FAIL: checksum {int(s)} != {expect}"
-        ops = n
-    elif workload == "W_seed":
-        set_threads(threads)
-        d, secs, row["compile_s"], extra = timed_fill(
-            impl, W.pd_seed, W.td_seed, W.td_seed_chunks, W.td_merge_seed, tiny, n, threads)
-        entries = len(d)
-        set_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        bad = W.check_seed(d, n)
-        if entries != n:
-            check = f"FAIL: len {entries} != {n}"
-        elif bad:
-            check = f"FAIL: {bad} keys missing or wrong"
-        ops = n
-    elif workload == "W_seed_shuffled":
-        set_threads(threads)
-        keys = W.make_seed_keys(n)
-        d, secs, row["compile_s"], extra = timed_fill(
-            impl, W.pd_seed_keys, W.td_seed_keys, None, None, W.make_seed_keys(tiny), keys, threads)
-        entries = len(d)
-        set_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        bad = W.check_seed(d, n)
-        if entries != n:
-            check = f"FAIL: len {entries} != {n}"
-        elif bad:
-            check = f"FAIL: {bad} keys missing or wrong"
         ops = n
     else:
         raise SystemExit(3)
@@ -510,10 +494,11 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
              "typed.Dict would store a dangling view (scripts/demo_seed.py shows it at 1 thread). The serial "
              "typed.Dict loop stores references to the one owned `v`; `typed_dict_chunks` makes one `v` inside "
              "each chunk iteration (owned, shared by that chunk's entries). All store the values [0.1f, 0.2f].")
-    L.append("- W_seed_shuffled: W_seed's keys (float(0) … float(N_seed − 1)) in a fixed random order, from an array "
-             "made untimed. numba hashes an integral float like the int, so in W_seed's order the serial typed.Dict "
-             "writes its hash index in order (it appends its entries in order whatever the keys); pardict hashes every key to a random group either way. "
-             "It has no target: it shows how much of typed.Dict's W_seed rate the seed's key order accounts for.")
+    L.append("- W_seed_shuffled: W_seed's keys (float(0) … float(N_seed − 1)) in a fixed random order, "
+             "from an array made untimed. numba hashes an integral float like the int, so in W_seed's "
+             "order the serial typed.Dict writes its hash index in order (it appends its entries in order "
+             "whatever the keys); pardict hashes every key to a random group either way. It has no "
+             "target: it shows how much of typed.Dict's W_seed rate the seed's key order accounts for.")
     L.append("- Checks after every timed call (untimed): `len(d) == N`; W_insert: every key maps to its value "
              "(read-only prange over all keys); W_seed, W_seed_shuffled: every `d[float(i)]` is `[0.1f, 0.2f]`; W_lookup: the "
              "checksum equals the sum of the drawn indices. A failed check marks the cell.")
