@@ -30,7 +30,10 @@ extern std::atomic<std::int64_t> g_live_dicts;
 
 // NRT MemInfo starts with its std::atomic_size_t refcount (numba/core/runtime/nrt.cpp), the same
 // word jitted code increments with a monotonic atomic add.
-inline void incref_words(const void* blob, std::uint32_t mask) noexcept {
+// Each of these is a mask test inline and a loop out of line: a blob without references (the
+// common case) costs one test, and GCC does not inline a loop that reads 8-byte words into
+// callers whose blob is 4 bytes (it would warn that the read is out of bounds).
+[[gnu::noinline]] inline void incref_words_loop(const void* blob, std::uint32_t mask) noexcept {
   int n = 0;
   for (; mask != 0; mask &= mask - 1) {
     void* mi;
@@ -41,9 +44,12 @@ inline void incref_words(const void* blob, std::uint32_t mask) noexcept {
   }
   if (n) count_refs(n);
 }
+inline void incref_words(const void* blob, std::uint32_t mask) noexcept {
+  if (mask != 0) incref_words_loop(blob, mask);
+}
 
 // Undo an incref of a reference the caller also holds: cannot reach zero, so no destructor.
-inline void unref_words(const void* blob, std::uint32_t mask) noexcept {
+[[gnu::noinline]] inline void unref_words_loop(const void* blob, std::uint32_t mask) noexcept {
   int n = 0;
   for (; mask != 0; mask &= mask - 1) {
     void* mi;
@@ -54,10 +60,13 @@ inline void unref_words(const void* blob, std::uint32_t mask) noexcept {
   }
   if (n) count_refs(-n);
 }
+inline void unref_words(const void* blob, std::uint32_t mask) noexcept {
+  if (mask != 0) unref_words_loop(blob, mask);
+}
 
 // Drop references the dictionary owned. May run destructors (which may take the GIL): never call
 // under an engine lock.
-inline void release_words(const void* blob, std::uint32_t mask) noexcept {
+[[gnu::noinline]] inline void release_words_loop(const void* blob, std::uint32_t mask) noexcept {
   int n = 0;
   release_fn rel = g_release.load(std::memory_order_relaxed);
   for (; mask != 0; mask &= mask - 1) {
@@ -69,9 +78,12 @@ inline void release_words(const void* blob, std::uint32_t mask) noexcept {
   }
   if (n) count_refs(-n);
 }
+inline void release_words(const void* blob, std::uint32_t mask) noexcept {
+  if (mask != 0) release_words_loop(blob, mask);
+}
 
 // Count handed-over references (moved to the caller) out of the books without touching them.
-inline void disown_words(const void* blob, std::uint32_t mask) noexcept {
+[[gnu::noinline]] inline void disown_words_loop(const void* blob, std::uint32_t mask) noexcept {
   int n = 0;
   for (; mask != 0; mask &= mask - 1) {
     void* mi;
@@ -79,6 +91,9 @@ inline void disown_words(const void* blob, std::uint32_t mask) noexcept {
     if (mi != nullptr) ++n;
   }
   if (n) count_refs(-n);
+}
+inline void disown_words(const void* blob, std::uint32_t mask) noexcept {
+  if (mask != 0) disown_words_loop(blob, mask);
 }
 
 // ---- iterator registry: same-thread mutation during iteration -----------------------------------

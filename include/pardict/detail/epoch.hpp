@@ -72,41 +72,28 @@ class epoch_domain {
     for (auto& r : ready) r.deleter(r.ptr);
   }
 
-  // A small per-thread index (the epoch slot), for spreading per-thread counters.
-  static std::size_t thread_index() noexcept {
-    thread_state& ts = state();
-    if (ts.my_slot != nullptr) return static_cast<std::size_t>(ts.my_slot - instance().slots_);
-    return max_slots;  // overflow threads share one index
-  }
+  // A small per-thread index (the epoch slot), for spreading per-thread counters. Valid inside
+  // an operation (after enter()); threads without a slot share max_slots.
+  static std::size_t thread_index() noexcept { return tls_.index; }
 
-  void enter() noexcept {
-    thread_state& ts = state();
+  // enter() and leave() run twice per map operation, so they are kept to a few instructions:
+  // the thread's state is a trivially destructible thread_local (one %fs-relative access, no
+  // initialisation guard), and the rare cases (first use, slot overflow) are out of line.
+  [[gnu::always_inline]] void enter() noexcept {
+    thread_state& ts = tls_;
     if (ts.depth++ != 0) return;
-    if (ts.my_slot == nullptr) ts.my_slot = acquire_slot();
-    if (ts.my_slot != nullptr) {
-      // Announce an epoch that is still current after the announcement is visible; otherwise a
-      // scan that ran in between could already have let the epoch move two steps on.
-      std::uint64_t e = global_.load(std::memory_order_relaxed);
-      for (;;) {
-        if (asymmetric_) {
-          ts.my_slot->announced.store((e << 1) | 1, std::memory_order_relaxed);
-          std::atomic_signal_fence(std::memory_order_seq_cst);
-        } else {
-          ts.my_slot->announced.store((e << 1) | 1, std::memory_order_seq_cst);
-        }
-        const std::uint64_t now = global_.load(std::memory_order_seq_cst);
-        if (now == e) break;
-        e = now;
-      }
-    } else {
-      overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+    slot* const sl = ts.my_slot;
+    if (sl == nullptr) [[unlikely]] {
+      enter_without_slot(ts);
+      return;
     }
+    announce(sl);
   }
 
-  void leave() noexcept {
-    thread_state& ts = state();
+  [[gnu::always_inline]] void leave() noexcept {
+    thread_state& ts = tls_;
     if (--ts.depth != 0) return;
-    if (ts.my_slot != nullptr) {
+    if (ts.my_slot != nullptr) [[likely]] {
       ts.my_slot->announced.store(0, std::memory_order_release);
     } else {
       overflow_active_.fetch_sub(1, std::memory_order_release);
@@ -128,17 +115,60 @@ class epoch_domain {
     std::uint64_t epoch;
   };
   struct thread_state {
-    slot* my_slot = nullptr;
-    unsigned depth = 0;
-    ~thread_state() {
-      if (my_slot != nullptr) {
-        my_slot->announced.store(0, std::memory_order_release);
-        my_slot->owned.store(false, std::memory_order_release);
+    slot* my_slot;
+    unsigned depth;
+    bool exiting;       // the slot was given back at thread exit; do not take another
+    std::size_t index;  // my_slot's index, max_slots without a slot
+  };
+  // Gives the thread's slot back at thread exit. A separate thread_local with a destructor, so
+  // that only the cold path that takes a slot pays for registering it.
+  struct slot_releaser {
+    ~slot_releaser() {
+      thread_state& ts = tls_;
+      if (ts.my_slot != nullptr) {
+        ts.my_slot->announced.store(0, std::memory_order_release);
+        ts.my_slot->owned.store(false, std::memory_order_release);
       }
+      ts.my_slot = nullptr;
+      ts.index = max_slots;
+      ts.exiting = true;
     }
   };
+  static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots};
 
   epoch_domain() : asymmetric_(register_membarrier()) {}
+
+  // Announce an epoch that is still current after the announcement is visible; otherwise a scan
+  // that ran in between could already have let the epoch move two steps on.
+  [[gnu::always_inline]] void announce(slot* sl) noexcept {
+    std::uint64_t e = global_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (asymmetric_) {
+        sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+      } else {
+        sl->announced.store((e << 1) | 1, std::memory_order_seq_cst);
+      }
+      const std::uint64_t now = global_.load(std::memory_order_seq_cst);
+      if (now == e) break;
+      e = now;
+    }
+  }
+
+  // First operation of a thread, or a thread that found no free slot (or is exiting).
+  [[gnu::noinline]] void enter_without_slot(thread_state& ts) noexcept {
+    if (!ts.exiting) {
+      static thread_local slot_releaser releaser;
+      (void)&releaser;  // odr-use: constructs it (registering its destructor) on first use
+      ts.my_slot = acquire_slot();
+    }
+    if (ts.my_slot != nullptr) {
+      ts.index = static_cast<std::size_t>(ts.my_slot - slots_);
+      announce(ts.my_slot);
+    } else {
+      overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+    }
+  }
 
   static bool register_membarrier() noexcept {
 #if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
@@ -159,11 +189,6 @@ class epoch_domain {
     }
 #endif
     std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
-
-  static thread_state& state() noexcept {
-    thread_local thread_state ts;
-    return ts;
   }
 
   slot* acquire_slot() noexcept {
