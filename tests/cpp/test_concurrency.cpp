@@ -1004,3 +1004,36 @@ TEST(Concurrency, CopyOfAMapUnderModificationIsAConsistentSubset) {
 }
 
 }  // namespace
+
+// Each thread takes an epoch slot on its first operation and must give it back when it exits: a
+// process that runs many short-lived threads (a new thread pool per parallel region) would
+// otherwise run out of the domain's slots, and every later thread would fall back to the shared
+// counter that holds back reclamation. 1.5x max_slots threads run one after another, each
+// inserting while the table grows, and each must hold a real slot during its operations.
+TEST(Concurrency, ShortLivedThreadsGiveTheirEpochSlotsBack) {
+  using domain = pardict::detail::epoch_domain;
+  run_with_timeout(
+      "short-lived threads",
+      [] {
+        i64_map m;
+        const std::size_t n_threads = domain::max_slots + domain::max_slots / 2;
+        std::size_t without_slot = 0;
+        for (std::size_t t = 0; t < n_threads; ++t) {
+          std::size_t index = 0;
+          std::thread th([&] {
+            for (std::uint64_t i = 0; i < 8; ++i) {
+              const std::int64_t k = key_of(t * 8 + i);
+              m.insert({k, value_of(k)});
+            }
+            index = domain::thread_index();  // the slot of this thread's last operation
+          });
+          th.join();
+          if (index >= domain::max_slots) ++without_slot;
+        }
+        EXPECT_EQ(without_slot, 0u);
+        EXPECT_EQ(audit(m, n_threads * 8,
+                        [](std::int64_t k, std::int64_t v) { return v == value_of(k); }),
+                  "");
+      },
+      watchdog_limit);
+}
