@@ -215,11 +215,12 @@ TEST(Concurrency, HotKeyIncrementsWhileOtherThreadsGrowTheTable) {
 // --- churn with per-thread ownership
 // ---------------------------------------------------------------------------
 
-TEST(Concurrency, InsertEraseChurnOnOwnedKeysMatchesPerThreadModels) {
+// Threads churn (insert, assign, erase, visit, conditional erase, find) on key sets they own, so
+// each thread's model is exact; the union of the models must equal the map at the end.
+template <class Map>
+void churn_on_owned_keys(Map& m, std::uint64_t key_space, std::uint64_t steps) {
+  using value_type = typename Map::value_type;
   constexpr std::size_t threads = 4;
-  const std::uint64_t key_space = 20000;
-  const std::uint64_t steps = scaled(600000, 30000);
-  i64_map m;
   std::vector<std::unordered_map<std::int64_t, std::int64_t>> models(threads);
   run_with_timeout(
       "churn",
@@ -248,13 +249,12 @@ TEST(Concurrency, InsertEraseChurnOnOwnedKeysMatchesPerThreadModels) {
                 model.erase(k);
                 break;
               case 5:
-                ASSERT_EQ(m.visit(k, [](i64_map::value_type& p) { p.second += 7; }),
-                          present ? 1u : 0u);
+                ASSERT_EQ(m.visit(k, [](value_type& p) { p.second += 7; }), present ? 1u : 0u);
                 if (present) model[k] += 7;
                 break;
               case 6: {
                 const bool even = present && model[k] % 2 == 0;
-                ASSERT_EQ(m.erase_if(k, [](i64_map::value_type& p) { return p.second % 2 == 0; }),
+                ASSERT_EQ(m.erase_if(k, [](value_type& p) { return p.second % 2 == 0; }),
                           even ? 1u : 0u);
                 if (even) model.erase(k);
                 break;
@@ -279,6 +279,27 @@ TEST(Concurrency, InsertEraseChurnOnOwnedKeysMatchesPerThreadModels) {
                     return it != all.end() && it->second == v;
                   }),
             "");
+}
+
+TEST(Concurrency, InsertEraseChurnOnOwnedKeysMatchesPerThreadModels) {
+  i64_map m;
+  churn_on_owned_keys(m, 20000, scaled(600000, 30000));
+}
+
+// A hash whose group-index bits (the low 32) take only two values while the shard, tag and
+// overflow-class bits stay well mixed: every shard's keys crowd into two home groups, so most
+// operations meet a full or overflowed home group and leave the home-group fast paths for the
+// general probe, while others in the same groups stay on the fast paths.
+struct clustered_hash {
+  std::uint64_t operator()(std::int64_t k) const noexcept {
+    const auto u = static_cast<std::uint64_t>(k);
+    return (mix64(u) & 0xFFFFFFFF00000000ULL) | (mix64(u & 1) & 0xFFFFFFFFULL);
+  }
+};
+
+TEST(Concurrency, InsertEraseChurnWithCrowdedHomeGroupsMatchesPerThreadModels) {
+  pardict::concurrent_map<std::int64_t, std::int64_t, clustered_hash> m;
+  churn_on_owned_keys(m, 4000, scaled(200000, 20000));
 }
 
 // --- readers during growth and updates

@@ -325,12 +325,6 @@ class concurrent_table {
     check_not_reentering(this);
     epoch_guard guard;
     const std::uint64_t h = hash_(k);
-    if constexpr (optimistic) {
-      if (!locked_reads_.load(std::memory_order_relaxed)) {
-        const int r = read_home(k, h, f);
-        if (r >= 0) return r == 1;
-      }
-    }
     return read_hashed(k, h, f);
   }
 
@@ -364,10 +358,7 @@ class concurrent_table {
               bool mutate = true) {
     check_not_reentering(this);
     epoch_guard guard;
-    const std::uint64_t h = hash_(k);
-    const int r = upsert_home(k, h, make, on_found, insert_if_absent, mutate);
-    if (r >= 0) return r == 1;
-    return upsert_hashed(k, h, make, on_found, insert_if_absent, mutate);
+    return upsert_hashed(k, hash_(k), make, on_found, insert_if_absent, mutate);
   }
 
   template <class Make, class OnFound>
@@ -866,6 +857,12 @@ class concurrent_table {
 
   template <class F>
   bool read_hashed(const K& k, std::uint64_t h, F&& f) const {
+    if constexpr (optimistic) {
+      if (!locked_reads_.load(std::memory_order_relaxed)) {
+        const int r = read_home(k, h, f);
+        if (r >= 0) return r == 1;
+      }
+    }
     const shard& s = shard_of(h);
     const table* t = s.cur.load(std::memory_order_acquire);
     while (t != nullptr) {
@@ -1142,6 +1139,8 @@ class concurrent_table {
   template <class Make, class OnFound>
   bool upsert_hashed(const K& k, std::uint64_t h, Make&& make, OnFound&& on_found,
                      bool insert_if_absent, bool mutate) {
+    const int fast = upsert_home(k, h, make, on_found, insert_if_absent, mutate);
+    if (fast >= 0) return fast == 1;
     shard& s = shard_of(h);
     for (;;) {
       table* t = s.cur.load(std::memory_order_acquire);
