@@ -777,6 +777,16 @@ class concurrent_table {
 
   // delta = +1 for an insert, -1 for an erase that frees budget, 0 for an erase that does not.
   // Returns true when the table's budget is exhausted.
+  // Counts an insert that is already published, and grows t when its budget runs out.
+  void note_insert(shard& s, table* t) {
+    if (!account(s, t, +1, +1)) return;
+    try {
+      grow(s, t);
+    } catch (const std::bad_alloc&) {
+      // The element is in; the table stays fuller than it should until a later insert manages to
+      // grow it.
+    }
+  }
   bool account(shard& s, table* t, int live_delta, int budget_delta) noexcept {
     cell& c = my_cell();
     if (live_delta != 0) c.live.fetch_add(live_delta, std::memory_order_relaxed);
@@ -956,13 +966,7 @@ class concurrent_table {
     construct_in(t, g, j, make);
     gm.tags.store(with_tag(tags, j, tag), std::memory_order_relaxed);
     home.release();
-    if (account(s, t, +1, +1)) {
-      try {
-        grow(s, t);
-      } catch (const std::bad_alloc&) {
-        // As in upsert_hashed: the element is in; a later insert grows the table.
-      }
-    }
+    note_insert(s, t);
     return 1;
   }
 
@@ -1197,14 +1201,7 @@ class concurrent_table {
                     std::memory_order_relaxed);
       r.other.release();
       r.home.release();
-      if (account(s, t, +1, +1)) {
-        try {
-          grow(s, t);
-        } catch (const std::bad_alloc&) {
-          // The element is in; the table stays fuller than it should until a later insert
-          // manages to grow it.
-        }
-      }
+      note_insert(s, t);
       return true;
     }
   }
