@@ -24,18 +24,20 @@ struct alignas(64) ref_stripe {
 constexpr std::size_t ref_stripes = 64;
 ref_stripe g_refs[ref_stripes];
 
-std::size_t stripe_of_this_thread() noexcept {
+}  // namespace
+
+std::size_t thread_stripe() noexcept {
   static std::atomic<std::size_t> next{0};
   static thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % ref_stripes;
   return mine;
 }
-}  // namespace
+static_assert(ref_stripes == unowned_copies::stripes);
 
 std::atomic<release_fn> g_release{&no_release};
 std::atomic<std::int64_t> g_live_dicts{0};
 
 void count_refs(std::int64_t delta) noexcept {
-  g_refs[stripe_of_this_thread()].n.fetch_add(delta, std::memory_order_relaxed);
+  g_refs[thread_stripe()].n.fetch_add(delta, std::memory_order_relaxed);
 }
 
 std::int64_t live_refs() noexcept {
@@ -432,8 +434,32 @@ int32_t pardict_visit(pardict_dict* d, const void* key, pardict_update_fn cb, vo
 int32_t pardict_clear(pardict_dict* d) {
   return guarded([&] {
     D(d)->clear();
+    D(d)->copies.release_all();
     return PARDICT_OK;
   });
+}
+
+namespace {
+// The dictionary's value must be one numba array of ndim dimensions, holding one reference.
+bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
+  if (d == nullptr || ndim < 0 || ndim > 32) return false;
+  const auto& l = D(d)->lay;
+  return l.value_size ==
+             8 * (unowned_copies::header_words + 2 * static_cast<std::uint32_t>(ndim)) &&
+         l.value_refs == 1;
+}
+}  // namespace
+
+int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim, void* out) {
+  if (!holds_arrays(d, ndim) || array == nullptr || out == nullptr) return PARDICT_ERR_INVALID;
+  return D(d)->copies.find(array, out) ? 1 : 0;
+}
+
+int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
+                                 const void* copy) {
+  if (!holds_arrays(d, ndim) || array == nullptr || copy == nullptr) return PARDICT_ERR_INVALID;
+  D(d)->copies.remember(array, copy);
+  return PARDICT_OK;
 }
 
 int32_t pardict_reserve(pardict_dict* d, int64_t n) {

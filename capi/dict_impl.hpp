@@ -3,12 +3,15 @@
 // Internal; see pardict_capi.h for the contract.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <span>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -95,6 +98,121 @@ inline void release_words(const void* blob, std::uint32_t mask) noexcept {
 inline void disown_words(const void* blob, std::uint32_t mask) noexcept {
   if (mask != 0) disown_words_loop(blob, mask);
 }
+
+// Which of 64 stripes the calling thread uses (assigned at its first call, round robin).
+std::size_t thread_stripe() noexcept;
+
+// ---- copies of arrays without an owner ----------------------------------------------------------
+
+// parfor passes the arrays a prange body uses as views without a MemInfo: a dictionary cannot keep
+// such memory alive, so jitted code stores a copy.
+// A loop that stores one such array under many keys (the seed program, `d[float(i)] = v` in
+// prange) would allocate a copy per key: a malloc, a free and a MemInfo each. Instead each thread
+// remembers, per dictionary, its last copy: storing the same source again, with the same shape
+// and with contents equal to that copy's, shares the copy, as a serial typed.Dict loop shares `v`
+// itself. A copy changed since (through d[k]) no longer matches, so a new one is made.
+//
+// The copies are numba array structs of one layout: meminfo, parent, nitems, itemsize, data,
+// shape[ndim], strides[ndim]. Each stripe is owned by whoever sets its busy word; threads that
+// share a stripe (more than 64 of them) or meet a clear() just skip the cache.
+class unowned_copies {
+ public:
+  static constexpr std::size_t stripes = 64;
+  static constexpr std::size_t header_words = 5;  // the words before shape[]
+  static constexpr std::size_t data_word = 4;
+
+  explicit unowned_copies(std::size_t array_words) noexcept
+      : array_words_(array_words), stride_((2 + array_words + 7) & ~std::size_t{7}) {}
+  unowned_copies(const unowned_copies&) = delete;
+  unowned_copies& operator=(const unowned_copies&) = delete;
+  ~unowned_copies() {
+    release_all();
+    if (std::uint64_t* t = table_.load(std::memory_order_relaxed)) {
+      ::operator delete[](t, std::align_val_t{64});
+    }
+  }
+
+  // This thread's copy of `src` if it still matches: written to `out` with a new reference.
+  bool find(const void* src, void* out) noexcept {
+    std::uint64_t* e = mine(false);
+    if (e == nullptr || !try_lock(e)) return false;
+    std::uint64_t a[max_array_words];
+    std::memcpy(a, src, 8 * array_words_);
+    const std::uint64_t* c = e + 2;
+    bool hit = e[1] == a[data_word] && e[1] != 0 && a[2] == c[2] && a[3] == c[3] &&
+               std::equal(a + header_words, a + array_words_, c + header_words);
+    if (hit) {
+      const auto n = static_cast<std::size_t>(a[2]) * static_cast<std::size_t>(a[3]);
+      hit = std::memcmp(reinterpret_cast<const void*>(c[data_word]),
+                        reinterpret_cast<const void*>(a[data_word]), n) == 0;
+    }
+    if (hit) {
+      __atomic_fetch_add(reinterpret_cast<std::size_t*>(c[0]), 1, __ATOMIC_RELAXED);
+      std::memcpy(out, c, 8 * array_words_);
+    }
+    unlock(e);
+    return hit;
+  }
+
+  // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
+  void remember(const void* src, const void* copy) noexcept {
+    std::uint64_t* e = mine(true);
+    if (e == nullptr || !try_lock(e)) return;
+    std::uint64_t old[max_array_words];
+    std::memcpy(old, e + 2, 8 * array_words_);
+    std::memcpy(&e[1], static_cast<const char*>(src) + 8 * data_word, 8);
+    std::memcpy(e + 2, copy, 8 * array_words_);
+    incref_words(e + 2, 1);
+    unlock(e);
+    release_words(old, 1);  // its destructor may run: not while holding the stripe
+  }
+
+  // Drops every remembered copy (dictionary cleared or destroyed).
+  void release_all() noexcept {
+    std::uint64_t* t = table_.load(std::memory_order_acquire);
+    if (t == nullptr) return;
+    for (std::size_t i = 0; i < stripes; ++i) {
+      std::uint64_t* e = t + i * stride_;
+      while (!try_lock(e)) std::this_thread::yield();
+      std::uint64_t old[max_array_words];
+      std::memcpy(old, e + 2, 8 * array_words_);
+      std::memset(e + 1, 0, 8 * (1 + array_words_));
+      unlock(e);
+      release_words(old, 1);
+    }
+  }
+
+  static constexpr std::size_t max_array_words = header_words + 2 * 32;  // numba's ndim <= 32
+
+ private:
+  std::uint64_t* mine(bool create) {
+    std::uint64_t* t = table_.load(std::memory_order_acquire);
+    if (t == nullptr) {
+      if (!create) return nullptr;
+      const std::size_t bytes = 8 * stripes * stride_;
+      auto* fresh =
+          static_cast<std::uint64_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
+      if (fresh == nullptr) return nullptr;
+      std::memset(fresh, 0, bytes);
+      if (table_.compare_exchange_strong(t, fresh, std::memory_order_acq_rel)) {
+        t = fresh;
+      } else {
+        ::operator delete[](fresh, std::align_val_t{64});
+      }
+    }
+    return t + thread_stripe() * stride_;
+  }
+  static bool try_lock(std::uint64_t* e) noexcept {
+    return std::atomic_ref<std::uint64_t>(e[0]).exchange(1, std::memory_order_acquire) == 0;
+  }
+  static void unlock(std::uint64_t* e) noexcept {
+    std::atomic_ref<std::uint64_t>(e[0]).store(0, std::memory_order_release);
+  }
+
+  const std::size_t array_words_;  // words of one array struct
+  const std::size_t stride_;       // words per stripe: busy, source data pointer, the copy; 64 B
+  std::atomic<std::uint64_t*> table_{nullptr};
+};
 
 // ---- iterator registry: same-thread mutation during iteration -----------------------------------
 
@@ -201,7 +319,9 @@ struct callback_failed {};
 
 class dict_base {
  public:
-  explicit dict_base(const layout& l) : lay(l) { g_live_dicts.fetch_add(1); }
+  explicit dict_base(const layout& l) : lay(l), copies(l.value_size / 8) {
+    g_live_dicts.fetch_add(1);
+  }
   virtual ~dict_base() { g_live_dicts.fetch_sub(1); }
 
   virtual std::int64_t size() const = 0;
@@ -243,6 +363,7 @@ class dict_base {
   static constexpr std::size_t round8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
 
   const layout lay;
+  unowned_copies copies;  // used only by dictionaries whose value is one array
 
   // Iterators created on some thread and still alive. Mutators look at the count only.
   std::atomic<int> n_iters{0};

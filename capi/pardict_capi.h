@@ -167,8 +167,21 @@ PARDICT_API int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars
 PARDICT_API int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t width,
                                           int64_t n, void* values_out, uint8_t* found_out,
                                           int32_t threads, int64_t* count_out);
+// Also drops the copies pardict_unowned_remember kept.
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
+// Arrays without an owner (a prange body's views of outer arrays) are stored as copies. For a
+// dictionary whose value is one numba array struct of `ndim` dimensions (value_size == 8 * (5 + 2 *
+// ndim), value_ref_mask == 1) and a C-contiguous `array` of that layout: pardict_unowned_find
+// returns 1 and writes a new reference to the calling thread's last copy of the same source (same
+// data pointer) into `out` if that copy has the same shape and the same bytes, else 0;
+// pardict_unowned_remember makes `copy`, a fresh C-contiguous copy of `array`, that copy (the
+// dictionary keeps a reference until it is cleared or freed). PARDICT_ERR_INVALID for any other
+// layout.
+PARDICT_API int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim,
+                                         void* out);
+PARDICT_API int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
+                                             const void* copy);
 // A new dictionary with the same layout and elements.
 PARDICT_API pardict_dict* pardict_copy(const pardict_dict* d, int32_t* status);
 

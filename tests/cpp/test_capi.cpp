@@ -611,3 +611,80 @@ TEST_F(CapiTest, CombineManyUcs4LetsALeadingNanGiveWay) {
   EXPECT_EQ(out, 1.0);
   pardict_free(d);
 }
+
+namespace {
+// A numba 1-d array struct: meminfo, parent, nitems, itemsize, data, shape[1], strides[1].
+struct array1d {
+  void* mi;
+  void* parent;
+  std::int64_t nitems, itemsize;
+  void* data;
+  std::int64_t shape, stride;
+};
+static_assert(sizeof(array1d) == 56);
+array1d float_array(void* mi, float* data, std::int64_t n) {
+  return {mi, nullptr, n, 4, data, n, 4};
+}
+}  // namespace
+
+// A thread's copy of an unowned array is shared only while it equals the source, in shape and
+// bytes; the dictionary holds one reference to it until cleared or freed.
+TEST_F(CapiTest, UnownedCopiesAreSharedWhileTheyMatch) {
+  pardict_dict* d = make(8, sizeof(array1d), 0, 0, /*vrefs=*/1u);
+  float src_data[2] = {0.1f, 0.2f}, copy_data[2] = {0.1f, 0.2f};
+  const array1d src = float_array(nullptr, src_data, 2);
+  fake_meminfo copy_mi;
+  const array1d copy = float_array(&copy_mi, copy_data, 2);
+  array1d out{};
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);  // nothing remembered yet
+  EXPECT_EQ(pardict_unowned_remember(d, &src, 1, &copy), PARDICT_OK);
+  EXPECT_EQ(copy_mi.refct.load(), 2u);  // + the dictionary's
+  ASSERT_EQ(pardict_unowned_find(d, &src, 1, &out), 1);
+  EXPECT_EQ(std::memcmp(&out, &copy, sizeof out), 0);
+  EXPECT_EQ(copy_mi.refct.load(), 3u);  // + the caller's new reference
+  fake_release(&copy_mi);
+
+  copy_data[1] = 5.0f;  // the copy changed (d[k][1] = 5): no longer a copy of src
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);
+  copy_data[1] = 0.2f;
+  src_data[0] = 3.0f;  // the source changed
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);
+  src_data[0] = 0.1f;
+  const array1d shorter = float_array(nullptr, src_data, 1);  // same memory, other shape
+  EXPECT_EQ(pardict_unowned_find(d, &shorter, 1, &out), 0);
+  float other_data[2] = {0.1f, 0.2f};  // equal bytes, another source
+  const array1d other = float_array(nullptr, other_data, 2);
+  EXPECT_EQ(pardict_unowned_find(d, &other, 1, &out), 0);
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 1);
+  fake_release(&copy_mi);
+
+  // Remembering another copy releases the previous one; clear releases the last.
+  fake_meminfo copy2_mi;
+  float copy2_data[2] = {0.1f, 0.2f};
+  const array1d copy2 = float_array(&copy2_mi, copy2_data, 2);
+  EXPECT_EQ(pardict_unowned_remember(d, &src, 1, &copy2), PARDICT_OK);
+  EXPECT_EQ(copy_mi.refct.load(), 1u);
+  EXPECT_EQ(copy2_mi.refct.load(), 2u);
+  EXPECT_EQ(pardict_clear(d), PARDICT_OK);
+  EXPECT_EQ(copy2_mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);
+  EXPECT_EQ(pardict_unowned_remember(d, &src, 1, &copy2), PARDICT_OK);
+  pardict_free(d);  // and freeing the dictionary
+  EXPECT_EQ(copy2_mi.refct.load(), 1u);
+}
+
+TEST_F(CapiTest, UnownedCopiesNeedAnArrayValue) {
+  float data[2] = {0, 0};
+  const array1d a = float_array(nullptr, data, 2);
+  array1d out{};
+  pardict_dict* scalars = make(8, 8);
+  EXPECT_EQ(pardict_unowned_find(scalars, &a, 1, &out), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_unowned_remember(scalars, &a, 1, &a), PARDICT_ERR_INVALID);
+  pardict_free(scalars);
+  pardict_dict* d = make(8, sizeof(array1d), 0, 0, 1u);
+  EXPECT_EQ(pardict_unowned_find(d, &a, 2, &out), PARDICT_ERR_INVALID);  // ndim mismatch
+  EXPECT_EQ(pardict_unowned_find(d, &a, -1, &out), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_unowned_find(d, nullptr, 1, &out), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_unowned_find(nullptr, &a, 1, &out), PARDICT_ERR_INVALID);
+  pardict_free(d);
+}

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <latch>
 #include <thread>
@@ -19,6 +20,17 @@ struct ref_value {
   void* mi;
   std::int64_t payload;
 };
+// A numba 1-d array struct: meminfo, parent, nitems, itemsize, data, shape[1], strides[1].
+struct array1d {
+  void* mi;
+  void* parent;
+  std::int64_t nitems, itemsize;
+  void* data;
+  std::int64_t shape, stride;
+};
+array1d float_array(void* mi, float* data, std::int64_t n) {
+  return {mi, nullptr, n, 4, data, n, 4};
+}
 }  // namespace
 
 TEST(CapiConcurrency, RefcountedValuesUnderContention) {
@@ -181,4 +193,44 @@ TEST(CapiConcurrency, BulkCombineAndGetManyMatchASerialModel) {
             PARDICT_ERR_INVALID);
   EXPECT_EQ(pardict_get_many(r, probe.data(), 1, nullptr, nullptr, 1, nullptr), PARDICT_OK);
   pardict_free(r);
+}
+
+// Threads finding and remembering copies of one source at once (more threads than stripes, so
+// some share one): every reference handed out or kept is released exactly once.
+TEST(CapiConcurrency, UnownedCopiesFromManyThreads) {
+  pardict_set_release(&fake_release);
+  const std::int64_t refs0 = pardict_live_refs();
+  std::int32_t st;
+  pardict_dict* d = pardict_new(8, sizeof(array1d), 0, 0, 1u, 0, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  float src_data[3] = {1, 2, 3};
+  const array1d src = float_array(nullptr, src_data, 3);
+  constexpr int threads = 80, rounds = 200;
+  std::vector<fake_meminfo> mis(threads * rounds);
+  std::vector<std::array<float, 3>> datas(threads * rounds, {1, 2, 3});
+  std::atomic<long> hits{0};
+  std::latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int r = 0; r < rounds; ++r) {
+        array1d out{};
+        if (pardict_unowned_find(d, &src, 1, &out) == 1) {
+          EXPECT_EQ(static_cast<float*>(out.data)[2], 3.0f);
+          fake_release(out.mi);
+          hits.fetch_add(1);
+          continue;
+        }
+        const int i = t * rounds + r;
+        const array1d copy = float_array(&mis[i], datas[i].data(), 3);
+        EXPECT_EQ(pardict_unowned_remember(d, &src, 1, &copy), PARDICT_OK);
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  EXPECT_GT(hits.load(), 0);
+  pardict_free(d);
+  for (auto& mi : mis) EXPECT_EQ(mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_live_refs(), refs0);
 }

@@ -7,6 +7,7 @@ release a function's live variables when a callee raises, so the dict argument's
 
 import gc
 
+import numba
 import numpy as np
 import pytest
 from numba import njit, prange, types
@@ -383,14 +384,41 @@ def test_arrays_replaced_under_prange_contention():
     src = np.arange(5.0)
     for _ in range(3):
         contend_borrowed(d, 20000, 8, src)
-    assert refs() - base == len(d)
+    # Besides the entries, the dict keeps each thread's last copy of src (see test_seed_copies).
+    kept = refs() - base - len(d)
+    assert 0 <= kept <= numba.get_num_threads()
     for k, v in d.items():
         if v.shape == (5,):
             assert np.array_equal(v, src) and not np.shares_memory(v, src)
     s = Dict.empty(I64, U)
     contend_strings(s, 20000, 16)
-    assert len(s) == 16 and refs() - base == len(d) + 16
+    assert len(s) == 16 and refs() - base == len(d) + kept + 16
     assert all(int(v) % 16 == k for k, v in s.items())
+
+
+@njit(parallel=True)
+def seed_fill(d, n):
+    v = np.array([0.1, 0.2], dtype=np.float32)
+    for i in prange(n):
+        d[float(i)] = v
+    return d
+
+
+def test_seed_copies():
+    """The seed program stores one unowned v under every key: each thread copies it once and the
+    dict keeps that copy until cleared, so the references are the entries plus one per copy."""
+    base = refs()
+    d = seed_fill(Dict.empty(F64, types.float32[:]), 20_000)
+    copies = {d[float(i)].ctypes.data for i in range(20_000)}
+    assert 1 <= len(copies) <= numba.get_num_threads()
+    assert len(d) < refs() - base <= len(d) + len(copies)
+    v = np.array([0.1, 0.2], np.float32)
+    assert all(np.array_equal(d[float(i)], v) for i in range(0, 20_000, 97))
+    d.clear()
+    assert refs() == base
+    seed_fill(d, 100)
+    del d
+    assert refs() == base
 
 
 def test_bulk_and_atomic_operations_with_str_keys():

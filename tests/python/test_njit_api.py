@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from numba import float64, int64, njit, typed, types
+from numba import float64, int64, njit, prange, typed, types
 from numba.core.errors import NumbaTypeSafetyWarning, TypingError
 
 from pardict import Dict, DictType
@@ -443,3 +443,48 @@ def test_array_stored_in_njit_is_shared():
     d, a = store_then_mutate()
     assert np.array_equal(d[1], [0.0, 5.0, 7.0])
     assert np.shares_memory(d[1], a)
+
+
+# Arrays without an owner: parfor passes the arrays a prange body uses as views with no MemInfo. One
+# prange iteration runs on one thread.
+@njit(parallel=True)
+def store_unowned(d, keys, src):
+    for _ in prange(1):
+        for k in keys:
+            d[k] = src
+
+
+@njit
+def write_into(d, k, i, x):
+    d[k][i] = x
+
+
+def test_unowned_array_is_copied_and_the_copy_shared_while_unchanged():
+    src = np.array([1.0, 2.0, 3.0])
+    d = Dict.empty(I64, types.float64[:])
+    store_unowned(d, np.array([0, 1]), src)
+    assert np.array_equal(d[0], src) and not np.shares_memory(d[0], src)
+    # The second store shared the first one's copy, as a typed.Dict loop shares one array.
+    assert np.shares_memory(d[0], d[1])
+    write_into(d, 1, 0, 9.0)  # visible through both keys, like writing into a shared array
+    assert d[0][0] == 9.0
+    # The copy no longer equals the source: the next store makes a fresh copy.
+    store_unowned(d, np.array([2, 3]), src)
+    assert np.array_equal(d[2], src) and not np.shares_memory(d[2], d[0])
+    assert np.shares_memory(d[2], d[3])
+    src[1] = -1.0  # so does a changed source
+    store_unowned(d, np.array([4]), src)
+    assert np.array_equal(d[4], src) and not np.shares_memory(d[4], d[2])
+    assert d[2][1] == 2.0
+    d.clear()
+    store_unowned(d, np.array([5]), src)
+    assert np.array_equal(d[5], src)
+
+
+def test_unowned_copy_sharing_checks_the_shape():
+    d = Dict.empty(I64, types.float64[:, :])
+    a = np.arange(6.0)
+    store_unowned(d, np.array([0]), a.reshape((3, 2)))
+    store_unowned(d, np.array([1]), a.reshape((2, 3)))  # same memory and bytes, another shape
+    assert d[0].shape == (3, 2) and d[1].shape == (2, 3)
+    assert not np.shares_memory(d[0], d[1])

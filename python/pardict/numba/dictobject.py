@@ -535,7 +535,7 @@ def _ol_setitem(d, key, value):
     _sentry_safe_cast(value, valty)
 
     def impl(d, key, value):
-        st = _set(d, _conv(key, keyty), _conv(_owned(value), valty))
+        st = _set(d, _conv(key, keyty), _conv(_owned(d, value), valty))
         if st < 0:
             _raise_status(st)
 
@@ -607,31 +607,85 @@ def _borrowed_array(typingctx, a):
     return types.boolean(a), codegen
 
 
-def _owned(v):
+@intrinsic
+def _unowned_find(typingctx, d, a):
+    """(hit, copy): this thread's earlier copy of the unowned C-contiguous array `a` stored into
+    d, if it still has a's shape and bytes (a new reference); (False, null array) otherwise."""
+    copy_ty = types.Array(a.dtype, a.ndim, "C")
+
+    def codegen(context, builder, sig, args):
+        size = context.get_abi_sizeof(context.get_value_type(a))
+        h = _handle(context, builder, d, args[0])
+        src = _value_ptr(context, builder, a, args[1], size)
+        out = _out_buffer(builder, size)
+        fn = _fn(builder, "pardict_unowned_find", ll_i32, [ll_i8p, ll_i8p, ll_i32, ll_i8p])
+        st = builder.call(fn, [h, src, ll_i32(a.ndim), builder.bitcast(out, ll_i8p)])
+        hit = builder.icmp_signed("==", st, ll_i32(1))
+        return context.make_tuple(builder, sig.return_type,
+                                  [hit, _load(context, builder, copy_ty, out)])
+
+    return types.Tuple([types.boolean, copy_ty])(d, a), codegen
+
+
+@intrinsic
+def _unowned_remember(typingctx, d, a, copy):
+    """Keep `copy` (just made from the unowned array `a`) as this thread's copy of `a` for d."""
+
+    def codegen(context, builder, sig, args):
+        size = context.get_abi_sizeof(context.get_value_type(a))
+        h = _handle(context, builder, d, args[0])
+        src = _value_ptr(context, builder, a, args[1], size)
+        cp = _value_ptr(context, builder, copy, args[2], size)
+        fn = _fn(builder, "pardict_unowned_remember", ll_i32, [ll_i8p, ll_i8p, ll_i32, ll_i8p])
+        builder.call(fn, [h, src, ll_i32(a.ndim), cp])
+        return context.get_dummy_value()
+
+    return types.none(d, a, copy), codegen
+
+
+def _owned(d, v):
     pass
 
 
 @overload(_owned)
-def _ol_owned(v):
-    """A value the dictionary can hold a reference to: arrays without an owner are copied."""
+def _ol_owned(d, v):
+    """A value the dictionary can hold a reference to: arrays without an owner (a prange body's
+    views of outer arrays) are copied. When the dictionary's value is such an
+    array and the source is C-contiguous, storing the same unchanged source again from one thread
+    shares that thread's previous copy (see pardict_unowned_find), as a serial typed.Dict loop
+    would share the array itself: the seed program stores one `v` under every key."""
     if isinstance(v, types.Array) and v.layout == "F":
         # numba's copy() is C-ordered; copying the C-ordered transpose keeps the type's layout.
 
-        def impl(v):
+        def impl(d, v):
             if _borrowed_array(v):
                 return v.T.copy().T
             return v
 
         return impl
+    if (isinstance(v, types.Array) and v.layout == "C" and isinstance(d.value_type, types.Array)
+            and d.value_type.ndim == v.ndim):
+
+        def impl(d, v):
+            if _borrowed_array(v):
+                hit, c = _unowned_find(d, v)
+                if hit:
+                    return c
+                c = v.copy()
+                _unowned_remember(d, v, c)
+                return c
+            return v
+
+        return impl
     if isinstance(v, types.Array):
 
-        def impl(v):
+        def impl(d, v):
             if _borrowed_array(v):
                 return v.copy()
             return v
 
         return impl
-    return lambda v: v
+    return lambda d, v: v
 
 
 def _castable(fromty, toty):
@@ -709,7 +763,7 @@ def _ol_setdefault(d, key, default=None):
     _sentry_safe_cast(default, valty)
 
     def impl(d, key, default=None):
-        st, v = _setdefault(d, _conv(key, keyty), _conv(_owned(default), valty))
+        st, v = _setdefault(d, _conv(key, keyty), _conv(_owned(d, default), valty))
         if st < 0:
             _raise_status(st)
         return v
@@ -725,7 +779,7 @@ def _ol_insert(d, key, value):
     _sentry_safe_cast(value, valty)
 
     def impl(d, key, value):
-        st = _insert(d, _conv(key, keyty), _conv(_owned(value), valty))
+        st = _insert(d, _conv(key, keyty), _conv(_owned(d, value), valty))
         if st < 0:
             _raise_status(st)
         return st == 1
