@@ -823,6 +823,8 @@ std::unique_ptr<dict_base> make_dict_for_key(const layout& l, std::int64_t n_key
       return std::make_unique<dict_impl<K, words<2>>>(l, n_keys);
     case 32:
       return std::make_unique<dict_impl<K, words<4>>>(l, n_keys);
+    case 56:
+      return std::make_unique<dict_impl<K, words<7>>>(l, n_keys);
     case 64:
       return std::make_unique<dict_impl<K, words<8>>>(l, n_keys);
     case 128:

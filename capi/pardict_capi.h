@@ -8,7 +8,8 @@
 // Keys: the caller passes a buffer of the key's size class (4, 8, 16, 32, 64 or 128 bytes, see
 // pardict_key_class) holding the key with every padding byte zero and floats canonical (-0.0 as
 // +0.0, one NaN). The dictionary hashes the bytes itself; string fields are hashed and compared by
-// code points. Values: buffers of the value's size class (4 ... 256 bytes).
+// code points. Values: buffers of the value's size class (4 ... 256 bytes: powers of two, and 56
+// for 49-56 bytes, the size of a 1-d numba array).
 //
 // Ownership (the refcount-pruning contract of numba's NRT): every function *borrows* its inputs;
 // the dictionary increfs what it stores. Functions that hand a value out hand out a *new*

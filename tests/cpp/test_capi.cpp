@@ -72,7 +72,10 @@ TEST_F(CapiTest, SizeClasses) {
   EXPECT_EQ(pardict_key_class(UINT32_MAX), 0u);  // no wrap-around in the doubling
   EXPECT_EQ(pardict_value_class(UINT32_MAX), 0u);
   EXPECT_EQ(pardict_value_class(0), 4u);
-  EXPECT_EQ(pardict_value_class(56), 64u);
+  EXPECT_EQ(pardict_value_class(48), 64u);
+  EXPECT_EQ(pardict_value_class(49), 56u);  // a 1-d numba array
+  EXPECT_EQ(pardict_value_class(56), 56u);
+  EXPECT_EQ(pardict_value_class(57), 64u);
   EXPECT_EQ(pardict_value_class(256), 256u);
   EXPECT_EQ(pardict_value_class(257), 0u);
 }
