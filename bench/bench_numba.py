@@ -15,8 +15,9 @@ Workloads (keys: a shuffled 1..N times an odd 64-bit constant; values: float(ind
   W_lookup  N uniformly random lookups (all hits) into a prefilled N-key dictionary (prefill untimed:
             pardict from 2 threads, typed.Dict serially); returns an exact integer checksum
   W_seed    the seed program: float64 -> float32[:], `d[float(i)] = v` for i in prange(N_seed),
-            v = np.array([0.1, 0.2], float32) made once before the loop (pardict stores a copy of
-            v per entry there: inside prange v has no owner; see numba.md, Method)
+            v = np.array([0.1, 0.2], float32) made once before the loop (inside prange v has no
+            owner, so pardict stores a copy of it, one per thread, shared by that thread's entries;
+            see numba.md, Method)
   W_seed_shuffled  W_seed's keys and values with the keys in a fixed shuffled order, `d[keys[i]] = v`
             (pardict and the serial typed.Dict only): no target, it shows what the seed's key order
             is worth to typed.Dict, which hashes float(i) to i
@@ -490,7 +491,8 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
              "that nothing writes meanwhile from a prange loop, which is safe.")
     L.append("- W_seed: `v` is made before the prange loop, so it reaches the loop body as a view without its "
              "owner (numba passes arrays into the parallel body without their NRT MemInfo). pardict.Dict detects "
-             "such an owner-less array and stores a **copy per entry** (one small allocation per insert); "
+             "such an owner-less array and stores a copy of it; each thread makes one copy and shares it among "
+             "the entries it stores while the copy still equals `v` (before 7792233: one copy per entry); "
              "typed.Dict would store a dangling view (scripts/demo_seed.py shows it at 1 thread). The serial "
              "typed.Dict loop stores references to the one owned `v`; `typed_dict_chunks` makes one `v` inside "
              "each chunk iteration (owned, shared by that chunk's entries). All store the values [0.1f, 0.2f].")

@@ -347,7 +347,8 @@ def main() -> int:
         print(f"   (compile/warm-up {comp['seconds']} s, untimed; threading layer {comp['threading_layer']}; "
               f"'vs typed 1T' = typed.Dict serial seconds / pardict seconds at the same n)")
     print("   Note: an array made before a prange loop reaches the loop body without its owner, so pardict "
-          "stores a copy of v per entry; typed.Dict in the serial loop shares the one array v.")
+          "stores a copy of v (one per thread, shared by the entries that thread stores); typed.Dict in "
+          "the serial loop shares the one array v.")
     print()
     print("pardict checks: " + ("all passed" if all_ok else "FAILED"))
     return 0 if all_ok else 1
