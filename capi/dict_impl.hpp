@@ -136,10 +136,10 @@ class unowned_copies {
   bool find(const void* src, void* out) noexcept {
     std::uint64_t* e = mine(false);
     if (e == nullptr || !try_lock(e)) return false;
-    std::uint64_t a[max_array_words];
-    std::memcpy(a, src, 8 * array_words_);
+    const auto* a = static_cast<const std::uint64_t*>(src);
     const std::uint64_t* c = e + 2;
-    bool hit = e[1] == a[data_word] && e[1] != 0 && a[2] == c[2] && a[3] == c[3] &&
+    // e[1] == 0: nothing remembered (a zero-size source with a null data pointer never matches).
+    bool hit = e[1] != 0 && e[1] == a[data_word] && a[2] == c[2] && a[3] == c[3] &&
                std::equal(a + header_words, a + array_words_, c + header_words);
     if (hit) {
       const auto n = static_cast<std::size_t>(a[2]) * static_cast<std::size_t>(a[3]);
@@ -158,13 +158,8 @@ class unowned_copies {
   void remember(const void* src, const void* copy) noexcept {
     std::uint64_t* e = mine(true);
     if (e == nullptr || !try_lock(e)) return;
-    std::uint64_t old[max_array_words];
-    std::memcpy(old, e + 2, 8 * array_words_);
-    std::memcpy(&e[1], static_cast<const char*>(src) + 8 * data_word, 8);
-    std::memcpy(e + 2, copy, 8 * array_words_);
-    incref_words(e + 2, 1);
-    unlock(e);
-    release_words(old, 1);  // its destructor may run: not while holding the stripe
+    incref_words(copy, 1);
+    replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
   }
 
   // Drops every remembered copy (dictionary cleared or destroyed).
@@ -174,11 +169,7 @@ class unowned_copies {
     for (std::size_t i = 0; i < stripes; ++i) {
       std::uint64_t* e = t + i * stride_;
       while (!try_lock(e)) std::this_thread::yield();
-      std::uint64_t old[max_array_words];
-      std::memcpy(old, e + 2, 8 * array_words_);
-      std::memset(e + 1, 0, 8 * (1 + array_words_));
-      unlock(e);
-      release_words(old, 1);
+      replace_and_unlock(e, 0, nullptr);
     }
   }
 
@@ -207,6 +198,20 @@ class unowned_copies {
   }
   static void unlock(std::uint64_t* e) noexcept {
     std::atomic_ref<std::uint64_t>(e[0]).store(0, std::memory_order_release);
+  }
+  // With the stripe locked: store (source data pointer, copy), or clear it when copy is null;
+  // then unlock and release the copy it held, whose destructor may run (not under the stripe).
+  void replace_and_unlock(std::uint64_t* e, std::uint64_t src_data, const void* copy) noexcept {
+    std::uint64_t old[max_array_words];
+    std::memcpy(old, e + 2, 8 * array_words_);
+    e[1] = src_data;
+    if (copy != nullptr) {
+      std::memcpy(e + 2, copy, 8 * array_words_);
+    } else {
+      std::memset(e + 2, 0, 8 * array_words_);
+    }
+    unlock(e);
+    release_words(old, 1);
   }
 
   const std::size_t array_words_;  // words of one array struct

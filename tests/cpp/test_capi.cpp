@@ -18,9 +18,11 @@
 #include "pardict_capi.h"
 #include "support/fake_nrt.hpp"
 
+using pardict_test::array1d;
 using pardict_test::fake_meminfo;
 using pardict_test::fake_release;
 using pardict_test::fake_unicode;
+using pardict_test::float_array;
 
 namespace {
 
@@ -614,21 +616,6 @@ TEST_F(CapiTest, CombineManyUcs4LetsALeadingNanGiveWay) {
   EXPECT_EQ(out, 1.0);
   pardict_free(d);
 }
-
-namespace {
-// A numba 1-d array struct: meminfo, parent, nitems, itemsize, data, shape[1], strides[1].
-struct array1d {
-  void* mi;
-  void* parent;
-  std::int64_t nitems, itemsize;
-  void* data;
-  std::int64_t shape, stride;
-};
-static_assert(sizeof(array1d) == 56);
-array1d float_array(void* mi, float* data, std::int64_t n) {
-  return {mi, nullptr, n, 4, data, n, 4};
-}
-}  // namespace
 
 // A thread's copy of an unowned array is shared only while it equals the source, in shape and
 // bytes; the dictionary holds one reference to it until cleared or freed.

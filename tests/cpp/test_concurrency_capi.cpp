@@ -12,25 +12,16 @@
 #include "pardict_capi.h"
 #include "support/fake_nrt.hpp"
 
+using pardict_test::array1d;
 using pardict_test::fake_meminfo;
 using pardict_test::fake_release;
+using pardict_test::float_array;
 
 namespace {
 struct ref_value {
   void* mi;
   std::int64_t payload;
 };
-// A numba 1-d array struct: meminfo, parent, nitems, itemsize, data, shape[1], strides[1].
-struct array1d {
-  void* mi;
-  void* parent;
-  std::int64_t nitems, itemsize;
-  void* data;
-  std::int64_t shape, stride;
-};
-array1d float_array(void* mi, float* data, std::int64_t n) {
-  return {mi, nullptr, n, 4, data, n, 4};
-}
 }  // namespace
 
 TEST(CapiConcurrency, RefcountedValuesUnderContention) {

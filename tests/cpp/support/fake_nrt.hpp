@@ -34,4 +34,19 @@ struct fake_unicode {
 };
 static_assert(sizeof(fake_unicode) == 48);
 
+// A numba 1-d array struct: meminfo, parent, nitems, itemsize, data, shape[1], strides[1].
+struct array1d {
+  void* mi;
+  void* parent;
+  std::int64_t nitems, itemsize;
+  void* data;
+  std::int64_t shape, stride;
+};
+static_assert(sizeof(array1d) == 56);
+
+// A C-contiguous float32 array of n elements at `data`, owned by `mi` (nullptr: no owner).
+inline array1d float_array(void* mi, float* data, std::int64_t n) {
+  return {mi, nullptr, n, 4, data, n, 4};
+}
+
 }  // namespace pardict_test
