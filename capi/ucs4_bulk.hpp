@@ -61,7 +61,7 @@ class ucs4_aggregator {
     }
   }
 
-  void prefetch(std::uint64_t h) const noexcept { __builtin_prefetch(&slots_[h & mask_]); }
+  void prefetch(std::uint64_t h) const noexcept { detail::prefetch_read(&slots_[h & mask_]); }
 
   std::size_t size() const noexcept { return entries_.size(); }
   std::int64_t row(std::size_t i) const noexcept { return entries_[i].row; }

@@ -217,7 +217,24 @@ inline void racy_store(T* dst, const void* src) noexcept {
   word_copy<w>::store(static_cast<void*>(dst), src, sizeof(T) / w);
 }
 
-inline void prefetch_read(const void* p) noexcept { __builtin_prefetch(p, 0, 3); }
-inline void prefetch_write(const void* p) noexcept { __builtin_prefetch(p, 1, 3); }
+// Prefetches must be volatile asm, not __builtin_prefetch alone. GCC's IPA pure-const pass sees
+// that a function whose only effect is __builtin_prefetch writes no memory, marks it (and every
+// function that only loads and prefetches, such as prefetch_slots) "looping pure", and then
+// deletes each call whose result is unused: g++ 12 -O2 silently dropped the slot prefetches of
+// upsert_home, read_home and the batch pipeline in most instantiations. A volatile asm statement
+// is a side effect the optimiser must keep. Write prefetches use prefetcht0 too: prefetchw
+// faults on CPUs without PRFCHW, and a line read into an otherwise uncached state arrives
+// exclusive anyway.
+#if defined(__x86_64__) || defined(__i386__)
+[[gnu::always_inline]] inline void prefetch_read(const void* p) noexcept {
+  asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+}
+#else
+[[gnu::always_inline]] inline void prefetch_read(const void* p) noexcept {
+  __builtin_prefetch(p, 0, 3);
+  asm volatile("" : : "r"(p));
+}
+#endif
+[[gnu::always_inline]] inline void prefetch_write(const void* p) noexcept { prefetch_read(p); }
 
 }  // namespace pardict::detail
