@@ -460,6 +460,23 @@ int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim, v
   return D(d)->copies.find(array, out) ? 1 : 0;
 }
 
+int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, int32_t ndim) {
+  if (!holds_arrays(d, ndim) || key == nullptr || array == nullptr) return PARDICT_ERR_INVALID;
+  dict_base* db = D(d);
+  return guarded([&] {
+    void* meminfo;
+    std::memcpy(&meminfo, array, sizeof meminfo);
+    if (meminfo != nullptr) return db->set_releasing(key, array);
+    // The stripe holding the copy stays locked while it is stored; its own reference keeps the
+    // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
+    return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
+      alignas(8) unsigned char value[dict_base::max_value_bytes] = {};  // value class bytes
+      std::memcpy(value, copy, db->lay.value_size);
+      return db->set_releasing(key, value);
+    });
+  });
+}
+
 int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
                                  const void* copy) {
   if (!holds_arrays(d, ndim) || array == nullptr || copy == nullptr) return PARDICT_ERR_INVALID;

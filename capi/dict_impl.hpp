@@ -67,9 +67,11 @@ inline void unref_words(const void* blob, std::uint32_t mask) noexcept {
   if (mask != 0) unref_words_loop(blob, mask);
 }
 
-// Drop references the dictionary owned. May run destructors (which may take the GIL): never call
-// under an engine lock.
-[[gnu::noinline]] inline void release_words_loop(const void* blob, std::uint32_t mask) noexcept {
+// Drop references the dictionary owned (counted: they leave its books here) or had already
+// counted out (handed to a caller, see disown_words). May run destructors (which may take the
+// GIL): never call under an engine lock.
+[[gnu::noinline]] inline void release_words_loop(const void* blob, std::uint32_t mask,
+                                                 bool counted) noexcept {
   int n = 0;
   release_fn rel = g_release.load(std::memory_order_relaxed);
   for (; mask != 0; mask &= mask - 1) {
@@ -79,10 +81,13 @@ inline void unref_words(const void* blob, std::uint32_t mask) noexcept {
     rel(mi);
     ++n;
   }
-  if (n) count_refs(-n);
+  if (n && counted) count_refs(-n);
 }
 inline void release_words(const void* blob, std::uint32_t mask) noexcept {
-  if (mask != 0) release_words_loop(blob, mask);
+  if (mask != 0) release_words_loop(blob, mask, true);
+}
+inline void release_disowned_words(const void* blob, std::uint32_t mask) noexcept {
+  if (mask != 0) release_words_loop(blob, mask, false);
 }
 
 // Count handed-over references (moved to the caller) out of the books without touching them.
@@ -134,24 +139,38 @@ class unowned_copies {
 
   // This thread's copy of `src` if it still matches: written to `out` with a new reference.
   bool find(const void* src, void* out) noexcept {
+    return with_copy(src, false, [&](const std::uint64_t* c) noexcept {
+      __atomic_fetch_add(reinterpret_cast<std::size_t*>(c[0]), 1, __ATOMIC_RELAXED);
+      std::memcpy(out, c, 8 * array_words_);
+      return true;
+    });
+  }
+
+  // fn(copy) with this thread's copy of `src` if it still matches, else `miss`. The stripe stays
+  // locked while fn runs, and its own reference keeps the copy alive, so fn may store the copy
+  // (taking a reference of its own) without the find-incref-store-decref round trip. fn may
+  // throw; the stripe is unlocked either way.
+  template <class R, class Fn>
+  R with_copy(const void* src, R miss, Fn&& fn) {
     std::uint64_t* e = mine(false);
-    if (e == nullptr || !try_lock(e)) return false;
+    if (e == nullptr || !try_lock(e)) return miss;
+    struct unlocker {
+      std::uint64_t* e;
+      ~unlocker() { unlock(e); }
+    } u{e};
     const auto* a = static_cast<const std::uint64_t*>(src);
     const std::uint64_t* c = e + 2;
     // e[1] == 0: nothing remembered (a zero-size source with a null data pointer never matches).
-    bool hit = e[1] != 0 && e[1] == a[data_word] && a[2] == c[2] && a[3] == c[3] &&
-               std::equal(a + header_words, a + array_words_, c + header_words);
-    if (hit) {
-      const auto n = static_cast<std::size_t>(a[2]) * static_cast<std::size_t>(a[3]);
-      hit = std::memcmp(reinterpret_cast<const void*>(c[data_word]),
-                        reinterpret_cast<const void*>(a[data_word]), n) == 0;
+    if (e[1] == 0 || e[1] != a[data_word] || a[2] != c[2] || a[3] != c[3] ||
+        !std::equal(a + header_words, a + array_words_, c + header_words)) {
+      return miss;
     }
-    if (hit) {
-      __atomic_fetch_add(reinterpret_cast<std::size_t*>(c[0]), 1, __ATOMIC_RELAXED);
-      std::memcpy(out, c, 8 * array_words_);
+    const auto n = static_cast<std::size_t>(a[2]) * static_cast<std::size_t>(a[3]);
+    if (std::memcmp(reinterpret_cast<const void*>(c[data_word]),
+                    reinterpret_cast<const void*>(a[data_word]), n) != 0) {
+      return miss;
     }
-    unlock(e);
-    return hit;
+    return fn(c);
   }
 
   // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
@@ -374,6 +393,16 @@ class dict_base {
   std::atomic<int> n_iters{0};
   std::mutex iters_mutex;
   std::vector<iter_state*> iters;
+
+  // set(), releasing a replaced value itself instead of handing it to the caller (called outside
+  // every engine lock: the release may run destructors).
+  int set_releasing(const void* k, const void* v) {
+    alignas(8) unsigned char old[max_value_bytes];
+    const int r = set(k, v, old);
+    if (r == 1) release_disowned_words(old, lay.value_refs);
+    return r;
+  }
+  static constexpr std::size_t max_value_bytes = 256;  // the largest value class
 
   void note_key_change() {
     if (n_iters.load(std::memory_order_relaxed) != 0) mark_iters();

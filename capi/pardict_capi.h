@@ -181,6 +181,15 @@ PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
 // layout.
 PARDICT_API int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim,
                                          void* out);
+// d[key] = array (value class bytes) for a dictionary of such arrays, releasing a replaced value
+// itself, so the caller has no reference to drop. An `array` without a MemInfo (a borrowed view)
+// is stored as this thread's matching copy of it (see pardict_unowned_find); when there is none,
+// nothing is stored and the result is PARDICT_NEED_COPY: the caller copies the array, remembers
+// the copy and stores it. 0 inserted, 1 replaced, PARDICT_NEED_COPY, < 0 error
+// (PARDICT_ERR_INVALID for layouts as above).
+enum { PARDICT_NEED_COPY = 2 };
+PARDICT_API int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array,
+                                      int32_t ndim);
 PARDICT_API int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
                                              const void* copy);
 // A new dictionary with the same layout and elements.

@@ -75,6 +75,7 @@ NB_MODULE(_ext, m) {
     d["pardict_len"] = addr(&pardict_len);
     d["pardict_set"] = addr(&pardict_set);
     d["pardict_unowned_find"] = addr(&pardict_unowned_find);
+    d["pardict_set_array"] = addr(&pardict_set_array);
     d["pardict_unowned_remember"] = addr(&pardict_unowned_remember);
     d["pardict_get"] = addr(&pardict_get);
     d["pardict_contains"] = addr(&pardict_contains);

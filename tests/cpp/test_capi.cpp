@@ -663,6 +663,54 @@ TEST_F(CapiTest, UnownedCopiesAreSharedWhileTheyMatch) {
   EXPECT_EQ(copy2_mi.refct.load(), 1u);
 }
 
+// pardict_set_array: an owned array is stored as itself, a borrowed one as the thread's matching
+// copy (or not at all: PARDICT_NEED_COPY); a replaced value is released inside the call.
+TEST_F(CapiTest, SetArrayStoresOwnedArraysAndSharedCopies) {
+  pardict_dict* d = make(8, sizeof(array1d), 0, 0, /*vrefs=*/1u);
+  const std::int64_t refs0 = pardict_live_refs();
+  float src_data[2] = {0.1f, 0.2f}, copy_data[2] = {0.1f, 0.2f}, own_data[2] = {7, 8};
+  const array1d src = float_array(nullptr, src_data, 2);
+  std::uint64_t k1 = 1, k2 = 2;
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 1), PARDICT_NEED_COPY);  // no copy remembered yet
+  EXPECT_EQ(pardict_len(d), 0);
+
+  fake_meminfo copy_mi, own_mi;
+  const array1d copy = float_array(&copy_mi, copy_data, 2);
+  ASSERT_EQ(pardict_unowned_remember(d, &src, 1, &copy), PARDICT_OK);
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 1), 0);
+  EXPECT_EQ(pardict_set_array(d, &k2, &src, 1), 0);
+  EXPECT_EQ(copy_mi.refct.load(), 4u);  // the test's, the remembered copy's, two entries'
+  array1d out{};
+  ASSERT_EQ(pardict_get(d, &k2, &out), 1);
+  EXPECT_EQ(out.mi, &copy_mi);
+  EXPECT_EQ(out.data, copy_data);  // the copy, not the borrowed source
+  fake_release(&copy_mi);
+
+  // An owned array replaces the copy under k1; the replaced reference is dropped in the call.
+  const array1d own = float_array(&own_mi, own_data, 2);
+  EXPECT_EQ(pardict_set_array(d, &k1, &own, 1), 1);
+  EXPECT_EQ(copy_mi.refct.load(), 3u);
+  EXPECT_EQ(own_mi.refct.load(), 2u);
+  ASSERT_EQ(pardict_get(d, &k1, &out), 1);
+  EXPECT_EQ(out.mi, &own_mi);
+  fake_release(&own_mi);
+  EXPECT_EQ(pardict_live_refs() - refs0, 3);  // two entries, the remembered copy
+
+  copy_data[0] = 9.0f;  // the copy changed through d[k2]: no longer shared, nothing stored
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 1), PARDICT_NEED_COPY);
+  EXPECT_EQ(own_mi.refct.load(), 2u);
+
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 2), PARDICT_ERR_INVALID);  // ndim mismatch
+  EXPECT_EQ(pardict_set_array(d, nullptr, &src, 1), PARDICT_ERR_INVALID);
+  pardict_dict* scalars = make(8, 8);
+  EXPECT_EQ(pardict_set_array(scalars, &k1, &src, 1), PARDICT_ERR_INVALID);
+  pardict_free(scalars);
+  pardict_free(d);
+  EXPECT_EQ(copy_mi.refct.load(), 1u);
+  EXPECT_EQ(own_mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_live_refs(), refs0);
+}
+
 TEST_F(CapiTest, UnownedCopiesNeedAnArrayValue) {
   float data[2] = {0, 0};
   const array1d a = float_array(nullptr, data, 2);

@@ -534,6 +534,20 @@ def _ol_setitem(d, key, value):
     _sentry_safe_cast(key, keyty)
     _sentry_safe_cast(value, valty)
 
+    if _shares_copies(d, value):
+        # The seed program's loop, `d[float(i)] = v` in prange: v arrives as a borrowed view.
+        # All the branching lives in one intrinsic, so this impl has the shape of the scalar one
+        # below: LLVM inlines it into the loop and no incref/decref of d's MemInfo is left per
+        # store. (With the branches here, a store was a call that increfed and decrefed d: one
+        # cache line that every thread's stores moved between the cores.)
+
+        def impl_array(d, key, value):
+            st = _store_array(d, _conv(key, keyty), value)
+            if st < 0:
+                _raise_status(st)
+
+        return impl_array
+
     def impl(d, key, value):
         st = _set(d, _conv(key, keyty), _conv(_owned(d, value), valty))
         if st < 0:
@@ -643,6 +657,62 @@ def _unowned_remember(typingctx, d, a, copy):
     return types.none(d, a, copy), codegen
 
 
+_NEED_COPY = 2  # pardict_set_array: no matching copy, nothing stored
+
+
+def _shares_copies(d, v):
+    """Whether storing a borrowed `v` into d may share the storing thread's earlier copy of it
+    (pardict_unowned_find): d's value is an array of v's ndim and v is C-contiguous."""
+    return (isinstance(v, types.Array) and v.layout == "C" and isinstance(d.value_type, types.Array)
+            and d.value_type.ndim == v.ndim)
+
+
+@intrinsic
+def _store_array(typingctx, d, key, a):
+    """d[key] = a for an array `a` d may share (see _shares_copies), as _set returns
+    (pardict_set_array: a replaced value is released in C). A borrowed `a` (no MemInfo) is stored
+    as the thread's matching copy of it, or on a miss through _set_new_copy_impl."""
+    _check_dict(d)
+    copy_sig = types.int32(d, d.key_type, a)
+
+    def codegen(context, builder, sig, args):
+        vc = d.layouts[3]
+        h = _handle(context, builder, d, args[0])
+        kp = _key_ptr(context, builder, d, args[1])
+        vp = _value_ptr(context, builder, a, args[2], vc)
+        fn = _fn(builder, "pardict_set_array", ll_i32, [ll_i8p, ll_i8p, ll_i8p, ll_i32])
+        st = builder.call(fn, [h, kp, vp, ll_i32(a.ndim)])
+        result = cgutils.alloca_once_value(builder, st)
+        with builder.if_then(builder.icmp_signed("==", st, ll_i32(_NEED_COPY)), likely=False):
+            # Called without propagating its exception (a failed copy): that would add an exit
+            # that skips the caller's decref of d, and refcount pruning would then keep the
+            # incref/decref pair on d's MemInfo; a failure becomes ERR_NOMEM instead.
+            cres = context.compile_subroutine(builder, _set_new_copy_impl, copy_sig)
+            status, res = context.call_internal_no_propagate(builder, cres.fndesc, copy_sig,
+                                                             args)
+            builder.store(builder.select(status.is_error, ll_i32(ERR_NOMEM), res), result)
+        return builder.load(result)
+
+    return types.int32(d, d.key_type, a), codegen
+
+
+def _set_new_copy_impl(d, k, v):
+    """The miss path of _store_array: copy v, remember the copy for this thread, store it."""
+    c = v.copy()
+    _unowned_remember(d, v, c)
+    return _set(d, k, _set_new_copy_cast(d, c))
+
+
+def _set_new_copy_cast(d, c):
+    pass
+
+
+@overload(_set_new_copy_cast)
+def _ol_set_new_copy_cast(d, c):
+    valty = d.value_type
+    return lambda d, c: _cast(c, valty)
+
+
 def _owned(d, v):
     pass
 
@@ -663,8 +733,7 @@ def _ol_owned(d, v):
             return v
 
         return impl
-    if (isinstance(v, types.Array) and v.layout == "C" and isinstance(d.value_type, types.Array)
-            and d.value_type.ndim == v.ndim):
+    if _shares_copies(d, v):
 
         def impl(d, v):
             if _borrowed_array(v):
