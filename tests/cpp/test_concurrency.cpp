@@ -184,6 +184,45 @@ TEST(Concurrency, HotKeyTryEmplaceOrVisitIncrementsAreExact) {
   }
 }
 
+// Visitors that hold a hot key's group lock for tens of microseconds make the other threads use up
+// their spins and yields and go to sleep on the group (wait_unlocked): each unlock then races a
+// thread that is just counting itself as a sleeper. A lost wake-up hangs a thread (the watchdog
+// aborts); readers that meet the locked group sleep the same way and must still see every
+// increment in order.
+TEST(Concurrency, SleepersOnAHotGroupAreAlwaysWoken) {
+  constexpr std::size_t writers = 12, readers = 4;
+  const std::uint64_t per_writer = scaled(1500, 150);
+  i64_map m;
+  m.insert({7, 0});
+  std::atomic<std::uint64_t> regressions{0};
+  run_with_timeout(
+      "sleepers on a hot group",
+      [&] {
+        run_threads(writers + readers, [&](std::size_t t) {
+          if (t >= writers) {
+            std::int64_t last = 0;
+            for (std::uint64_t j = 0; j < per_writer * 4; ++j) {
+              const std::int64_t v = m.find(7).value_or(-1);
+              if (v < last) regressions.fetch_add(1);
+              last = v;
+            }
+            return;
+          }
+          for (std::uint64_t j = 0; j < per_writer; ++j) {
+            m.visit(7, [](i64_map::value_type& p) {
+              const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+              while (std::chrono::steady_clock::now() < until) {
+              }
+              ++p.second;
+            });
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(regressions.load(), 0u);
+  EXPECT_EQ(m.find(7), std::optional<std::int64_t>(writers * per_writer));
+}
+
 TEST(Concurrency, HotKeyIncrementsWhileOtherThreadsGrowTheTable) {
   constexpr std::size_t incrementers = 3, growers = 2;
   const std::uint64_t increments = scaled(100000, 5000);

@@ -36,15 +36,20 @@
 //
 // Lock and memory-ordering protocol
 // ---------------------------------
-// `seq` is a lock + seqlock word: bit 0 locked, bit 1 waiters (someone sleeps on the futex),
-// bit 2 moved (migrated to the next table), bits 3.. a version that every unlock increments.
+// `seq` is a lock + seqlock word: bit 0 locked, bit 1 unused, bit 2 moved (migrated to the next
+// table), bits 3.. a version that every unlock increments. While a group is locked only its
+// holder writes `seq`.
 //
 // * Writers (insert, assign, erase, visit) lock the key's home group for the whole operation, so
 //   two inserts of one key are serialised there and can never both succeed. Other groups on the
 //   probe path are locked one at a time with a bounded spin; if that fails the writer releases
 //   everything and starts over, so no thread ever waits while holding a lock it could be asked
 //   for (no deadlock, even when a probe wraps around a small table). Locks are acquired with an
-//   acquire CAS and released with a release exchange that bumps the version.
+//   acquire CAS and released with a release store that bumps the version: a plain store, because
+//   a locked instruction (an exchange) makes the core wait until the element just written has
+//   reached the cache, often a line still coming from DRAM, where a store lets the next
+//   operation's misses start. For the same reason an insert's count goes to a cell its thread
+//   owns with a plain store, so that the home group's CAS is an insert's only locked instruction.
 // * The instruction count between two operations' cache misses matters more than the locked
 //   instructions. Measured on the 2-core VM (10M random u64 keys, one thread, C ABI): a
 //   dependent load from a 200 MB table costs 167 ns, yet a bare insert loop over the same layout,
@@ -67,8 +72,11 @@
 //   make lookups ping-pong their cache line.
 // * Other key/value types (std::string, move-only, ...) cannot be copied while being written, so
 //   their readers lock each group they inspect.
-// * Waiting: spin with pause, then yield, then set the waiters bit and futex-wait on seq
-//   (std::atomic::wait); unlock calls notify_all only when the waiters bit was set.
+// * Waiting: spin with pause, then yield, then count itself as a sleeper in the group's
+//   `overflow` word and futex-wait on seq (std::atomic::wait); unlock reads the count after its
+//   store and calls notify_all only when it is not zero. That store-then-load against the
+//   sleeper's add-then-load needs a StoreLoad fence on both sides; it is asymmetric (a compiler
+//   barrier in unlock, membarrier() in the rare sleeper), as in epoch.hpp (see group.hpp).
 //
 // Growth
 // ------
@@ -278,7 +286,11 @@ class concurrent_table {
   static constexpr std::size_t min_groups = 2;
   static constexpr std::size_t chunk_groups = 128;
   static constexpr double max_load = 0.8;
-  static constexpr std::size_t cell_count = 32;
+  // Counter cells: one per thread for the first owned_cells epoch slots, written by that thread
+  // alone with plain loads and stores (a locked add per insert would wait for the insert's slot
+  // store to drain), and one shared cell, updated atomically, for every other thread.
+  static constexpr std::size_t owned_cells = 32;
+  static constexpr std::size_t cell_count = owned_cells + 1;
 
   explicit concurrent_table(std::size_t n, const Hash& h, const KeyEqual& eq, const Allocator& a)
       : hash_(h),
@@ -773,7 +785,21 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // Counting
   // ---------------------------------------------------------------------------------------------
-  cell& my_cell() const noexcept { return cells_[epoch_domain::thread_index() % cell_count]; }
+  // The calling thread's cell and whether it owns it (valid inside an epoch guard: the epoch slot
+  // index is unique among live threads, and a slot passes to a new thread only after its
+  // previous owner has exited).
+  cell& my_cell(bool& owned) const noexcept {
+    const std::size_t i = epoch_domain::thread_index();
+    owned = i < owned_cells;
+    return cells_[owned ? i : owned_cells];
+  }
+  void add_live(cell& c, bool owned, std::int64_t delta) noexcept {
+    if (owned) {
+      c.live.store(c.live.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+    } else {
+      c.live.fetch_add(delta, std::memory_order_relaxed);
+    }
+  }
 
   // delta = +1 for an insert, -1 for an erase that frees budget, 0 for an erase that does not.
   // Returns true when the table's budget is exhausted.
@@ -788,8 +814,9 @@ class concurrent_table {
     }
   }
   bool account(shard& s, table* t, int live_delta, int budget_delta) noexcept {
-    cell& c = my_cell();
-    if (live_delta != 0) c.live.fetch_add(live_delta, std::memory_order_relaxed);
+    bool owned;
+    cell& c = my_cell(owned);
+    if (live_delta != 0) add_live(c, owned, live_delta);
     if (budget_delta == 0) return false;
     auto& p = c.pending[&s - shards_.get()];
     const std::int32_t v = p.load(std::memory_order_relaxed) + budget_delta;
@@ -982,7 +1009,7 @@ class concurrent_table {
       const group_meta& gm = t->groups[g];
       std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
       if (s1 & locked_bit) {
-        wait_while_set(const_cast<std::atomic<std::uint32_t>&>(gm.seq), locked_bit);
+        wait_unlocked(const_cast<group_meta&>(gm));
         --probes;
         continue;
       }
@@ -1247,7 +1274,7 @@ class concurrent_table {
                   std::memory_order_relaxed);
     if constexpr (!std::is_trivially_destructible_v<value_type>) t->slot(g, j)->~value_type();
     // A slot in an overflowed group stays charged: probes keep passing it until a rebuild.
-    const bool frees_budget = gm.overflow.load(std::memory_order_relaxed) == 0;
+    const bool frees_budget = (gm.overflow.load(std::memory_order_relaxed) & overflow_mask) == 0;
     account(s, t, -1, frees_budget ? -1 : 0);
   }
 
@@ -1377,7 +1404,11 @@ class concurrent_table {
       unlock_group(gm, /*mark_moved=*/true);
     }
     if (moved) t->moved_elements.fetch_add(moved, std::memory_order_relaxed);
-    if (dropped) my_cell().live.fetch_sub(dropped, std::memory_order_relaxed);
+    if (dropped) {
+      bool owned;
+      cell& c = my_cell(owned);
+      add_live(c, owned, -dropped);
+    }
   }
 
   // Insert an element known to be absent into a table that only migrators write. `held` is the

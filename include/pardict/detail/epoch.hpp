@@ -100,6 +100,27 @@ class epoch_domain {
     }
   }
 
+  // The two halves of the asymmetric fence (see the comment at the top): a light_fence on one
+  // thread and a heavy_fence on another order each side's earlier stores before its later loads
+  // as a pair of seq_cst fences would. Also used by the group lock (group.hpp).
+  static void light_fence() noexcept {
+    if (instance().asymmetric_) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+  }
+
+  void heavy_fence() noexcept {
+#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
+    if (asymmetric_) {
+      syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+      return;
+    }
+#endif
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+
   ~epoch_domain() {
     for (auto& r : pending_) r.deleter(r.ptr);
   }
@@ -178,17 +199,6 @@ class epoch_domain {
 #else
     return false;
 #endif
-  }
-
-  // The heavy half of the asymmetric fence (see the comment at the top).
-  void heavy_fence() noexcept {
-#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
-    if (asymmetric_) {
-      syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-      return;
-    }
-#endif
-    std::atomic_thread_fence(std::memory_order_seq_cst);
   }
 
   slot* acquire_slot() noexcept {

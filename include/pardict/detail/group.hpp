@@ -10,6 +10,8 @@
 #include <thread>
 #include <type_traits>
 
+#include "pardict/detail/epoch.hpp"
+
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <immintrin.h>
 #define PARDICT_PAUSE() _mm_pause()
@@ -25,7 +27,7 @@ inline constexpr unsigned group_width = 8;
 
 // Bits of group_meta::seq.
 inline constexpr std::uint32_t locked_bit = 1;   // a writer is inside the group
-inline constexpr std::uint32_t waiters_bit = 2;  // someone sleeps on the futex; unlock must notify
+inline constexpr std::uint32_t waiters_bit = 2;  // unused (sleepers are counted in `overflow`)
 inline constexpr std::uint32_t moved_bit = 4;    // the group was migrated to the next table
 inline constexpr std::uint32_t version_one = 8;  // the remaining 29 bits count modifications
 inline constexpr std::uint32_t flag_mask = locked_bit | waiters_bit | moved_bit;
@@ -36,12 +38,16 @@ struct alignas(16) group_meta {
   std::atomic<std::uint32_t> seq;
   // Low 8 bits: a one-bit-per-hash-class bloom filter of keys whose probe passed this group while
   // it was full. A lookup whose bit is clear stops here. Bits are only ever set (fetch_or), and
-  // are cleared only by building a new table.
+  // are cleared only by building a new table. Bits 16..31: how many threads sleep on `seq`
+  // (see wait_unlocked). They share a word so that unlock finds the count on the line it just
+  // wrote.
   std::atomic<std::uint32_t> overflow;
   // One byte per slot: 0 = empty, else an 8-bit fingerprint of the hash (never 0).
   std::atomic<std::uint64_t> tags;
 };
 static_assert(sizeof(group_meta) == 16);
+inline constexpr std::uint32_t overflow_mask = 0xff;
+inline constexpr std::uint32_t sleeper_one = std::uint32_t{1} << 16;
 
 // ---- SWAR matching over the 8 tag bytes --------------------------------------------------------
 
@@ -90,19 +96,29 @@ class backoff {
   unsigned n_ = 0;
 };
 
-// Sleep until `word` no longer has `bit` set. Sets waiters_bit so that the releasing thread knows
-// to call notify_all; the release clears it.
-inline void wait_while_set(std::atomic<std::uint32_t>& word, std::uint32_t bit) noexcept {
+// The group lock's release is a plain store, not a locked exchange. On x86 a locked instruction
+// waits until every earlier store has reached the cache, and the store before an unlock is the
+// element just written, often to a line still on its way from DRAM; a release store instead
+// retires at once and the next operation's misses overlap with it. A plain store cannot also
+// read a "waiters" flag atomically, so sleepers are counted in the group's `overflow` word and
+// the unlocker reads the count after its store: a store-then-load on both sides (the sleeper
+// adds itself, then reads `seq`), which is correct only with a StoreLoad fence on both sides.
+// The fence is made asymmetric as in epoch.hpp: the unlocker's is a compiler barrier, the
+// sleeper's a membarrier() (heavy_fence), so either the unlocker sees the count and wakes it, or
+// the sleeper sees the unlock and does not sleep. Without membarrier both fences are seq_cst.
+
+// Sleep until g is unlocked (it may be moved meanwhile: callers look again).
+inline void wait_unlocked(group_meta& g) noexcept {
   backoff b;
   for (;;) {
-    std::uint32_t s = word.load(std::memory_order_acquire);
-    if ((s & bit) == 0) return;
+    std::uint32_t s = g.seq.load(std::memory_order_acquire);
+    if ((s & locked_bit) == 0) return;
     if (!b.pause()) continue;
-    if ((s & waiters_bit) == 0 &&
-        !word.compare_exchange_weak(s, s | waiters_bit, std::memory_order_relaxed)) {
-      continue;
-    }
-    word.wait(s | waiters_bit, std::memory_order_acquire);
+    g.overflow.fetch_add(sleeper_one, std::memory_order_relaxed);
+    epoch_domain::instance().heavy_fence();
+    s = g.seq.load(std::memory_order_acquire);
+    if (s & locked_bit) g.seq.wait(s, std::memory_order_acquire);
+    g.overflow.fetch_sub(sleeper_one, std::memory_order_relaxed);
   }
 }
 
@@ -124,17 +140,19 @@ inline lock_status lock_group(group_meta& g, bool patient) noexcept {
     }
     if (!b.pause()) continue;
     if (!patient) return lock_status::busy;
-    wait_while_set(g.seq, locked_bit);
+    wait_unlocked(g);
   }
 }
 
-// Release: bump the version (so optimistic readers that overlapped retry), clear the flags, and
-// optionally mark the group as migrated.
+// Release: bump the version (so optimistic readers that overlapped retry), clear the lock bit,
+// optionally mark the group as migrated, and wake sleepers if there are any. Only the holder
+// writes `seq` while the group is locked, so the new value is computed from a plain load.
 inline void unlock_group(group_meta& g, bool mark_moved = false) noexcept {
   const std::uint32_t s = g.seq.load(std::memory_order_relaxed);
   const std::uint32_t next = ((s & ~flag_mask) + version_one) | (mark_moved ? moved_bit : 0);
-  const std::uint32_t old = g.seq.exchange(next, std::memory_order_release);
-  if (old & waiters_bit) g.seq.notify_all();
+  g.seq.store(next, std::memory_order_release);
+  epoch_domain::light_fence();
+  if (g.overflow.load(std::memory_order_relaxed) >= sleeper_one) g.seq.notify_all();
 }
 
 class group_lock {
