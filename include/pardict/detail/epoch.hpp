@@ -260,8 +260,8 @@ class epoch_domain {
 // RAII: the calling thread is inside a map operation while this lives.
 class epoch_guard {
  public:
-  epoch_guard() noexcept : d_(epoch_domain::instance()) { d_.enter(); }
-  ~epoch_guard() { d_.leave(); }
+  [[gnu::always_inline]] epoch_guard() noexcept : d_(epoch_domain::instance()) { d_.enter(); }
+  [[gnu::always_inline]] ~epoch_guard() { d_.leave(); }
   epoch_guard(const epoch_guard&) = delete;
   epoch_guard& operator=(const epoch_guard&) = delete;
 
