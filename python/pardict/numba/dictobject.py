@@ -671,9 +671,16 @@ def _shares_copies(d, v):
 def _store_array(typingctx, d, key, a):
     """d[key] = a for an array `a` d may share (see _shares_copies), as _set returns
     (pardict_set_array: a replaced value is released in C). A borrowed `a` (no MemInfo) is stored
-    as the thread's matching copy of it, or on a miss through _set_new_copy_impl."""
+    as the thread's matching copy of it; on a miss, set_new_copy makes, remembers and stores a
+    copy."""
     _check_dict(d)
     copy_sig = types.int32(d, d.key_type, a)
+    valty = d.value_type
+
+    def set_new_copy(d, k, v):
+        c = v.copy()
+        _unowned_remember(d, v, c)
+        return _set(d, k, _conv(c, valty))
 
     def codegen(context, builder, sig, args):
         vc = d.layouts[3]
@@ -687,30 +694,13 @@ def _store_array(typingctx, d, key, a):
             # Called without propagating its exception (a failed copy): that would add an exit
             # that skips the caller's decref of d, and refcount pruning would then keep the
             # incref/decref pair on d's MemInfo; a failure becomes ERR_NOMEM instead.
-            cres = context.compile_subroutine(builder, _set_new_copy_impl, copy_sig)
+            cres = context.compile_subroutine(builder, set_new_copy, copy_sig)
             status, res = context.call_internal_no_propagate(builder, cres.fndesc, copy_sig,
                                                              args)
             builder.store(builder.select(status.is_error, ll_i32(ERR_NOMEM), res), result)
         return builder.load(result)
 
     return types.int32(d, d.key_type, a), codegen
-
-
-def _set_new_copy_impl(d, k, v):
-    """The miss path of _store_array: copy v, remember the copy for this thread, store it."""
-    c = v.copy()
-    _unowned_remember(d, v, c)
-    return _set(d, k, _set_new_copy_cast(d, c))
-
-
-def _set_new_copy_cast(d, c):
-    pass
-
-
-@overload(_set_new_copy_cast)
-def _ol_set_new_copy_cast(d, c):
-    valty = d.value_type
-    return lambda d, c: _cast(c, valty)
 
 
 def _owned(d, v):
