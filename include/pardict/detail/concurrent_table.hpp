@@ -36,9 +36,9 @@
 //
 // Lock and memory-ordering protocol
 // ---------------------------------
-// `seq` is a lock + seqlock word: bit 0 locked, bit 1 unused, bit 2 moved (migrated to the next
-// table), bits 3.. a version that every unlock increments. While a group is locked only its
-// holder writes `seq`.
+// `seq` is a lock + seqlock word: bit 0 locked, bit 1 unused (it was a waiters flag), bit 2 moved
+// (migrated to the next table), bits 3.. a version that every unlock increments. While a group is
+// locked only its holder writes `seq`.
 //
 // * Writers (insert, assign, erase, visit) lock the key's home group for the whole operation, so
 //   two inserts of one key are serialised there and can never both succeed. Other groups on the
@@ -785,16 +785,14 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // Counting
   // ---------------------------------------------------------------------------------------------
-  // The calling thread's cell and whether it owns it (valid inside an epoch guard: the epoch slot
-  // index is unique among live threads, and a slot passes to a new thread only after its
-  // previous owner has exited).
-  cell& my_cell(bool& owned) const noexcept {
-    const std::size_t i = epoch_domain::thread_index();
-    owned = i < owned_cells;
-    return cells_[owned ? i : owned_cells];
+  // The calling thread's cell (valid inside an epoch guard: the epoch slot index is unique among
+  // live threads, and a slot passes to a new thread only after its previous owner has exited).
+  // Every cell but the last, shared one is owned by the thread it belongs to.
+  cell& my_cell() const noexcept {
+    return cells_[std::min(epoch_domain::thread_index(), owned_cells)];
   }
-  void add_live(cell& c, bool owned, std::int64_t delta) noexcept {
-    if (owned) {
+  void add_live(cell& c, std::int64_t delta) noexcept {
+    if (&c != &cells_[owned_cells]) {
       c.live.store(c.live.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
     } else {
       c.live.fetch_add(delta, std::memory_order_relaxed);
@@ -814,9 +812,8 @@ class concurrent_table {
     }
   }
   bool account(shard& s, table* t, int live_delta, int budget_delta) noexcept {
-    bool owned;
-    cell& c = my_cell(owned);
-    if (live_delta != 0) add_live(c, owned, live_delta);
+    cell& c = my_cell();
+    if (live_delta != 0) add_live(c, live_delta);
     if (budget_delta == 0) return false;
     auto& p = c.pending[&s - shards_.get()];
     const std::int32_t v = p.load(std::memory_order_relaxed) + budget_delta;
@@ -1404,11 +1401,7 @@ class concurrent_table {
       unlock_group(gm, /*mark_moved=*/true);
     }
     if (moved) t->moved_elements.fetch_add(moved, std::memory_order_relaxed);
-    if (dropped) {
-      bool owned;
-      cell& c = my_cell(owned);
-      add_live(c, owned, -dropped);
-    }
+    if (dropped) add_live(my_cell(), -dropped);
   }
 
   // Insert an element known to be absent into a table that only migrators write. `held` is the

@@ -27,10 +27,9 @@ inline constexpr unsigned group_width = 8;
 
 // Bits of group_meta::seq.
 inline constexpr std::uint32_t locked_bit = 1;   // a writer is inside the group
-inline constexpr std::uint32_t waiters_bit = 2;  // unused (sleepers are counted in `overflow`)
 inline constexpr std::uint32_t moved_bit = 4;    // the group was migrated to the next table
 inline constexpr std::uint32_t version_one = 8;  // the remaining 29 bits count modifications
-inline constexpr std::uint32_t flag_mask = locked_bit | waiters_bit | moved_bit;
+inline constexpr std::uint32_t flag_mask = locked_bit | moved_bit;  // sleepers: see `overflow`
 
 // 16 bytes: four groups share a cache line, and the metadata of a table is 2 bytes per slot, small
 // enough that the metadata of a 10M-entry table mostly stays in a 32 MiB L3.

@@ -671,16 +671,13 @@ def _shares_copies(d, v):
 def _store_array(typingctx, d, key, a):
     """d[key] = a for an array `a` d may share (see _shares_copies), as _set returns
     (pardict_set_array: a replaced value is released in C). A borrowed `a` (no MemInfo) is stored
-    as the thread's matching copy of it; on a miss, set_new_copy makes, remembers and stores a
-    copy."""
+    as the thread's matching copy of it; on a miss, set_new_copy stores _owned's new copy."""
     _check_dict(d)
     copy_sig = types.int32(d, d.key_type, a)
     valty = d.value_type
 
     def set_new_copy(d, k, v):
-        c = v.copy()
-        _unowned_remember(d, v, c)
-        return _set(d, k, _conv(c, valty))
+        return _set(d, k, _conv(_owned(d, v), valty))
 
     def codegen(context, builder, sig, args):
         vc = d.layouts[3]
