@@ -24,6 +24,11 @@ Workloads (keys: a shuffled 1..N times an odd 64-bit constant; values: float(ind
 Impls: see bench/numba_workloads.py. Checks (untimed, every run): len == N, every key's value
 (W_insert, W_seed, W_seed_shuffled), the lookup checksum (W_lookup).
 
+Threading layer (--layer, default omp): every worker runs on one layer, recorded in the results.
+Not tbb by default: TBB caps its workers at the CPU count, so on a 2-core machine numba's tbb layer
+runs an 8-thread prange on 2 OS threads, and the 8-thread column would not oversubscribe. The
+driver probes how many OS threads a prange really uses at each thread count and reports it.
+
 Standard library only in this (driver) process; the workers run in --python (default: the repo's
 .venv if it exists, else this interpreter).
 """
@@ -263,9 +268,42 @@ def machine_info(python: str) -> dict:
 # ================================================================================================
 # driver
 
-def run_one(python: str, impl: str, w: str, t: int, n: int, run: int, timeout: float) -> dict:
+_OS_THREADS_PROBE = """
+import ctypes, sys, numpy as np, numba
+gettid = ctypes.CDLL(None).gettid
+gettid.restype = ctypes.c_int
+gettid.argtypes = []
+@numba.njit(parallel=True)
+def tids(n):
+    out = np.zeros(n, np.int64)
+    for i in numba.prange(n):
+        s = 0.0
+        for j in range(20000):  # long enough that every thread takes a share
+            s += j * 0.5
+        out[i] = gettid() + (0 if s > 0 else 1)
+    return out
+numba.set_num_threads(int(sys.argv[1]))
+tids(16)
+print(numba.threading_layer(), len(set(tids(4000).tolist())))
+"""
+
+
+def probe_os_threads(python: str, layer: str, t: int) -> dict:
+    """How many OS threads run a prange of numba.set_num_threads(t) on `layer` (distinct gettid)."""
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(max(8, t)), NUMBA_THREADING_LAYER=layer)
+    try:
+        p = subprocess.run([python, "-c", _OS_THREADS_PROBE, str(t)], capture_output=True, text=True,
+                           timeout=300, env=env)
+        got_layer, k = p.stdout.split()[-2:]
+        return {"layer": got_layer, "os_threads": int(k)}
+    except Exception as e:  # reported, not fatal: the benchmark itself records the layer it ran on
+        return {"layer": None, "os_threads": None, "error": str(e)[:200]}
+
+
+def run_one(python: str, impl: str, w: str, t: int, n: int, run: int, timeout: float, layer: str) -> dict:
     env = dict(os.environ)
     env["NUMBA_NUM_THREADS"] = str(max(8, t))
+    env["NUMBA_THREADING_LAYER"] = layer
     cmd = [python, str(Path(__file__).resolve()), "--worker", impl, w, str(t), str(n), str(run)]
     t0 = time.monotonic()
     base = {"impl": impl, "workload": w, "threads": t, "n": n, "run": run}
@@ -505,6 +543,13 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
              "(read-only prange over all keys); W_seed, W_seed_shuffled: every `d[float(i)]` is `[0.1f, 0.2f]`; W_lookup: the "
              "checksum equals the sum of the drawn indices. A failed check marks the cell.")
     L.append(f"- With more threads than CPUs ({nproc} here) the 8-thread column measures oversubscription, not scaling.")
+    ost = p.get("os_threads") or {}
+    if ost:
+        L.append("- OS threads that ran a prange at each thread count on this layer (probe: distinct `gettid()` over a "
+                 "4,000-iteration prange): " + ", ".join(f"T={t}: {v.get('os_threads')}" for t, v in ost.items())
+                 + ". TBB caps its workers at the CPU count: on numba's first-choice tbb layer an 8-thread prange "
+                 "on 2 cores runs on 2 OS threads (`TBB Warning: The number of workers is currently limited to 1`), "
+                 "so the benchmark runs on omp unless told otherwise (`--layer`).")
     L.append("")
     L.append("## Machine")
     L.append("")
@@ -559,6 +604,8 @@ def main() -> int:
     ap.add_argument("--impls", default=",".join(ALL_IMPLS))
     ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
     ap.add_argument("--timeout", type=float, help="seconds per process (default max(300, 60 + 40 s per 1M keys))")
+    ap.add_argument("--layer", default="omp", choices=["omp", "workqueue", "tbb"],
+                    help="numba threading layer of every worker (default omp; see the module docstring)")
     ap.add_argument("--python", help="interpreter for the workers (default: repo .venv if present)")
     ap.add_argument("--out", default=str(RESULTS), help="output directory (default bench/results)")
     ap.add_argument("--report-only", action="store_true", help="redo numba.md from OUT/numba.json")
@@ -594,7 +641,7 @@ def main() -> int:
     configs = [(w, impl, t) for w in wls for impl in impls if applies(impl, w) for t in impl_threads(impl, threads)]
     meta = {"machine": machine_info(python),
             "params": {"n": n, "seed_n": seed_n, "runs": runs, "threads": threads, "impls": impls, "workloads": wls,
-                       "quick": bool(args.quick), "python": python, "timeout_s": timeout,
+                       "quick": bool(args.quick), "python": python, "timeout_s": timeout, "layer": args.layer,
                        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}}
     if args.seed_n:
         meta["params"]["seed_n_note"] = f"W_seed uses N_seed = {seed_n:,} (set with --seed-n)."
@@ -604,6 +651,9 @@ def main() -> int:
             "machine (busy with other jobs), one W_seed fill took 0.21 s with typed.Dict (serial), 0.28 s with "
             "typed.Dict chunks + merge (2 threads) and 0.78 s with pardict (2 threads), at ≈ 0.3–0.5 GB peak RSS, "
             "so a 10M cell costs seconds and a few GB per process; no need to fall back to 1M.")
+    meta["params"]["os_threads"] = {str(t): probe_os_threads(python, args.layer, t) for t in threads}
+    print("bench_numba: OS threads per prange: " + ", ".join(
+        f"T={t} -> {v['os_threads']}" for t, v in meta["params"]["os_threads"].items()), flush=True)
     total = len(configs) * runs
     print(f"bench_numba: {len(configs)} cells x {runs} run(s) = {total} processes; N = {n:,}, N_seed = {seed_n:,}; "
           f"python {python}", flush=True)
@@ -614,7 +664,7 @@ def main() -> int:
         for (w, impl, t) in configs:
             k += 1
             nn = seed_n if w.startswith("W_seed") else n
-            r = run_one(python, impl, w, t, nn, run, timeout)
+            r = run_one(python, impl, w, t, nn, run, timeout, args.layer)
             rows.append(r)
             el = time.monotonic() - t_start
             if r.get("check") == "ok":
