@@ -46,7 +46,9 @@ class epoch_domain {
  public:
   static constexpr std::size_t max_slots = 1024;
 
-  static epoch_domain& instance() noexcept {
+  // Inlined: every operation reaches it (the guard, and unlock through light_fence), and an
+  // out-of-line call costs more than the initialisation check it wraps.
+  [[gnu::always_inline]] static epoch_domain& instance() noexcept {
     static epoch_domain domain;
     return domain;
   }
@@ -103,7 +105,7 @@ class epoch_domain {
   // The two halves of the asymmetric fence (see the comment at the top): a light_fence on one
   // thread and a heavy_fence on another order each side's earlier stores before its later loads
   // as a pair of seq_cst fences would. Also used by the group lock (group.hpp).
-  static void light_fence() noexcept {
+  [[gnu::always_inline]] static void light_fence() noexcept {
     if (instance().asymmetric_) {
       std::atomic_signal_fence(std::memory_order_seq_cst);
     } else {

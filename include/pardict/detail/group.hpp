@@ -143,15 +143,22 @@ inline lock_status lock_group(group_meta& g, bool patient) noexcept {
   }
 }
 
+// Out of line and cold: the futex wake-up (libstdc++'s atomic notify) is large, and unlock is
+// inlined into every write path.
+[[gnu::noinline, gnu::cold]] inline void wake_sleepers(group_meta& g) noexcept {
+  g.seq.notify_all();
+}
+
 // Release: bump the version (so optimistic readers that overlapped retry), clear the lock bit,
 // optionally mark the group as migrated, and wake sleepers if there are any. Only the holder
 // writes `seq` while the group is locked, so the new value is computed from a plain load.
-inline void unlock_group(group_meta& g, bool mark_moved = false) noexcept {
+[[gnu::always_inline]] inline void unlock_group(group_meta& g, bool mark_moved = false) noexcept {
   const std::uint32_t s = g.seq.load(std::memory_order_relaxed);
   const std::uint32_t next = ((s & ~flag_mask) + version_one) | (mark_moved ? moved_bit : 0);
   g.seq.store(next, std::memory_order_release);
   epoch_domain::light_fence();
-  if (g.overflow.load(std::memory_order_relaxed) >= sleeper_one) g.seq.notify_all();
+  if (g.overflow.load(std::memory_order_relaxed) >= sleeper_one) [[unlikely]]
+    wake_sleepers(g);
 }
 
 class group_lock {
@@ -167,8 +174,8 @@ class group_lock {
     }
     return *this;
   }
-  ~group_lock() { release(); }
-  void release(bool mark_moved = false) noexcept {
+  [[gnu::always_inline]] ~group_lock() { release(); }
+  [[gnu::always_inline]] void release(bool mark_moved = false) noexcept {
     if (g_ != nullptr) unlock_group(*g_, mark_moved);
     g_ = nullptr;
   }
