@@ -65,9 +65,10 @@
 //   (callgrind), and 10M inserts from empty went from ~190 to ~150 ns each, 10M lookups from
 //   ~117 to ~95 ns. The batch operations take the same fast paths after prefetching ahead.
 //   The fast path is one inlined body: unlock, the insert count and the epoch lookup are forced
-//   inline and everything rare (the general path, growth, waking sleepers) is out of line. Left
-//   to its heuristics GCC kept calls there, and an insert into a presized 1M table cost 374
-//   instructions on the C ABI (callgrind, u64 -> u64) instead of 342.
+//   inline (PARDICT_ALWAYS_INLINE, in NDEBUG builds) and everything rare (the general path, growth,
+//   waking sleepers) is out of line. Left to its heuristics GCC kept calls there, and an insert
+//   into a presized 1M table cost 374 instructions on the C ABI (callgrind, u64 -> u64) instead of
+//   342.
 // * Readers of trivially copyable keys and values write no shared memory: load seq (acquire),
 //   copy tags and candidate slots with relaxed atomic word loads, fence(acquire), reload seq; equal
 //   and unlocked means the copy is a consistent snapshot. Writers therefore store into slots with
@@ -156,6 +157,7 @@
 #include <utility>
 #include <vector>
 
+#include "pardict/detail/config.hpp"
 #include "pardict/detail/epoch.hpp"
 #include "pardict/detail/group.hpp"
 
@@ -805,7 +807,7 @@ class concurrent_table {
 
   // Counts an insert that is already published, and grows t when its budget runs out. Inlined
   // into the insert paths; the growth is out of line.
-  [[gnu::always_inline]] void note_insert(shard& s, table* t) {
+  PARDICT_ALWAYS_INLINE void note_insert(shard& s, table* t) {
     if (account(s, t, +1, +1)) [[unlikely]]
       grow_after_insert(s, t);
   }
@@ -820,8 +822,8 @@ class concurrent_table {
 
   // delta = +1 for an insert, -1 for an erase that frees budget, 0 for an erase that does not.
   // Returns true when the table's budget is exhausted.
-  [[gnu::always_inline]] bool account(shard& s, table* t, int live_delta,
-                                      int budget_delta) noexcept {
+  PARDICT_ALWAYS_INLINE bool account(shard& s, table* t, int live_delta,
+                                     int budget_delta) noexcept {
     cell& c = my_cell();
     if (live_delta != 0) add_live(c, live_delta);
     if (budget_delta == 0) return false;
@@ -966,8 +968,8 @@ class concurrent_table {
   // changed). The protocol of upsert_hashed restricted to the home group, which is locked with
   // one CAS attempt (a locked group goes to the general path, which waits for it).
   template <class Make, class OnFound>
-  [[gnu::always_inline]] int upsert_home(const K& k, std::uint64_t h, Make& make, OnFound& on_found,
-                                         bool insert_if_absent, bool mutate) {
+  PARDICT_ALWAYS_INLINE int upsert_home(const K& k, std::uint64_t h, Make& make, OnFound& on_found,
+                                        bool insert_if_absent, bool mutate) {
     shard& s = shard_of(h);
     table* t = s.cur.load(std::memory_order_acquire);
     if (t == nullptr) return -1;

@@ -40,6 +40,8 @@
 #include <mutex>
 #include <vector>
 
+#include "pardict/detail/config.hpp"
+
 namespace pardict::detail {
 
 class epoch_domain {
@@ -48,7 +50,7 @@ class epoch_domain {
 
   // Inlined: every operation reaches it (the guard, and unlock through light_fence), and an
   // out-of-line call costs more than the initialisation check it wraps.
-  [[gnu::always_inline]] static epoch_domain& instance() noexcept {
+  PARDICT_ALWAYS_INLINE static epoch_domain& instance() noexcept {
     static epoch_domain domain;
     return domain;
   }
@@ -81,7 +83,7 @@ class epoch_domain {
   // enter() and leave() run twice per map operation, so they are kept to a few instructions:
   // the thread's state is a trivially destructible thread_local (one %fs-relative access, no
   // initialisation guard), and the rare cases (first use, slot overflow) are out of line.
-  [[gnu::always_inline]] void enter() noexcept {
+  PARDICT_ALWAYS_INLINE void enter() noexcept {
     thread_state& ts = tls_;
     if (ts.depth++ != 0) return;
     slot* const sl = ts.my_slot;
@@ -92,7 +94,7 @@ class epoch_domain {
     announce(sl);
   }
 
-  [[gnu::always_inline]] void leave() noexcept {
+  PARDICT_ALWAYS_INLINE void leave() noexcept {
     thread_state& ts = tls_;
     if (--ts.depth != 0) return;
     if (ts.my_slot != nullptr) [[likely]] {
@@ -105,7 +107,7 @@ class epoch_domain {
   // The two halves of the asymmetric fence (see the comment at the top): a light_fence on one
   // thread and a heavy_fence on another order each side's earlier stores before its later loads
   // as a pair of seq_cst fences would. Also used by the group lock (group.hpp).
-  [[gnu::always_inline]] static void light_fence() noexcept {
+  PARDICT_ALWAYS_INLINE static void light_fence() noexcept {
     if (instance().asymmetric_) {
       std::atomic_signal_fence(std::memory_order_seq_cst);
     } else {
@@ -163,7 +165,7 @@ class epoch_domain {
 
   // Announce an epoch that is still current after the announcement is visible; otherwise a scan
   // that ran in between could already have let the epoch move two steps on.
-  [[gnu::always_inline]] void announce(slot* sl) noexcept {
+  PARDICT_ALWAYS_INLINE void announce(slot* sl) noexcept {
     std::uint64_t e = global_.load(std::memory_order_relaxed);
     for (;;) {
       if (asymmetric_) {
@@ -262,8 +264,8 @@ class epoch_domain {
 // RAII: the calling thread is inside a map operation while this lives.
 class epoch_guard {
  public:
-  [[gnu::always_inline]] epoch_guard() noexcept : d_(epoch_domain::instance()) { d_.enter(); }
-  [[gnu::always_inline]] ~epoch_guard() { d_.leave(); }
+  PARDICT_ALWAYS_INLINE epoch_guard() noexcept : d_(epoch_domain::instance()) { d_.enter(); }
+  PARDICT_ALWAYS_INLINE ~epoch_guard() { d_.leave(); }
   epoch_guard(const epoch_guard&) = delete;
   epoch_guard& operator=(const epoch_guard&) = delete;
 

@@ -10,6 +10,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "pardict/detail/config.hpp"
 #include "pardict/detail/epoch.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
@@ -152,7 +153,7 @@ inline lock_status lock_group(group_meta& g, bool patient) noexcept {
 // Release: bump the version (so optimistic readers that overlapped retry), clear the lock bit,
 // optionally mark the group as migrated, and wake sleepers if there are any. Only the holder
 // writes `seq` while the group is locked, so the new value is computed from a plain load.
-[[gnu::always_inline]] inline void unlock_group(group_meta& g, bool mark_moved = false) noexcept {
+PARDICT_ALWAYS_INLINE inline void unlock_group(group_meta& g, bool mark_moved = false) noexcept {
   const std::uint32_t s = g.seq.load(std::memory_order_relaxed);
   const std::uint32_t next = ((s & ~flag_mask) + version_one) | (mark_moved ? moved_bit : 0);
   g.seq.store(next, std::memory_order_release);
@@ -174,8 +175,8 @@ class group_lock {
     }
     return *this;
   }
-  [[gnu::always_inline]] ~group_lock() { release(); }
-  [[gnu::always_inline]] void release(bool mark_moved = false) noexcept {
+  PARDICT_ALWAYS_INLINE ~group_lock() { release(); }
+  PARDICT_ALWAYS_INLINE void release(bool mark_moved = false) noexcept {
     if (g_ != nullptr) unlock_group(*g_, mark_moved);
     g_ = nullptr;
   }
@@ -250,15 +251,15 @@ inline void racy_store(T* dst, const void* src) noexcept {
 // faults on CPUs without PRFCHW, and a line read into an otherwise uncached state arrives
 // exclusive anyway.
 #if defined(__x86_64__) || defined(__i386__)
-[[gnu::always_inline]] inline void prefetch_read(const void* p) noexcept {
+PARDICT_ALWAYS_INLINE inline void prefetch_read(const void* p) noexcept {
   asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
 }
 #else
-[[gnu::always_inline]] inline void prefetch_read(const void* p) noexcept {
+PARDICT_ALWAYS_INLINE inline void prefetch_read(const void* p) noexcept {
   __builtin_prefetch(p, 0, 3);
   asm volatile("" : : "r"(p));
 }
 #endif
-[[gnu::always_inline]] inline void prefetch_write(const void* p) noexcept { prefetch_read(p); }
+PARDICT_ALWAYS_INLINE inline void prefetch_write(const void* p) noexcept { prefetch_read(p); }
 
 }  // namespace pardict::detail
