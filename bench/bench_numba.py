@@ -268,31 +268,15 @@ def machine_info(python: str) -> dict:
 # ================================================================================================
 # driver
 
-_OS_THREADS_PROBE = """
-import ctypes, sys, numpy as np, numba
-gettid = ctypes.CDLL(None).gettid
-gettid.restype = ctypes.c_int
-gettid.argtypes = []
-@numba.njit(parallel=True)
-def tids(n):
-    out = np.zeros(n, np.int64)
-    for i in numba.prange(n):
-        s = 0.0
-        for j in range(20000):  # long enough that every thread takes a share
-            s += j * 0.5
-        out[i] = gettid() + (0 if s > 0 else 1)
-    return out
-numba.set_num_threads(int(sys.argv[1]))
-tids(16)
-print(numba.threading_layer(), len(set(tids(4000).tolist())))
-"""
+# shared with the test suite: prints "LAYER COUNT" for a prange at T threads
+_OS_THREADS_PROBE = REPO / "tests" / "python" / "workers" / "os_threads.py"
 
 
 def probe_os_threads(python: str, layer: str, t: int) -> dict:
     """How many OS threads run a prange of numba.set_num_threads(t) on `layer` (distinct gettid)."""
     env = dict(os.environ, NUMBA_NUM_THREADS=str(max(8, t)), NUMBA_THREADING_LAYER=layer)
     try:
-        p = subprocess.run([python, "-c", _OS_THREADS_PROBE, str(t)], capture_output=True, text=True,
+        p = subprocess.run([python, str(_OS_THREADS_PROBE), str(t)], capture_output=True, text=True,
                            timeout=300, env=env)
         got_layer, k = p.stdout.split()[-2:]
         return {"layer": got_layer, "os_threads": int(k)}

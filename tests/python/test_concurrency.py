@@ -107,26 +107,6 @@ def test_stress_kernels(layer, threads, record_property):
     record_property("kernels", res["kernels"])
 
 
-_OS_THREADS = """
-import ctypes, numpy as np, numba
-gettid = ctypes.CDLL(None).gettid
-gettid.restype = ctypes.c_int
-gettid.argtypes = []
-@numba.njit(parallel=True)
-def tids(n):
-    out = np.zeros(n, np.int64)
-    for i in numba.prange(n):
-        s = 0.0
-        for j in range(20000):
-            s += j * 0.5
-        out[i] = gettid() + (0 if s > 0 else 1)
-    return out
-numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-tids(16)
-print(numba.threading_layer(), len(set(tids(4000).tolist())))
-"""
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads with gettid()")
 @pytest.mark.parametrize("layer", ("workqueue", "omp"))
 def test_eight_threads_are_eight_os_threads(layer):
@@ -135,7 +115,7 @@ def test_eight_threads_are_eight_os_threads(layer):
     reason = _layer_unavailable(layer)
     if reason:
         pytest.skip(reason)
-    p = subprocess.run([sys.executable, "-c", _OS_THREADS], env=_env(layer, 8),
+    p = subprocess.run([sys.executable, str(WORKERS / "os_threads.py")], env=_env(layer, 8),
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split()[-2:] == [layer, "8"], p.stdout
