@@ -35,15 +35,15 @@ Standard library only in this (driver) process; the workers run in --python (def
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import machine  # bench/machine.py: the machine description shared by the drivers
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -115,7 +115,6 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
 
     t_imp = time.perf_counter()
     import numba
-    import numpy as np
 
     sys.path.insert(0, str(HERE))
     import numba_workloads as W
@@ -212,36 +211,8 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
 # ================================================================================================
 # machine description
 
-def _sh(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
-    except Exception:
-        return ""
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except Exception:
-        return ""
-
-
 def machine_info(python: str) -> dict:
-    info: dict = {}
-    cpuinfo = _read("/proc/cpuinfo")
-    info["cpu_model"] = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines()
-                              if l.startswith("model name")), platform.processor())
-    lscpu = _sh(["lscpu"])
-    keep = ("Architecture", "CPU(s)", "On-line", "Thread(s) per core", "Core(s) per", "Socket(s)",
-            "Model name", "Hypervisor", "L1d", "L2", "L3", "NUMA node(s)")
-    info["lscpu"] = [l.strip() for l in lscpu.splitlines() if l.strip().startswith(keep)]
-    info["nproc"] = _sh(["nproc"]) or str(os.cpu_count())
-    info["cpu_count"] = os.cpu_count()
-    mem = _read("/proc/meminfo")
-    info["memory"] = next((l.split(":", 1)[1].strip() for l in mem.splitlines() if l.startswith("MemTotal")), "")
-    info["kernel"] = platform.release()
-    deb = _read("/etc/debian_version")
-    info["os"] = f"Debian {deb}" if deb else platform.platform()
+    info = machine.describe(("include", "capi", "python", "bench"))
     code = ("import sys, json, numba, numpy, llvmlite\n"
             "d = {'python': sys.version.split()[0], 'numba': numba.__version__, 'numpy': numpy.__version__,"
             " 'llvmlite': llvmlite.__version__}\n"
@@ -251,16 +222,9 @@ def machine_info(python: str) -> dict:
             "except Exception as e: d['pardict'] = 'import failed: ' + repr(e)\n"
             "print(json.dumps(d))")
     try:
-        info["versions"] = json.loads(_sh([python, "-c", code]).splitlines()[-1])
+        info["versions"] = json.loads(machine.sh([python, "-c", code]).splitlines()[-1])
     except Exception:
         info["versions"] = {}
-    info["thp_enabled"] = _read("/sys/kernel/mm/transparent_hugepage/enabled")
-    info["loadavg_start"] = _read("/proc/loadavg")
-    info["date"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    info["git"] = _sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "no commit"
-    dirty = _sh(["git", "-C", str(REPO), "status", "--porcelain", "--", "include", "capi", "python", "bench"])
-    if dirty:
-        info["git"] += " (+ uncommitted changes in include/, capi/, python/ or bench/)"
     info["env"] = {k: os.environ[k] for k in sorted(os.environ) if k.startswith("NUMBA_")}
     return info
 
@@ -659,7 +623,7 @@ def main() -> int:
                 msg = r.get("check", "?")
             print(f"[{k:3d}/{total} {el:6.0f}s] run {run + 1} {w:15s} {impl:27s} T={t:<2d} {msg}", flush=True)
             json_path.write_text(json.dumps(rows, indent=1))  # keep partial results
-    meta["machine"]["loadavg_end"] = _read("/proc/loadavg")
+    meta["machine"]["loadavg_end"] = machine.read("/proc/loadavg")
     meta["machine"]["wall_s"] = round(time.monotonic() - t_start, 1)
     meta["cells"] = [{k2: v2 for k2, v2 in c.items() if k2 != "per_run"} for c in aggregate(rows).values()]
     json_path.write_text(json.dumps(rows, indent=1))

@@ -17,16 +17,15 @@ falls back to an SVG chart (results/cpp.svg) otherwise.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import machine  # bench/machine.py: the machine description shared by the drivers
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -107,53 +106,13 @@ def binary_info(binary: Path) -> dict:
 # ------------------------------------------------------------------------------------------------
 # machine description
 
-def _sh(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
-    except Exception:
-        return ""
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except Exception:
-        return ""
-
-
 def machine_info(binary_meta: dict) -> dict:
-    info: dict = {}
-    cpuinfo = _read("/proc/cpuinfo")
-    for line in cpuinfo.splitlines():
-        if line.startswith("model name"):
-            info["cpu_model"] = line.split(":", 1)[1].strip()
-            break
-    flags = next((l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags")), [])
-    info["avx512f"] = "avx512f" in flags
-    lscpu = _sh(["lscpu"])
-    keep = ("Architecture", "CPU(s)", "On-line", "Thread(s) per core", "Core(s) per", "Socket(s)",
-            "Vendor ID", "Model name", "CPU family", "Model:", "Hypervisor", "Virtualization type",
-            "L1d", "L2", "L3", "NUMA node(s)", "BogoMIPS", "CPU max MHz")
-    info["lscpu"] = [l.strip() for l in lscpu.splitlines() if l.strip().startswith(keep)]
-    info["nproc"] = _sh(["nproc"]) or str(os.cpu_count())
-    mem = _read("/proc/meminfo")
-    info["memory"] = next((l.split(":", 1)[1].strip() for l in mem.splitlines() if l.startswith("MemTotal")), "")
-    info["swap"] = next((l.split(":", 1)[1].strip() for l in mem.splitlines() if l.startswith("SwapTotal")), "")
-    info["kernel"] = platform.release()
-    info["os"] = _read("/etc/debian_version") and f"Debian {_read('/etc/debian_version')}" or platform.platform()
-    cxx = _sh(["c++", "--version"]).splitlines()
+    info = machine.describe(("include", "bench"))
+    cxx = machine.sh(["c++", "--version"]).splitlines()
     info["compiler"] = cxx[0] if cxx else ""
     info["binary_compiler"] = binary_meta.get("compiler", "")
     info["tbb"] = binary_meta.get("tbb", "")
-    info["thp_enabled"] = _read("/sys/kernel/mm/transparent_hugepage/enabled")
-    info["thp_defrag"] = _read("/sys/kernel/mm/transparent_hugepage/defrag")
-    info["loadavg_start"] = _read("/proc/loadavg")
-    info["date"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    info["git"] = _sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "no commit"
-    dirty = _sh(["git", "-C", str(REPO), "status", "--porcelain", "--", "include", "bench"])
-    if dirty:
-        info["git"] += " (+ uncommitted changes in include/ or bench/)"
-    pk = _sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "libtbb-dev", "libcuckoo-dev", "libabsl-dev"])
+    pk = machine.sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "libtbb-dev", "libcuckoo-dev", "libabsl-dev"])
     info["packages"] = [l for l in pk.splitlines() if l.strip()]
     return info
 
@@ -642,7 +601,7 @@ def main() -> None:
         t0 = time.monotonic()
         raw = run_matrix(args, binary, built)
         meta["wall_s"] = time.monotonic() - t0
-        meta["loadavg_end"] = _read("/proc/loadavg")
+        meta["loadavg_end"] = machine.read("/proc/loadavg")
 
     rows = aggregate(raw)
     if meta.get("reps") is None:
