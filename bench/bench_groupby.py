@@ -250,6 +250,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", default="1,2,8")
     ap.add_argument("--tasks", default="sum_uniform,sum_zipf,word_count")
+    ap.add_argument("--out", default=str(RESULTS), help="output directory (default bench/results)")
     args = ap.parse_args()
     if args.quick:
         args.rows, args.keys, args.tokens, args.vocab, args.runs = 1_000_000, 100_000, 1_000_000, 20_000, 1
@@ -303,17 +304,18 @@ def main():
                   f"{', '.join(f'{x:.3f}' for x in times[impl, t])})  ok", flush=True)
             rows_out.append({"impl": impl, "task": task, "threads": t, "rows": int(n_rows),
                              "keys": int(n_keys), "seconds": med, "runs": times[impl, t]})
-    RESULTS.mkdir(exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     meta = machine_info(sys.executable)
     import pandas
     import polars
 
     meta["versions"].update({"pandas": pandas.__version__, "polars": polars.__version__,
                              "polars_threads": polars_threads})
-    (RESULTS / "groupby.json").write_text(json.dumps({"machine": meta, "rows": rows_out}, indent=1))
+    (out / "groupby.json").write_text(json.dumps({"machine": meta, "rows": rows_out}, indent=1))
     write_md(rows_out, meta, args)
-    write_png(rows_out)
-    print(f"wrote {RESULTS / 'groupby.json'}, groupby.md, groupby.png")
+    write_png(rows_out, out)
+    print(f"wrote {out / 'groupby.json'}, groupby.md, groupby.png")
 
 
 def targets_table(rows):
@@ -381,10 +383,10 @@ def write_md(rows, meta, args):
           "on each thread (hashing the NumPy array's UCS4 code points in place), combines each "
           "distinct word into the dict in one atomic step, and hands the words the dict lacks "
           "back to a jitted loop that builds their numba strings and inserts them.", ""]
-    (RESULTS / "groupby.md").write_text("\n".join(L))
+    (Path(args.out) / "groupby.md").write_text("\n".join(L))
 
 
-def write_png(rows):
+def write_png(rows, out: Path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -401,7 +403,7 @@ def write_png(rows):
         ax.set_xlabel("M rows / s (higher is better)")
         ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(RESULTS / "groupby.png", dpi=110)
+    fig.savefig(out / "groupby.png", dpi=110)
 
 
 if __name__ == "__main__":
