@@ -6,7 +6,7 @@
 #   fuzz     libFuzzer target for 60 s (only when clang is installed)
 #   python   pytest tests/python (the package built by setup.sh; numba, every threading layer)
 #   install  scripts/test_install.sh: install, then build a find_package consumer
-#   format   scripts/format.sh --check
+#   format   scripts/format.sh --check (clang-format); ruff check (Python lint, pyproject.toml)
 # Build dirs: build/{release,tsan,asan,fuzz}. FUZZ_SECONDS overrides the fuzzing time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,8 +107,9 @@ bash scripts/test_install.sh
 end_stage
 
 # (g) Formatting ---------------------------------------------------------------------------------------
-begin_stage format "clang-format check"
+begin_stage format "clang-format check; ruff lint of the Python sources"
 bash scripts/format.sh --check
+.venv/bin/python -m ruff check --no-cache .
 end_stage
 
 printf '\n==> all test stages passed\n'

@@ -22,7 +22,6 @@ from . import _ext
 from .numba import boxing
 from .numba.dictobject import _popitem as _popitem_raw
 from .numba.dictobject import _COMBINE_STATUS, _combinable, new_dict
-from .numba.dictobject import _get as _get_raw
 from .numba.dictobject import _set as _set_raw
 from .numba.dictobject import update as _pardict_update
 from .numba.types import DictType, _as_type

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 MODULE = textwrap.dedent('''
     import json

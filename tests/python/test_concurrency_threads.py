@@ -284,7 +284,7 @@ def test_array_values_replaced_while_read(no_leaks):
     bad = np.zeros(T, np.int64)
     refs0 = pardict.live_refs()
 
-    def work(tid):
+    def work(tid, d=d):  # d bound here: the test deletes its own name for d at the end
         if tid % 2:
             bad[tid] = read_arrays(d, n, m)
         else:

@@ -7,7 +7,6 @@ so passing it to prange workers copies two words and every worker reaches the sa
 
 from functools import cached_property
 
-from llvmlite import ir
 from numba.core import types
 from numba.core.datamodel import models
 from numba.core.errors import TypingError
