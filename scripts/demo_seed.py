@@ -85,20 +85,23 @@ def _kernels():
         return d
 
     @njit
+    def entry_state(d, i):
+        """0 when key float(i) holds [0.1f, 0.2f], 1 when it is missing, 2 when its value differs."""
+        k = float(i)
+        if k not in d:
+            return 1
+        a = d[k]
+        return 0 if a.size == 2 and a[0] == np.float32(0.1) and a[1] == np.float32(0.2) else 2
+
+    @njit
     def check_serial(d, n):
         """(keys of 0..n-1 missing, values != [0.1f, 0.2f], keys outside 0..n-1)."""
-        a0 = np.float32(0.1)
-        a1 = np.float32(0.2)
         missing = 0
         wrong = 0
         for i in range(n):
-            k = float(i)
-            if k in d:
-                a = d[k]
-                if a.size != 2 or a[0] != a0 or a[1] != a1:
-                    wrong += 1
-            else:
-                missing += 1
+            st = entry_state(d, i)
+            missing += st == 1
+            wrong += st == 2
         extra = 0
         for k in d.keys():
             if not (k >= 0 and k < n and k == np.floor(k)):
@@ -107,19 +110,13 @@ def _kernels():
 
     @njit(parallel=True)
     def check_parallel(d, n):
-        """Same as check_serial for a dictionary that is safe to read from prange."""
-        a0 = np.float32(0.1)
-        a1 = np.float32(0.2)
+        """(missing, wrong) as check_serial, for a dictionary that is safe to read from prange."""
         missing = 0
         wrong = 0
         for i in prange(n):
-            k = float(i)
-            if k in d:
-                a = d[k]
-                if a.size != 2 or a[0] != a0 or a[1] != a1:
-                    wrong += 1
-            else:
-                missing += 1
+            st = entry_state(d, i)
+            missing += st == 1
+            wrong += st == 2
         return missing, wrong
 
     return seed_typed, seed_pardict, seed_typed_serial, check_serial, check_parallel
