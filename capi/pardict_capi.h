@@ -43,6 +43,37 @@ enum pardict_status {
   PARDICT_ERR_CALLBACK = -6  // pardict_update: the callback failed; nothing was changed
 };
 
+// What a successful element operation reports (non-negative results). Each function below says
+// which of these it returns.
+enum pardict_result {
+  PARDICT_ABSENT = 0,     // get, contains, pop, popitem, visit, combine_present: no such key
+  PARDICT_FOUND = 1,      // ... the key was there
+  PARDICT_INSERTED = 0,   // set, set_array: the key was new
+  PARDICT_REPLACED = 1,   // set, set_array: the key was there; its value was replaced
+  PARDICT_NEED_COPY = 2,  // set_array: no copy of the borrowed array to share; nothing stored
+  PARDICT_NEW_KEY = 1,    // insert, setdefault, combine, update: the key was new and is stored
+  PARDICT_OLD_KEY = 0     // insert, setdefault: the key was there (nothing changed);
+                          // combine, update: the key was there and its value was updated
+};
+
+// numba's data model, as the C side reads it: byte offsets inside a numba array struct and a
+// numba unicode string struct (numba/core/datamodel/models.py ArrayModel, UnicodeModel). The
+// Python package checks these against the installed numba at import.
+enum pardict_numba_layout {
+  PARDICT_NB_ARRAY_MEMINFO = 0,    // NRT MemInfo*, null for a borrowed view
+  PARDICT_NB_ARRAY_NITEMS = 16,    // intp
+  PARDICT_NB_ARRAY_ITEMSIZE = 24,  // intp
+  PARDICT_NB_ARRAY_DATA = 32,      // element pointer
+  PARDICT_NB_ARRAY_SHAPE = 40,     // intp shape[ndim], then intp strides[ndim]
+  PARDICT_NB_UNICODE_DATA = 0,     // code units
+  PARDICT_NB_UNICODE_LENGTH = 8,   // intp, in code points
+  PARDICT_NB_UNICODE_KIND = 16,    // int32: bytes per code point (1, 2 or 4)
+  PARDICT_NB_UNICODE_IS_ASCII = 20,
+  PARDICT_NB_UNICODE_HASH = 24,  // intp, -1 when not computed
+  PARDICT_NB_UNICODE_MEMINFO = 32,
+  PARDICT_NB_UNICODE_SIZE = 48  // with `parent`, the last field
+};
+
 typedef struct pardict_dict pardict_dict;
 typedef struct pardict_iter pardict_iter;
 
@@ -79,12 +110,13 @@ PARDICT_API int32_t pardict_insert(pardict_dict* d, const void* key, const void*
 
 // ---- atomic read-modify-write ----------------------------------------------------------------
 // Combining operations and the scalar kinds a value's fields may have.
-enum {
+enum pardict_op {
+  PARDICT_OP_ASSIGN = -1,  // bulk operations only: store the value
   PARDICT_OP_ADD = 0,  // integers wrap around (two's complement), floats follow IEEE
   PARDICT_OP_MIN = 1,  // keeps the stored field unless the new one compares less (NaN never does)
   PARDICT_OP_MAX = 2   // keeps the stored field unless the new one compares greater
 };
-enum {
+enum pardict_kind {
   PARDICT_KIND_I8 = 1,
   PARDICT_KIND_I16,
   PARDICT_KIND_I32,
@@ -142,8 +174,7 @@ PARDICT_API int32_t pardict_combine_present(pardict_dict* d, const void* key, co
 PARDICT_API int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n,
                                      void* values_out, uint8_t* found_out, int32_t threads,
                                      int64_t* count_out);
-// op: PARDICT_OP_ASSIGN (-1, store the value) or a combining op with its field descriptors.
-enum { PARDICT_OP_ASSIGN = -1 };
+// op: PARDICT_OP_ASSIGN (store the value) or a combining op with its field descriptors.
 PARDICT_API int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* values,
                                          int64_t n, int32_t op, const int32_t* fields,
                                          int32_t n_fields, int32_t threads, int64_t* count_out);
@@ -187,7 +218,6 @@ PARDICT_API int32_t pardict_unowned_find(pardict_dict* d, const void* array, int
 // nothing is stored and the result is PARDICT_NEED_COPY: the caller copies the array, remembers
 // the copy and stores it. 0 inserted, 1 replaced, PARDICT_NEED_COPY, < 0 error
 // (PARDICT_ERR_INVALID for layouts as above).
-enum { PARDICT_NEED_COPY = 2 };
 PARDICT_API int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array,
                                       int32_t ndim);
 PARDICT_API int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,

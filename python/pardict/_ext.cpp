@@ -57,7 +57,66 @@ class watched_iter {
   std::size_t pos_ = 0;
 };
 
+namespace {
+
+// The C ABI's named numbers (pardict_capi.h is their one source), by group, for python/pardict/
+// numba/abi.py, which turns each group into an IntEnum and checks the numba layout against the
+// installed numba.
+nb::dict abi_constants() {
+  auto group = [](std::initializer_list<std::pair<const char*, int>> items) {
+    nb::dict g;
+    for (const auto& [name, value] : items) g[name] = value;
+    return g;
+  };
+  nb::dict d;
+  d["status"] = group({{"OK", PARDICT_OK},
+                       {"ERR_NOMEM", PARDICT_ERR_NOMEM},
+                       {"ERR_INVALID", PARDICT_ERR_INVALID},
+                       {"ERR_REENTRANT", PARDICT_ERR_REENTRANT},
+                       {"ERR_MUTATED", PARDICT_ERR_MUTATED},
+                       {"ERR_INTERNAL", PARDICT_ERR_INTERNAL},
+                       {"ERR_CALLBACK", PARDICT_ERR_CALLBACK}});
+  d["result"] = group({{"ABSENT", PARDICT_ABSENT},
+                       {"FOUND", PARDICT_FOUND},
+                       {"INSERTED", PARDICT_INSERTED},
+                       {"REPLACED", PARDICT_REPLACED},
+                       {"NEED_COPY", PARDICT_NEED_COPY},
+                       {"NEW_KEY", PARDICT_NEW_KEY},
+                       {"OLD_KEY", PARDICT_OLD_KEY}});
+  d["op"] = group({{"ASSIGN", PARDICT_OP_ASSIGN},
+                   {"ADD", PARDICT_OP_ADD},
+                   {"MIN", PARDICT_OP_MIN},
+                   {"MAX", PARDICT_OP_MAX}});
+  d["kind"] = group({{"I8", PARDICT_KIND_I8},
+                     {"I16", PARDICT_KIND_I16},
+                     {"I32", PARDICT_KIND_I32},
+                     {"I64", PARDICT_KIND_I64},
+                     {"U8", PARDICT_KIND_U8},
+                     {"U16", PARDICT_KIND_U16},
+                     {"U32", PARDICT_KIND_U32},
+                     {"U64", PARDICT_KIND_U64},
+                     {"F32", PARDICT_KIND_F32},
+                     {"F64", PARDICT_KIND_F64}});
+  d["numba_layout"] = group({{"ARRAY_MEMINFO", PARDICT_NB_ARRAY_MEMINFO},
+                             {"ARRAY_NITEMS", PARDICT_NB_ARRAY_NITEMS},
+                             {"ARRAY_ITEMSIZE", PARDICT_NB_ARRAY_ITEMSIZE},
+                             {"ARRAY_DATA", PARDICT_NB_ARRAY_DATA},
+                             {"ARRAY_SHAPE", PARDICT_NB_ARRAY_SHAPE},
+                             {"UNICODE_DATA", PARDICT_NB_UNICODE_DATA},
+                             {"UNICODE_LENGTH", PARDICT_NB_UNICODE_LENGTH},
+                             {"UNICODE_KIND", PARDICT_NB_UNICODE_KIND},
+                             {"UNICODE_IS_ASCII", PARDICT_NB_UNICODE_IS_ASCII},
+                             {"UNICODE_HASH", PARDICT_NB_UNICODE_HASH},
+                             {"UNICODE_MEMINFO", PARDICT_NB_UNICODE_MEMINFO},
+                             {"UNICODE_SIZE", PARDICT_NB_UNICODE_SIZE}});
+  return d;
+}
+
+}  // namespace
+
 NB_MODULE(_ext, m) {
+  m.def("abi", &abi_constants,
+        "The C ABI's named constants by group: status, result, op, kind, numba_layout.");
   nb::class_<watched_iter>(m, "WatchedIter")
       .def(nb::init<nb::list, std::uintptr_t, nb::object>())
       .def("__iter__", [](nb::handle self) { return nb::borrow(self); })
