@@ -17,9 +17,11 @@ between runs seconds apart); the table shows the median. numba threads are set p
 (NUMBA_NUM_THREADS is raised to 8 before numba is imported); polars uses its own pool (its size
 is reported). Input conversion (e.g. building the pandas Series) is outside the timing.
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -37,8 +39,9 @@ from numba.typed import List as TypedList  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import pardict  # noqa: E402
 from bench_numba import machine_info  # noqa: E402
+
+import pardict  # noqa: E402
 
 RESULTS = HERE / "results"
 I64, F64, U = types.int64, types.float64, types.unicode_type
@@ -241,7 +244,9 @@ def cells(task, thread_list, polars_threads):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -253,32 +258,45 @@ def main():
     ap.add_argument("--out", default=str(RESULTS), help="output directory (default bench/results)")
     args = ap.parse_args()
     if args.quick:
-        args.rows, args.keys, args.tokens, args.vocab, args.runs = 1_000_000, 100_000, 1_000_000, 20_000, 1
+        args.rows, args.keys, args.tokens, args.vocab, args.runs = (
+            1_000_000,
+            100_000,
+            1_000_000,
+            20_000,
+            1,
+        )
     thread_list = [int(t) for t in args.threads.split(",")]
 
     try:
         import pandas as pd
         import polars as pl
     except ImportError as e:
-        raise SystemExit(f"bench_groupby needs pandas and polars ({e}); install them with "
-                         f"`.venv/bin/pip install pandas polars`")
+        raise SystemExit(
+            f"bench_groupby needs pandas and polars ({e}); install them with "
+            f"`.venv/bin/pip install pandas polars`"
+        ) from None
 
     polars_threads = pl.thread_pool_size()
     rows_out = []
     for task in args.tasks.split(","):
         if task == "word_count":
             tokens = make_tokens(args.tokens, args.vocab, seed=7)
-            prepared = {"pandas": pd.Series(tokens.astype(object)), "polars": pl.Series("w", tokens)}
+            prepared = {
+                "pandas": pd.Series(tokens.astype(object)),
+                "polars": pl.Series("w", tokens),
+            }
             ref = run_count("numpy", 1, tokens, prepared)()
             n_rows, n_keys = tokens.size, ref[0].size
-            run = lambda impl, t: run_count(impl, t, tokens, prepared)  # noqa: E731
+            run = functools.partial(run_count, tokens=tokens, prepared=prepared)
         else:
             keys, vals = make_sum_data(args.rows, args.keys, task == "sum_zipf", seed=11)
-            prepared = {"pandas": pd.DataFrame({"k": keys, "v": vals}),
-                        "polars": pl.DataFrame({"k": keys, "v": vals})}
+            prepared = {
+                "pandas": pd.DataFrame({"k": keys, "v": vals}),
+                "polars": pl.DataFrame({"k": keys, "v": vals}),
+            }
             ref = run_sum("numpy", 1, keys, vals, prepared)()
             n_rows, n_keys = keys.size, ref[0].size
-            run = lambda impl, t: run_sum(impl, t, keys, vals, prepared)  # noqa: E731
+            run = functools.partial(run_sum, keys=keys, vals=vals, prepared=prepared)
         ref = sorted_pairs(*ref)
         task_cells = cells(task, thread_list, polars_threads)
         for impl, t in task_cells:
@@ -300,18 +318,35 @@ def main():
                     raise SystemExit(f"{task} {impl} T={t}: result differs from NumPy's")
         for impl, t in task_cells:
             med = statistics.median(times[impl, t])
-            print(f"{task:12s} {impl:20s} T={t}  {med:8.3f} s  (runs: "
-                  f"{', '.join(f'{x:.3f}' for x in times[impl, t])})  ok", flush=True)
-            rows_out.append({"impl": impl, "task": task, "threads": t, "rows": int(n_rows),
-                             "keys": int(n_keys), "seconds": med, "runs": times[impl, t]})
+            print(
+                f"{task:12s} {impl:20s} T={t}  {med:8.3f} s  (runs: "
+                f"{', '.join(f'{x:.3f}' for x in times[impl, t])})  ok",
+                flush=True,
+            )
+            rows_out.append(
+                {
+                    "impl": impl,
+                    "task": task,
+                    "threads": t,
+                    "rows": int(n_rows),
+                    "keys": int(n_keys),
+                    "seconds": med,
+                    "runs": times[impl, t],
+                }
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = machine_info(sys.executable)
     import pandas
     import polars
 
-    meta["versions"].update({"pandas": pandas.__version__, "polars": polars.__version__,
-                             "polars_threads": polars_threads})
+    meta["versions"].update(
+        {
+            "pandas": pandas.__version__,
+            "polars": polars.__version__,
+            "polars_threads": polars_threads,
+        }
+    )
     (out / "groupby.json").write_text(json.dumps({"machine": meta, "rows": rows_out}, indent=1))
     write_md(rows_out, meta, args, out)
     write_png(rows_out, out)
@@ -321,68 +356,112 @@ def main():
 def targets_table(rows):
     """The issue's targets at 2 threads, as ratios from this run (> 1 means pardict is faster):
     the ratio of the medians, and in brackets the range of the per-pass ratios."""
+
     def cell(task, impl, threads=None):
         for r in rows:
-            if r["task"] == task and r["impl"] == impl and (threads is None
-                                                            or r["threads"] == threads):
+            if (
+                r["task"] == task
+                and r["impl"] == impl
+                and (threads is None or r["threads"] == threads)
+            ):
                 return r
         return None
 
-    L = ["## Targets (2 threads, this run)", "",
-         "Ratio of the median times; in brackets the lowest and highest ratio of runs made in the "
-         "same pass (seconds apart).", "",
-         "| target | measured | met |", "|---|---|---|"]
+    L = [
+        "## Targets (2 threads, this run)",
+        "",
+        "Ratio of the median times; in brackets the lowest and highest ratio of runs made in the "
+        "same pass (seconds apart).",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
 
     def row(label, num, den, goal):
         if num is None or den is None:
             return
         ratio = den["seconds"] / num["seconds"]
-        per_pass = [b / a for a, b in zip(num["runs"], den["runs"])]
-        L.append(f"| {label} | {ratio:.2f}× ({min(per_pass):.2f}–{max(per_pass):.2f}) | "
-                 f"{'yes' if ratio >= goal else '**no**'} |")
+        per_pass = [b / a for a, b in zip(num["runs"], den["runs"], strict=False)]
+        L.append(
+            f"| {label} | {ratio:.2f}× ({min(per_pass):.2f}–{max(per_pass):.2f}) | "
+            f"{'yes' if ratio >= goal else '**no**'} |"
+        )
 
     for task in ("sum_uniform", "sum_zipf"):
         bulk = cell(task, "pardict_add_many", 2)
-        row(f"{task}: add_many 2T faster than polars (polars s / pardict s > 1)", bulk,
-            cell(task, "polars"), 1.0 + 1e-9)
+        row(
+            f"{task}: add_many 2T faster than polars (polars s / pardict s > 1)",
+            bulk,
+            cell(task, "polars"),
+            1.0 + 1e-9,
+        )
         row(f"{task}: add_many 2T faster than pandas", bulk, cell(task, "pandas"), 1.0 + 1e-9)
         row(f"{task}: add_many 2T ≥ 5× the typed.Dict loop", bulk, cell(task, "typed_dict"), 5.0)
-        row(f"{task}: prange `d.add` 2T ≥ 2.5× the typed.Dict loop",
-            cell(task, "pardict_prange_add", 2), cell(task, "typed_dict"), 2.5)
+        row(
+            f"{task}: prange `d.add` 2T ≥ 2.5× the typed.Dict loop",
+            cell(task, "pardict_prange_add", 2),
+            cell(task, "typed_dict"),
+            2.5,
+        )
     bulk = cell("word_count", "pardict_add_many", 2)
-    row("word_count: count_many 2T faster than pandas", bulk, cell("word_count", "pandas"),
-        1.0 + 1e-9)
-    row("word_count: count_many 2T faster than polars", bulk, cell("word_count", "polars"),
-        1.0 + 1e-9)
-    row("word_count: prange `d.add` 2T ≥ 2.5× the typed.Dict loop",
-        cell("word_count", "pardict_prange_add", 2), cell("word_count", "typed_dict"), 2.5)
+    row(
+        "word_count: count_many 2T faster than pandas",
+        bulk,
+        cell("word_count", "pandas"),
+        1.0 + 1e-9,
+    )
+    row(
+        "word_count: count_many 2T faster than polars",
+        bulk,
+        cell("word_count", "polars"),
+        1.0 + 1e-9,
+    )
+    row(
+        "word_count: prange `d.add` 2T ≥ 2.5× the typed.Dict loop",
+        cell("word_count", "pardict_prange_add", 2),
+        cell("word_count", "typed_dict"),
+        2.5,
+    )
     L.append("")
     return L if len(L) > 7 else []
 
 
 def write_md(rows, meta, args, out: Path):
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    L = ["# pardict group-by benchmark: group-by sum and word count", "",
-         f"Generated by `bench/bench_groupby.py` on {meta.get('date')} ({meta.get('cpu_model')}, "
-         f"{meta.get('nproc')} CPUs, {meta.get('memory')}; git {meta.get('git')}). "
-         f"Median of {args.runs} run(s) per cell after an untimed warm-up, in interleaved passes "
-         "(each pass times every cell of a task once); every run's result "
-         "is checked against NumPy's (values are integers in float64, so sums are exact). "
-         f"Versions: {json.dumps(meta.get('versions'))}.", ""]
+    L = [
+        "# pardict group-by benchmark: group-by sum and word count",
+        "",
+        f"Generated by `bench/bench_groupby.py` on {meta.get('date')} ({meta.get('cpu_model')}, "
+        f"{meta.get('nproc')} CPUs, {meta.get('memory')}; git {meta.get('git')}). "
+        f"Median of {args.runs} run(s) per cell after an untimed warm-up, in interleaved passes "
+        "(each pass times every cell of a task once); every run's result "
+        "is checked against NumPy's (values are integers in float64, so sums are exact). "
+        f"Versions: {json.dumps(meta.get('versions'))}.",
+        "",
+    ]
     L += targets_table(rows)
     for task in tasks:
         rs = [r for r in rows if r["task"] == task]
-        L += [f"## {task}: {rs[0]['rows']:,} rows, {rs[0]['keys']:,} distinct keys", "",
-              "| impl | threads | seconds | M rows/s | vs typed.Dict (1T) |", "|---|---|---|---|---|"]
+        L += [
+            f"## {task}: {rs[0]['rows']:,} rows, {rs[0]['keys']:,} distinct keys",
+            "",
+            "| impl | threads | seconds | M rows/s | vs typed.Dict (1T) |",
+            "|---|---|---|---|---|",
+        ]
         base = next(r["seconds"] for r in rs if r["impl"] == "typed_dict")
         for r in rs:
-            L.append(f"| {IMPL_LABEL[r['impl']]} | {r['threads']} | {r['seconds']:.3f} | "
-                     f"{r['rows'] / r['seconds'] / 1e6:.1f} | {base / r['seconds']:.2f}× |")
+            L.append(
+                f"| {IMPL_LABEL[r['impl']]} | {r['threads']} | {r['seconds']:.3f} | "
+                f"{r['rows'] / r['seconds'] / 1e6:.1f} | {base / r['seconds']:.2f}× |"
+            )
         L.append("")
-    L += ["Word count's bulk call is `d.count_many(tokens)`: C++ aggregates the tokens per word "
-          "on each thread (hashing the NumPy array's UCS4 code points in place), combines each "
-          "distinct word into the dict in one atomic step, and hands the words the dict lacks "
-          "back to a jitted loop that builds their numba strings and inserts them.", ""]
+    L += [
+        "Word count's bulk call is `d.count_many(tokens)`: C++ aggregates the tokens per word "
+        "on each thread (hashing the NumPy array's UCS4 code points in place), combines each "
+        "distinct word into the dict in one atomic step, and hands the words the dict lacks "
+        "back to a jitted loop that builds their numba strings and inserts them.",
+        "",
+    ]
     (out / "groupby.md").write_text("\n".join(L))
 
 
@@ -394,11 +473,14 @@ def write_png(rows, out: Path):
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 5), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=False):
         rs = [r for r in rows if r["task"] == task]
         labels = [f"{r['impl']} ({r['threads']}T)" for r in rs]
-        ax.barh(labels, [r["rows"] / r["seconds"] / 1e6 for r in rs],
-                color=["tab:blue" if r["impl"].startswith("pardict") else "tab:gray" for r in rs])
+        ax.barh(
+            labels,
+            [r["rows"] / r["seconds"] / 1e6 for r in rs],
+            color=["tab:blue" if r["impl"].startswith("pardict") else "tab:gray" for r in rs],
+        )
         ax.set_title(f"{task}: {rs[0]['rows']:,} rows, {rs[0]['keys']:,} keys")
         ax.set_xlabel("M rows / s (higher is better)")
         ax.invert_yaxis()

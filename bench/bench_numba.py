@@ -32,6 +32,7 @@ driver probes how many OS threads a prange really uses at each thread count and 
 Standard library only in this (driver) process; the workers run in --python (default: the repo's
 .venv if it exists, else this interpreter).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -139,14 +140,26 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
         tiny_keys = W.make_keys(tiny, seed=7)
     fill = None  # kernels (pardict, typed.Dict, chunks, merge), warm-up and timed argument, check
     if workload == "W_insert":
-        fill = ((W.pd_insert, W.td_insert, W.td_insert_chunks, W.td_merge_int), tiny_keys, keys,
-                lambda d: W.check_int(d, keys))
+        fill = (
+            (W.pd_insert, W.td_insert, W.td_insert_chunks, W.td_merge_int),
+            tiny_keys,
+            keys,
+            lambda d: W.check_int(d, keys),
+        )
     elif workload == "W_seed":
-        fill = ((W.pd_seed, W.td_seed, W.td_seed_chunks, W.td_merge_seed), tiny, n,
-                lambda d: W.check_seed(d, n))
+        fill = (
+            (W.pd_seed, W.td_seed, W.td_seed_chunks, W.td_merge_seed),
+            tiny,
+            n,
+            lambda d: W.check_seed(d, n),
+        )
     elif workload == "W_seed_shuffled":
-        fill = ((W.pd_seed_keys, W.td_seed_keys, None, None), W.make_seed_keys(tiny),
-                W.make_seed_keys(n), lambda d: W.check_seed(d, n))
+        fill = (
+            (W.pd_seed_keys, W.td_seed_keys, None, None),
+            W.make_seed_keys(tiny),
+            W.make_seed_keys(n),
+            lambda d: W.check_seed(d, n),
+        )
     if fill is not None:
         kernels, tiny_arg, arg, check_fn = fill
         set_threads(threads)
@@ -195,8 +208,15 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
     else:
         raise SystemExit(3)
 
-    row.update({"ops": ops, "seconds": round(secs, 6), "mops": round(ops / secs / 1e6, 4),
-                "entries": entries, "check": check})
+    row.update(
+        {
+            "ops": ops,
+            "seconds": round(secs, 6),
+            "mops": round(ops / secs / 1e6, 4),
+            "entries": entries,
+            "check": check,
+        }
+    )
     row.update(extra)
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     try:
@@ -211,16 +231,19 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
 # ================================================================================================
 # machine description
 
+
 def machine_info(python: str) -> dict:
     info = machine.describe(("include", "capi", "python", "bench"))
-    code = ("import sys, json, numba, numpy, llvmlite\n"
-            "d = {'python': sys.version.split()[0], 'numba': numba.__version__, 'numpy': numpy.__version__,"
-            " 'llvmlite': llvmlite.__version__}\n"
-            "try:\n from importlib.metadata import version; d['tbb'] = version('tbb')\n"
-            "except Exception: d['tbb'] = None\n"
-            "try:\n import pardict; d['pardict'] = pardict.__version__\n"
-            "except Exception as e: d['pardict'] = 'import failed: ' + repr(e)\n"
-            "print(json.dumps(d))")
+    code = (
+        "import sys, json, numba, numpy, llvmlite\n"
+        "d = {'python': sys.version.split()[0], 'numba': numba.__version__, 'numpy': numpy.__version__,"
+        " 'llvmlite': llvmlite.__version__}\n"
+        "try:\n from importlib.metadata import version; d['tbb'] = version('tbb')\n"
+        "except Exception: d['tbb'] = None\n"
+        "try:\n import pardict; d['pardict'] = pardict.__version__\n"
+        "except Exception as e: d['pardict'] = 'import failed: ' + repr(e)\n"
+        "print(json.dumps(d))"
+    )
     try:
         info["versions"] = json.loads(machine.sh([python, "-c", code]).splitlines()[-1])
     except Exception:
@@ -240,15 +263,22 @@ def probe_os_threads(python: str, layer: str, t: int) -> dict:
     """How many OS threads run a prange of numba.set_num_threads(t) on `layer` (distinct gettid)."""
     env = dict(os.environ, NUMBA_NUM_THREADS=str(max(8, t)), NUMBA_THREADING_LAYER=layer)
     try:
-        p = subprocess.run([python, str(_OS_THREADS_PROBE), str(t)], capture_output=True, text=True,
-                           timeout=300, env=env)
+        p = subprocess.run(
+            [python, str(_OS_THREADS_PROBE), str(t)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         got_layer, k = p.stdout.split()[-2:]
         return {"layer": got_layer, "os_threads": int(k)}
     except Exception as e:  # reported, not fatal: the benchmark itself records the layer it ran on
         return {"layer": None, "os_threads": None, "error": str(e)[:200]}
 
 
-def run_one(python: str, impl: str, w: str, t: int, n: int, run: int, timeout: float, layer: str) -> dict:
+def run_one(
+    python: str, impl: str, w: str, t: int, n: int, run: int, timeout: float, layer: str
+) -> dict:
     env = dict(os.environ)
     env["NUMBA_NUM_THREADS"] = str(max(8, t))
     env["NUMBA_THREADING_LAYER"] = layer
@@ -258,7 +288,11 @@ def run_one(python: str, impl: str, w: str, t: int, n: int, run: int, timeout: f
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {**base, "check": f"FAIL: timeout after {timeout:g} s", "wall_s": round(time.monotonic() - t0, 1)}
+        return {
+            **base,
+            "check": f"FAIL: timeout after {timeout:g} s",
+            "wall_s": round(time.monotonic() - t0, 1),
+        }
     row = None
     for line in p.stdout.splitlines():
         if line.startswith("{"):
@@ -292,16 +326,28 @@ def aggregate(rows: list[dict]) -> dict:
     out = {}
     for key, rs in cells.items():
         ok = [r for r in rs if r.get("check") == "ok"]
-        c = {"impl": key[0], "workload": key[1], "threads": key[2], "n": rs[0]["n"], "runs": len(ok),
-             "failures": len(rs) - len(ok)}
+        c = {
+            "impl": key[0],
+            "workload": key[1],
+            "threads": key[2],
+            "n": rs[0]["n"],
+            "runs": len(ok),
+            "failures": len(rs) - len(ok),
+        }
         fails = sorted({r.get("check", "?") for r in rs if r.get("check") != "ok"})
         if fails:
             c["failure_messages"] = fails
         if ok:
             m = [r["mops"] for r in ok]
             s = [r["seconds"] for r in ok]
-            c.update(mops=round(statistics.median(m), 4), mops_min=min(m), mops_max=max(m),
-                     seconds=round(statistics.median(s), 6), seconds_min=min(s), seconds_max=max(s))
+            c.update(
+                mops=round(statistics.median(m), 4),
+                mops_min=min(m),
+                mops_max=max(m),
+                seconds=round(statistics.median(s), 6),
+                seconds_min=min(s),
+                seconds_max=max(s),
+            )
             for f in ("fill_s", "merge_s", "peak_rss_mb", "compile_s"):
                 v = [r[f] for r in ok if f in r]
                 if v:
@@ -335,31 +381,109 @@ def ratio(cells: dict, a: tuple, b: tuple):
 
 SUMMARY = [
     # (label, numerator cell, denominator cell, target or None)
-    ("2T inserts: pardict 2T / typed.Dict 1T", ("pardict", "W_insert", 2), ("typed_dict", "W_insert", 1), 2.5),
-    ("2T lookups: pardict 2T / typed.Dict 1T", ("pardict", "W_lookup", 2), ("typed_dict", "W_lookup", 1), 4.0),
-    ("2T seed fill: pardict 2T / typed.Dict 1T (range loop)", ("pardict", "W_seed", 2), ("typed_dict", "W_seed", 1), 2.0),
-    ("1T inserts: pardict 1T / typed.Dict 1T", ("pardict", "W_insert", 1), ("typed_dict", "W_insert", 1), 1.5),
-    ("1T lookups: pardict 1T / typed.Dict 1T", ("pardict", "W_lookup", 1), ("typed_dict", "W_lookup", 1), 1.5),
-    ("1T seed fill: pardict 1T / typed.Dict 1T", ("pardict", "W_seed", 1), ("typed_dict", "W_seed", 1), None),
-    ("8T inserts: pardict 8T / pardict 2T", ("pardict", "W_insert", 8), ("pardict", "W_insert", 2), 0.9),
-    ("8T lookups: pardict 8T / pardict 2T", ("pardict", "W_lookup", 8), ("pardict", "W_lookup", 2), 0.9),
-    ("8T seed fill: pardict 8T / pardict 2T", ("pardict", "W_seed", 8), ("pardict", "W_seed", 2), 0.9),
-    ("2T seed fill, shuffled keys: pardict 2T / typed.Dict 1T", ("pardict", "W_seed_shuffled", 2),
-     ("typed_dict", "W_seed_shuffled", 1), None),
-    ("typed.Dict 1T seed fill: keys in order / shuffled", ("typed_dict", "W_seed", 1),
-     ("typed_dict", "W_seed_shuffled", 1), None),
+    (
+        "2T inserts: pardict 2T / typed.Dict 1T",
+        ("pardict", "W_insert", 2),
+        ("typed_dict", "W_insert", 1),
+        2.5,
+    ),
+    (
+        "2T lookups: pardict 2T / typed.Dict 1T",
+        ("pardict", "W_lookup", 2),
+        ("typed_dict", "W_lookup", 1),
+        4.0,
+    ),
+    (
+        "2T seed fill: pardict 2T / typed.Dict 1T (range loop)",
+        ("pardict", "W_seed", 2),
+        ("typed_dict", "W_seed", 1),
+        2.0,
+    ),
+    (
+        "1T inserts: pardict 1T / typed.Dict 1T",
+        ("pardict", "W_insert", 1),
+        ("typed_dict", "W_insert", 1),
+        1.5,
+    ),
+    (
+        "1T lookups: pardict 1T / typed.Dict 1T",
+        ("pardict", "W_lookup", 1),
+        ("typed_dict", "W_lookup", 1),
+        1.5,
+    ),
+    (
+        "1T seed fill: pardict 1T / typed.Dict 1T",
+        ("pardict", "W_seed", 1),
+        ("typed_dict", "W_seed", 1),
+        None,
+    ),
+    (
+        "8T inserts: pardict 8T / pardict 2T",
+        ("pardict", "W_insert", 8),
+        ("pardict", "W_insert", 2),
+        0.9,
+    ),
+    (
+        "8T lookups: pardict 8T / pardict 2T",
+        ("pardict", "W_lookup", 8),
+        ("pardict", "W_lookup", 2),
+        0.9,
+    ),
+    (
+        "8T seed fill: pardict 8T / pardict 2T",
+        ("pardict", "W_seed", 8),
+        ("pardict", "W_seed", 2),
+        0.9,
+    ),
+    (
+        "2T seed fill, shuffled keys: pardict 2T / typed.Dict 1T",
+        ("pardict", "W_seed_shuffled", 2),
+        ("typed_dict", "W_seed_shuffled", 1),
+        None,
+    ),
+    (
+        "typed.Dict 1T seed fill: keys in order / shuffled",
+        ("typed_dict", "W_seed", 1),
+        ("typed_dict", "W_seed_shuffled", 1),
+        None,
+    ),
 ]
 ADVICE = [
-    ("2T inserts: pardict / typed.Dict chunks+merge", ("pardict", "W_insert", 2), ("typed_dict_chunks", "W_insert", 2)),
-    ("2T lookups: pardict / read-only prange typed.Dict", ("pardict", "W_lookup", 2),
-     ("typed_dict_prange_readonly", "W_lookup", 2)),
-    ("2T seed fill: pardict / typed.Dict chunks+merge", ("pardict", "W_seed", 2), ("typed_dict_chunks", "W_seed", 2)),
-    ("1T lookups: pardict / read-only prange typed.Dict", ("pardict", "W_lookup", 1),
-     ("typed_dict_prange_readonly", "W_lookup", 1)),
-    ("8T inserts: pardict / typed.Dict chunks+merge", ("pardict", "W_insert", 8), ("typed_dict_chunks", "W_insert", 8)),
-    ("8T lookups: pardict / read-only prange typed.Dict", ("pardict", "W_lookup", 8),
-     ("typed_dict_prange_readonly", "W_lookup", 8)),
-    ("8T seed fill: pardict / typed.Dict chunks+merge", ("pardict", "W_seed", 8), ("typed_dict_chunks", "W_seed", 8)),
+    (
+        "2T inserts: pardict / typed.Dict chunks+merge",
+        ("pardict", "W_insert", 2),
+        ("typed_dict_chunks", "W_insert", 2),
+    ),
+    (
+        "2T lookups: pardict / read-only prange typed.Dict",
+        ("pardict", "W_lookup", 2),
+        ("typed_dict_prange_readonly", "W_lookup", 2),
+    ),
+    (
+        "2T seed fill: pardict / typed.Dict chunks+merge",
+        ("pardict", "W_seed", 2),
+        ("typed_dict_chunks", "W_seed", 2),
+    ),
+    (
+        "1T lookups: pardict / read-only prange typed.Dict",
+        ("pardict", "W_lookup", 1),
+        ("typed_dict_prange_readonly", "W_lookup", 1),
+    ),
+    (
+        "8T inserts: pardict / typed.Dict chunks+merge",
+        ("pardict", "W_insert", 8),
+        ("typed_dict_chunks", "W_insert", 8),
+    ),
+    (
+        "8T lookups: pardict / read-only prange typed.Dict",
+        ("pardict", "W_lookup", 8),
+        ("typed_dict_prange_readonly", "W_lookup", 8),
+    ),
+    (
+        "8T seed fill: pardict / typed.Dict chunks+merge",
+        ("pardict", "W_seed", 8),
+        ("typed_dict_chunks", "W_seed", 8),
+    ),
 ]
 
 
@@ -381,26 +505,34 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
     L: list[str] = []
     L.append("# pardict numba benchmark: pardict.Dict vs numba.typed.Dict")
     L.append("")
-    L.append(f"Generated by `bench/bench_numba.py` on {meta['machine'].get('date', '')}"
-             f"{' (**--quick smoke run, not a measurement**)' if p.get('quick') else ''}. "
-             f"N = {p['n']:,} for W_insert and W_lookup, N_seed = {p['seed_n']:,} for W_seed and W_seed_shuffled; "
-             f"{p['runs']} process(es) per cell, interleaved passes; cells: median Mops/s (min–max over runs). "
-             f"numba threading layer: {', '.join(layers) or '?'}; every process has NUMBA_NUM_THREADS=max(8, T) "
-             "and calls numba.set_num_threads(T).")
+    L.append(
+        f"Generated by `bench/bench_numba.py` on {meta['machine'].get('date', '')}"
+        f"{' (**--quick smoke run, not a measurement**)' if p.get('quick') else ''}. "
+        f"N = {p['n']:,} for W_insert and W_lookup, N_seed = {p['seed_n']:,} for W_seed and W_seed_shuffled; "
+        f"{p['runs']} process(es) per cell, interleaved passes; cells: median Mops/s (min–max over runs). "
+        f"numba threading layer: {', '.join(layers) or '?'}; every process has NUMBA_NUM_THREADS=max(8, T) "
+        "and calls numba.set_num_threads(T)."
+    )
     if p.get("seed_n_note"):
         L.append("")
         L.append(p["seed_n_note"])
     failed = [c for c in cells.values() if c.get("failures")]
     if failed:
         L.append("")
-        L.append("**Failed runs:** " + "; ".join(
-            f"{c['impl']} {c['workload']} T={c['threads']}: {', '.join(c.get('failure_messages', []))}"
-            for c in failed))
+        L.append(
+            "**Failed runs:** "
+            + "; ".join(
+                f"{c['impl']} {c['workload']} T={c['threads']}: {', '.join(c.get('failure_messages', []))}"
+                for c in failed
+            )
+        )
     L.append("")
     L.append("## Summary")
     L.append("")
-    L.append("Ratios of median Mops/s from the same invocation; in brackets the range of the per-pass ratios "
-             "(run *k* of one cell against run *k* of the other).")
+    L.append(
+        "Ratios of median Mops/s from the same invocation; in brackets the range of the per-pass ratios "
+        "(run *k* of one cell against run *k* of the other)."
+    )
     L.append("")
     L.append("| ratio | value | target | met |")
     L.append("|---|---|---|---|")
@@ -410,7 +542,9 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
         met = "–" if r is None or target is None else ("yes" if r[0] >= target else "**no**")
         tt = f"≥ {target:g}×" if target is not None else "–"
         L.append(f"| {label} | {ratio_text(r)} | {tt} | {met} |")
-        summary_lines.append(f"{label:58s} {('%.2fx' % r[0]) if r else '-':>7s}  target {tt:>6s}  {met}")
+        summary_lines.append(
+            f"{label:58s} {(f'{r[0]:.2f}x') if r else '-':>7s}  target {tt:>6s}  {met}"
+        )
     L.append("")
     L.append("Against numba's own advice for parallel use of typed.Dict (same thread count):")
     L.append("")
@@ -431,24 +565,40 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
         L.append("")
         L.append(f"### {WORKLOAD_TITLE[w].format(n=f'{nn:,}')}")
         L.append("")
-        L.append("| impl | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}"
-                                         + (" (oversubscribed)" if t > nproc else "") for t in threads) + " |")
+        L.append(
+            "| impl | "
+            + " | ".join(
+                f"{t} thread{'s' if t > 1 else ''}" + (" (oversubscribed)" if t > nproc else "")
+                for t in threads
+            )
+            + " |"
+        )
         L.append("|---|" + "---|" * len(threads))
         for impl in ALL_IMPLS:
             if not any((impl, w, t) in wc for t in threads):
                 continue
-            L.append(f"| {IMPL_LABEL[impl]} | " + " | ".join(cell_text(wc.get((impl, w, t)), p["runs"])
-                                                        for t in threads) + " |")
+            L.append(
+                f"| {IMPL_LABEL[impl]} | "
+                + " | ".join(cell_text(wc.get((impl, w, t)), p["runs"]) for t in threads)
+                + " |"
+            )
         ch = [c for k, c in wc.items() if k[0] == "typed_dict_chunks" and "fill_s" in c]
         if ch:
             L.append("")
-            L.append("typed.Dict chunks + merge, median seconds: " + "; ".join(
-                f"T={c['threads']}: fill {c['fill_s']:.3f} + merge {c['merge_s']:.3f} = {c['seconds']:.3f}"
-                for c in sorted(ch, key=lambda c: c["threads"])) + ".")
+            L.append(
+                "typed.Dict chunks + merge, median seconds: "
+                + "; ".join(
+                    f"T={c['threads']}: fill {c['fill_s']:.3f} + merge {c['merge_s']:.3f} = {c['seconds']:.3f}"
+                    for c in sorted(ch, key=lambda c: c["threads"])
+                )
+                + "."
+            )
     L.append("")
     L.append("## Median seconds and peak RSS")
     L.append("")
-    L.append("| workload | impl | threads | seconds (min–max) | peak RSS MB | compile s (untimed) |")
+    L.append(
+        "| workload | impl | threads | seconds (min–max) | peak RSS MB | compile s (untimed) |"
+    )
     L.append("|---|---|---|---|---|---|")
     for w in ALL_WORKLOADS:
         for impl in ALL_IMPLS:
@@ -456,61 +606,84 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
                 c = cells.get((impl, w, t))
                 if not c or "seconds" not in c:
                     continue
-                L.append(f"| {w} | {impl} | {t} | {c['seconds']:.3f} ({c['seconds_min']:.3f}–{c['seconds_max']:.3f}) "
-                         f"| {c.get('peak_rss_mb', '–')} | {c.get('compile_s', '–')} |")
+                L.append(
+                    f"| {w} | {impl} | {t} | {c['seconds']:.3f} ({c['seconds_min']:.3f}–{c['seconds_max']:.3f}) "
+                    f"| {c.get('peak_rss_mb', '–')} | {c.get('compile_s', '–')} |"
+                )
     L.append("")
     L.append("## Method")
     L.append("")
-    L.append("- One process per cell and run (`bench_numba.py --worker <impl> <workload> <threads> <N> <run>`), "
-             "passes over the whole matrix interleaved. Each process compiles its kernels on a tiny input "
-             "(1,000 keys, same argument types) before timing; `time.perf_counter()` is read right around the "
-             "jitted call, which makes the dictionary, fills/reads it and returns it (deallocation is untimed).")
-    L.append("- Keys: `(permutation(N) + 1) · 0x9E3779B97F4A7C15 mod 2^64` as int64 (distinct, random-looking), "
-             "value of key *j* = `float(j)`. W_lookup draws N uniform indices (numpy, fixed seed) and sums "
-             "`int64(d[keys[idx]])` (exact, order-independent); the prefill is untimed (pardict from 2 threads, "
-             "typed.Dict serially).")
-    L.append("- `typed_dict` runs a plain `@njit` range loop on one thread: writing a numba.typed.Dict from prange "
-             "corrupts it (see scripts/demo_seed.py). `typed_dict_chunks` is numba's advice for parallel writes: "
-             "a typed.List of T typed.Dicts made before a `prange(T)` loop, each iteration filling its own dict "
-             "over a contiguous range of indices, then one serial merge into a new typed.Dict (no presizing); "
-             "the cell's time is fill + merge (two jitted calls). `typed_dict_prange_readonly` reads a typed.Dict "
-             "that nothing writes meanwhile from a prange loop, which is safe.")
-    L.append("- W_seed: `v` is made before the prange loop, so it reaches the loop body as a view without its "
-             "owner (numba passes arrays into the parallel body without their NRT MemInfo). pardict.Dict detects "
-             "such an owner-less array and stores a copy of it; each thread makes one copy and shares it among "
-             "the entries it stores while the copy still equals `v` (before 7792233: one copy per entry); "
-             "typed.Dict would store a dangling view (scripts/demo_seed.py shows it at 1 thread). The serial "
-             "typed.Dict loop stores references to the one owned `v`; `typed_dict_chunks` makes one `v` inside "
-             "each chunk iteration (owned, shared by that chunk's entries). All store the values [0.1f, 0.2f].")
-    L.append("- W_seed_shuffled: W_seed's keys (float(0) … float(N_seed − 1)) in a fixed random order, "
-             "from an array made untimed. numba hashes an integral float like the int, so in W_seed's "
-             "order the serial typed.Dict writes its hash index in order (it appends its entries in order "
-             "whatever the keys); pardict hashes every key to a random group either way. It has no "
-             "target: it shows how much of typed.Dict's W_seed rate the seed's key order accounts for.")
-    L.append("- Checks after every timed call (untimed): `len(d) == N`; W_insert: every key maps to its value "
-             "(read-only prange over all keys); W_seed, W_seed_shuffled: every `d[float(i)]` is `[0.1f, 0.2f]`; W_lookup: the "
-             "checksum equals the sum of the drawn indices. A failed check marks the cell.")
-    L.append(f"- With more threads than CPUs ({nproc} here) the 8-thread column measures oversubscription, not scaling.")
+    L.append(
+        "- One process per cell and run (`bench_numba.py --worker <impl> <workload> <threads> <N> <run>`), "
+        "passes over the whole matrix interleaved. Each process compiles its kernels on a tiny input "
+        "(1,000 keys, same argument types) before timing; `time.perf_counter()` is read right around the "
+        "jitted call, which makes the dictionary, fills/reads it and returns it (deallocation is untimed)."
+    )
+    L.append(
+        "- Keys: `(permutation(N) + 1) · 0x9E3779B97F4A7C15 mod 2^64` as int64 (distinct, random-looking), "
+        "value of key *j* = `float(j)`. W_lookup draws N uniform indices (numpy, fixed seed) and sums "
+        "`int64(d[keys[idx]])` (exact, order-independent); the prefill is untimed (pardict from 2 threads, "
+        "typed.Dict serially)."
+    )
+    L.append(
+        "- `typed_dict` runs a plain `@njit` range loop on one thread: writing a numba.typed.Dict from prange "
+        "corrupts it (see scripts/demo_seed.py). `typed_dict_chunks` is numba's advice for parallel writes: "
+        "a typed.List of T typed.Dicts made before a `prange(T)` loop, each iteration filling its own dict "
+        "over a contiguous range of indices, then one serial merge into a new typed.Dict (no presizing); "
+        "the cell's time is fill + merge (two jitted calls). `typed_dict_prange_readonly` reads a typed.Dict "
+        "that nothing writes meanwhile from a prange loop, which is safe."
+    )
+    L.append(
+        "- W_seed: `v` is made before the prange loop, so it reaches the loop body as a view without its "
+        "owner (numba passes arrays into the parallel body without their NRT MemInfo). pardict.Dict detects "
+        "such an owner-less array and stores a copy of it; each thread makes one copy and shares it among "
+        "the entries it stores while the copy still equals `v` (before 7792233: one copy per entry); "
+        "typed.Dict would store a dangling view (scripts/demo_seed.py shows it at 1 thread). The serial "
+        "typed.Dict loop stores references to the one owned `v`; `typed_dict_chunks` makes one `v` inside "
+        "each chunk iteration (owned, shared by that chunk's entries). All store the values [0.1f, 0.2f]."
+    )
+    L.append(
+        "- W_seed_shuffled: W_seed's keys (float(0) … float(N_seed − 1)) in a fixed random order, "
+        "from an array made untimed. numba hashes an integral float like the int, so in W_seed's "
+        "order the serial typed.Dict writes its hash index in order (it appends its entries in order "
+        "whatever the keys); pardict hashes every key to a random group either way. It has no "
+        "target: it shows how much of typed.Dict's W_seed rate the seed's key order accounts for."
+    )
+    L.append(
+        "- Checks after every timed call (untimed): `len(d) == N`; W_insert: every key maps to its value "
+        "(read-only prange over all keys); W_seed, W_seed_shuffled: every `d[float(i)]` is `[0.1f, 0.2f]`; W_lookup: the "
+        "checksum equals the sum of the drawn indices. A failed check marks the cell."
+    )
+    L.append(
+        f"- With more threads than CPUs ({nproc} here) the 8-thread column measures oversubscription, not scaling."
+    )
     ost = p.get("os_threads") or {}
     if ost:
-        L.append("- OS threads that ran a prange at each thread count on this layer (probe: distinct `gettid()` over a "
-                 "4,000-iteration prange): " + ", ".join(f"T={t}: {v.get('os_threads')}" for t, v in ost.items())
-                 + ". TBB caps its workers at the CPU count: on numba's first-choice tbb layer an 8-thread prange "
-                 "on 2 cores runs on 2 OS threads (`TBB Warning: The number of workers is currently limited to 1`), "
-                 "so the benchmark runs on omp unless told otherwise (`--layer`).")
+        L.append(
+            "- OS threads that ran a prange at each thread count on this layer (probe: distinct `gettid()` over a "
+            "4,000-iteration prange): "
+            + ", ".join(f"T={t}: {v.get('os_threads')}" for t, v in ost.items())
+            + ". TBB caps its workers at the CPU count: on numba's first-choice tbb layer an 8-thread prange "
+            "on 2 cores runs on 2 OS threads (`TBB Warning: The number of workers is currently limited to 1`), "
+            "so the benchmark runs on omp unless told otherwise (`--layer`)."
+        )
     L.append("")
     L.append("## Machine")
     L.append("")
     m = meta["machine"]
     v = m.get("versions", {})
     L.append(f"- CPU: {m.get('cpu_model')}; nproc {m.get('nproc')}; memory {m.get('memory')}")
-    for l in m.get("lscpu", []):
-        L.append(f"  - {l}")
+    for line in m.get("lscpu", []):
+        L.append(f"  - {line}")
     L.append(f"- {m.get('os')}, kernel {m.get('kernel')}; THP: {m.get('thp_enabled')}")
-    L.append(f"- Python {v.get('python')}, numba {v.get('numba')}, llvmlite {v.get('llvmlite')}, numpy {v.get('numpy')}, "
-             f"tbb (pip) {v.get('tbb')}, pardict {v.get('pardict')}; threading layer {', '.join(layers) or '?'}")
-    L.append(f"- git {m.get('git')}; load average at start {m.get('loadavg_start')}; NUMBA_* env of the driver: "
-             f"{m.get('env') or 'none'}")
+    L.append(
+        f"- Python {v.get('python')}, numba {v.get('numba')}, llvmlite {v.get('llvmlite')}, numpy {v.get('numpy')}, "
+        f"tbb (pip) {v.get('tbb')}, pardict {v.get('pardict')}; threading layer {', '.join(layers) or '?'}"
+    )
+    L.append(
+        f"- git {m.get('git')}; load average at start {m.get('loadavg_start')}; NUMBA_* env of the driver: "
+        f"{m.get('env') or 'none'}"
+    )
     L.append("")
     path.write_text("\n".join(L))
     return summary_lines
@@ -519,7 +692,9 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> list[str]:
 def print_table(rows: list[dict]) -> None:
     cells = aggregate(rows)
     threads = sorted({k[2] for k in cells})
-    print("\n%-15s %-28s " % ("workload", "impl") + " ".join(f"{'T=' + str(t):>22s}" for t in threads))
+    print(
+        f"\n{'workload':<15s} {'impl':<28s} " + " ".join(f"{'T=' + str(t):>22s}" for t in threads)
+    )
     for w in ALL_WORKLOADS:
         for impl in ALL_IMPLS:
             if not any((impl, w, t) in cells for t in threads):
@@ -534,26 +709,46 @@ def print_table(rows: list[dict]) -> None:
                 else:
                     rng = f" ({fmt(c['mops_min'])}-{fmt(c['mops_max'])})" if c["runs"] > 1 else ""
                     cols.append(f"{fmt(c['mops']) + rng:>22s}")
-            print("%-15s %-28s " % (w, impl) + " ".join(cols))
+            print(f"{w:<15s} {impl:<28s} " + " ".join(cols))
     print("(median Mops/s, min-max over runs)")
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        impl, w, t, n, run = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+        impl, w, t, n, run = (
+            sys.argv[2],
+            sys.argv[3],
+            int(sys.argv[4]),
+            int(sys.argv[5]),
+            int(sys.argv[6]),
+        )
         return worker(impl, w, t, n, run)
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: N = 1M (unless --n), 1 run per cell")
-    ap.add_argument("--n", type=int, help="keys for W_insert / W_lookup (default 10,000,000; --quick 1,000,000)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: N = 1M (unless --n), 1 run per cell"
+    )
+    ap.add_argument(
+        "--n", type=int, help="keys for W_insert / W_lookup (default 10,000,000; --quick 1,000,000)"
+    )
     ap.add_argument("--seed-n", type=int, help="N for W_seed (default: same as --n)")
     ap.add_argument("--runs", type=int, help="processes per cell (default 3; --quick 1)")
     ap.add_argument("--threads", default="1,2,8", help="numba thread counts (default 1,2,8)")
     ap.add_argument("--impls", default=",".join(ALL_IMPLS))
     ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
-    ap.add_argument("--timeout", type=float, help="seconds per process (default max(300, 60 + 40 s per 1M keys))")
-    ap.add_argument("--layer", default="omp", choices=["omp", "workqueue", "tbb"],
-                    help="numba threading layer of every worker (default omp; see the module docstring)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds per process (default max(300, 60 + 40 s per 1M keys))",
+    )
+    ap.add_argument(
+        "--layer",
+        default="omp",
+        choices=["omp", "workqueue", "tbb"],
+        help="numba threading layer of every worker (default omp; see the module docstring)",
+    )
     ap.add_argument("--python", help="interpreter for the workers (default: repo .venv if present)")
     ap.add_argument("--out", default=str(RESULTS), help="output directory (default bench/results)")
     ap.add_argument("--report-only", action="store_true", help="redo numba.md from OUT/numba.json")
@@ -566,8 +761,8 @@ def main() -> int:
         rows = json.loads(json_path.read_text())
         meta = json.loads(meta_path.read_text())
         print_table(rows)
-        for l in write_markdown(rows, meta, md_path):
-            print(l)
+        for line in write_markdown(rows, meta, md_path):
+            print(line)
         print(f"\nwrote {md_path}")
         return 0
 
@@ -583,14 +778,34 @@ def main() -> int:
     for x in wls:
         if x not in ALL_WORKLOADS:
             sys.exit(f"unknown workload {x}; choose from {ALL_WORKLOADS}")
-    python = args.python or (str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable)
+    python = args.python or (
+        str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
+    )
     timeout = args.timeout or max(300.0, 60 + 40 * max(n, seed_n) / 1e6)
 
-    configs = [(w, impl, t) for w in wls for impl in impls if applies(impl, w) for t in impl_threads(impl, threads)]
-    meta = {"machine": machine_info(python),
-            "params": {"n": n, "seed_n": seed_n, "runs": runs, "threads": threads, "impls": impls, "workloads": wls,
-                       "quick": bool(args.quick), "python": python, "timeout_s": timeout, "layer": args.layer,
-                       "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}}
+    configs = [
+        (w, impl, t)
+        for w in wls
+        for impl in impls
+        if applies(impl, w)
+        for t in impl_threads(impl, threads)
+    ]
+    meta = {
+        "machine": machine_info(python),
+        "params": {
+            "n": n,
+            "seed_n": seed_n,
+            "runs": runs,
+            "threads": threads,
+            "impls": impls,
+            "workloads": wls,
+            "quick": bool(args.quick),
+            "python": python,
+            "timeout_s": timeout,
+            "layer": args.layer,
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        },
+    }
     if args.seed_n:
         meta["params"]["seed_n_note"] = f"W_seed uses N_seed = {seed_n:,} (set with --seed-n)."
     elif seed_n == 10_000_000:
@@ -598,18 +813,27 @@ def main() -> int:
             "W_seed runs at the full N_seed = 10,000,000: measured first at 1M on the 2-core development "
             "machine (busy with other jobs), one W_seed fill took 0.21 s with typed.Dict (serial), 0.28 s with "
             "typed.Dict chunks + merge (2 threads) and 0.78 s with pardict (2 threads), at ≈ 0.3–0.5 GB peak RSS, "
-            "so a 10M cell costs seconds and a few GB per process; no need to fall back to 1M.")
-    meta["params"]["os_threads"] = {str(t): probe_os_threads(python, args.layer, t) for t in threads}
-    print("bench_numba: OS threads per prange: " + ", ".join(
-        f"T={t} -> {v['os_threads']}" for t, v in meta["params"]["os_threads"].items()), flush=True)
+            "so a 10M cell costs seconds and a few GB per process; no need to fall back to 1M."
+        )
+    meta["params"]["os_threads"] = {
+        str(t): probe_os_threads(python, args.layer, t) for t in threads
+    }
+    print(
+        "bench_numba: OS threads per prange: "
+        + ", ".join(f"T={t} -> {v['os_threads']}" for t, v in meta["params"]["os_threads"].items()),
+        flush=True,
+    )
     total = len(configs) * runs
-    print(f"bench_numba: {len(configs)} cells x {runs} run(s) = {total} processes; N = {n:,}, N_seed = {seed_n:,}; "
-          f"python {python}", flush=True)
+    print(
+        f"bench_numba: {len(configs)} cells x {runs} run(s) = {total} processes; N = {n:,}, N_seed = {seed_n:,}; "
+        f"python {python}",
+        flush=True,
+    )
     rows: list[dict] = []
     k = 0
     t_start = time.monotonic()
     for run in range(runs):
-        for (w, impl, t) in configs:
+        for w, impl, t in configs:
             k += 1
             nn = seed_n if w.startswith("W_seed") else n
             r = run_one(python, impl, w, t, nn, run, timeout, args.layer)
@@ -621,17 +845,22 @@ def main() -> int:
                     msg += f"  (fill {r['fill_s']:.3f} + merge {r['merge_s']:.3f})"
             else:
                 msg = r.get("check", "?")
-            print(f"[{k:3d}/{total} {el:6.0f}s] run {run + 1} {w:15s} {impl:27s} T={t:<2d} {msg}", flush=True)
+            print(
+                f"[{k:3d}/{total} {el:6.0f}s] run {run + 1} {w:15s} {impl:27s} T={t:<2d} {msg}",
+                flush=True,
+            )
             json_path.write_text(json.dumps(rows, indent=1))  # keep partial results
     meta["machine"]["loadavg_end"] = machine.read("/proc/loadavg")
     meta["machine"]["wall_s"] = round(time.monotonic() - t_start, 1)
-    meta["cells"] = [{k2: v2 for k2, v2 in c.items() if k2 != "per_run"} for c in aggregate(rows).values()]
+    meta["cells"] = [
+        {k2: v2 for k2, v2 in c.items() if k2 != "per_run"} for c in aggregate(rows).values()
+    ]
     json_path.write_text(json.dumps(rows, indent=1))
     meta_path.write_text(json.dumps(meta, indent=1))
     print_table(rows)
     print()
-    for l in write_markdown(rows, meta, md_path):
-        print(l)
+    for line in write_markdown(rows, meta, md_path):
+        print(line)
     print(f"\nwrote {json_path}, {meta_path}, {md_path}")
     return 0 if all(r.get("check") == "ok" for r in rows) else 1
 

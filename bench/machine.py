@@ -5,6 +5,7 @@ load at the start, date, the commit and whether the benchmarked sources differ f
 driver adds what only it knows (library versions, compiler, packages of its peers).
 Standard library only: run_cpp.py runs under any python3.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -15,9 +16,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-LSCPU_KEYS = ("Architecture", "CPU(s)", "On-line", "Thread(s) per core", "Core(s) per", "Socket(s)",
-              "Vendor ID", "Model name", "CPU family", "Model:", "Hypervisor", "Virtualization type",
-              "L1d", "L2", "L3", "NUMA node(s)", "BogoMIPS", "CPU max MHz")
+LSCPU_KEYS = (
+    "Architecture",
+    "CPU(s)",
+    "On-line",
+    "Thread(s) per core",
+    "Core(s) per",
+    "Socket(s)",
+    "Vendor ID",
+    "Model name",
+    "CPU family",
+    "Model:",
+    "Hypervisor",
+    "Virtualization type",
+    "L1d",
+    "L2",
+    "L3",
+    "NUMA node(s)",
+    "BogoMIPS",
+    "CPU max MHz",
+)
 
 
 def sh(cmd: list[str], timeout: float = 30) -> str:
@@ -36,7 +54,9 @@ def read(path: str) -> str:
 
 
 def _field(text: str, name: str) -> str:
-    return next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith(name)), "")
+    return next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name)), ""
+    )
 
 
 def describe(sources: tuple[str, ...]) -> dict:
@@ -46,7 +66,9 @@ def describe(sources: tuple[str, ...]) -> dict:
     cpuinfo = read("/proc/cpuinfo")
     info["cpu_model"] = _field(cpuinfo, "model name") or platform.processor()
     info["avx512f"] = "avx512f" in _field(cpuinfo, "flags").split()
-    info["lscpu"] = [l.strip() for l in sh(["lscpu"]).splitlines() if l.strip().startswith(LSCPU_KEYS)]
+    info["lscpu"] = [
+        line.strip() for line in sh(["lscpu"]).splitlines() if line.strip().startswith(LSCPU_KEYS)
+    ]
     info["nproc"] = sh(["nproc"]) or str(os.cpu_count())
     info["cpu_count"] = os.cpu_count()
     mem = read("/proc/meminfo")

@@ -70,7 +70,7 @@ def td_insert(keys):
 @njit(parallel=True)
 def td_insert_chunks(keys, nch):
     parts = TList.empty_list(TD_INT)
-    for c in range(nch):
+    for _ in range(nch):
         parts.append(TDict.empty(i64, f64))
     n = keys.size
     for c in prange(nch):
@@ -133,7 +133,7 @@ def td_seed(n):
 @njit(parallel=True)
 def td_seed_chunks(n, nch):
     parts = TList.empty_list(TD_SEED)
-    for c in range(nch):
+    for _ in range(nch):
         parts.append(TDict.empty(f64, f32arr))
     for c in prange(nch):
         # v is made inside the iteration: an array made before a prange loop reaches the loop body

@@ -14,6 +14,7 @@ min/max over the repetitions.
 Standard library only; the chart uses matplotlib if this interpreter or the repo's .venv has it, and
 falls back to an SVG chart (results/cpp.svg) otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,17 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 
-ALL_MAPS = ["pardict", "pardict_bulk", "tbb_hm", "tbb_um", "cuckoo", "absl_sharded", "std_mutex",
-            "plain", "raw_read"]
+ALL_MAPS = [
+    "pardict",
+    "pardict_bulk",
+    "tbb_hm",
+    "tbb_um",
+    "cuckoo",
+    "absl_sharded",
+    "std_mutex",
+    "plain",
+    "raw_read",
+]
 EXTRA_MAPS = ["plain_touched"]  # accepted by --maps, not run by default
 PEERS = ["tbb_hm", "tbb_um", "cuckoo", "absl_sharded", "std_mutex"]
 OURS = ["pardict", "pardict_bulk"]
@@ -77,22 +87,30 @@ def applies(m: str, w: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 # binary
 
+
 def find_binary(explicit: str | None) -> Path:
     if explicit:
         p = Path(explicit)
         if not p.is_file():
             sys.exit(f"run_cpp.py: no binary at {p}")
         return p.resolve()
-    cands = [REPO / "build/bench/bench/pardict_bench", REPO / "build/bench/pardict_bench",
-             REPO / "build/bench-only/pardict_bench"]
-    cands += sorted((REPO / "build").glob("*/bench/pardict_bench")) if (REPO / "build").is_dir() else []
+    cands = [
+        REPO / "build/bench/bench/pardict_bench",
+        REPO / "build/bench/pardict_bench",
+        REPO / "build/bench-only/pardict_bench",
+    ]
+    cands += (
+        sorted((REPO / "build").glob("*/bench/pardict_bench")) if (REPO / "build").is_dir() else []
+    )
     cands += sorted((REPO / "build").glob("*/pardict_bench")) if (REPO / "build").is_dir() else []
     found = [c for c in cands if c.is_file() and os.access(c, os.X_OK)]
     if not found:
-        sys.exit("run_cpp.py: pardict_bench not found; build it first:\n"
-                 "  cmake -S . -B build/bench -DPARDICT_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release\n"
-                 "  cmake --build build/bench -j2\n"
-                 "or pass --bin PATH")
+        sys.exit(
+            "run_cpp.py: pardict_bench not found; build it first:\n"
+            "  cmake -S . -B build/bench -DPARDICT_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release\n"
+            "  cmake --build build/bench -j2\n"
+            "or pass --bin PATH"
+        )
     return max(found, key=lambda p: p.stat().st_mtime).resolve()
 
 
@@ -106,28 +124,50 @@ def binary_info(binary: Path) -> dict:
 # ------------------------------------------------------------------------------------------------
 # machine description
 
+
 def machine_info(binary_meta: dict) -> dict:
     info = machine.describe(("include", "bench"))
     cxx = machine.sh(["c++", "--version"]).splitlines()
     info["compiler"] = cxx[0] if cxx else ""
     info["binary_compiler"] = binary_meta.get("compiler", "")
     info["tbb"] = binary_meta.get("tbb", "")
-    pk = machine.sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "libtbb-dev", "libcuckoo-dev", "libabsl-dev"])
-    info["packages"] = [l for l in pk.splitlines() if l.strip()]
+    pk = machine.sh(
+        [
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${Package} ${Version}\\n",
+            "libtbb-dev",
+            "libcuckoo-dev",
+            "libabsl-dev",
+        ]
+    )
+    info["packages"] = [line for line in pk.splitlines() if line.strip()]
     return info
 
 
 # ------------------------------------------------------------------------------------------------
 # running
 
-def run_one(binary: Path, m: str, w: str, t: int, n: int, inner_reps: int, timeout: float, env: dict) -> list[dict]:
+
+def run_one(
+    binary: Path, m: str, w: str, t: int, n: int, inner_reps: int, timeout: float, env: dict
+) -> list[dict]:
     cmd = [str(binary), m, w, str(t), str(n), str(inner_reps)]
     t0 = time.monotonic()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return [{"map": m, "workload": w, "threads": t, "n": n, "check": f"FAIL: timeout after {timeout:g} s",
-                 "wall_s": time.monotonic() - t0}]
+        return [
+            {
+                "map": m,
+                "workload": w,
+                "threads": t,
+                "n": n,
+                "check": f"FAIL: timeout after {timeout:g} s",
+                "wall_s": time.monotonic() - t0,
+            }
+        ]
     rows = []
     for line in p.stdout.splitlines():
         line = line.strip()
@@ -154,7 +194,9 @@ def run_one(binary: Path, m: str, w: str, t: int, n: int, inner_reps: int, timeo
 
 def run_matrix(args, binary: Path, built: list[str]) -> list[dict]:
     maps = [m for m in args.maps if m in built]
-    configs = [(w, m, t) for w in args.workloads for m in maps for t in args.threads if applies(m, w)]
+    configs = [
+        (w, m, t) for w in args.workloads for m in maps for t in args.threads if applies(m, w)
+    ]
     total = len(configs) * args.reps
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw_path = RESULTS / "raw" / "cpp_raw.jsonl"
@@ -167,7 +209,7 @@ def run_matrix(args, binary: Path, built: list[str]) -> list[dict]:
     k = 0
     t_start = time.monotonic()
     for rep in range(args.reps):
-        for (w, m, t) in configs:
+        for w, m, t in configs:
             k += 1
             res = run_one(binary, m, w, t, args.n, args.inner_reps, args.timeout, env)
             for r in res:
@@ -179,13 +221,17 @@ def run_matrix(args, binary: Path, built: list[str]) -> list[dict]:
             ok = [r for r in res if r.get("check") == "ok"]
             msg = " ".join(f"{r['mops']:.2f}" for r in ok) if ok else res[0].get("check", "?")
             el = time.monotonic() - t_start
-            print(f"[{k}/{total} {el:6.0f}s] pass {rep + 1} {m:13s} {w:4s} T={t:<2d} {msg}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"[{k}/{total} {el:6.0f}s] pass {rep + 1} {m:13s} {w:4s} T={t:<2d} {msg}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
 # ------------------------------------------------------------------------------------------------
 # aggregation
+
 
 def aggregate(raw: list[dict]) -> list[dict]:
     cells: dict = {}
@@ -198,7 +244,14 @@ def aggregate(raw: list[dict]) -> list[dict]:
     for (m, w, t, n), rs in sorted(cells.items()):
         ok = [r for r in rs if r.get("check") == "ok"]
         fails = [r["check"] for r in rs if r.get("check") != "ok"]
-        row = {"map": m, "workload": w, "threads": t, "n": n, "runs": len(ok), "failures": len(fails)}
+        row = {
+            "map": m,
+            "workload": w,
+            "threads": t,
+            "n": n,
+            "runs": len(ok),
+            "failures": len(fails),
+        }
         if fails:
             row["failure_messages"] = sorted(set(fails))
         if ok:
@@ -208,7 +261,9 @@ def aggregate(raw: list[dict]) -> list[dict]:
             row["mops_max"] = round(max(mops), 4)
             row["ops"] = ok[0].get("ops")
             # memory: repetition 0 of each process (later in-process reps reuse freed memory)
-            bpe = [r["bytes_per_entry"] for r in ok if r.get("rep", 0) == 0 and "bytes_per_entry" in r]
+            bpe = [
+                r["bytes_per_entry"] for r in ok if r.get("rep", 0) == 0 and "bytes_per_entry" in r
+            ]
             if bpe:
                 row["bytes_per_entry"] = round(statistics.median(bpe), 2)
                 row["bytes_per_entry_min"] = round(min(bpe), 2)
@@ -224,6 +279,7 @@ def aggregate(raw: list[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------
 # report
+
 
 def fmt(x: float | None, nd: int = 1) -> str:
     if x is None:
@@ -266,40 +322,61 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
     L: list[str] = []
     L.append("# pardict C++ benchmark: pardict::concurrent_map vs peer concurrent maps")
     L.append("")
-    L.append(f"Generated by `bench/run_cpp.py` on {meta['machine'].get('date', '')}. "
-             f"N = {', '.join(f'{n:,}' for n in ns)}; int64 → int64 unless noted; "
-             f"{reps} process(es) per cell, interleaved passes; cells: median Mops/s (min–max).")
-    L.append(f"Threads are pinned to CPU (t mod {nproc}); more threads than CPUs measure oversubscription, "
-             "not scaling. Mops/s = operations / (time from barrier release to the last thread's finish).")
+    L.append(
+        f"Generated by `bench/run_cpp.py` on {meta['machine'].get('date', '')}. "
+        f"N = {', '.join(f'{n:,}' for n in ns)}; int64 → int64 unless noted; "
+        f"{reps} process(es) per cell, interleaved passes; cells: median Mops/s (min–max)."
+    )
+    L.append(
+        f"Threads are pinned to CPU (t mod {nproc}); more threads than CPUs measure oversubscription, "
+        "not scaling. Mops/s = operations / (time from barrier release to the last thread's finish)."
+    )
     failed = [r for r in rows if r.get("failures")]
     if failed:
         L.append("")
-        L.append("**Failed runs:** " + "; ".join(
-            f"{r['map']} {r['workload']} T={r['threads']}: {', '.join(r.get('failure_messages', []))}" for r in failed))
+        L.append(
+            "**Failed runs:** "
+            + "; ".join(
+                f"{r['map']} {r['workload']} T={r['threads']}: {', '.join(r.get('failure_messages', []))}"
+                for r in failed
+            )
+        )
     L.append("")
 
     # --- summary ratios at the reference thread count
     L.append(f"## Summary at {tref} threads")
     L.append("")
-    L.append("Ratios of medians. *best peer* = fastest of " + ", ".join(PEERS) +
-             " in that cell; *limit* = the plain per-thread table (first touch inside the timed phase for inserts),"
-             " *raw* = independent random 8-byte loads over an array of the plain table's size (W3, W7l; W4 uses W3's).")
+    L.append(
+        "Ratios of medians. *best peer* = fastest of "
+        + ", ".join(PEERS)
+        + " in that cell; *limit* = the plain per-thread table (first touch inside the timed phase for inserts),"
+        " *raw* = independent random 8-byte loads over an array of the plain table's size (W3, W7l; W4 uses W3's)."
+    )
     L.append("")
-    L.append("| workload | best peer (Mops) | pardict | pardict_bulk | pardict / best peer | pardict_bulk / best peer "
-             "| limit (Mops) | pardict / limit | pardict_bulk / limit | raw (Mops) | pardict_bulk / raw |")
+    L.append(
+        "| workload | best peer (Mops) | pardict | pardict_bulk | pardict / best peer | pardict_bulk / best peer "
+        "| limit (Mops) | pardict / limit | pardict_bulk / limit | raw (Mops) | pardict_bulk / raw |"
+    )
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for w in wl_present:
-        peers = [(idx[(m, w, tref)]["mops"], m) for m in PEERS if "mops" in idx.get((m, w, tref), {})]
+        peers = [
+            (idx[(m, w, tref)]["mops"], m) for m in PEERS if "mops" in idx.get((m, w, tref), {})
+        ]
         best = max(peers) if peers else None
         p1 = idx.get(("pardict", w, tref), {}).get("mops")
         pb = idx.get(("pardict_bulk", w, tref), {}).get("mops")
         lim = idx.get(("plain", w, tref), {}).get("mops")
         raww = "W3" if w == "W4" else w
         raw = idx.get(("raw_read", raww, tref), {}).get("mops")
-        ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "–"
-        L.append(f"| {w} | {fmt(best[0]) + ' ' + best[1] if best else '–'} | {fmt(p1)} | {fmt(pb)} | "
-                 f"{ratio(p1, best[0] if best else None)} | {ratio(pb, best[0] if best else None)} | {fmt(lim)} | "
-                 f"{ratio(p1, lim)} | {ratio(pb, lim)} | {fmt(raw)} | {ratio(pb, raw)} |")
+
+        def ratio(a, b):
+            return f"{a / b:.2f}×" if a and b else "–"
+
+        L.append(
+            f"| {w} | {fmt(best[0]) + ' ' + best[1] if best else '–'} | {fmt(p1)} | {fmt(pb)} | "
+            f"{ratio(p1, best[0] if best else None)} | {ratio(pb, best[0] if best else None)} | {fmt(lim)} | "
+            f"{ratio(p1, lim)} | {ratio(pb, lim)} | {fmt(raw)} | {ratio(pb, raw)} |"
+        )
     L.append("")
 
     # --- per workload tables
@@ -308,22 +385,33 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
         L.append("")
         L.append(f"### {WORKLOAD_TITLE.get(w, w)}")
         L.append("")
-        L.append("| map | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" + (" (oversubscribed)" if t > nproc else "")
-                                        for t in threads) + " |")
+        L.append(
+            "| map | "
+            + " | ".join(
+                f"{t} thread{'s' if t > 1 else ''}" + (" (oversubscribed)" if t > nproc else "")
+                for t in threads
+            )
+            + " |"
+        )
         L.append("|---|" + "---|" * len(threads))
         for m in maps_present:
             if not any((m, w, t) in idx for t in threads):
                 continue
-            L.append(f"| {MAP_LABEL.get(m, m)} | " + " | ".join(cell_text(idx.get((m, w, t)), True) for t in threads)
-                     + " |")
+            L.append(
+                f"| {MAP_LABEL.get(m, m)} | "
+                + " | ".join(cell_text(idx.get((m, w, t)), True) for t in threads)
+                + " |"
+            )
     L.append("")
 
     # --- oversubscription / scaling
     if tmax != tref:
         L.append(f"## {tmax}-thread / {tref}-thread throughput")
         L.append("")
-        L.append(f"Median Mops at {tmax} threads divided by median at {tref} threads "
-                 "(1.00 = holds up under oversubscription; below 1 = loses throughput).")
+        L.append(
+            f"Median Mops at {tmax} threads divided by median at {tref} threads "
+            "(1.00 = holds up under oversubscription; below 1 = loses throughput)."
+        )
         L.append("")
         L.append("| map | " + " | ".join(wl_present) + " |")
         L.append("|---|" + "---|" * len(wl_present))
@@ -353,14 +441,17 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
     # --- memory
     L.append("## Peak memory, bytes per entry")
     L.append("")
-    L.append("(peak RSS during build + timed phase − RSS right before the map existed) / entries in the map. "
-             "Peak = the kernel's VmHWM, reset via /proc/self/clear_refs before the map is built "
-             "(falls back to getrusage ru_maxrss where that is not possible). Includes allocator overhead and "
-             "the old+new arrays of the last growth step. Lookup workloads include the untimed 2-thread prefill. "
-             "The plain table is sized for a load of ≤0.5 on purpose; its W6 tables are per thread.")
+    L.append(
+        "(peak RSS during build + timed phase − RSS right before the map existed) / entries in the map. "
+        "Peak = the kernel's VmHWM, reset via /proc/self/clear_refs before the map is built "
+        "(falls back to getrusage ru_maxrss where that is not possible). Includes allocator overhead and "
+        "the old+new arrays of the last growth step. Lookup workloads include the untimed 2-thread prefill. "
+        "The plain table is sized for a load of ≤0.5 on purpose; its W6 tables are per thread."
+    )
     L.append("")
-    mem_cols = [(w, t) for w in wl_present for t in threads if w in INSERTS] + \
-               [(w, tref) for w in wl_present if w not in INSERTS and w != "W4"]
+    mem_cols = [(w, t) for w in wl_present for t in threads if w in INSERTS] + [
+        (w, tref) for w in wl_present if w not in INSERTS and w != "W4"
+    ]
     if mem_cols:
         L.append("| map | " + " | ".join(f"{w} T={t}" for w, t in mem_cols) + " |")
         L.append("|---|" + "---|" * len(mem_cols))
@@ -376,42 +467,62 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
     # --- method
     L.append("## Method")
     L.append("")
-    L.append("- One process per cell and repetition: `pardict_bench <map> <workload> <threads> <N>`; "
-             "the repetitions are separate processes run as interleaved passes over the matrix.")
-    L.append("- Keys: a bijective splitmix64-style finaliser of a counter (the same keys for every map); "
-             "thread t handles indices i ≡ t (mod T), also for random draws. Per-thread splitmix64 + Lemire "
-             "reduction inside the timed loop, the same for every map.")
-    L.append("- Timed: from the release of a spin-then-yield start barrier to the last thread's finish "
-             "(steady_clock). Construction, prefill (2 threads, single-key inserts) and checks are untimed.")
-    L.append("- Every run checks its result (sizes, found counts, returned values, the full key/value set after "
-             "inserts and W5, W6 total and every per-key count against a serial count); a wrong result fails the cell.")
-    L.append("- pardict_bulk: `insert_or_assign_many` (W1, W2, W7i), `find_many` (W3, W4, W7l), "
-             "`upsert_many(add)` (W6) in blocks of "
-             f"{meta.get('block') or 512} keys per call; W5 has no bulk form.")
-    L.append("- Peers use their default hash (identity `std::hash` for TBB, libcuckoo, std: harmless only "
-             "because the keys are pre-mixed). tbb_hm lookups take a `const_accessor`; tbb_um maps to "
-             "`std::atomic<int64_t>` for the int64 workloads; absl_sharded = 64 × {std::shared_mutex, "
-             "absl::flat_hash_map}, shard = top 6 bits of key·0xD6E8FEB86659FD93.")
-    L.append("- W6 runs 2N increments (20M at N = 10M) over Zipf(1.0) on 2^20 ranks, inverse-CDF sampled "
-             "with a fixed seed; the plain limit uses private per-thread tables and does not merge them.")
+    L.append(
+        "- One process per cell and repetition: `pardict_bench <map> <workload> <threads> <N>`; "
+        "the repetitions are separate processes run as interleaved passes over the matrix."
+    )
+    L.append(
+        "- Keys: a bijective splitmix64-style finaliser of a counter (the same keys for every map); "
+        "thread t handles indices i ≡ t (mod T), also for random draws. Per-thread splitmix64 + Lemire "
+        "reduction inside the timed loop, the same for every map."
+    )
+    L.append(
+        "- Timed: from the release of a spin-then-yield start barrier to the last thread's finish "
+        "(steady_clock). Construction, prefill (2 threads, single-key inserts) and checks are untimed."
+    )
+    L.append(
+        "- Every run checks its result (sizes, found counts, returned values, the full key/value set after "
+        "inserts and W5, W6 total and every per-key count against a serial count); a wrong result fails the cell."
+    )
+    L.append(
+        "- pardict_bulk: `insert_or_assign_many` (W1, W2, W7i), `find_many` (W3, W4, W7l), "
+        "`upsert_many(add)` (W6) in blocks of "
+        f"{meta.get('block') or 512} keys per call; W5 has no bulk form."
+    )
+    L.append(
+        "- Peers use their default hash (identity `std::hash` for TBB, libcuckoo, std: harmless only "
+        "because the keys are pre-mixed). tbb_hm lookups take a `const_accessor`; tbb_um maps to "
+        "`std::atomic<int64_t>` for the int64 workloads; absl_sharded = 64 × {std::shared_mutex, "
+        "absl::flat_hash_map}, shard = top 6 bits of key·0xD6E8FEB86659FD93."
+    )
+    L.append(
+        "- W6 runs 2N increments (20M at N = 10M) over Zipf(1.0) on 2^20 ranks, inverse-CDF sampled "
+        "with a fixed seed; the plain limit uses private per-thread tables and does not merge them."
+    )
     L.append("")
 
     # --- machine
     mi = meta["machine"]
     L.append("## Machine")
     L.append("")
-    L.append(f"- CPU: {mi.get('cpu_model', '?')}; nproc = {mi.get('nproc')}; AVX-512: {'yes' if mi.get('avx512f') else 'no'}")
-    for l in mi.get("lscpu", []):
-        L.append(f"  - {l}")
+    L.append(
+        f"- CPU: {mi.get('cpu_model', '?')}; nproc = {mi.get('nproc')}; AVX-512: {'yes' if mi.get('avx512f') else 'no'}"
+    )
+    for line in mi.get("lscpu", []):
+        L.append(f"  - {line}")
     L.append(f"- Memory: {mi.get('memory')} (swap {mi.get('swap')})")
     L.append(f"- Kernel: {mi.get('kernel')}; OS: {mi.get('os')}")
     L.append(f"- THP: enabled `{mi.get('thp_enabled')}`, defrag `{mi.get('thp_defrag')}`")
-    L.append(f"- Compiler: {mi.get('compiler')} (binary built with GCC {mi.get('binary_compiler')}), "
-             "-O3 -march=native -DNDEBUG")
+    L.append(
+        f"- Compiler: {mi.get('compiler')} (binary built with GCC {mi.get('binary_compiler')}), "
+        "-O3 -march=native -DNDEBUG"
+    )
     if mi.get("packages"):
         L.append(f"- Peer packages: {'; '.join(mi['packages'])}")
     L.append(f"- Binary: `{meta.get('binary')}`; repo: {mi.get('git')}")
-    L.append(f"- Load average at start: {mi.get('loadavg_start')}; at end: {meta.get('loadavg_end', '?')}")
+    L.append(
+        f"- Load average at start: {mi.get('loadavg_start')}; at end: {meta.get('loadavg_end', '?')}"
+    )
     L.append(f"- Date: {mi.get('date')}; matrix wall time: {meta.get('wall_s', 0):.0f} s")
     L.append("")
     path.write_text("\n".join(L))
@@ -420,21 +531,38 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------
 # chart
 
+
 def chart_data(rows: list[dict], tref: int):
     idx = {(r["map"], r["workload"], r["threads"]): r.get("mops") for r in rows}
-    wls = [w for w in ALL_WORKLOADS if any(r["workload"] == w and r["threads"] == tref for r in rows)]
-    maps = [m for m in ALL_MAPS + EXTRA_MAPS if any(r["map"] == m and r["threads"] == tref for r in rows)]
+    wls = [
+        w for w in ALL_WORKLOADS if any(r["workload"] == w and r["threads"] == tref for r in rows)
+    ]
+    maps = [
+        m
+        for m in ALL_MAPS + EXTRA_MAPS
+        if any(r["map"] == m and r["threads"] == tref for r in rows)
+    ]
     return wls, maps, idx
 
 
-COLORS = {"pardict": "#d62728", "pardict_bulk": "#ff7f0e", "tbb_hm": "#1f77b4", "tbb_um": "#aec7e8",
-          "cuckoo": "#2ca02c", "absl_sharded": "#9467bd", "std_mutex": "#8c564b", "plain": "#7f7f7f",
-          "plain_touched": "#c7c7c7", "raw_read": "#17becf"}
+COLORS = {
+    "pardict": "#d62728",
+    "pardict_bulk": "#ff7f0e",
+    "tbb_hm": "#1f77b4",
+    "tbb_um": "#aec7e8",
+    "cuckoo": "#2ca02c",
+    "absl_sharded": "#9467bd",
+    "std_mutex": "#8c564b",
+    "plain": "#7f7f7f",
+    "plain_touched": "#c7c7c7",
+    "raw_read": "#17becf",
+}
 
 
 def plot_matplotlib(rows: list[dict], tref: int, path: Path) -> bool:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except Exception:
@@ -451,14 +579,23 @@ def plot_matplotlib(rows: list[dict], tref: int, path: Path) -> bool:
             if v:
                 xs.append(i - 0.425 + width * (j + 0.5))
                 ys.append(v)
-        ax.bar(xs, ys, width, label=m, color=COLORS.get(m), edgecolor="black" if m in OURS else None,
-               linewidth=0.6)
+        ax.bar(
+            xs,
+            ys,
+            width,
+            label=m,
+            color=COLORS.get(m),
+            edgecolor="black" if m in OURS else None,
+            linewidth=0.6,
+        )
     ax.set_xticks(range(len(wls)))
     ax.set_xticklabels(wls)
     ax.set_yscale("log")
     ax.set_ylabel("Mops/s (log scale)")
     ns = sorted({r["n"] for r in rows})
-    ax.set_title(f"pardict_bench, {tref} threads, N = {', '.join(f'{n:,}' for n in ns)}: median Mops/s per workload")
+    ax.set_title(
+        f"pardict_bench, {tref} threads, N = {', '.join(f'{n:,}' for n in ns)}: median Mops/s per workload"
+    )
     ax.grid(axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
@@ -469,6 +606,7 @@ def plot_matplotlib(rows: list[dict], tref: int, path: Path) -> bool:
 
 def plot_svg(rows: list[dict], tref: int, path: Path) -> bool:
     import math
+
     wls, maps, idx = chart_data(rows, tref)
     vals = [v for v in idx.values() if v]
     if not wls or not vals:
@@ -477,11 +615,16 @@ def plot_svg(rows: list[dict], tref: int, path: Path) -> bool:
     hi = 10 ** math.ceil(math.log10(max(vals)))
     W, H, left, right, top, bottom = 160 * len(wls) + 260, 440, 60, 220, 40, 40
     pw, ph = W - left - right, H - top - bottom
-    y = lambda v: top + ph * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
-    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
-         f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{left}" y="20" font-size="13">pardict_bench, {tref} threads: median Mops/s per workload '
-         '(log scale)</text>']
+
+    def y(v):
+        return top + ph * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+
+    s = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{W}" height="{H}" fill="white"/>',
+        f'<text x="{left}" y="20" font-size="13">pardict_bench, {tref} threads: median Mops/s per workload '
+        "(log scale)</text>",
+    ]
     d = lo
     while d <= hi * 1.0001:
         yy = y(d)
@@ -491,7 +634,9 @@ def plot_svg(rows: list[dict], tref: int, path: Path) -> bool:
     gw = pw / len(wls)
     bw = gw * 0.85 / max(1, len(maps))
     for i, w in enumerate(wls):
-        s.append(f'<text x="{left + gw * (i + 0.5):.1f}" y="{top + ph + 18}" text-anchor="middle">{w}</text>')
+        s.append(
+            f'<text x="{left + gw * (i + 0.5):.1f}" y="{top + ph + 18}" text-anchor="middle">{w}</text>'
+        )
         for j, m in enumerate(maps):
             v = idx.get((m, w, tref))
             if not v:
@@ -499,11 +644,15 @@ def plot_svg(rows: list[dict], tref: int, path: Path) -> bool:
             x0 = left + gw * i + gw * 0.075 + bw * j
             y0 = y(max(v, lo))
             stroke = ' stroke="black" stroke-width="0.8"' if m in OURS else ""
-            s.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{bw:.1f}" height="{top + ph - y0:.1f}" '
-                     f'fill="{COLORS.get(m, "#999")}"{stroke}><title>{m} {w}: {v:.2f} Mops/s</title></rect>')
+            s.append(
+                f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{bw:.1f}" height="{top + ph - y0:.1f}" '
+                f'fill="{COLORS.get(m, "#999")}"{stroke}><title>{m} {w}: {v:.2f} Mops/s</title></rect>'
+            )
     for j, m in enumerate(maps):
         yy = top + 14 * j
-        s.append(f'<rect x="{left + pw + 15}" y="{yy}" width="10" height="10" fill="{COLORS.get(m, "#999")}"/>')
+        s.append(
+            f'<rect x="{left + pw + 15}" y="{yy}" width="10" height="10" fill="{COLORS.get(m, "#999")}"/>'
+        )
         s.append(f'<text x="{left + pw + 30}" y="{yy + 9}">{m}</text>')
     s.append("</svg>")
     path.write_text("\n".join(s))
@@ -517,14 +666,30 @@ def make_chart(rows: list[dict], tref: int) -> str:
     if plot_matplotlib(rows, tref, png):
         return str(png)
     # matplotlib elsewhere: $PARDICT_BENCH_PYTHON, the repo's .venv, the system Python
-    cands = [os.environ.get("PARDICT_BENCH_PYTHON", ""), str(REPO / ".venv/bin/python"), "/usr/bin/python3"]
+    cands = [
+        os.environ.get("PARDICT_BENCH_PYTHON", ""),
+        str(REPO / ".venv/bin/python"),
+        "/usr/bin/python3",
+    ]
     me = os.path.abspath(sys.executable)  # venv interpreters are symlinks: compare unresolved paths
     for py in cands:
         if not py or not Path(py).exists() or os.path.abspath(py) == me:
             continue
         try:
-            r = subprocess.run([py, str(Path(__file__).resolve()), "--chart-only", "--out", str(RESULTS),
-                                "--chart-threads", str(tref)], capture_output=True, text=True, timeout=300)
+            r = subprocess.run(
+                [
+                    py,
+                    str(Path(__file__).resolve()),
+                    "--chart-only",
+                    "--out",
+                    str(RESULTS),
+                    "--chart-threads",
+                    str(tref),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         except Exception:
             continue
         if r.returncode == 0 and png.exists():
@@ -537,6 +702,7 @@ def make_chart(rows: list[dict], tref: int) -> str:
 
 # ------------------------------------------------------------------------------------------------
 
+
 def parse_list(s: str, allowed: list[str], what: str) -> list[str]:
     items = [x.strip() for x in s.split(",") if x.strip()]
     bad = [x for x in items if x not in allowed]
@@ -547,20 +713,38 @@ def parse_list(s: str, allowed: list[str], what: str) -> list[str]:
 
 def main() -> None:
     global RESULTS
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", help="path to pardict_bench (default: newest build/*/bench/pardict_bench)")
-    ap.add_argument("--n", type=int, default=None, help="keys per run (default 10,000,000; --quick: 1,000,000)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--bin", help="path to pardict_bench (default: newest build/*/bench/pardict_bench)"
+    )
+    ap.add_argument(
+        "--n", type=int, default=None, help="keys per run (default 10,000,000; --quick: 1,000,000)"
+    )
     ap.add_argument("--maps", default=",".join(ALL_MAPS), help="comma list (also: plain_touched)")
     ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
     ap.add_argument("--threads", default="1,2,8")
-    ap.add_argument("--reps", type=int, default=None, help="processes per cell (default 3; --quick: 1)")
-    ap.add_argument("--inner-reps", type=int, default=1,
-                    help="repetitions inside each process (lookups reuse one prefilled map); default 1")
-    ap.add_argument("--block", type=int, default=None, help="keys per bulk call for pardict_bulk (default 512)")
-    ap.add_argument("--timeout", type=float, default=None, help="seconds per process (default scales with N)")
+    ap.add_argument(
+        "--reps", type=int, default=None, help="processes per cell (default 3; --quick: 1)"
+    )
+    ap.add_argument(
+        "--inner-reps",
+        type=int,
+        default=1,
+        help="repetitions inside each process (lookups reuse one prefilled map); default 1",
+    )
+    ap.add_argument(
+        "--block", type=int, default=None, help="keys per bulk call for pardict_bulk (default 512)"
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=None, help="seconds per process (default scales with N)"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: N = 1M, 1 repetition")
     ap.add_argument("--out", default=str(RESULTS), help="results directory (default bench/results)")
-    ap.add_argument("--report-only", action="store_true", help="rebuild cpp.json/md/png from raw/cpp_raw.jsonl")
+    ap.add_argument(
+        "--report-only", action="store_true", help="rebuild cpp.json/md/png from raw/cpp_raw.jsonl"
+    )
     ap.add_argument("--chart-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--chart-threads", type=int, default=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -580,7 +764,11 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        raw = [json.loads(l) for l in (RESULTS / "raw" / "cpp_raw.jsonl").read_text().splitlines() if l.strip()]
+        raw = [
+            json.loads(line)
+            for line in (RESULTS / "raw" / "cpp_raw.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
         old = {}
         if (RESULTS / "cpp_meta.json").exists():
             old = json.loads((RESULTS / "cpp_meta.json").read_text())
@@ -592,12 +780,26 @@ def main() -> None:
         built = info["maps"]
         missing = [m for m in args.maps if m not in built]
         if missing:
-            print(f"run_cpp.py: not built into {binary}, skipped: {', '.join(missing)}", file=sys.stderr)
-        meta = {"machine": machine_info(info), "binary": str(binary), "n": args.n, "reps": args.reps,
-                "inner_reps": args.inner_reps, "threads": args.threads, "block": args.block,
-                "maps_skipped_not_built": missing, "timeout_s": args.timeout}
-        print(f"run_cpp.py: {binary}\n  maps {args.maps}\n  workloads {args.workloads} threads {args.threads} "
-              f"N={args.n:,} reps={args.reps}", file=sys.stderr)
+            print(
+                f"run_cpp.py: not built into {binary}, skipped: {', '.join(missing)}",
+                file=sys.stderr,
+            )
+        meta = {
+            "machine": machine_info(info),
+            "binary": str(binary),
+            "n": args.n,
+            "reps": args.reps,
+            "inner_reps": args.inner_reps,
+            "threads": args.threads,
+            "block": args.block,
+            "maps_skipped_not_built": missing,
+            "timeout_s": args.timeout,
+        }
+        print(
+            f"run_cpp.py: {binary}\n  maps {args.maps}\n  workloads {args.workloads} threads {args.threads} "
+            f"N={args.n:,} reps={args.reps}",
+            file=sys.stderr,
+        )
         t0 = time.monotonic()
         raw = run_matrix(args, binary, built)
         meta["wall_s"] = time.monotonic() - t0
@@ -614,8 +816,11 @@ def main() -> None:
     write_markdown(rows, meta, RESULTS / "cpp.md")
     chart = make_chart(rows, tref)
     nfail = sum(r.get("failures", 0) for r in rows)
-    print(f"run_cpp.py: wrote {RESULTS / 'cpp.json'}, {RESULTS / 'cpp.md'}, {chart}; "
-          f"{len(rows)} cells, {nfail} failed runs", file=sys.stderr)
+    print(
+        f"run_cpp.py: wrote {RESULTS / 'cpp.json'}, {RESULTS / 'cpp.md'}, {chart}; "
+        f"{len(rows)} cells, {nfail} failed runs",
+        file=sys.stderr,
+    )
     sys.exit(1 if nfail else 0)
 
 

@@ -112,21 +112,21 @@ PARDICT_API int32_t pardict_insert(pardict_dict* d, const void* key, const void*
 // Combining operations and the scalar kinds a value's fields may have.
 enum pardict_op {
   PARDICT_OP_ASSIGN = -1,  // bulk operations only: store the value
-  PARDICT_OP_ADD = 0,  // integers wrap around (two's complement), floats follow IEEE
+  PARDICT_OP_ADD = 0,      // integers wrap around (two's complement), floats follow IEEE
   PARDICT_OP_MIN = 1,  // keeps the stored field unless the new one compares less (NaN never does)
   PARDICT_OP_MAX = 2   // keeps the stored field unless the new one compares greater
 };
 enum pardict_kind {
   PARDICT_KIND_I8 = 1,
-  PARDICT_KIND_I16,
-  PARDICT_KIND_I32,
-  PARDICT_KIND_I64,
-  PARDICT_KIND_U8,
-  PARDICT_KIND_U16,
-  PARDICT_KIND_U32,
-  PARDICT_KIND_U64,
-  PARDICT_KIND_F32,
-  PARDICT_KIND_F64
+  PARDICT_KIND_I16 = 2,
+  PARDICT_KIND_I32 = 3,
+  PARDICT_KIND_I64 = 4,
+  PARDICT_KIND_U8 = 5,
+  PARDICT_KIND_U16 = 6,
+  PARDICT_KIND_U32 = 7,
+  PARDICT_KIND_U64 = 8,
+  PARDICT_KIND_F32 = 9,
+  PARDICT_KIND_F64 = 10
 };
 // One atomic step: inserts `value` when `key` is absent, else combines each field of the stored
 // value with the same field of `value`. A value is described by n_fields pairs (byte offset,

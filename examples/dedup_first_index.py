@@ -1,7 +1,8 @@
 """Unique values with the index of their first occurrence, in parallel: d.min(value, index).
 
-    python examples/dedup_first_index.py
+python examples/dedup_first_index.py
 """
+
 import numba
 import numpy as np
 from numba import prange, types

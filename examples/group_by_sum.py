@@ -3,6 +3,7 @@ both checked against NumPy.
 
     python examples/group_by_sum.py
 """
+
 import numba
 import numpy as np
 from numba import prange, types

@@ -3,6 +3,7 @@ computed (d.get, then d.insert: the first writer wins, the others agree).
 
     python examples/memoize_prange.py
 """
+
 import numba
 import numpy as np
 from numba import prange, types
@@ -50,8 +51,10 @@ def main(limit=200_000):
     got = all_steps(limit, memo)
     expect = np.array([plain_steps(i) for i in range(1, limit + 1)])
     assert np.array_equal(got, expect)
-    print(f"stopping times of 1..{limit:,}: max {got.max()} at {got.argmax() + 1}; "
-          f"{len(memo):,} values memoized")
+    print(
+        f"stopping times of 1..{limit:,}: max {got.max()} at {got.argmax() + 1}; "
+        f"{len(memo):,} values memoized"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from prange (only the rows that occur get an entry).
 
     python examples/sparse_matvec.py
 """
+
 import numba
 import numpy as np
 from numba import prange, types

@@ -1,7 +1,8 @@
 """Parallel word count over a text: string keys, d.add from prange.
 
-    python examples/word_count.py
+python examples/word_count.py
 """
+
 import collections
 
 import numba

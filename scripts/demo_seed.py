@@ -22,6 +22,7 @@
 
 Exit code 0 only if every pardict check passed (typed.Dict's outcome is what it is).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,7 @@ def seed(n):
 
 # ================================================================================================
 # children (each prints JSON lines on stdout, flushed, so the parent sees how far it got)
+
 
 def _emit(**kw):
     print(json.dumps(kw), flush=True)
@@ -126,10 +128,18 @@ def child_typed_prange(n: int) -> int:
     import numba
 
     seed_typed, _, _, check_serial, _ = _kernels()
-    _emit(stage="start", threads=numba.get_num_threads(), layer_env=os.environ.get("NUMBA_THREADING_LAYER"))
+    _emit(
+        stage="start",
+        threads=numba.get_num_threads(),
+        layer_env=os.environ.get("NUMBA_THREADING_LAYER"),
+    )
     t0 = time.perf_counter()
     d = seed_typed(n)  # includes compilation; nothing here is a measurement
-    _emit(stage="filled", seconds=round(time.perf_counter() - t0, 3), threading_layer=numba.threading_layer())
+    _emit(
+        stage="filled",
+        seconds=round(time.perf_counter() - t0, 3),
+        threading_layer=numba.threading_layer(),
+    )
     length = len(d)
     _emit(stage="len", len=length)
     missing, wrong, extra = check_serial(d, n)
@@ -146,18 +156,31 @@ def child_pardict(sizes: list[int], threads: list[int], budget: float) -> int:
     seed_typed_serial(1000)
     check_parallel(seed_pardict(10), 10)
     check_serial(seed_typed_serial(10), 10)
-    _emit(stage="compiled", seconds=round(time.perf_counter() - t0, 2), threading_layer=numba.threading_layer(),
-          numba_num_threads=numba.config.NUMBA_NUM_THREADS)
+    _emit(
+        stage="compiled",
+        seconds=round(time.perf_counter() - t0, 2),
+        threading_layer=numba.threading_layer(),
+        numba_num_threads=numba.config.NUMBA_NUM_THREADS,
+    )
     est: dict = {}
     for n in sizes:
         for t in threads:
             if t > numba.config.NUMBA_NUM_THREADS:
-                _emit(kind="pardict", n=n, threads=t, skipped=f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}")
+                _emit(
+                    kind="pardict",
+                    n=n,
+                    threads=t,
+                    skipped=f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}",
+                )
                 continue
             prev = est.get(t)
             if prev is not None and prev[1] * n / prev[0] * 1.2 > budget:
-                _emit(kind="pardict", n=n, threads=t,
-                      skipped=f"estimated {prev[1] * n / prev[0]:.1f} s from n={prev[0]:,} > budget {budget:g} s")
+                _emit(
+                    kind="pardict",
+                    n=n,
+                    threads=t,
+                    skipped=f"estimated {prev[1] * n / prev[0]:.1f} s from n={prev[0]:,} > budget {budget:g} s",
+                )
                 continue
             numba.set_num_threads(t)
             t0 = time.perf_counter()
@@ -167,9 +190,19 @@ def child_pardict(sizes: list[int], threads: list[int], budget: float) -> int:
             numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
             length = len(d)
             missing, wrong = check_parallel(d, n)
-            ok = length == n and missing == 0 and wrong == 0  # len == n and all n keys present: no extras
-            _emit(kind="pardict", n=n, threads=t, seconds=round(secs, 4), len=length, missing=int(missing),
-                  wrong=int(wrong), ok=bool(ok))
+            ok = (
+                length == n and missing == 0 and wrong == 0
+            )  # len == n and all n keys present: no extras
+            _emit(
+                kind="pardict",
+                n=n,
+                threads=t,
+                seconds=round(secs, 4),
+                len=length,
+                missing=int(missing),
+                wrong=int(wrong),
+                ok=bool(ok),
+            )
             del d
         # the reference: typed.Dict, same fill with range on one thread
         prev = est.get("typed")
@@ -182,14 +215,23 @@ def child_pardict(sizes: list[int], threads: list[int], budget: float) -> int:
         est["typed"] = (n, secs)
         length = len(d)
         missing, wrong, extra = check_serial(d, n)
-        _emit(kind="typed_serial", n=n, threads=1, seconds=round(secs, 4), len=length, missing=int(missing),
-              wrong=int(wrong), ok=bool(length == n and missing == 0 and wrong == 0 and extra == 0))
+        _emit(
+            kind="typed_serial",
+            n=n,
+            threads=1,
+            seconds=round(secs, 4),
+            len=length,
+            missing=int(missing),
+            wrong=int(wrong),
+            ok=bool(length == n and missing == 0 and wrong == 0 and extra == 0),
+        )
         del d
     return 0
 
 
 # ================================================================================================
 # parent
+
 
 def _signal_name(rc: int) -> str:
     try:
@@ -209,21 +251,21 @@ def _child(args: list[str], env: dict, timeout: float):
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
     lines = []
-    for l in out.splitlines():
-        if l.startswith("{"):
+    for rec in out.splitlines():
+        if rec.startswith("{"):
             try:
-                lines.append(json.loads(l))
+                lines.append(json.loads(rec))
             except json.JSONDecodeError:
                 pass
     return rc, lines, err, time.monotonic() - t0
 
 
 def _last_err_line(err: str) -> str:
-    lines = [l.strip() for l in err.splitlines() if l.strip()]
+    lines = [rec.strip() for rec in err.splitlines() if rec.strip()]
     # skip numba's performance/type-safety warnings that can trail a crash message
-    for l in reversed(lines):
-        if "Warning" not in l and not l.startswith("warnings.warn"):
-            return l[:200]
+    for rec in reversed(lines):
+        if "Warning" not in rec and not rec.startswith("warnings.warn"):
+            return rec[:200]
     return lines[-1][:200] if lines else ""
 
 
@@ -232,7 +274,7 @@ def report_typed(n: int, timeout: float, numba_threads: int | None = None) -> di
     if numba_threads is not None:
         env["NUMBA_NUM_THREADS"] = str(numba_threads)
     rc, lines, err, wall = _child(["typed_prange", str(n)], env, timeout)
-    st = {l["stage"]: l for l in lines if "stage" in l}
+    st = {rec["stage"]: rec for rec in lines if "stage" in rec}
     threads = st.get("start", {}).get("threads", "?")
     stage = lines[-1]["stage"] if lines else "before start"
     head = f"   n = {n:>11,}  threads = {threads}: "
@@ -246,24 +288,39 @@ def report_typed(n: int, timeout: float, numba_threads: int | None = None) -> di
     else:
         c = st.get("checked", {})
         ln = c.get("len", st.get("len", {}).get("len"))
-        parts = [f"survived; len(d) = {ln:,} (expected {n:,}: "
-                 + ("right" if ln == n else f"{n - ln:,} lost" if ln < n else f"{ln - n:,} too many") + ")"]
+        parts = [
+            f"survived; len(d) = {ln:,} (expected {n:,}: "
+            + ("right" if ln == n else f"{n - ln:,} lost" if ln < n else f"{ln - n:,} too many")
+            + ")"
+        ]
         if c:
-            parts.append(f"missing keys {c['missing']:,}, wrong values {c['wrong']:,}, keys outside 0..n-1 {c['extra']:,}")
+            parts.append(
+                f"missing keys {c['missing']:,}, wrong values {c['wrong']:,}, keys outside 0..n-1 {c['extra']:,}"
+            )
         msg = "; ".join(parts)
     print(head + msg)
     if last and (rc is None or rc != 0):
         print(f"   {'':>11}  last line of stderr: {last!r}")
     elif rc == 0 and "checked" in st and (st["checked"]["wrong"] or st["checked"]["missing"]):
-        print(f"   {'':>11}  the dictionary is wrong although the process did not crash"
-              + (": typed.Dict stored views of v without its owner (v reaches the prange body without"
-                 " its MemInfo), so they dangle once the function returns" if st["checked"]["wrong"] else ""))
+        print(
+            f"   {'':>11}  the dictionary is wrong although the process did not crash"
+            + (
+                ": typed.Dict stored views of v without its owner (v reaches the prange body without"
+                " its MemInfo), so they dangle once the function returns"
+                if st["checked"]["wrong"]
+                else ""
+            )
+        )
     return {"n": n, "rc": rc, "stage": stage, "stderr": last}
 
 
 def _next_stage(stage: str) -> str:
-    return {"before start": "import/compile", "start": "the prange fill",
-            "filled": "len()", "len": "the read-back check"}.get(stage, stage)
+    return {
+        "before start": "import/compile",
+        "start": "the prange fill",
+        "filled": "len()",
+        "len": "the read-back check",
+    }.get(stage, stage)
 
 
 def main() -> int:
@@ -277,28 +334,53 @@ def main() -> int:
             return child_pardict(sizes, threads, float(sys.argv[5]))
         raise SystemExit(f"unknown child {what}")
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="typed.Dict at 100k only; pardict at 200k and 1M")
-    ap.add_argument("--typed-n", default=None, help="sizes for the typed.Dict prange runs (default 100000,1000000)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="typed.Dict at 100k only; pardict at 200k and 1M"
+    )
+    ap.add_argument(
+        "--typed-n",
+        default=None,
+        help="sizes for the typed.Dict prange runs (default 100000,1000000)",
+    )
     ap.add_argument("--n", default=None, help="sizes for pardict (default 1000000,10000000)")
-    ap.add_argument("--threads", default="1,2,8", help="numba thread counts for pardict (default 1,2,8)")
-    ap.add_argument("--budget", type=float, default=10.0,
-                    help="skip a larger pardict size at a thread count when its estimated fill time exceeds this (s)")
-    ap.add_argument("--no-one-thread", action="store_true",
-                    help="skip the extra typed.Dict prange run with NUMBA_NUM_THREADS=1")
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per typed.Dict subprocess")
+    ap.add_argument(
+        "--threads", default="1,2,8", help="numba thread counts for pardict (default 1,2,8)"
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        help="skip a larger pardict size at a thread count when its estimated fill time exceeds this (s)",
+    )
+    ap.add_argument(
+        "--no-one-thread",
+        action="store_true",
+        help="skip the extra typed.Dict prange run with NUMBA_NUM_THREADS=1",
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per typed.Dict subprocess"
+    )
     args = ap.parse_args()
 
-    typed_ns = [int(x) for x in (args.typed_n or ("100000" if args.quick else "100000,1000000")).split(",")]
-    sizes = [int(x) for x in (args.n or ("200000,1000000" if args.quick else "1000000,10000000")).split(",")]
+    typed_ns = [
+        int(x) for x in (args.typed_n or ("100000" if args.quick else "100000,1000000")).split(",")
+    ]
+    sizes = [
+        int(x)
+        for x in (args.n or ("200000,1000000" if args.quick else "1000000,10000000")).split(",")
+    ]
     threads = [int(x) for x in args.threads.split(",")]
 
     print("The seed program (with Dict = numba.typed.Dict, then pardict.Dict):\n")
     print("    " + SEED_SRC.format(cls="Dict").replace("\n", "\n    "))
     print()
-    print(f"1. numba.typed.Dict written from prange (one subprocess per n, numba's default thread count"
-          f"{', NUMBA_NUM_THREADS=' + os.environ['NUMBA_NUM_THREADS'] if 'NUMBA_NUM_THREADS' in os.environ else ''}):")
+    print(
+        f"1. numba.typed.Dict written from prange (one subprocess per n, numba's default thread count"
+        f"{', NUMBA_NUM_THREADS=' + os.environ['NUMBA_NUM_THREADS'] if 'NUMBA_NUM_THREADS' in os.environ else ''}):"
+    )
     for n in typed_ns:
         report_typed(n, args.timeout)
     if not args.no_one_thread:
@@ -306,46 +388,71 @@ def main() -> int:
         report_typed(typed_ns[0], args.timeout, numba_threads=1)
     print()
 
-    print(f"2. pardict.Dict, same program, numba threads {args.threads} (one subprocess, NUMBA_NUM_THREADS=8);")
+    print(
+        f"2. pardict.Dict, same program, numba threads {args.threads} (one subprocess, NUMBA_NUM_THREADS=8);"
+    )
     print("   checked: len(d) == n and d[float(i)] == [0.1f, 0.2f] for every i in range(n).")
-    print("   Reference: numba.typed.Dict, same fill with `range` instead of `prange`, on one thread.\n")
+    print(
+        "   Reference: numba.typed.Dict, same fill with `range` instead of `prange`, on one thread.\n"
+    )
     env = dict(os.environ)
     env["NUMBA_NUM_THREADS"] = str(max(8, max(threads)))
     timeout = 120 + 20 * args.budget * len(sizes) * (len(threads) + 1)
-    rc, lines, err, wall = _child(["pardict", ",".join(map(str, sizes)), ",".join(map(str, threads)),
-                                   str(args.budget)], env, timeout)
-    comp = next((l for l in lines if l.get("stage") == "compiled"), {})
-    results = [l for l in lines if "kind" in l]
-    ref = {l["n"]: l for l in results if l["kind"] == "typed_serial" and "seconds" in l}
-    print(f"   {'dictionary':<30s} {'n':>11s} {'threads':>7s} {'seconds':>9s} {'Mops/s':>8s} {'vs typed 1T':>11s}  check")
+    rc, lines, err, wall = _child(
+        ["pardict", ",".join(map(str, sizes)), ",".join(map(str, threads)), str(args.budget)],
+        env,
+        timeout,
+    )
+    comp = next((rec for rec in lines if rec.get("stage") == "compiled"), {})
+    results = [rec for rec in lines if "kind" in rec]
+    ref = {rec["n"]: rec for rec in results if rec["kind"] == "typed_serial" and "seconds" in rec}
+    print(
+        f"   {'dictionary':<30s} {'n':>11s} {'threads':>7s} {'seconds':>9s} {'Mops/s':>8s} {'vs typed 1T':>11s}  check"
+    )
     all_ok = True
-    for l in results:
-        name = "pardict.Dict, prange" if l["kind"] == "pardict" else "typed.Dict, range (serial)"
-        if "skipped" in l:
-            print(f"   {name:<30s} {l['n']:>11,} {l['threads']:>7} {'':>9s} {'':>8s} {'':>11s}  skipped: {l['skipped']}")
+    for rec in results:
+        name = "pardict.Dict, prange" if rec["kind"] == "pardict" else "typed.Dict, range (serial)"
+        if "skipped" in rec:
+            print(
+                f"   {name:<30s} {rec['n']:>11,} {rec['threads']:>7} {'':>9s} {'':>8s} {'':>11s}  skipped: {rec['skipped']}"
+            )
             continue
-        mops = l["n"] / l["seconds"] / 1e6
-        r = ref.get(l["n"])
-        vs = f"{r['seconds'] / l['seconds']:.2f}x" if r and l["kind"] == "pardict" else ""
-        if l["ok"]:
+        mops = rec["n"] / rec["seconds"] / 1e6
+        r = ref.get(rec["n"])
+        vs = f"{r['seconds'] / rec['seconds']:.2f}x" if r and rec["kind"] == "pardict" else ""
+        if rec["ok"]:
             chk = "ok"
         else:
-            chk = f"FAIL: len {l['len']:,}, missing {l['missing']:,}, wrong {l['wrong']:,}"
-        if l["kind"] == "pardict":
-            all_ok = all_ok and l["ok"]
-        print(f"   {name:<30s} {l['n']:>11,} {l['threads']:>7} {l['seconds']:>9.3f} {mops:>8.2f} {vs:>11s}  {chk}")
-    n_pardict = sum(1 for l in results if l["kind"] == "pardict" and "seconds" in l)
+            chk = f"FAIL: len {rec['len']:,}, missing {rec['missing']:,}, wrong {rec['wrong']:,}"
+        if rec["kind"] == "pardict":
+            all_ok = all_ok and rec["ok"]
+        print(
+            f"   {name:<30s} {rec['n']:>11,} {rec['threads']:>7} {rec['seconds']:>9.3f} {mops:>8.2f} {vs:>11s}  {chk}"
+        )
+    n_pardict = sum(1 for rec in results if rec["kind"] == "pardict" and "seconds" in rec)
     if rc != 0 or n_pardict == 0:
         all_ok = False
-        how = ("timed out" if rc is None else f"killed by {_signal_name(rc)}" if rc < 0 else f"exit code {rc}")
-        print(f"\n   pardict subprocess failed ({how}); last line of stderr: {_last_err_line(err)!r}")
+        how = (
+            "timed out"
+            if rc is None
+            else f"killed by {_signal_name(rc)}"
+            if rc < 0
+            else f"exit code {rc}"
+        )
+        print(
+            f"\n   pardict subprocess failed ({how}); last line of stderr: {_last_err_line(err)!r}"
+        )
     print()
     if comp:
-        print(f"   (compile/warm-up {comp['seconds']} s, untimed; threading layer {comp['threading_layer']}; "
-              f"'vs typed 1T' = typed.Dict serial seconds / pardict seconds at the same n)")
-    print("   Note: an array made before a prange loop reaches the loop body without its owner, so pardict "
-          "stores a copy of v (one per thread, shared by the entries that thread stores); typed.Dict in "
-          "the serial loop shares the one array v.")
+        print(
+            f"   (compile/warm-up {comp['seconds']} s, untimed; threading layer {comp['threading_layer']}; "
+            f"'vs typed 1T' = typed.Dict serial seconds / pardict seconds at the same n)"
+        )
+    print(
+        "   Note: an array made before a prange loop reaches the loop body without its owner, so pardict "
+        "stores a copy of v (one per thread, shared by the entries that thread stores); typed.Dict in "
+        "the serial loop shares the one array v."
+    )
     print()
     print("pardict checks: " + ("all passed" if all_ok else "FAILED"))
     return 0 if all_ok else 1

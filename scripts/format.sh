@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Formats the C and C++ sources with clang-format (.clang-format at the repository root).
+# Formats the sources: C and C++ with clang-format (.clang-format at the repository root), Python
+# with ruff format (pyproject.toml).
 #   scripts/format.sh           rewrite files in place
 #   scripts/format.sh --check   list files that differ and exit 1 if there are any
-# Files: tracked plus untracked-but-not-ignored *.hpp *.cpp *.h *.cc.
+# Files: tracked plus untracked-but-not-ignored *.hpp *.cpp *.h *.cc, and every Python file ruff
+# does not exclude.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,10 +33,18 @@ if ((${#files[@]} == 0)); then
   exit 0
 fi
 
+ruff=(.venv/bin/python -m ruff format --no-cache)
 if ((check == 0)); then
   "$clang_format" -i --style=file "${files[@]}"
   echo "format.sh: formatted ${#files[@]} files with $clang_format"
+  "${ruff[@]}" .
   exit 0
+fi
+
+if ! "${ruff[@]}" --check . >/dev/null; then
+  "${ruff[@]}" --check . || true
+  echo "format.sh: Python files need formatting (run: bash scripts/format.sh)"
+  exit 1
 fi
 
 bad=()
@@ -46,4 +56,4 @@ if ((${#bad[@]})); then
   printf '  %s\n' "${bad[@]}"
   exit 1
 fi
-echo "format.sh: ${#files[@]} files formatted correctly ($clang_format)"
+echo "format.sh: ${#files[@]} C/C++ files formatted correctly ($clang_format); Python files too (ruff)"

@@ -13,7 +13,7 @@ apt_packages=(
   python3-venv
 )
 # numba's tbb threading layer needs the tbb wheel; omp uses gcc's libgomp.
-python_packages=(numpy matplotlib numba tbb nanobind scikit-build-core pytest hypothesis ruff)
+python_packages=(numpy matplotlib numba tbb nanobind scikit-build-core pytest hypothesis ruff mypy)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -37,7 +37,7 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, matplotlib, numba, nanobind, scikit_build_core, pytest, hypothesis, ruff" 2>/dev/null \
+if ! .venv/bin/python -c "import numpy, matplotlib, numba, nanobind, scikit_build_core, pytest, hypothesis, ruff, mypy" 2>/dev/null \
     || ! .venv/bin/python -m pip show -q tbb >/dev/null 2>&1; then
   echo "setup: pip install ${python_packages[*]} into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${python_packages[@]}"

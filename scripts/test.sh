@@ -6,7 +6,8 @@
 #   fuzz     libFuzzer target for 60 s (only when clang is installed)
 #   python   pytest tests/python (the package built by setup.sh; numba, every threading layer)
 #   install  scripts/test_install.sh: install, then build a find_package consumer
-#   format   scripts/format.sh --check (clang-format); ruff check (Python lint, pyproject.toml)
+#   format   scripts/format.sh --check (clang-format, ruff format); ruff check (Python lint);
+#            mypy over python/pardict (pyproject.toml configures both)
 # Build dirs: build/{release,tsan,asan,fuzz}. FUZZ_SECONDS overrides the fuzzing time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,9 +108,10 @@ bash scripts/test_install.sh
 end_stage
 
 # (g) Formatting ---------------------------------------------------------------------------------------
-begin_stage format "clang-format check; ruff lint of the Python sources"
+begin_stage format "clang-format and ruff format check; ruff lint; mypy"
 bash scripts/format.sh --check
 .venv/bin/python -m ruff check --no-cache .
+.venv/bin/python -m mypy
 end_stage
 
 printf '\n==> all test stages passed\n'

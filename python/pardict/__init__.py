@@ -21,19 +21,19 @@ def _register_symbols():
 
 _register_symbols()
 
-from .numba import DictType  # noqa: E402
 from .dict import Dict  # noqa: E402
-from .numba.dictobject import update  # noqa: E402
+from .numba import DictType  # noqa: E402
+from .numba.atomic import update  # noqa: E402
 
 __all__ = ["Dict", "DictType", "live_dicts", "live_refs", "update"]
-__version__ = "0.1.0"
+__version__ = _ext.__version__
 
 
-def live_dicts():
+def live_dicts() -> int:
     """How many pardict tables are alive in this process (for leak checks)."""
     return _ext.live_dicts()
 
 
-def live_refs():
+def live_refs() -> int:
     """How many numba runtime references pardict tables and iterators hold (for leak checks)."""
     return _ext.live_refs()

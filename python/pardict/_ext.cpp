@@ -2,7 +2,6 @@
 // its entry points' addresses to Python, which registers them with llvmlite so that jitted code
 // (including code loaded from numba's cache) links against them by name.
 #include <nanobind/nanobind.h>
-#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
@@ -68,47 +67,29 @@ nb::dict abi_constants() {
     for (const auto& [name, value] : items) g[name] = value;
     return g;
   };
+  // NAME(X) is {"X", PARDICT_X}: the name Python sees is the header's without its prefix.
+  // clang-format off
+#define NAME(x) {#x, PARDICT_##x}
+#define OP(x) {#x, PARDICT_OP_##x}
+#define KIND(x) {#x, PARDICT_KIND_##x}
+#define NB(x) {#x, PARDICT_NB_##x}
+  // clang-format on
   nb::dict d;
-  d["status"] = group({{"OK", PARDICT_OK},
-                       {"ERR_NOMEM", PARDICT_ERR_NOMEM},
-                       {"ERR_INVALID", PARDICT_ERR_INVALID},
-                       {"ERR_REENTRANT", PARDICT_ERR_REENTRANT},
-                       {"ERR_MUTATED", PARDICT_ERR_MUTATED},
-                       {"ERR_INTERNAL", PARDICT_ERR_INTERNAL},
-                       {"ERR_CALLBACK", PARDICT_ERR_CALLBACK}});
-  d["result"] = group({{"ABSENT", PARDICT_ABSENT},
-                       {"FOUND", PARDICT_FOUND},
-                       {"INSERTED", PARDICT_INSERTED},
-                       {"REPLACED", PARDICT_REPLACED},
-                       {"NEED_COPY", PARDICT_NEED_COPY},
-                       {"NEW_KEY", PARDICT_NEW_KEY},
-                       {"OLD_KEY", PARDICT_OLD_KEY}});
-  d["op"] = group({{"ASSIGN", PARDICT_OP_ASSIGN},
-                   {"ADD", PARDICT_OP_ADD},
-                   {"MIN", PARDICT_OP_MIN},
-                   {"MAX", PARDICT_OP_MAX}});
-  d["kind"] = group({{"I8", PARDICT_KIND_I8},
-                     {"I16", PARDICT_KIND_I16},
-                     {"I32", PARDICT_KIND_I32},
-                     {"I64", PARDICT_KIND_I64},
-                     {"U8", PARDICT_KIND_U8},
-                     {"U16", PARDICT_KIND_U16},
-                     {"U32", PARDICT_KIND_U32},
-                     {"U64", PARDICT_KIND_U64},
-                     {"F32", PARDICT_KIND_F32},
-                     {"F64", PARDICT_KIND_F64}});
-  d["numba_layout"] = group({{"ARRAY_MEMINFO", PARDICT_NB_ARRAY_MEMINFO},
-                             {"ARRAY_NITEMS", PARDICT_NB_ARRAY_NITEMS},
-                             {"ARRAY_ITEMSIZE", PARDICT_NB_ARRAY_ITEMSIZE},
-                             {"ARRAY_DATA", PARDICT_NB_ARRAY_DATA},
-                             {"ARRAY_SHAPE", PARDICT_NB_ARRAY_SHAPE},
-                             {"UNICODE_DATA", PARDICT_NB_UNICODE_DATA},
-                             {"UNICODE_LENGTH", PARDICT_NB_UNICODE_LENGTH},
-                             {"UNICODE_KIND", PARDICT_NB_UNICODE_KIND},
-                             {"UNICODE_IS_ASCII", PARDICT_NB_UNICODE_IS_ASCII},
-                             {"UNICODE_HASH", PARDICT_NB_UNICODE_HASH},
-                             {"UNICODE_MEMINFO", PARDICT_NB_UNICODE_MEMINFO},
-                             {"UNICODE_SIZE", PARDICT_NB_UNICODE_SIZE}});
+  d["status"] = group({NAME(OK), NAME(ERR_NOMEM), NAME(ERR_INVALID), NAME(ERR_REENTRANT),
+                       NAME(ERR_MUTATED), NAME(ERR_INTERNAL), NAME(ERR_CALLBACK)});
+  d["result"] = group({NAME(ABSENT), NAME(FOUND), NAME(INSERTED), NAME(REPLACED), NAME(NEED_COPY),
+                       NAME(NEW_KEY), NAME(OLD_KEY)});
+  d["op"] = group({OP(ASSIGN), OP(ADD), OP(MIN), OP(MAX)});
+  d["kind"] = group({KIND(I8), KIND(I16), KIND(I32), KIND(I64), KIND(U8), KIND(U16), KIND(U32),
+                     KIND(U64), KIND(F32), KIND(F64)});
+  d["numba_layout"] =
+      group({NB(ARRAY_MEMINFO), NB(ARRAY_NITEMS), NB(ARRAY_ITEMSIZE), NB(ARRAY_DATA),
+             NB(ARRAY_SHAPE), NB(UNICODE_DATA), NB(UNICODE_LENGTH), NB(UNICODE_KIND),
+             NB(UNICODE_IS_ASCII), NB(UNICODE_HASH), NB(UNICODE_MEMINFO), NB(UNICODE_SIZE)});
+#undef NAME
+#undef OP
+#undef KIND
+#undef NB
   return d;
 }
 
@@ -123,6 +104,7 @@ NB_MODULE(_ext, m) {
       .def("__next__", &watched_iter::next);
 
   m.doc() = "pardict's compiled core: the C ABI and its symbol table";
+  m.attr("__version__") = PARDICT_VERSION;  // CMakeLists.txt's project version
 
   m.def("symbols", [] {
     nb::dict d;
@@ -166,60 +148,6 @@ NB_MODULE(_ext, m) {
       "set_release",
       [](std::uintptr_t fn) { pardict_set_release(reinterpret_cast<void (*)(void*)>(fn)); },
       "Install numba's NRT_MemInfo_release as the function that drops stored references.");
-  // Bulk operations over raw buffers the Python side keeps alive; the GIL is released for the
-  // whole call (the C ABI never calls back into Python for reference-free layouts).
-  m.def(
-      "get_many",
-      [](std::uintptr_t d, std::uintptr_t keys, std::int64_t n, std::uintptr_t values,
-         std::uintptr_t found, std::int32_t threads) {
-        std::int64_t count = 0;
-        const std::int32_t st = pardict_get_many(
-            reinterpret_cast<const pardict_dict*>(d), reinterpret_cast<const void*>(keys), n,
-            reinterpret_cast<void*>(values), reinterpret_cast<std::uint8_t*>(found), threads,
-            &count);
-        return std::make_pair(st, count);
-      },
-      nb::call_guard<nb::gil_scoped_release>());
-  m.def(
-      "get_many_ucs4",
-      [](std::uintptr_t d, std::uintptr_t chars, std::int64_t width, std::int64_t n,
-         std::uintptr_t values, std::uintptr_t found, std::int32_t threads) {
-        std::int64_t count = 0;
-        const std::int32_t st = pardict_get_many_ucs4(
-            reinterpret_cast<const pardict_dict*>(d), reinterpret_cast<const void*>(chars), width,
-            n, reinterpret_cast<void*>(values), reinterpret_cast<std::uint8_t*>(found), threads,
-            &count);
-        return std::make_pair(st, count);
-      },
-      nb::call_guard<nb::gil_scoped_release>());
-  m.def(
-      "combine_many",
-      [](std::uintptr_t d, std::uintptr_t keys, std::uintptr_t values, std::int64_t n,
-         std::int32_t op, std::uintptr_t fields, std::int32_t n_fields, std::int32_t threads) {
-        std::int64_t count = 0;
-        const std::int32_t st = pardict_combine_many(
-            reinterpret_cast<pardict_dict*>(d), reinterpret_cast<const void*>(keys),
-            reinterpret_cast<const void*>(values), n, op,
-            reinterpret_cast<const std::int32_t*>(fields), n_fields, threads, &count);
-        return std::make_pair(st, count);
-      },
-      nb::call_guard<nb::gil_scoped_release>());
-  m.def(
-      "combine_many_ucs4",
-      [](std::uintptr_t d, std::uintptr_t chars, std::int64_t width, std::int64_t n,
-         std::uintptr_t values, std::int64_t value_stride, std::int32_t op, std::uintptr_t fields,
-         std::int32_t n_fields, std::int32_t threads, std::uintptr_t miss_rows,
-         std::uintptr_t miss_values) {
-        std::int64_t n_miss = 0;
-        const std::int32_t st = pardict_combine_many_ucs4(
-            reinterpret_cast<pardict_dict*>(d), reinterpret_cast<const void*>(chars), width, n,
-            reinterpret_cast<const void*>(values), value_stride, op,
-            reinterpret_cast<const std::int32_t*>(fields), n_fields, threads,
-            reinterpret_cast<std::int64_t*>(miss_rows), reinterpret_cast<void*>(miss_values),
-            &n_miss);
-        return std::make_pair(st, n_miss);
-      },
-      nb::call_guard<nb::gil_scoped_release>());
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
         "NRT references held by dictionaries and iterators in this process.");
@@ -232,10 +160,6 @@ NB_MODULE(_ext, m) {
     pardict_iter* w = pardict_watch_new(reinterpret_cast<pardict_dict*>(d), nullptr, &st);
     if (st != PARDICT_OK) throw std::bad_alloc();
     return reinterpret_cast<std::uintptr_t>(w);
-  });
-  m.def("watch_mutated", [](std::uintptr_t w) {
-    void *k, *v;
-    return pardict_iter_next(reinterpret_cast<pardict_iter*>(w), &k, &v) == PARDICT_ERR_MUTATED;
   });
   m.def("watch_free",
         [](std::uintptr_t w) { pardict_iter_free(reinterpret_cast<pardict_iter*>(w)); });

@@ -129,7 +129,7 @@ def test_prange_count_is_exact(n_keys):
 def test_prange_group_sum_min_max_are_exact():
     rng = np.random.default_rng(1)
     keys = rng.zipf(1.3, 500_000) % 5000
-    vals = rng.integers(-10**6, 10**6, keys.size).astype(np.float64)  # exact sums in float64
+    vals = rng.integers(-(10**6), 10**6, keys.size).astype(np.float64)  # exact sums in float64
     s = Dict.empty(I64, types.Tuple([I64, F64]))
     lo, hi = Dict.empty(I64, F64), Dict.empty(I64, F64)
     group_stats(s, lo, hi, keys, vals)

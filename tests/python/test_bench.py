@@ -18,24 +18,40 @@ BENCH = REPO / "bench"
 
 
 def _run(script, out, *args, timeout=600):
-    p = subprocess.run([sys.executable, str(BENCH / script), "--out", str(out), *args],
-                       capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    p = subprocess.run(
+        [sys.executable, str(BENCH / script), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     return p.stdout
 
 
 def test_numba_benchmark_tiny_matrix(tmp_path):
     before = (BENCH / "results" / "numba.json").read_bytes()
-    _run("bench_numba.py", tmp_path, "--n", "20000", "--runs", "1", "--threads", "2",
-         "--python", sys.executable)
+    _run(
+        "bench_numba.py",
+        tmp_path,
+        "--n",
+        "20000",
+        "--runs",
+        "1",
+        "--threads",
+        "2",
+        "--python",
+        sys.executable,
+    )
     rows = json.loads((tmp_path / "numba.json").read_text())
     cells = {(r["impl"], r["workload"], r["threads"]) for r in rows}
     assert cells == {
         ("pardict", w, 2) for w in ("W_insert", "W_lookup", "W_seed", "W_seed_shuffled")
-    } | {
-        ("typed_dict", w, 1) for w in ("W_insert", "W_lookup", "W_seed", "W_seed_shuffled")
-    } | {("typed_dict_chunks", "W_insert", 2), ("typed_dict_chunks", "W_seed", 2),
-         ("typed_dict_prange_readonly", "W_lookup", 2)}
+    } | {("typed_dict", w, 1) for w in ("W_insert", "W_lookup", "W_seed", "W_seed_shuffled")} | {
+        ("typed_dict_chunks", "W_insert", 2),
+        ("typed_dict_chunks", "W_seed", 2),
+        ("typed_dict_prange_readonly", "W_lookup", 2),
+    }
     for r in rows:
         assert r["check"] == "ok", r
         assert r["n"] == 20000 and r["mops"] > 0, r
@@ -53,8 +69,22 @@ def test_groupby_benchmark_tiny_matrix(tmp_path):
     pytest.importorskip("polars")
     before = (BENCH / "results" / "groupby.json").read_bytes()
     # The driver exits non-zero when any implementation's result differs from NumPy's.
-    _run("bench_groupby.py", tmp_path, "--rows", "20000", "--keys", "2000", "--tokens", "20000",
-         "--vocab", "500", "--runs", "1", "--threads", "2")
+    _run(
+        "bench_groupby.py",
+        tmp_path,
+        "--rows",
+        "20000",
+        "--keys",
+        "2000",
+        "--tokens",
+        "20000",
+        "--vocab",
+        "500",
+        "--runs",
+        "1",
+        "--threads",
+        "2",
+    )
     res = json.loads((tmp_path / "groupby.json").read_text())
     assert {r["task"] for r in res["rows"]} == {"sum_uniform", "sum_zipf", "word_count"}
     assert all(r["seconds"] > 0 for r in res["rows"])

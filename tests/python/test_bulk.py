@@ -88,7 +88,8 @@ def test_float_keys_are_canonical_in_bulk_too():
     assert len(d) == 3
     assert d[0.0] == 1 and d[float("nan")] == 2
     np.testing.assert_array_equal(
-        d.get_many(np.array([0.0, -0.0, np.float64("nan"), 2.0]), default=-1), [1, 1, 2, -1])
+        d.get_many(np.array([0.0, -0.0, np.float64("nan"), 2.0]), default=-1), [1, 1, 2, -1]
+    )
 
 
 def test_bulk_agrees_with_single_key_operations():
@@ -129,8 +130,9 @@ def test_bad_input():
 def test_bulk_calls_from_python_threads_lose_nothing():
     keys = _keys(100_000, 1000, True)
     d = Dict.empty(I64, I64)
-    ts = [threading.Thread(target=d.count_many, args=(keys,), kwargs={"threads": 2})
-          for _ in range(4)]
+    ts = [
+        threading.Thread(target=d.count_many, args=(keys,), kwargs={"threads": 2}) for _ in range(4)
+    ]
     for t in ts:
         t.start()
     for t in ts:
@@ -153,11 +155,13 @@ def test_str_keys_count_get_contains_to_arrays(threads):
     assert new == uniq.size == len(d)
     np.testing.assert_array_equal(d.get_many(uniq, threads=threads), counts)
     probe = ["w0", "nope", "w1"]
-    np.testing.assert_array_equal(d.contains_many(probe), [d.get("w0") is not None, False,
-                                                           d.get("w1") is not None])
+    np.testing.assert_array_equal(
+        d.contains_many(probe), [d.get("w0") is not None, False, d.get("w1") is not None]
+    )
     k, v = d.to_arrays()
-    assert k.dtype.kind == "U" and dict(zip(k.tolist(), v.tolist())) == dict(zip(uniq.tolist(),
-                                                                                  counts.tolist()))
+    assert k.dtype.kind == "U" and dict(zip(k.tolist(), v.tolist(), strict=True)) == dict(
+        zip(uniq.tolist(), counts.tolist(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -175,8 +179,9 @@ def test_str_get_and_contains_many_read_unicode_arrays_in_place(threads):
     big_endian = probe.astype(probe.dtype.newbyteorder(">"))
     for keys in (probe, big_endian, np.repeat(probe, 2)[::2], probe.tolist()):
         np.testing.assert_array_equal(d.get_many(keys, -7, threads=threads), want)
-        np.testing.assert_array_equal(d.contains_many(keys, threads=threads),
-                                      [w in stored for w in probe.tolist()])
+        np.testing.assert_array_equal(
+            d.contains_many(keys, threads=threads), [w in stored for w in probe.tolist()]
+        )
     assert d.get_many(np.array([], dtype="U3")).size == 0
 
 
@@ -220,8 +225,9 @@ def test_str_get_many_while_another_thread_grows_the_dict():
     t.start()
     try:
         for _ in range(20):
-            np.testing.assert_array_equal(d.get_many(present, -1, threads=2),
-                                          np.arange(present.size))
+            np.testing.assert_array_equal(
+                d.get_many(present, -1, threads=2), np.arange(present.size)
+            )
     finally:
         stop.set()
         t.join()
@@ -248,8 +254,14 @@ def njit_bulk(keys, vals, probe, threads):
     c.count_many(np.array([-0.0, 0.0, np.nan, np.nan, 1.5]))
     s = Dict.empty(I64, F64)
     s.set_many(np.arange(5), np.arange(5) * 0.5)
-    return (new, d.get_many(probe, -1.0, threads), d.contains_many(probe, threads),
-            c.get_many(np.array([0.0, np.nan, 2.0])), len(c), s.get_many(np.arange(6)))
+    return (
+        new,
+        d.get_many(probe, -1.0, threads),
+        d.contains_many(probe, threads),
+        c.get_many(np.array([0.0, np.nan, 2.0])),
+        len(c),
+        s.get_many(np.arange(6)),
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -310,8 +322,10 @@ def test_from_arrays_and_to_arrays_in_njit():
     assert len(d) == 4  # -0.0/0.0 one key, the NaNs one key
     k, v = njit_to_arrays(d)
     assert k.dtype == np.float64 and v.dtype == np.int32
-    assert sorted(map(repr, zip(k.tolist(), v.tolist()))) == sorted(map(repr, d.items()))
-    assert sorted(map(repr, d.items())) == ['(0.0, 2)', '(3.5, 0)', '(7.0, 5)', '(nan, 4)']
+    assert sorted(map(repr, zip(k.tolist(), v.tolist(), strict=True))) == sorted(
+        map(repr, d.items())
+    )
+    assert sorted(map(repr, d.items())) == ["(0.0, 2)", "(3.5, 0)", "(7.0, 5)", "(nan, 4)"]
     s = njit_from_arrays(np.array(["b", "a", "b", "日本"]), np.array([1, 2, 3, 4]))
     assert s.key_type == types.unicode_type
     assert s.to_dict() == {"a": 2, "b": 3, "日本": 4}  # one thread: the last pair wins
@@ -333,7 +347,7 @@ def _op_oracle(pairs, start=()):
     out = dict(start)
     for op, ks, vs in pairs:
         fn = {"add": lambda a, b: a + b, "min": min, "max": max}[op]
-        for k, v in zip(ks, vs):
+        for k, v in zip(ks, vs, strict=True):
             out[k] = fn(out[k], v) if k in out else v
     return out
 
@@ -353,8 +367,14 @@ def test_str_bulk_methods_in_njit(threads, contiguous):
     probe = np.array(["w1", "nope", "日本", "w3"])
     new, got, has = njit_str_bulk(d, tokens, vals, probe, threads)
     t, v = tokens.tolist(), vals.tolist()
-    want = _op_oracle([("add", t, v), ("min", t[:3], [x - 100 for x in v[:3]]),
-                       ("max", t[-3:], [x + 100 for x in v[-3:]])], {"w1": 1000})
+    want = _op_oracle(
+        [
+            ("add", t, v),
+            ("min", t[:3], [x - 100 for x in v[:3]]),
+            ("max", t[-3:], [x + 100 for x in v[-3:]]),
+        ],
+        {"w1": 1000},
+    )
     assert new == len(set(t) - {"w1"})
     assert d.to_dict() == want
     np.testing.assert_array_equal(got, [want.get(k, -1) for k in probe.tolist()])
@@ -425,11 +445,11 @@ def test_str_count_many_inside_a_prange_body():
     rng = np.random.default_rng(9)
     vocab = np.array([f"k{i}" for i in range(300)])
     tokens = vocab[rng.integers(0, vocab.size, 64 * 500)]
-    chunks = List([tokens[i * 500:(i + 1) * 500] for i in range(64)])
+    chunks = List([tokens[i * 500 : (i + 1) * 500] for i in range(64)])
     d = Dict.empty(types.unicode_type, I64)
     njit_count_in_prange(d, chunks)
     uniq, counts = np.unique(tokens, return_counts=True)
-    assert d.to_dict() == dict(zip(uniq.tolist(), counts.tolist()))
+    assert d.to_dict() == dict(zip(uniq.tolist(), counts.tolist(), strict=True))
 
 
 def test_str_counting_finds_keys_of_every_kind():
@@ -449,7 +469,7 @@ def test_str_counting_finds_keys_of_every_kind():
 def _oracle(op, tokens, vals, start):
     out = dict(start)
     fn = {"add": lambda a, b: a + b, "min": min, "max": max}[op]
-    for k, v in zip(tokens.tolist(), vals.tolist()):
+    for k, v in zip(tokens.tolist(), vals.tolist(), strict=True):
         out[k] = fn(out[k], v) if k in out else v
     return {k: np.array(v).astype(vals.dtype)[()] for k, v in out.items()}  # sums wrap as stored
 

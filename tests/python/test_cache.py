@@ -7,8 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-
-MODULE = textwrap.dedent('''
+MODULE = textwrap.dedent("""
     import json
     import numpy as np
     from numba import njit, types
@@ -81,7 +80,7 @@ MODULE = textwrap.dedent('''
             "misses": sum(sum(f.stats.cache_misses.values()) for f in FUNCS),
         }
         print("RESULT " + json.dumps(out))
-''')
+""")
 
 
 def _run(tmp_path):
@@ -89,18 +88,30 @@ def _run(tmp_path):
     env.pop("NUMBA_DISABLE_JIT", None)
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
     p = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                               "import cachemod; cachemod.main()", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import cachemod; cachemod.main()",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(tmp_path),
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     (line,) = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def _cache_files(tmp_path):
     root = tmp_path / "cache"
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns
-            for p in root.rglob("*") if p.suffix in (".nbi", ".nbc")}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.suffix in (".nbi", ".nbc")
+    }
 
 
 def test_cache_across_processes(tmp_path):

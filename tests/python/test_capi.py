@@ -7,11 +7,21 @@ import random
 import pytest
 
 import pardict
+from pardict.numba.abi import Status
 
-OK, ERR_NOMEM, ERR_INVALID, ERR_MUTATED = 0, -1, -2, -4
+OK, ERR_NOMEM, ERR_INVALID, ERR_MUTATED = (
+    Status.OK,
+    Status.ERR_NOMEM,
+    Status.ERR_INVALID,
+    Status.ERR_MUTATED,
+)
 
-c_void_p, c_int32, c_int64, c_uint32 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, \
-    ctypes.c_uint32
+c_void_p, c_int32, c_int64, c_uint32 = (
+    ctypes.c_void_p,
+    ctypes.c_int32,
+    ctypes.c_int64,
+    ctypes.c_uint32,
+)
 P_i32 = ctypes.POINTER(c_int32)
 PP = ctypes.POINTER(c_void_p)
 
@@ -22,8 +32,10 @@ def lib():
     sigs = {
         "pardict_key_class": (c_uint32, [c_uint32]),
         "pardict_value_class": (c_uint32, [c_uint32]),
-        "pardict_new": (c_void_p, [c_uint32, c_uint32, c_uint32, c_uint32, c_uint32, c_int64,
-                                   P_i32]),
+        "pardict_new": (
+            c_void_p,
+            [c_uint32, c_uint32, c_uint32, c_uint32, c_uint32, c_int64, P_i32],
+        ),
         "pardict_free": (None, [c_void_p]),
         "pardict_len": (c_int64, [c_void_p]),
         "pardict_set": (c_int32, [c_void_p, c_void_p, c_void_p, c_void_p]),
@@ -98,7 +110,7 @@ class Table:
     def popitem(self):
         kout, vout = ctypes.create_string_buffer(self.kc), self.vbuf()
         st = self.lib.pardict_popitem(self.h, kout, vout)
-        return st, kout.raw[: self.ks], self.val(vout), kout.raw[self.ks:]
+        return st, kout.raw[: self.ks], self.val(vout), kout.raw[self.ks :]
 
     def setdefault(self, k, v):
         out = self.vbuf()
@@ -157,17 +169,21 @@ def test_size_classes(lib):
     assert lib.pardict_key_class(2**32 - 1) == 0 and lib.pardict_value_class(2**32 - 1) == 0
 
 
-@pytest.mark.parametrize("args", [
-    (0, 8, 0, 0, 0, 0),  # key size 0
-    (129, 8, 0, 0, 0, 0),  # key too large
-    (8, 257, 0, 0, 0, 0),  # value too large
-    (8, 8, 0, 0, 0, -1),  # negative n_keys
-    (8, 8, 0b10, 0, 0, 0),  # key reference mask names a word outside the key
-    (12, 8, 0b10, 0, 0, 0),  # ... also when the size class (16) would hold it
-    (8, 16, 0, 0, 0b100, 0),  # value reference mask outside the value
-    (8, 8, 0, 0b1, 0, 0),  # a 48-byte string struct cannot fit an 8-byte key
-    (64, 8, 0, 0b1000, 0, 0),  # a string struct at word 3 of a 64-byte key ends at byte 72
-], ids=str)
+@pytest.mark.parametrize(
+    "args",
+    [
+        (0, 8, 0, 0, 0, 0),  # key size 0
+        (129, 8, 0, 0, 0, 0),  # key too large
+        (8, 257, 0, 0, 0, 0),  # value too large
+        (8, 8, 0, 0, 0, -1),  # negative n_keys
+        (8, 8, 0b10, 0, 0, 0),  # key reference mask names a word outside the key
+        (12, 8, 0b10, 0, 0, 0),  # ... also when the size class (16) would hold it
+        (8, 16, 0, 0, 0b100, 0),  # value reference mask outside the value
+        (8, 8, 0, 0b1, 0, 0),  # a 48-byte string struct cannot fit an 8-byte key
+        (64, 8, 0, 0b1000, 0, 0),  # a string struct at word 3 of a 64-byte key ends at byte 72
+    ],
+    ids=str,
+)
 def test_new_invalid(lib, args):
     st = c_int32(99)
     before = lib.pardict_live_dicts()
@@ -227,8 +243,9 @@ def test_int_keys_all_operations(lib):
     assert t.insert(i64(8), i64(80)) == 1
     assert t.insert(i64(8), i64(81)) == 0
     assert t.get(i64(8)) == (1, i64(80))
-    assert sorted(t.items()) == sorted([(i64(-(2**63)), i64(5)), (i64(7), i64(70)),
-                                        (i64(8), i64(80))])
+    assert sorted(t.items()) == sorted(
+        [(i64(-(2**63)), i64(5)), (i64(7), i64(70)), (i64(8), i64(80))]
+    )
     seen = {}
     while True:
         st, k, v, pad = t.popitem()
@@ -307,8 +324,9 @@ def test_iterator_mutation_detection(lib):
 # ---- 16- and 32-byte blob keys --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ks,vs", [(12, 8), (16, 4), (24, 20), (32, 256), (3, 1), (8, 56), (4, 50)],
-                         ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    "ks,vs", [(12, 8), (16, 4), (24, 20), (32, 256), (3, 1), (8, 56), (4, 50)], ids=lambda x: str(x)
+)
 def test_blob_keys_against_model(lib, ks, vs):
     rng = random.Random(ks * 1000 + vs)
     t = Table(lib, ks, vs)

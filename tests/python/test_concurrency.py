@@ -45,14 +45,19 @@ def _env(layer, threads, **extra):
     return env
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _layer_unavailable(layer):
     """None when `layer` works on this machine, else the reason it does not."""
     if layer == "workqueue":
         return None
     try:
-        p = subprocess.run([sys.executable, "-c", _PROBE], env=_env(layer, 2),
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            env=_env(layer, 2),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
         return f"threading layer {layer!r}: probe subprocess timed out"
     if p.returncode != 0 or p.stdout.strip().splitlines()[-1:] != [layer]:
@@ -67,14 +72,19 @@ def _run_worker(script, args, layer, threads, **extra):
         pytest.skip(reason)
     cmd = [sys.executable, "-W", "ignore", str(WORKERS / script), *map(str, args)]
     try:
-        p = subprocess.run(cmd, env=_env(layer, threads, **extra), capture_output=True,
-                           text=True, timeout=TIMEOUT)
+        p = subprocess.run(
+            cmd, env=_env(layer, threads, **extra), capture_output=True, text=True, timeout=TIMEOUT
+        )
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{script} {layer}/{threads} threads hung (> {TIMEOUT} s); "
-                    f"stdout: {e.stdout!r} stderr: {e.stderr!r}")
-    results = [ln[len("RESULT "):] for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    detail = (f"{script} {layer}/{threads} threads: exit {p.returncode}\n"
-              f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}")
+        pytest.fail(
+            f"{script} {layer}/{threads} threads hung (> {TIMEOUT} s); "
+            f"stdout: {e.stdout!r} stderr: {e.stderr!r}"
+        )
+    results = [ln[len("RESULT ") :] for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    detail = (
+        f"{script} {layer}/{threads} threads: exit {p.returncode}\n"
+        f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}"
+    )
     assert p.returncode == 0, detail
     assert len(results) == 1, detail
     res = json.loads(results[0])
@@ -102,8 +112,16 @@ def test_stress_kernels(layer, threads, record_property):
     """Disjoint, overlapping and hot keys; insert/pop churn; reads during growth; iteration during
     inserts and erases; array values replaced under contention (no leaks); unicode keys."""
     res = _run_worker("stress_worker.py", [1], layer, threads, NUMBA_NRT_STATS="1")
-    assert set(res["kernels"]) == {"disjoint", "overlap", "hot", "churn", "read_write",
-                                   "iterate", "replace_arrays", "unicode"}
+    assert set(res["kernels"]) == {
+        "disjoint",
+        "overlap",
+        "hot",
+        "churn",
+        "read_write",
+        "iterate",
+        "replace_arrays",
+        "unicode",
+    }
     record_property("kernels", res["kernels"])
 
 
@@ -115,7 +133,12 @@ def test_eight_threads_are_eight_os_threads(layer):
     reason = _layer_unavailable(layer)
     if reason:
         pytest.skip(reason)
-    p = subprocess.run([sys.executable, str(WORKERS / "os_threads.py")], env=_env(layer, 8),
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(WORKERS / "os_threads.py")],
+        env=_env(layer, 8),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split()[-2:] == [layer, "8"], p.stdout

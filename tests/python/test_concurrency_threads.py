@@ -68,7 +68,11 @@ def nogil_work(d, tid, n, m, wins, sd_got):
             wins[tid, j] = 1
         sd_got[tid, j] = d.setdefault(m + k, offer + j)
     for j in range(n):
-        if (base + j) not in d or d.get(base + j, -1) != base + 2 * j or d[base + j] != base + 2 * j:
+        if (
+            (base + j) not in d
+            or d.get(base + j, -1) != base + 2 * j
+            or d[base + j] != base + 2 * j
+        ):
             bad += 1
     for j in range(0, n, 2):
         if d.pop(base + j) != base + 2 * j:
@@ -85,8 +89,14 @@ def test_nogil_njit_from_threads(no_leaks):
     wins = np.zeros((T, n), np.uint8)
     sd_got = np.full((T, n), -1, np.int64)
     bad = np.zeros(T, np.int64)
-    nogil_work(pardict.Dict.empty(types.int64, types.int64), 0, 10, 3,
-               np.zeros((1, 10), np.uint8), np.zeros((1, 10), np.int64))  # compile outside
+    nogil_work(
+        pardict.Dict.empty(types.int64, types.int64),
+        0,
+        10,
+        3,
+        np.zeros((1, 10), np.uint8),
+        np.zeros((1, 10), np.int64),
+    )  # compile outside
 
     def work(tid):
         bad[tid] = nogil_work(d, tid, n, m, wins, sd_got)
@@ -169,7 +179,7 @@ def test_interpreter_threads(no_leaks):
 
 @njit(nogil=True)
 def churn_writer(d, lo, n, rounds):
-    for r in range(rounds):
+    for _r in range(rounds):
         for k in range(lo, lo + n):
             d[k] = -k
         for k in range(lo, lo + n):
@@ -211,10 +221,18 @@ def test_iteration_while_other_threads_write(no_leaks):
             for _ in range(20):
                 ks = list(d)
                 items = list(d.items())
-                results.append(("interp", len(ks), len(set(ks)), len(items),
-                                len(dict(items)), set(range(p)) <= set(ks),
-                                all((v == k) if k < p else (v == -k) for k, v in items),
-                                all(0 <= k < hi for k in ks)))
+                results.append(
+                    (
+                        "interp",
+                        len(ks),
+                        len(set(ks)),
+                        len(items),
+                        len(dict(items)),
+                        set(range(p)) <= set(ks),
+                        all((v == k) if k < p else (v == -k) for k, v in items),
+                        all(0 <= k < hi for k in ks),
+                    )
+                )
                 results.append(("njit",) + tuple(nogil_iterate(d, p, hi)))
         else:
             churn_writer(d, p + (tid - 1) * n, n, 30)
@@ -244,7 +262,7 @@ def test_same_thread_mutation_during_iteration_raises(no_leaks):
         for k in d.keys():
             del d[k]
     # replacing a value of an existing key is not a key change
-    for k in list(d):
+    for _k in list(d):
         pass
     for k in d:
         d[k] = 5

@@ -17,6 +17,7 @@ def test_the_doc_has_examples():
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
 def test_doc_block_runs(i):
-    r = subprocess.run([sys.executable, "-c", BLOCKS[i]], capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", BLOCKS[i]], capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, f"block {i} of {DOC.name} failed:\n{BLOCKS[i]}\n{r.stderr}"

@@ -62,13 +62,17 @@ def test_wrong_tuple_keys(key):
     t[(0, "z")] = 0.5
     with pytest.raises(TypeError) as ei:
         t[key] = 1.0
-    assert str(ei.value).startswith("pardict.Dict[Tuple(int64, unicode_type), float64]"), \
-        repr(ei.value)
+    assert str(ei.value).startswith("pardict.Dict[Tuple(int64, unicode_type), float64]"), repr(
+        ei.value
+    )
     assert t.to_dict() == {(0, "z"): 0.5}
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 2), dtype=np.float32), np.zeros(3, dtype=np.float64)],
-                         ids=["wrong ndim", "wrong dtype"])
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((2, 2), dtype=np.float32), np.zeros(3, dtype=np.float64)],
+    ids=["wrong ndim", "wrong dtype"],
+)
 def test_wrong_array_values(bad):
     a = Dict.empty(I64, types.float32[:])
     a[0] = np.ones(2, dtype=np.float32)

@@ -6,7 +6,8 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numba import njit, types
 
 from pardict import Dict
@@ -35,19 +36,42 @@ class Case:
 
 
 CASES = [
-    Case("int64->float64", types.int64, types.float64,
-         [0, 1, -1, 7, 2**40, -(2**63), 2**63 - 1, 12345],
-         lambda i: float(i) * 1.5 - 0.25, _scalar_eq, True),
-    Case("unicode->unicode", types.unicode_type, types.unicode_type,
-         ["", "a", "bb", "é", "€uro", "😀", "a" * 100, "key with spaces"],
-         lambda i: "v" * i + "é€😀"[i % 3], _scalar_eq, True),
-    Case("(int64,unicode)->float64", types.Tuple([types.int64, types.unicode_type]),
-         types.float64,
-         [(0, ""), (0, "a"), (1, ""), (-5, "é"), (2**62, "😀"), (3, "x" * 40), (7, "€"), (8, "b")],
-         lambda i: i / 3.0, _scalar_eq, True),
-    Case("float64->float32[:]", types.float64, types.float32[:],
-         [0.0, 0.5, -1.5, 1e300, -1e-300, 3.0, 4.25, 100.0],
-         lambda i: np.arange(i, dtype=np.float32) * np.float32(0.5), _array_eq, False),
+    Case(
+        "int64->float64",
+        types.int64,
+        types.float64,
+        [0, 1, -1, 7, 2**40, -(2**63), 2**63 - 1, 12345],
+        lambda i: float(i) * 1.5 - 0.25,
+        _scalar_eq,
+        True,
+    ),
+    Case(
+        "unicode->unicode",
+        types.unicode_type,
+        types.unicode_type,
+        ["", "a", "bb", "é", "€uro", "😀", "a" * 100, "key with spaces"],
+        lambda i: "v" * i + "é€😀"[i % 3],
+        _scalar_eq,
+        True,
+    ),
+    Case(
+        "(int64,unicode)->float64",
+        types.Tuple([types.int64, types.unicode_type]),
+        types.float64,
+        [(0, ""), (0, "a"), (1, ""), (-5, "é"), (2**62, "😀"), (3, "x" * 40), (7, "€"), (8, "b")],
+        lambda i: i / 3.0,
+        _scalar_eq,
+        True,
+    ),
+    Case(
+        "float64->float32[:]",
+        types.float64,
+        types.float32[:],
+        [0.0, 0.5, -1.5, 1e300, -1e-300, 3.0, 4.25, 100.0],
+        lambda i: np.arange(i, dtype=np.float32) * np.float32(0.5),
+        _array_eq,
+        False,
+    ),
 ]
 
 
@@ -303,7 +327,7 @@ def test_repr_and_str(case):
         assert repr(k) in s
     if case.literal:
         assert ast.literal_eval(s) == model
-        assert ast.literal_eval(r[len(prefix):-1]) == model
+        assert ast.literal_eval(r[len(prefix) : -1]) == model
     else:
         assert s.count("array(") == 4
     e = Dict.empty(case.key_type, case.value_type)
@@ -459,9 +483,28 @@ def test_array_values_are_shared_not_copied():
 
 
 _keys = st.one_of(st.integers(-4, 12), st.sampled_from([-(2**63), 2**63 - 1, 2**31]))
-_ops = st.lists(st.tuples(st.sampled_from(
-    ["set", "del", "pop", "popd", "get", "setdefault", "insert", "popitem", "contains", "len",
-     "clear"]), _keys, st.floats(allow_nan=False, width=64)), max_size=40)
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "set",
+                "del",
+                "pop",
+                "popd",
+                "get",
+                "setdefault",
+                "insert",
+                "popitem",
+                "contains",
+                "len",
+                "clear",
+            ]
+        ),
+        _keys,
+        st.floats(allow_nan=False, width=64),
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -15,11 +15,13 @@ from numba import njit, prange, types
 import pardict
 from pardict import Dict
 
+
 @pytest.fixture(autouse=True)
 def _balanced(request):
     if "leaks_on_njit_raise" not in request.keywords:
         request.getfixturevalue("no_leaks")
     yield
+
 
 I64, F64, U = types.int64, types.float64, types.unicode_type
 ARR = types.float64[:]
@@ -104,7 +106,7 @@ def copy_and_drop(d, rounds):
 @njit
 def break_early(d):
     s = 0.0
-    for k, v in d.items():
+    for _k, v in d.items():
         s += v.sum()
         break
     for k in d:
@@ -120,7 +122,7 @@ def break_early(d):
 @njit
 def iterate_and_return_count(d):
     n = 0
-    for k, v in d.items():
+    for _k, _v in d.items():
         n += 1
     return n
 
@@ -159,7 +161,7 @@ def contend_strings(d, n, keys):
 
 @njit
 def mutate_during_iteration(d):
-    for k in d:
+    for _k in d:
         d[len(d) + 10**6] = np.zeros(1)
 
 
@@ -223,7 +225,8 @@ def test_pop_popitem_clear():
     assert len(d) == 10
     assert refs() - base == 10
     assert s == sum(4.0 * i for i in range(0, 40, 2)) + sum(
-        4.0 * k for k in range(40) if k % 2 and k not in d)
+        4.0 * k for k in range(40) if k % 2 and k not in d
+    )
     k, v = d.popitem()  # interpreter
     assert refs() - base == 9
     d.pop(next(iter(d)))
@@ -251,9 +254,9 @@ def test_iteration_abandoned_midway():
         break_early(d)
     assert refs() - base == 30
     for _ in range(20):  # interpreter loops, broken off
-        for k in d:
+        for _k in d:
             break
-        for k, v in d.items():
+        for k, _v in d.items():
             if k > 5:
                 break
         it = iter(d.values())
@@ -268,7 +271,7 @@ def test_interpreter_iteration_error_path():
     base = refs() - 10
     for _ in range(5):
         with pytest.raises(RuntimeError):
-            for k in d:
+            for _k in d:
                 d[len(d) + 10**6] = np.zeros(1)
     assert len(d) == 15
     assert refs() - base == 15
@@ -318,6 +321,7 @@ def test_exception_in_njit_loses_no_more_than_typed_dict():
             for i in range(10):
                 d[i] = np.zeros(3)
             return d
+
         return build
 
     from numba import typed
@@ -349,8 +353,12 @@ def test_interpreter_keyerror_paths(op):
             assert d.pop(-1, None) is None
             continue
         with pytest.raises(KeyError):
-            {"getitem": lambda: d[-1], "delitem": lambda: d.__delitem__(-1),
-             "pop": lambda: d.pop(-1), "popitem": d.popitem}[op]()
+            {
+                "getitem": lambda: d[-1],
+                "delitem": lambda: d.__delitem__(-1),
+                "pop": lambda: d.pop(-1),
+                "popitem": d.popitem,
+            }[op]()
     # the fixture checks that the table is freed once `d` goes away
 
 
@@ -387,7 +395,7 @@ def test_arrays_replaced_under_prange_contention():
     # Besides the entries, the dict keeps each thread's last copy of src (see test_seed_copies).
     kept = refs() - base - len(d)
     assert 0 <= kept <= numba.get_num_threads()
-    for k, v in d.items():
+    for _k, v in d.items():
         if v.shape == (5,):
             assert np.array_equal(v, src) and not np.shares_memory(v, src)
     s = Dict.empty(I64, U)

@@ -21,9 +21,15 @@ def _pair():
     return a, b
 
 
-@pytest.mark.parametrize("op, expect_5, expect_0, expect_14", [
-    ("assign", 105.0, 0.0, 114.0), ("add", 110.0, 0.0, 114.0), ("min", 5.0, 0.0, 114.0),
-    ("max", 105.0, 0.0, 114.0)])
+@pytest.mark.parametrize(
+    "op, expect_5, expect_0, expect_14",
+    [
+        ("assign", 105.0, 0.0, 114.0),
+        ("add", 110.0, 0.0, 114.0),
+        ("min", 5.0, 0.0, 114.0),
+        ("max", 105.0, 0.0, 114.0),
+    ],
+)
 def test_interpreter_merge_numeric(op, expect_5, expect_0, expect_14):
     a, b = _pair()
     assert a.merge(b, op) == 5  # keys 10..14 are new

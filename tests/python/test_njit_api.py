@@ -374,8 +374,9 @@ def test_view_lens_and_iteration():
         assert got[5] == pytest.approx(sum(k * v for k, v in model.items()))
 
 
-@pytest.mark.parametrize("fn", [insert_during_iteration, delete_during_iteration,
-                                insert_during_items])
+@pytest.mark.parametrize(
+    "fn", [insert_during_iteration, delete_during_iteration, insert_during_items]
+)
 def test_key_change_during_iteration_raises(fn):
     d = make(10)
     with pytest.raises(RuntimeError, match="dictionary changed size during iteration"):

@@ -17,8 +17,12 @@ I64, F64, U = types.int64, types.float64, types.unicode_type
 
 def _same(a, b):
     if isinstance(b, np.ndarray):
-        return isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and \
-            np.array_equal(a, b)
+        return (
+            isinstance(a, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b)
+        )
     if isinstance(b, tuple):
         return isinstance(a, tuple) and len(a) == len(b) and all(map(_same, a, b))
     return type(a) is type(b) and a == b
@@ -36,16 +40,30 @@ def _check(d, kt, vt, model):
 CASES = {
     "int64->float64": (I64, F64, {i * 7 - 3: i / 4 for i in range(20)}),
     "unicode->unicode": (U, U, {"": "empty", "é": "€", "😀": "x" * 50, "k": ""}),
-    "(int64,unicode)->float64": (types.Tuple([I64, U]), F64,
-                                 {(1, "a"): 0.5, (1, "b"): 1.5, (-2, "😀"): -0.0}),
-    "float64->float32[:]": (F64, types.float32[:],
-                            {0.5: np.arange(3, dtype=np.float32), -1.0: np.zeros(0, np.float32),
-                             2.0: np.arange(12, dtype=np.float32)[::4]}),
-    "int32->int64[:, :]": (types.int32, types.int64[:, :],
-                           {1: np.arange(6).reshape(2, 3), 2: np.asfortranarray(np.ones((3, 2),
-                                                                                       np.int64))}),
-    "int64->(int64,float64[:])": (I64, types.Tuple([I64, types.float64[:]]),
-                                  {1: (5, np.arange(2.0)), 2: (-1, np.zeros(1))}),
+    "(int64,unicode)->float64": (
+        types.Tuple([I64, U]),
+        F64,
+        {(1, "a"): 0.5, (1, "b"): 1.5, (-2, "😀"): -0.0},
+    ),
+    "float64->float32[:]": (
+        F64,
+        types.float32[:],
+        {
+            0.5: np.arange(3, dtype=np.float32),
+            -1.0: np.zeros(0, np.float32),
+            2.0: np.arange(12, dtype=np.float32)[::4],
+        },
+    ),
+    "int32->int64[:, :]": (
+        types.int32,
+        types.int64[:, :],
+        {1: np.arange(6).reshape(2, 3), 2: np.asfortranarray(np.ones((3, 2), np.int64))},
+    ),
+    "int64->(int64,float64[:])": (
+        I64,
+        types.Tuple([I64, types.float64[:]]),
+        {1: (5, np.arange(2.0)), 2: (-1, np.zeros(1))},
+    ),
 }
 
 
@@ -105,8 +123,13 @@ def test_pickle_to_another_process(tmp_path):
     src.write_bytes(pickle.dumps(dicts, protocol=pickle.HIGHEST_PROTOCOL))
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
-    p = subprocess.run([sys.executable, str(script), str(src), str(dst)], capture_output=True,
-                       text=True, timeout=300, env=dict(os.environ))
+    p = subprocess.run(
+        [sys.executable, str(script), str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     out = pickle.loads(dst.read_bytes())
 

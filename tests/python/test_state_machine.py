@@ -276,14 +276,19 @@ def make_machine(key_type, value_type, keys, values, nj_new):
             self.check_equal(c, mc)
 
         @precondition(lambda self: self.d is not None)
-        @rule(pairs=st.dictionaries(keys, values, max_size=6),
-              source=st.sampled_from(["py-dict", "py-pardict", "jit-pardict", "jit-typed"]))
+        @rule(
+            pairs=st.dictionaries(keys, values, max_size=6),
+            source=st.sampled_from(["py-dict", "py-pardict", "jit-pardict", "jit-typed"]),
+        )
         def update(self, pairs, source):
             if source == "py-dict":
                 self.d.update(pairs)
             else:
-                other = (typed.Dict.empty(key_type, value_type) if source == "jit-typed"
-                         else self.fresh("py"))
+                other = (
+                    typed.Dict.empty(key_type, value_type)
+                    if source == "jit-typed"
+                    else self.fresh("py")
+                )
                 for k, v in pairs.items():
                     other[k] = v
                 if source == "py-pardict":
@@ -297,8 +302,9 @@ def make_machine(key_type, value_type, keys, values, nj_new):
         def iterate(self, via):
             if via == "py":
                 ks, items, vals = list(self.d), list(self.d.items()), list(self.d.values())
-                assert list(self.d.keys()) == ks or sorted(map(repr, self.d.keys())) == \
-                    sorted(map(repr, ks))
+                assert list(self.d.keys()) == ks or sorted(map(repr, self.d.keys())) == sorted(
+                    map(repr, ks)
+                )
             else:
                 ks, items, vals = nj_keys(self.d), nj_items(self.d), nj_values(self.d)
                 ks, items, vals = list(ks), list(items), list(vals)
@@ -316,23 +322,27 @@ def make_machine(key_type, value_type, keys, values, nj_new):
             self.d = None
             gc.collect()
             if not self.raised:  # see test_failed_operation_does_not_leak_the_table
-                assert (pardict.live_dicts(), pardict.live_refs()) == self.live0, \
+                assert (pardict.live_dicts(), pardict.live_refs()) == self.live0, (
                     "tables or references leaked"
+                )
 
     return DictMachine
 
 
-SETTINGS = settings(max_examples=60, stateful_step_count=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 INT_KEYS = st.integers(-3, 12)
-INT_VALUES = st.one_of(st.integers(-1000, 1000), st.sampled_from([-2**63, 2**63 - 1]))
+INT_VALUES = st.one_of(st.integers(-1000, 1000), st.sampled_from([-(2**63), 2**63 - 1]))
 STR_KEYS = st.sampled_from(["", "a", "b", "ab", "ba", "é", "日本", "🙂", "k" * 40])
 STR_VALUES = st.text(alphabet="xyé日🙂", max_size=6)
 
 IntMachine = make_machine(types.int64, types.int64, INT_KEYS, INT_VALUES, nj_new_int)
-StrMachine = make_machine(types.unicode_type, types.unicode_type, STR_KEYS, STR_VALUES,
-                          nj_new_str)
+StrMachine = make_machine(types.unicode_type, types.unicode_type, STR_KEYS, STR_VALUES, nj_new_str)
 
 TestIntDict = IntMachine.TestCase
 TestIntDict.settings = SETTINGS
@@ -364,8 +374,9 @@ def _empty_popitem(d):
     d.popitem()
 
 
-@pytest.mark.parametrize("op", [_miss_getitem, _miss_delitem, _miss_pop, _miss_pop_default,
-                                _empty_popitem])
+@pytest.mark.parametrize(
+    "op", [_miss_getitem, _miss_delitem, _miss_pop, _miss_pop_default, _empty_popitem]
+)
 def test_failed_operation_does_not_leak_the_table(op):
     """An operation that fails (KeyError) must not keep the table alive after the Dict is gone."""
     gc.collect()
@@ -378,6 +389,7 @@ def test_failed_operation_does_not_leak_the_table(op):
         pass
     del d
     gc.collect()
-    assert (pardict.live_dicts(), pardict.live_refs()) == live0, \
-        f"{op.__name__}: the table outlived its last Dict (live_dicts, live_refs) " \
+    assert (pardict.live_dicts(), pardict.live_refs()) == live0, (
+        f"{op.__name__}: the table outlived its last Dict (live_dicts, live_refs) "
         f"{(pardict.live_dicts(), pardict.live_refs())} != {live0}"
+    )

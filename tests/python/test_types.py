@@ -31,8 +31,10 @@ KEY_CASES = [
     (types.boolean, [False, True]),
     (U, ["", "a", "é", "€", "😀", "mixed é€😀", "x" * 70]),
     (T([I64, I64]), [(0, 0), (0, 1), (1, 0), (-1, -1), (2**62, -(2**62))]),
-    (T([types.int32, types.float64, types.boolean]),
-     [(0, 0.0, False), (0, 0.0, True), (1, 0.5, False), (-5, -0.5, True)]),
+    (
+        T([types.int32, types.float64, types.boolean]),
+        [(0, 0.0, False), (0, 0.0, True), (1, 0.5, False), (-5, -0.5, True)],
+    ),
     (T([U, I64]), [("", 0), ("a", 0), ("a", 1), ("😀", -3), ("é€", 2**40)]),
     (T([U, U]), [("", ""), ("a", ""), ("", "a"), ("ab", "c"), ("a", "bc"), ("é", "😀")]),
 ]
@@ -79,8 +81,10 @@ def test_key_type_round_trip(kt, keys):
     for dd in (d, e):
         got = dd.to_dict()
         assert got == model
-        assert all(type(a) is type(b) for a, b in zip(sorted(got, key=repr),
-                                                      sorted(model, key=repr)))
+        assert all(
+            type(a) is type(b)
+            for a, b in zip(sorted(got, key=repr), sorted(model, key=repr), strict=True)
+        )
     assert d[keys[0]] == model[keys[0]]
 
 
@@ -97,8 +101,12 @@ def test_scalar_keys_differing_only_in_width_do_not_collide():
 
 def _same(a, b):
     if isinstance(b, np.ndarray):
-        return isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and \
-            np.array_equal(a, b)
+        return (
+            isinstance(a, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b)
+        )
     if isinstance(b, tuple):
         return isinstance(a, tuple) and len(a) == len(b) and all(map(_same, a, b))
     return a == b and type(a) is type(b)
@@ -113,19 +121,39 @@ VALUE_CASES = [
     ("boolean", types.boolean, lambda i: i % 2 == 0),
     ("complex128", types.complex128, lambda i: complex(i, -i)),
     ("(int64,float64)", T([I64, types.float64]), lambda i: (i, i * 0.5)),
-    ("(float32,int8,boolean)", T([types.float32, types.int8, types.boolean]),
-     lambda i: (i * 0.25, -i, i % 2 == 1)),
-    ("UniTuple(float64,4)", types.UniTuple(types.float64, 4), lambda i: (float(i), 1.0, 2.0, -i * 1.0)),
+    (
+        "(float32,int8,boolean)",
+        T([types.float32, types.int8, types.boolean]),
+        lambda i: (i * 0.25, -i, i % 2 == 1),
+    ),
+    (
+        "UniTuple(float64,4)",
+        types.UniTuple(types.float64, 4),
+        lambda i: (float(i), 1.0, 2.0, -i * 1.0),
+    ),
     ("(unicode,int64)", T([U, I64]), lambda i: ("s" * i + "é", i)),
-    ("(int64,float64[:])", T([I64, types.float64[:]]),
-     lambda i: (i, np.arange(i, dtype=np.float64))),
+    (
+        "(int64,float64[:])",
+        T([I64, types.float64[:]]),
+        lambda i: (i, np.arange(i, dtype=np.float64)),
+    ),
     ("float64[::1]", types.float64[::1], lambda i: np.arange(i, dtype=np.float64)),
-    ("int32[:, ::1]", types.int32[:, ::1], lambda i: np.arange(6 * i, dtype=np.int32).reshape(2, 3 * i)),
-    ("float64[::1, :] F", types.float64[::1, :],
-     # (an empty F array would be typed 'C'; numba cannot cast C to F: typed.Dict fails alike)
-     lambda i: np.asfortranarray(np.arange(4 * i + 4, dtype=np.float64).reshape(2 * i + 2, 2))),
-    ("float32[:] non-contiguous", types.float32[:],
-     lambda i: np.arange(3 * i + 3, dtype=np.float32)[::3]),
+    (
+        "int32[:, ::1]",
+        types.int32[:, ::1],
+        lambda i: np.arange(6 * i, dtype=np.int32).reshape(2, 3 * i),
+    ),
+    (
+        "float64[::1, :] F",
+        types.float64[::1, :],
+        # (an empty F array would be typed 'C'; numba cannot cast C to F: typed.Dict fails alike)
+        lambda i: np.asfortranarray(np.arange(4 * i + 4, dtype=np.float64).reshape(2 * i + 2, 2)),
+    ),
+    (
+        "float32[:] non-contiguous",
+        types.float32[:],
+        lambda i: np.arange(3 * i + 3, dtype=np.float32)[::3],
+    ),
     ("uint8[:, :, :]", types.uint8[:, :, :], lambda i: np.full((2, i, 3), i, dtype=np.uint8)),
     ("bool[:]", types.boolean[:], lambda i: np.arange(i + 2) % 2 == 0),
     ("complex64[:]", types.complex64[:], lambda i: np.arange(i, dtype=np.complex64) * 1j),
@@ -264,9 +292,17 @@ def test_largest_key_and_value_types_work():
 # ---- unsupported key and value types --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kt", [types.float64[:], types.List(I64), types.none,
-                                types.Optional(I64), types.UniTuple(types.float64[:], 2)],
-                         ids=str)
+@pytest.mark.parametrize(
+    "kt",
+    [
+        types.float64[:],
+        types.List(I64),
+        types.none,
+        types.Optional(I64),
+        types.UniTuple(types.float64[:], 2),
+    ],
+    ids=str,
+)
 def test_unsupported_key_types(kt):
     with pytest.raises(TypingError):
         Dict.empty(kt, I64)

@@ -2,12 +2,20 @@
 
 from numba.core import cgutils, types
 from numba.core.errors import TypingError
-from numba.core.extending import (NativeValue, box, overload, overload_classmethod,
-                                  type_callable, typeof_impl, unbox)
+from numba.core.extending import (
+    NativeValue,
+    box,
+    overload,
+    overload_classmethod,
+    type_callable,
+    typeof_impl,
+    unbox,
+)
 from numba.core.imputils import numba_typeref_ctor
 from numba.core.typing import signature
 
-from .dictobject import _from_meminfo, new_dict
+from .abi import from_meminfo
+from .dictobject import new_dict
 from .types import DictType
 
 
@@ -29,28 +37,6 @@ def _ol_empty(cls, key_type, value_type, n_keys=0):
 
     def impl(cls, key_type, value_type, n_keys=0):
         return new_dict(dty, n_keys)
-
-    return impl
-
-
-@overload_classmethod(DictType, "from_arrays")
-def _ol_from_arrays(cls, keys, values, threads=None):
-    """Dict.from_arrays(keys, values, threads=None) in jitted code: a dict typed by the arrays'
-    dtypes (a NumPy unicode array gives str keys) holding d[keys[i]] = values[i]."""
-    if cls.instance_type is not DictType:
-        return
-    for what, a in (("keys", keys), ("values", values)):
-        if not (isinstance(a, types.Array) and a.ndim == 1):
-            raise TypingError(f"pardict.Dict.from_arrays: {what} must be a 1-d array, got {a}")
-    kt = types.unicode_type if isinstance(keys.dtype, types.UnicodeCharSeq) else keys.dtype
-    dty = DictType(kt, values.dtype)
-
-    def impl(cls, keys, values, threads=None):
-        if keys.size != values.size:
-            raise ValueError("keys and values differ in length")
-        d = new_dict(dty, keys.size)
-        d.set_many(keys, values, threads)
-        return d
 
     return impl
 
@@ -86,11 +72,12 @@ def _unbox_dict(typ, obj, c):
         native = c.unbox(mip, mi_obj)  # a new reference to the MemInfo
 
         def convert(mi, t):
-            return _from_meminfo(mi, t)
+            return from_meminfo(mi, t)
 
         sig = signature(typ, mip, types.TypeRef(typ))
         is_error, value = c.pyapi.call_jit_code(
-            convert, sig, (native.value, c.context.get_constant_null(types.TypeRef(typ))))
+            convert, sig, (native.value, c.context.get_constant_null(types.TypeRef(typ)))
+        )
         # convert returned its own (borrowed-then-increfed) reference: keep only unbox's.
         c.context.nrt.decref(c.builder, typ, value)
         c.pyapi.decref(mi_obj)
@@ -106,16 +93,19 @@ def _typeof_dict_call(context):
 
     def typer(arg=None):
         if arg is None:
-            raise TypingError("pardict.Dict() needs its types in jitted code: use "
-                              "pardict.Dict.empty(key_type, value_type)")
+            raise TypingError(
+                "pardict.Dict() needs its types in jitted code: use "
+                "pardict.Dict.empty(key_type, value_type)"
+            )
         if isinstance(arg, DictType):
             return arg
         if isinstance(arg, types.IterableType):
             yt = arg.iterator_type.yield_type
             if isinstance(yt, types.BaseTuple) and len(yt) == 2:
                 return DictType(types.unliteral(yt[0]), types.unliteral(yt[1]))
-        raise TypingError(f"pardict.Dict(iterable) needs an iterable of (key, value) pairs, "
-                          f"got {arg}")
+        raise TypingError(
+            f"pardict.Dict(iterable) needs an iterable of (key, value) pairs, got {arg}"
+        )
 
     return typer
 

@@ -11,8 +11,14 @@ from numba.core import types
 from numba.core.datamodel import models
 from numba.core.errors import TypingError
 
-__all__ = ["DictType", "DictIterType", "DictViewType", "layout_of", "check_key_type",
-           "check_value_type"]
+__all__ = [
+    "DictType",
+    "DictIterType",
+    "DictViewType",
+    "layout_of",
+    "check_key_type",
+    "check_value_type",
+]
 
 
 def _target_context():
@@ -37,7 +43,8 @@ def check_key_type(ty):
         return
     raise TypingError(
         f"pardict keys must be integer, float or bool scalars, unicode strings, or tuples of "
-        f"these; got {ty}")
+        f"these; got {ty}"
+    )
 
 
 def check_value_type(ty):
@@ -127,11 +134,13 @@ class DictType(types.IterableType):
         k, v = layout_of(self.key_type), layout_of(self.value_type)
         kc, vc = _ext.key_class(k.size), _ext.value_class(v.size)
         if kc == 0:
-            raise TypingError(f"pardict key type {self.key_type} is too large ({k.size} bytes; "
-                              f"at most 128)")
+            raise TypingError(
+                f"pardict key type {self.key_type} is too large ({k.size} bytes; at most 128)"
+            )
         if vc == 0:
-            raise TypingError(f"pardict value type {self.value_type} is too large ({v.size} "
-                              f"bytes; at most 256)")
+            raise TypingError(
+                f"pardict value type {self.value_type} is too large ({v.size} bytes; at most 256)"
+            )
         return k, v, kc, vc
 
     @property
@@ -170,8 +179,8 @@ def _as_type(t):
     """Accept numba types, and NumPy dtypes / Python types numba can translate."""
     if isinstance(t, types.Type):
         return t
-    from numba.np.numpy_support import from_dtype
     import numpy as np
+    from numba.np.numpy_support import from_dtype
 
     if t is str:
         return types.unicode_type

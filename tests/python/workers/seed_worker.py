@@ -84,8 +84,9 @@ def main():
     if layer != want_layer:
         failures.append(f"threading layer is {layer!r}, wanted {want_layer!r}")
     if numba.config.NUMBA_NUM_THREADS != want_threads:
-        failures.append(f"NUMBA_NUM_THREADS is {numba.config.NUMBA_NUM_THREADS}, "
-                        f"wanted {want_threads}")
+        failures.append(
+            f"NUMBA_NUM_THREADS is {numba.config.NUMBA_NUM_THREADS}, wanted {want_threads}"
+        )
 
     for n in sizes:
         fill_s = 0.0
@@ -103,20 +104,33 @@ def main():
             if r == 0 or r == reps - 1:
                 count, bad, dups, wrongv = check_iteration(d, n)
                 if (count, bad, dups, wrongv) != (n, 0, 0, 0):
-                    failures.append(f"{where}: iteration count={count} (want {n}) bad={bad} "
-                                    f"dups={dups} wrong values={wrongv}")
+                    failures.append(
+                        f"{where}: iteration count={count} (want {n}) bad={bad} "
+                        f"dups={dups} wrong values={wrongv}"
+                    )
             del d
             gc.collect()
             if pardict.live_dicts() != dicts0 or pardict.live_refs() != refs0:
-                failures.append(f"{where}: leak: live_dicts {pardict.live_dicts()} (start "
-                                f"{dicts0}), live_refs {pardict.live_refs()} (start {refs0})")
+                failures.append(
+                    f"{where}: leak: live_dicts {pardict.live_dicts()} (start "
+                    f"{dicts0}), live_refs {pardict.live_refs()} (start {refs0})"
+                )
             if len(failures) > 20:
                 break
-        timings[str(n)] = {"reps": reps, "fill_s": round(fill_s, 3),
-                           "total_s": round(time.perf_counter() - t_all, 3)}
+        timings[str(n)] = {
+            "reps": reps,
+            "fill_s": round(fill_s, 3),
+            "total_s": round(time.perf_counter() - t_all, 3),
+        }
 
-    result = {"ok": not failures, "layer": layer, "threads": numba.config.NUMBA_NUM_THREADS,
-              "compile_s": round(compile_s, 3), "timings": timings, "failures": failures[:20]}
+    result = {
+        "ok": not failures,
+        "layer": layer,
+        "threads": numba.config.NUMBA_NUM_THREADS,
+        "compile_s": round(compile_s, 3),
+        "timings": timings,
+        "failures": failures[:20],
+    }
     print("RESULT " + json.dumps(result), flush=True)
     return 0 if not failures else 1
 

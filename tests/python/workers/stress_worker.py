@@ -233,8 +233,10 @@ def run_churn(fail, n):
         if len(d) != 0:
             fail(f"shared m={m}: final len {len(d)} != 0")
         if int(won.sum()) < m:
-            fail(f"shared m={m}: only {int(won.sum())} inserts succeeded (every key is free at "
-                 f"least once)")
+            fail(
+                f"shared m={m}: only {int(won.sum())} inserts succeeded (every key is free at "
+                f"least once)"
+            )
     ok[:] = False
     d = pardict.Dict.empty(I64, ARR)
     k_churn_arrays(d, n, ok, tids)
@@ -290,8 +292,10 @@ def run_read_write(fail, n):
     prepopulate(d, p)
     k_read_write(d, p, n, miss, tids)
     if miss.any():
-        fail(f"{int((miss != 0).sum())} reads of prepopulated keys failed during growth "
-             f"(codes {sorted(set(miss[miss != 0].tolist()))})")
+        fail(
+            f"{int((miss != 0).sum())} reads of prepopulated keys failed during growth "
+            f"(codes {sorted(set(miss[miss != 0].tolist()))})"
+        )
     want = p + (n + 1) // 2
     if len(d) != want:
         fail(f"len {len(d)} != {want}")
@@ -353,8 +357,10 @@ def run_iterate(fail, n):
         ever = p + n - len(it)
         tag = f"churn={churn}"
         if (it[:, 0] > ever).any() or (it[:, 0] < p).any():
-            fail(f"{tag}: iteration counts out of [{p}, {ever}]: "
-                 f"{sorted(set(it[:, 0].tolist()))[:5]} ...")
+            fail(
+                f"{tag}: iteration counts out of [{p}, {ever}]: "
+                f"{sorted(set(it[:, 0].tolist()))[:5]} ..."
+            )
         if it[:, 1].any():
             fail(f"{tag}: {int(it[:, 1].sum())} duplicate keys seen in iterations")
         if it[:, 2].any():
@@ -425,8 +431,10 @@ def run_replace_arrays(fail, n):
         del d
         gc.collect()
         if pardict.live_dicts() != dicts0 or pardict.live_refs() != refs0:
-            fail(f"m={m}: leak after drop: live_dicts {pardict.live_dicts()} (start {dicts0}), "
-                 f"live_refs {pardict.live_refs()} (start {refs0})")
+            fail(
+                f"m={m}: leak after drop: live_dicts {pardict.live_dicts()} (start {dicts0}), "
+                f"live_refs {pardict.live_refs()} (start {refs0})"
+            )
         nrt1 = _nrt_balance()
         if nrt1 != nrt0:
             fail(f"m={m}: NRT allocation balance (allocs-frees, meminfos) {nrt0} -> {nrt1}")
@@ -500,8 +508,10 @@ def main():
         t = time.perf_counter()
         used = 0
         for r in range(reps):
+
             def fail(msg, name=name, r=r):
                 failures.append(f"{name} rep {r}: {msg}")
+
             try:
                 tids = run(fail, n)
                 used = max(used, _threads_used(tids))
@@ -518,10 +528,17 @@ def main():
         failures.append("no kernel ran its iterations on more than one thread")
     gc.collect()
     if pardict.live_dicts() != dicts0 or pardict.live_refs() != refs0:
-        failures.append(f"leak at exit: live_dicts {pardict.live_dicts()} (start {dicts0}), "
-                        f"live_refs {pardict.live_refs()} (start {refs0})")
-    result = {"ok": not failures, "layer": layer, "threads": numba.config.NUMBA_NUM_THREADS,
-              "kernels": summary, "failures": failures[:30]}
+        failures.append(
+            f"leak at exit: live_dicts {pardict.live_dicts()} (start {dicts0}), "
+            f"live_refs {pardict.live_refs()} (start {refs0})"
+        )
+    result = {
+        "ok": not failures,
+        "layer": layer,
+        "threads": numba.config.NUMBA_NUM_THREADS,
+        "kernels": summary,
+        "failures": failures[:30],
+    }
     print("RESULT " + json.dumps(result), flush=True)
     return 0 if not failures else 1
 

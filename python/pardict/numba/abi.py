@@ -1,0 +1,783 @@
+"""The C ABI (capi/pardict_capi.h) as jitted code sees it.
+
+* Its named numbers, as IntEnums built from what the compiled module exports (the header is their
+  one source): Status, Result, Op, Kind, NumbaLayout.
+* A check, at import, that numba's data model still lays arrays and strings out as the C side
+  reads them: an unsupported numba is a clear ImportError, not memory corruption.
+* How values cross it: keys and values travel as the bytes of their numba data representation in
+  stack buffers of the dictionary's size classes; keys are canonicalised first (padding zeroed,
+  -0.0 -> 0.0, one NaN) so the C++ side can hash and compare bytes.
+* One intrinsic per C function (the callback-taking pardict_update and pardict_visit are in
+  atomic.py, which builds their callbacks; their prototypes are here). Each returns the C
+  function's status unchanged; the callers decide what a status means.
+
+References follow numba's NRT contract: calls borrow their inputs, values handed out are new
+references.
+"""
+
+from enum import IntEnum
+from typing import Any
+
+import numba
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.core.errors import TypingError
+from numba.core.extending import intrinsic, overload, register_jitable
+from numba.core.imputils import impl_ret_borrowed
+
+from .. import _ext
+from .types import DictType
+
+_CONSTANTS = _ext.abi()
+
+
+def _enum(name: str, group: str) -> Any:
+    """An IntEnum of one group of the header's constants (built at import, so its members are
+    not known to type checkers)."""
+    return IntEnum(name, _CONSTANTS[group])
+
+
+Status = _enum("Status", "status")
+"""Negative results of every C function (PARDICT_OK and PARDICT_ERR_*)."""
+Result = _enum("Result", "result")
+"""Non-negative results: ABSENT/FOUND, INSERTED/REPLACED/NEED_COPY, NEW_KEY/OLD_KEY (aliases
+share a value: FOUND is REPLACED is NEW_KEY)."""
+Op = _enum("Op", "op")
+"""How a bulk or atomic operation combines a value into a stored one: ASSIGN, ADD, MIN, MAX."""
+Kind = _enum("Kind", "kind")
+"""The scalar kinds of a combined value's fields."""
+NumbaLayout = _enum("NumbaLayout", "numba_layout")
+"""Byte offsets inside numba's array and unicode structs that the C side reads."""
+
+OP_NAMES = {"assign": Op.ASSIGN, "add": Op.ADD, "min": Op.MIN, "max": Op.MAX}
+
+
+# ---- numba's data model, as the C side assumes it ---------------------------------------------
+
+
+def _field_offsets(ty):
+    """{field name: byte offset} of a numba StructModel type's data representation, and its size."""
+    from numba.core.registry import cpu_target
+
+    ctx = cpu_target.target_context
+    ctx.refresh()  # lazily registered models (unicode) must be loaded
+    model = ctx.data_model_manager[ty]
+    llty = model.get_data_type()
+    td = ctx.target_data
+    offsets = {name: llty.get_element_offset(td, i) for i, name in enumerate(model._fields)}
+    return offsets, llty.get_abi_size(td)
+
+
+def expected_numba_layout():
+    """(struct, field) -> byte offset, as capi/pardict_capi.h states it."""
+    out = {}
+    for name, member in NumbaLayout.__members__.items():  # with the aliases (equal offsets)
+        struct, _, field = name.partition("_")
+        out[(struct.lower(), field.lower())] = int(member)
+    return out
+
+
+def check_numba_layout(expected=None):
+    """Raise ImportError unless the installed numba lays out arrays and strings as the C side
+    reads them (pardict_numba_layout in pardict_capi.h)."""
+    expected = expected_numba_layout() if expected is None else expected
+    actual = {}
+    for struct, ty in (
+        ("array", types.Array(types.float64, 1, "C")),
+        ("unicode", types.unicode_type),
+    ):
+        offsets, size = _field_offsets(ty)
+        actual.update({(struct, f): off for f, off in offsets.items()})
+        actual[(struct, "size")] = size
+    wrong = [
+        f"{struct}.{field}: the C side reads byte {off}, numba has "
+        f"{actual.get((struct, field), 'no such field')}"
+        for (struct, field), off in sorted(expected.items())
+        if actual.get((struct, field)) != off
+    ]
+    if wrong:
+        raise ImportError(
+            f"pardict was built for another numba data model than numba "
+            f"{numba.__version__}'s: "
+            + "; ".join(wrong)
+            + ". Install a numba version pardict supports (see pyproject.toml)."
+        )
+
+
+check_numba_layout()
+
+
+# ---- C prototypes --------------------------------------------------------------------------------
+
+i8p = ir.IntType(8).as_pointer()
+i32 = ir.IntType(32)
+i64 = ir.IntType(64)
+void = ir.VoidType()
+_i32p = i32.as_pointer()
+_i64p = i64.as_pointer()
+
+# The callback of pardict_update / pardict_visit: int32 cb(void* ctx, void* value).
+CALLBACK_TYPE = ir.FunctionType(i32, [i8p, i8p])
+
+PROTOTYPES = {
+    "pardict_new": (i8p, [i32, i32, i32, i32, i32, i64, _i32p]),
+    "pardict_meminfo_dtor": (void, [i8p, i64, i8p]),
+    "pardict_len": (i64, [i8p]),
+    "pardict_set": (i32, [i8p, i8p, i8p, i8p]),
+    "pardict_get": (i32, [i8p, i8p, i8p]),
+    "pardict_contains": (i32, [i8p, i8p]),
+    "pardict_pop": (i32, [i8p, i8p, i8p]),
+    "pardict_popitem": (i32, [i8p, i8p, i8p]),
+    "pardict_setdefault": (i32, [i8p, i8p, i8p, i8p]),
+    "pardict_insert": (i32, [i8p, i8p, i8p]),
+    "pardict_combine": (i32, [i8p, i8p, i8p, i32, _i32p, i32, i8p]),
+    "pardict_combine_present": (i32, [i8p, i8p, i8p, i32, _i32p, i32, i8p]),
+    "pardict_update": (i32, [i8p, i8p, i8p, CALLBACK_TYPE.as_pointer(), i8p, i8p]),
+    "pardict_visit": (i32, [i8p, i8p, CALLBACK_TYPE.as_pointer(), i8p]),
+    "pardict_get_many": (i32, [i8p, i8p, i64, i8p, i8p, i32, _i64p]),
+    "pardict_combine_many": (i32, [i8p, i8p, i8p, i64, i32, _i32p, i32, i32, _i64p]),
+    "pardict_combine_many_ucs4": (
+        i32,
+        [i8p, i8p, i64, i64, i8p, i64, i32, _i32p, i32, i32, _i64p, i8p, _i64p],
+    ),
+    "pardict_get_many_ucs4": (i32, [i8p, i8p, i64, i64, i8p, i8p, i32, _i64p]),
+    "pardict_clear": (i32, [i8p]),
+    "pardict_reserve": (i32, [i8p, i64]),
+    "pardict_copy": (i8p, [i8p, _i32p]),
+    "pardict_unowned_find": (i32, [i8p, i8p, i32, i8p]),
+    "pardict_set_array": (i32, [i8p, i8p, i8p, i32]),
+    "pardict_unowned_remember": (i32, [i8p, i8p, i32, i8p]),
+    "pardict_iter_new": (i8p, [i8p, i8p, _i32p]),
+    "pardict_iter_next": (i32, [i8p, i8p.as_pointer(), i8p.as_pointer()]),
+    "pardict_iter_meminfo_dtor": (void, [i8p, i64, i8p]),
+}
+
+
+def declare(builder, name):
+    """The C function `name` declared in the builder's module (resolved by symbol at link time)."""
+    ret, args = PROTOTYPES[name]
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+def call(builder, name, args):
+    return builder.call(declare(builder, name), args)
+
+
+# ---- how keys and values cross -----------------------------------------------------------------
+
+
+def check_dict(d):
+    if not isinstance(d, DictType):
+        raise TypingError(f"expected a pardict.Dict, got {d}")
+
+
+def handle(context, builder, dty, d):
+    """The C table (pardict_dict*) of a native dict value."""
+    return cgutils.create_struct_proxy(dty)(context, builder, value=d).data
+
+
+def _canon(builder, ty, val):
+    """Floats as the C++ side must see them: +0.0 for -0.0, one NaN."""
+    if isinstance(ty, types.Float):
+        plus = builder.fadd(val, ir.Constant(val.type, 0.0))
+        isnan = builder.fcmp_unordered("uno", val, val)
+        return builder.select(isnan, ir.Constant(val.type, float("nan")), plus)
+    if isinstance(ty, types.BaseTuple):
+        out = val
+        for i, t in enumerate(ty):
+            out = builder.insert_value(out, _canon(builder, t, builder.extract_value(val, i)), i)
+        return out
+    return val
+
+
+def _buffer(builder, nbytes):
+    return cgutils.alloca_once(builder, ir.ArrayType(i64, max(nbytes // 8, 1)))
+
+
+def key_ptr(context, builder, dty, key):
+    """A zero-padded key-class buffer holding the canonical bytes of `key`, as i8*."""
+    kc = dty.layouts[2]
+    kty = dty.key_type
+    data = context.data_model_manager[kty].as_data(builder, _canon(builder, kty, key))
+    buf = _buffer(builder, kc)
+    cgutils.memset(builder, buf, ir.Constant(i64, max(kc, 8)), 0)
+    typed = builder.bitcast(buf, data.type.as_pointer())
+    builder.store(data, typed)
+    cgutils.memset_padding(builder, typed)
+    return builder.bitcast(buf, i8p)
+
+
+def value_ptr(context, builder, vty, val, nbytes):
+    """An `nbytes` buffer holding the data representation of `val` (a `vty`), as i8*."""
+    data = context.data_model_manager[vty].as_data(builder, val)
+    buf = _buffer(builder, nbytes)
+    builder.store(data, builder.bitcast(buf, data.type.as_pointer()))
+    return builder.bitcast(buf, i8p)
+
+
+def out_buffer(builder, nbytes):
+    """An `nbytes` output buffer, zeroed: an untouched one reads as a value with null references
+    (safe to release)."""
+    buf = _buffer(builder, nbytes)
+    cgutils.memset(builder, buf, ir.Constant(i64, max(nbytes, 8)), 0)
+    return buf
+
+
+def load(context, builder, ty, ptr):
+    """The `ty` value whose data representation is at `ptr`."""
+    dm = context.data_model_manager[ty]
+    data = builder.load(builder.bitcast(ptr, dm.get_data_type().as_pointer()))
+    return dm.from_data(builder, data)
+
+
+def _kv_ptrs(context, builder, d, args):
+    """(table, key buffer, value buffer) for a C call taking (d, key, value) arguments."""
+    vc = d.layouts[3]
+    return (
+        handle(context, builder, d, args[0]),
+        key_ptr(context, builder, d, args[1]),
+        value_ptr(context, builder, d.value_type, args[2], vc),
+    )
+
+
+def _kv_out_call(context, builder, d, args, cname):
+    """cname(table, key, value, out) for (d, key, value) arguments: (status, out buffer)."""
+    out = out_buffer(builder, d.layouts[3])
+    st = call(builder, cname, [*_kv_ptrs(context, builder, d, args), builder.bitcast(out, i8p)])
+    return st, out
+
+
+def array_data(context, builder, ty, v):
+    """The data pointer of an array value, as i8*."""
+    return builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=v).data, i8p)
+
+
+def fields_constant(builder, fields):
+    """The (offset, kind) pairs of pardict_combine as an int32[2n] constant; its address."""
+    flat = [i32(int(x)) for f in fields for x in f]
+    gv = cgutils.global_constant(
+        builder,
+        builder.module.get_unique_name("pardict_fields"),
+        ir.Constant(ir.ArrayType(i32, len(flat)), flat),
+    )
+    return builder.bitcast(gv, _i32p)
+
+
+def scalar_kind(ty):
+    """The Kind of a numeric scalar type, or None."""
+    if isinstance(ty, types.Integer) and ty.bitwidth in (8, 16, 32, 64):
+        return Kind[f"{'I' if ty.signed else 'U'}{ty.bitwidth}"]
+    if isinstance(ty, types.Float) and ty.bitwidth in (32, 64):
+        return Kind[f"F{ty.bitwidth}"]
+    return None
+
+
+def combine_fields(context, ty, base=0):
+    """(offset, Kind) of every scalar in ty's data representation, following the LLVM layout of
+    numba's data model (UniTuple: an array; Tuple: a non-packed struct)."""
+    if not isinstance(ty, types.BaseTuple):
+        return [(base, scalar_kind(ty))]
+    td = context.target_data
+    out, off = [], 0
+    for t in ty:
+        llt = context.data_model_manager[t].get_data_type()
+        align = llt.get_abi_alignment(td)
+        off = (off + align - 1) // align * align
+        out += combine_fields(context, t, base + off)
+        off += llt.get_abi_size(td)
+    return out
+
+
+def _status_or_address(builder, h, status):
+    """A table pointer as an int64 address, or the (negative) status when it is null."""
+    st = builder.sext(builder.load(status), i64)
+    return builder.select(cgutils.is_null(builder, h), st, builder.ptrtoint(h, i64))
+
+
+# ---- status -> exception -------------------------------------------------------------------------
+
+
+def raise_status(status):
+    pass
+
+
+@overload(raise_status)
+def _ol_raise_status(status):
+    def impl(status):
+        if status == Status.ERR_NOMEM:
+            raise MemoryError("pardict: cannot allocate the requested table")
+        if status == Status.ERR_INVALID:
+            raise ValueError("pardict: invalid argument")
+        if status == Status.ERR_REENTRANT:
+            raise RuntimeError("pardict: the dictionary was used from inside its own operation")
+        if status == Status.ERR_MUTATED:
+            raise RuntimeError("dictionary changed size during iteration")
+        if status == Status.ERR_CALLBACK:
+            raise RuntimeError("pardict.update: the update function failed")
+        raise RuntimeError("pardict: internal error")
+
+    return impl
+
+
+@register_jitable
+def check(status):
+    """status, after raising the exception of a negative (error) status."""
+    if status < 0:
+        raise_status(status)
+    return status
+
+
+# ---- creation and lifetime -----------------------------------------------------------------------
+
+
+@intrinsic
+def c_new(typingctx, dtyref, n_keys):
+    """pardict_new for a DictType: the table's address, or a negative status."""
+    dty = dtyref.instance_type
+    check_dict(dty)
+    if not isinstance(n_keys, types.Integer):
+        raise TypingError("n_keys must be an integer")
+
+    def codegen(context, builder, sig, args):
+        k, v, _, _ = dty.layouts
+        n = context.cast(builder, args[1], sig.args[1], types.int64)
+        status = cgutils.alloca_once_value(builder, i32(0))
+        h = call(
+            builder,
+            "pardict_new",
+            [i32(k.size), i32(v.size), i32(k.refs), i32(k.strs), i32(v.refs), n, status],
+        )
+        return _status_or_address(builder, h, status)
+
+    return types.int64(dtyref, n_keys), codegen
+
+
+@intrinsic
+def c_copy(typingctx, d):
+    """pardict_copy: the address of a new table with d's elements, or a negative status."""
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        status = cgutils.alloca_once_value(builder, i32(0))
+        h = call(builder, "pardict_copy", [handle(context, builder, d, args[0]), status])
+        return _status_or_address(builder, h, status)
+
+    return types.int64(d), codegen
+
+
+@intrinsic
+def wrap(typingctx, dtyref, address):
+    """A dict value owning the table at `address` (from c_new/c_copy) through a new NRT MemInfo
+    whose destructor is pardict_meminfo_dtor."""
+    dty = dtyref.instance_type
+    check_dict(dty)
+
+    def codegen(context, builder, sig, args):
+        dtor = declare(builder, "pardict_meminfo_dtor")
+        mi = context.nrt.meminfo_alloc_dtor(builder, context.get_constant(types.uintp, 8), dtor)
+        h = builder.inttoptr(args[1], i8p)
+        builder.store(h, builder.bitcast(context.nrt.meminfo_data(builder, mi), i8p.as_pointer()))
+        st = cgutils.create_struct_proxy(dty)(context, builder)
+        st.meminfo = mi
+        st.data = h
+        return st._getvalue()
+
+    return dty(dtyref, address), codegen
+
+
+@intrinsic
+def from_meminfo(typingctx, mi, dtyref):
+    """The native dict value of a MemInfo that owns a table (unboxing)."""
+    dty = dtyref.instance_type
+
+    def codegen(context, builder, sig, args):
+        st = cgutils.create_struct_proxy(dty)(context, builder)
+        payload = context.nrt.meminfo_data(builder, args[0])
+        st.data = builder.load(builder.bitcast(payload, i8p.as_pointer()))
+        st.meminfo = args[0]
+        return impl_ret_borrowed(context, builder, dty, st._getvalue())
+
+    return dty(mi, dtyref), codegen
+
+
+# ---- element operations ----------------------------------------------------------------------------
+
+
+def _table_intrinsic(cname, restype):
+    """An intrinsic (d) -> restype calling cname(table)."""
+
+    @intrinsic
+    def on_table(typingctx, d):
+        check_dict(d)
+
+        def codegen(context, builder, sig, args):
+            return call(builder, cname, [handle(context, builder, d, args[0])])
+
+        return restype(d), codegen
+
+    return on_table
+
+
+c_len = _table_intrinsic("pardict_len", types.int64)
+c_clear = _table_intrinsic("pardict_clear", types.int32)
+
+
+@intrinsic
+def c_set(typingctx, d, key, value):
+    """d[key] = value: INSERTED or REPLACED (the replaced value is released here), or < 0."""
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        st, old = _kv_out_call(context, builder, d, args, "pardict_set")
+        if context.enable_nrt and d.layouts[1].refs:
+            with builder.if_then(builder.icmp_signed("==", st, i32(Result.REPLACED))):
+                context.nrt.decref(builder, d.value_type, load(context, builder, d.value_type, old))
+        return st
+
+    return types.int32(d, d.key_type, d.value_type), codegen
+
+
+@intrinsic
+def c_insert(typingctx, d, key, value):
+    """Insert when absent: NEW_KEY or OLD_KEY, or < 0."""
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        return call(builder, "pardict_insert", list(_kv_ptrs(context, builder, d, args)))
+
+    return types.int32(d, d.key_type, d.value_type), codegen
+
+
+def _key_to_value_codegen(cname, d):
+    """codegen of a C call (d, key, out) returning (status, value read from out)."""
+
+    def codegen(context, builder, sig, args):
+        vc = d.layouts[3]
+        h = handle(context, builder, d, args[0])
+        kp = key_ptr(context, builder, d, args[1])
+        out = out_buffer(builder, vc)
+        st = call(builder, cname, [h, kp, builder.bitcast(out, i8p)])
+        val = load(context, builder, d.value_type, out)
+        return context.make_tuple(builder, sig.return_type, [st, val])
+
+    return codegen
+
+
+def _key_to_value_intrinsic(cname, doc):
+    @intrinsic
+    def key_to_value(typingctx, d, key):
+        check_dict(d)
+        sig = types.Tuple([types.int32, d.value_type])(d, d.key_type)
+        return sig, _key_to_value_codegen(cname, d)
+
+    key_to_value.__doc__ = doc
+    return key_to_value
+
+
+c_get = _key_to_value_intrinsic(
+    "pardict_get", "(status, value): FOUND (value is a new reference) or ABSENT, or < 0."
+)
+c_pop = _key_to_value_intrinsic(
+    "pardict_pop", "(status, value): FOUND (the value is handed over) or ABSENT, or < 0."
+)
+
+
+@intrinsic
+def c_contains(typingctx, d, key):
+    """FOUND or ABSENT, or < 0. `key` may borrow memory it does not own (it is never stored)."""
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        h = handle(context, builder, d, args[0])
+        return call(builder, "pardict_contains", [h, key_ptr(context, builder, d, args[1])])
+
+    return types.int32(d, d.key_type), codegen
+
+
+@intrinsic
+def c_setdefault(typingctx, d, key, dflt):
+    """(status, value): NEW_KEY (dflt stored) or OLD_KEY; value is the stored one (new ref)."""
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        st, out = _kv_out_call(context, builder, d, args, "pardict_setdefault")
+        val = load(context, builder, d.value_type, out)
+        return context.make_tuple(builder, sig.return_type, [st, val])
+
+    return types.Tuple([types.int32, d.value_type])(d, d.key_type, d.value_type), codegen
+
+
+@intrinsic
+def c_popitem(typingctx, d):
+    """(status, key, value): FOUND (both handed over) or ABSENT (empty), or < 0."""
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        _, _, kc, vc = d.layouts
+        h = handle(context, builder, d, args[0])
+        kout = out_buffer(builder, kc)
+        vout = out_buffer(builder, vc)
+        st = call(
+            builder, "pardict_popitem", [h, builder.bitcast(kout, i8p), builder.bitcast(vout, i8p)]
+        )
+        key = load(context, builder, d.key_type, kout)
+        val = load(context, builder, d.value_type, vout)
+        return context.make_tuple(builder, sig.return_type, [st, key, val])
+
+    return types.Tuple([types.int32, d.key_type, d.value_type])(d), codegen
+
+
+@intrinsic
+def c_reserve(typingctx, d, n):
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        nn = context.cast(builder, args[1], sig.args[1], types.int64)
+        return call(builder, "pardict_reserve", [handle(context, builder, d, args[0]), nn])
+
+    return types.int32(d, n), codegen
+
+
+def _combine_codegen(cname, d):
+    def codegen(context, builder, sig, args):
+        vc = d.layouts[3]
+        fields = combine_fields(context, d.value_type)
+        h, kp, vp = _kv_ptrs(context, builder, d, args)
+        out = out_buffer(builder, vc)
+        op = sig.args[3].literal_value
+        st = call(
+            builder,
+            cname,
+            [
+                h,
+                kp,
+                vp,
+                i32(op),
+                fields_constant(builder, fields),
+                i32(len(fields)),
+                builder.bitcast(out, i8p),
+            ],
+        )
+        val = load(context, builder, d.value_type, out)
+        return context.make_tuple(builder, sig.return_type, [st, val])
+
+    return codegen
+
+
+def _check_op_literal(op):
+    if not (isinstance(op, types.IntegerLiteral) and op.literal_value in (Op.ADD, Op.MIN, Op.MAX)):
+        raise TypingError(f"pardict: a combining op must be a constant Op.ADD/MIN/MAX, got {op}")
+
+
+def _combine_intrinsic(cname, doc):
+    @intrinsic(prefer_literal=True)
+    def combine(typingctx, d, key, value, op):
+        check_dict(d)
+        _check_op_literal(op)
+        sig = types.Tuple([types.int32, d.value_type])(d, d.key_type, d.value_type, op)
+        return sig, _combine_codegen(cname, d)
+
+    combine.__doc__ = doc
+    return combine
+
+
+c_combine = _combine_intrinsic(
+    "pardict_combine",
+    """One atomic step: insert value, or combine it field by field into the stored one (op a
+    constant Op). (status, stored value): NEW_KEY or OLD_KEY, or < 0.""",
+)
+c_combine_present = _combine_intrinsic(
+    "pardict_combine_present",
+    """c_combine without the insert; `key` may borrow memory it does not own. (status, stored
+    value): FOUND or ABSENT, or < 0.""",
+)
+
+
+# ---- arrays without an owner (see pardict_unowned_find) -----------------------------------------
+
+
+@intrinsic
+def c_unowned_find(typingctx, d, a):
+    """(hit, copy): this thread's earlier copy of the unowned C-contiguous array `a` stored into
+    d, if it still has a's shape and bytes (a new reference); (False, null array) otherwise."""
+    copy_ty = types.Array(a.dtype, a.ndim, "C")
+
+    def codegen(context, builder, sig, args):
+        size = context.get_abi_sizeof(context.get_value_type(a))
+        h = handle(context, builder, d, args[0])
+        src = value_ptr(context, builder, a, args[1], size)
+        out = out_buffer(builder, size)
+        st = call(builder, "pardict_unowned_find", [h, src, i32(a.ndim), builder.bitcast(out, i8p)])
+        hit = builder.icmp_signed("==", st, i32(Result.FOUND))
+        return context.make_tuple(
+            builder, sig.return_type, [hit, load(context, builder, copy_ty, out)]
+        )
+
+    return types.Tuple([types.boolean, copy_ty])(d, a), codegen
+
+
+@intrinsic
+def c_unowned_remember(typingctx, d, a, copy):
+    """Keep `copy` (just made from the unowned array `a`) as this thread's copy of `a` for d."""
+
+    def codegen(context, builder, sig, args):
+        size = context.get_abi_sizeof(context.get_value_type(a))
+        h = handle(context, builder, d, args[0])
+        src = value_ptr(context, builder, a, args[1], size)
+        cp = value_ptr(context, builder, copy, args[2], size)
+        call(builder, "pardict_unowned_remember", [h, src, i32(a.ndim), cp])
+        return context.get_dummy_value()
+
+    return types.none(d, a, copy), codegen
+
+
+@intrinsic
+def c_set_array(typingctx, d, key, a, on_miss):
+    """d[key] = a for a dict of arrays (pardict_set_array: a replaced value is released in C).
+    A borrowed `a` (no MemInfo) is stored as the calling thread's matching copy of it; when there
+    is none (NEED_COPY), the jitted `on_miss(d, key, a)` runs and its status is returned. It runs
+    without propagating an exception (that would add an exit that skips the caller's decref of d,
+    and refcount pruning would then keep an incref/decref pair on d's MemInfo per store): a
+    failure becomes ERR_NOMEM."""
+    check_dict(d)
+    miss_sig = types.int32(d, d.key_type, a)
+    miss_fn = on_miss.dispatcher.py_func if isinstance(on_miss, types.Dispatcher) else None
+    if miss_fn is None:
+        raise TypingError("c_set_array: on_miss must be a jitted function")
+
+    def codegen(context, builder, sig, args):
+        vc = d.layouts[3]
+        h = handle(context, builder, d, args[0])
+        kp = key_ptr(context, builder, d, args[1])
+        vp = value_ptr(context, builder, a, args[2], vc)
+        st = call(builder, "pardict_set_array", [h, kp, vp, i32(a.ndim)])
+        result = cgutils.alloca_once_value(builder, st)
+        with builder.if_then(builder.icmp_signed("==", st, i32(Result.NEED_COPY)), likely=False):
+            cres = context.compile_subroutine(builder, miss_fn, miss_sig)
+            status, res = context.call_internal_no_propagate(
+                builder, cres.fndesc, miss_sig, args[:3]
+            )
+            builder.store(builder.select(status.is_error, i32(Status.ERR_NOMEM), res), result)
+        return builder.load(result)
+
+    return types.int32(d, d.key_type, a, on_miss), codegen
+
+
+# ---- bulk operations ---------------------------------------------------------------------------
+# Each takes the table, then arrays and scalars, and a count out-parameter last: (status, count).
+
+
+def _nitems(context, builder, ty, v):
+    return cgutils.create_struct_proxy(ty)(context, builder, value=v).nitems
+
+
+def _data_or_null(context, builder, ty, v):
+    if isinstance(ty, types.NoneType):
+        return cgutils.get_null_value(i8p)
+    return array_data(context, builder, ty, v)
+
+
+def _bulk_codegen(cname, d, middle):
+    """codegen of a bulk call: `middle(context, builder, sig, args)` lists the C arguments between
+    the table and the count pointer."""
+
+    def codegen(context, builder, sig, args):
+        count = cgutils.alloca_once_value(builder, i64(0))
+        h = handle(context, builder, d, args[0])
+        st = call(builder, cname, [h, *middle(context, builder, sig, args), count])
+        return context.make_tuple(builder, sig.return_type, [st, builder.load(count)])
+
+    return codegen
+
+
+_STATUS_COUNT = types.Tuple([types.int32, types.int64])
+
+
+def _value_fields(builder, d, op):
+    """(fields pointer, count) of a bulk op over scalar values: none for ASSIGN."""
+    if op == Op.ASSIGN:
+        return cgutils.get_null_value(_i32p), i32(0)
+    return fields_constant(builder, [(0, scalar_kind(d.value_type))]), i32(1)
+
+
+@intrinsic(prefer_literal=True)
+def c_combine_many(typingctx, d, keys, values, op, threads):
+    """pardict_combine_many over blob arrays (op a constant Op; ASSIGN stores): (status, number
+    of new keys)."""
+    check_dict(d)
+    if not isinstance(op, types.IntegerLiteral):
+        raise TypingError(f"pardict: a bulk op must be a constant Op, got {op}")
+
+    def middle(context, builder, sig, args):
+        opv = sig.args[3].literal_value
+        return [
+            array_data(context, builder, keys, args[1]),
+            array_data(context, builder, values, args[2]),
+            _nitems(context, builder, keys, args[1]),
+            i32(opv),
+            *_value_fields(builder, d, opv),
+            args[4],
+        ]
+
+    sig = _STATUS_COUNT(d, keys, values, op, types.int32)
+    return sig, _bulk_codegen("pardict_combine_many", d, middle)
+
+
+def _lookup_middle(keys, values, found, width):
+    def middle(context, builder, sig, args):
+        kp, vp, fp, th = args[1:]
+        return [
+            array_data(context, builder, keys, kp),
+            *([i64(keys.dtype.count)] if width else []),
+            _nitems(context, builder, keys, kp),
+            _data_or_null(context, builder, values, vp),
+            array_data(context, builder, found, fp),
+            th,
+        ]
+
+    return middle
+
+
+@intrinsic
+def c_get_many(typingctx, d, keys, values, found, threads):
+    """pardict_get_many over a blob array: value blobs of found keys into `values` (None:
+    membership only), 0/1 into `found`. (status, number found)."""
+    check_dict(d)
+    middle = _lookup_middle(keys, values, found, width=False)
+    sig = _STATUS_COUNT(d, keys, values, found, types.int32)
+    return sig, _bulk_codegen("pardict_get_many", d, middle)
+
+
+@intrinsic
+def c_get_many_ucs4(typingctx, d, keys, values, found, threads):
+    """pardict_get_many_ucs4 over a C-contiguous NumPy unicode array: (status, number found).
+    values None: only `found` is written (membership, any value type)."""
+    check_dict(d)
+    middle = _lookup_middle(keys, values, found, width=True)
+    sig = _STATUS_COUNT(d, keys, values, found, types.int32)
+    return sig, _bulk_codegen("pardict_get_many_ucs4", d, middle)
+
+
+@intrinsic(prefer_literal=True)
+def c_combine_many_ucs4(typingctx, d, keys, values, stride, op, threads, miss_rows, miss_vals):
+    """pardict_combine_many_ucs4 over a C-contiguous NumPy unicode array (op a constant Op):
+    (status, number of words handed back in miss_rows/miss_vals)."""
+    check_dict(d)
+
+    def middle(context, builder, sig, args):
+        kp, vp, sv, _, th, mr, mv = args[1:]
+        return [
+            array_data(context, builder, keys, kp),
+            i64(keys.dtype.count),
+            _nitems(context, builder, keys, kp),
+            array_data(context, builder, values, vp),
+            sv,
+            i32(sig.args[4].literal_value),
+            *_value_fields(builder, d, sig.args[4].literal_value),
+            th,
+            builder.bitcast(array_data(context, builder, miss_rows, mr), _i64p),
+            array_data(context, builder, miss_vals, mv),
+        ]
+
+    sig = _STATUS_COUNT(d, keys, values, types.int64, op, types.int32, miss_rows, miss_vals)
+    return sig, _bulk_codegen("pardict_combine_many_ucs4", d, middle)
