@@ -71,6 +71,19 @@ def to_typed(d, td):
     return td
 
 
+@njit(nogil=True)
+def edges(d, k):
+    """The first k and the last k items (repr of a large dict): a whole walk in jitted code."""
+    n = len(d)
+    out = []
+    i = 0
+    for kv in d.items():
+        if i < k or i >= n - k:
+            out.append(kv)
+        i += 1
+    return out
+
+
 def _merger(op):
     # One helper per op: merge's op must be a constant in jitted code.
     return _helper(lambda d, other, threads: d.merge(other, op, threads))
@@ -130,7 +143,7 @@ def typed_call(d, fn, *args):
         # numba's message nests the reason an overload gave under several lines of resolution
         # history; the first one is what the caller needs (with literal arguments, the reason
         # given for them comes first).
-        reasons = _REASON.findall(str(e))
+        reasons = [r for r in _REASON.findall(str(e)) if not r.startswith("Failed in ")]
         raise TypeError(
             f"pardict.Dict[{ty.key_type}, {ty.value_type}]: cannot use ({got}) "
             f"here; keys must be {ty.key_type} and values {ty.value_type}"

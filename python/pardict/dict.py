@@ -10,6 +10,7 @@ Bulk operations run the jitted methods themselves, with the GIL released.
 from __future__ import annotations
 
 import ctypes
+import operator
 import warnings
 from abc import ABCMeta
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
@@ -78,10 +79,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def _open(self, dcttype, n_keys=0):
         if not isinstance(dcttype, DictType):
             raise TypeError(f"expected a pardict.DictType, got {dcttype!r}")
-        if not isinstance(n_keys, int) or isinstance(n_keys, bool):
-            raise TypeError(f"n_keys must be an int, got {type(n_keys).__name__}")
-        if n_keys < 0:
-            raise ValueError("n_keys must be non-negative")
+        n_keys = _count(n_keys, "n_keys")
         _ = dcttype.layouts  # raises TypingError for too-large types before compiling anything
         d = h.make(dcttype, n_keys)
         self._dict_type = dcttype
@@ -168,20 +166,29 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         return _ext.WatchedIter(elems, watch, self)
 
     def keys(self) -> KeysView:
+        """A view of the keys. Iterating it walks a snapshot taken when the loop starts (one
+        jitted call); keys other threads insert or erase meanwhile may or may not appear, and a
+        key change by this thread during the loop raises RuntimeError, as dict does."""
         return _KeysView(self)
 
     def values(self) -> ValuesView:
+        """A view of the values, iterated over a snapshot as keys() is."""
         return _ValuesView(self)
 
     def items(self) -> ItemsView:
+        """A view of the (key, value) pairs, iterated over a snapshot as keys() is."""
         return _ItemsView(self)
 
     def get(self, key: Any, default: Any = None) -> Any:
+        """The value of key if present, else default (one atomic lookup). A key of another type
+        domain is a TypeError."""
         if not self._typed:
             return default
         return h.typed_call(self, h.get, key, default)
 
     def pop(self, key: Any, *default: Any) -> Any:
+        """Removes key and returns its value, atomically (of two threads popping one key, one
+        gets the value); without a default, KeyError when key is absent."""
         if len(default) > 1:
             raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
         if not self._typed:
@@ -328,7 +335,11 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if op not in h.MERGE:
             raise ValueError(f"unknown op {op!r}: use 'assign', 'add', 'min' or 'max'")
         if not isinstance(other, Dict):
-            raise TypeError(f"merge needs a pardict.Dict, got {type(other).__name__}")
+            raise TypeError(
+                f"merge needs a pardict.Dict, got {type(other).__module__}."
+                f"{type(other).__qualname__} (convert a numba.typed.Dict with "
+                f"pardict.Dict.from_typed(td), a mapping with pardict.Dict.from_dict(m))"
+            )
         if not other._typed:
             return 0
         if not self._typed:
@@ -351,6 +362,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
 
     def reserve(self, n: SupportsIndex) -> None:
         """Presize for n elements, so that inserting them does not grow the table."""
+        n = _count(n, "reserve: n")
         if self._typed:
             h.typed_call(self, h.reserve, n)
 
@@ -368,25 +380,34 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             self[k] = v
 
     def copy(self) -> Dict:
+        """A new Dict with the same items (a shallow copy: array values are shared), made in
+        C++ without Python objects. Items other threads change meanwhile may or may not be in
+        it; every item present throughout is."""
         if not self._typed:
             return Dict()
         return h.copy(self)
 
     def __eq__(self, other):
-        if isinstance(other, Dict):
-            if not (self._typed and other._typed):
-                return len(self) == len(other)
-            if self._numba_type_ == other._numba_type_:
-                return h.equal(self, other)
+        """As dict's ==: equal when the other mapping has the same keys with equal values (keys
+        compare as Python values, so Dict[float64, ...] {1.0: x} equals Dict[int64, ...] {1: x});
+        never raises for a mapping of another key or value type."""
+        if (
+            isinstance(other, Dict)
+            and self._typed
+            and other._typed
+            and self._numba_type_ == other._numba_type_
+        ):
+            return h.equal(self, other)
         if not isinstance(other, Mapping):
             return NotImplemented
         if len(self) != len(other):
             return False
+        if not isinstance(other, dict):  # lookups of a typed mapping raise for foreign key types
+            other = other.to_dict() if isinstance(other, Dict) else dict(other.items())
+        missing = object()
         for k, v in self.items():
-            try:
-                if other[k] != v:
-                    return False
-            except KeyError:
+            o = other.get(k, missing)
+            if o is missing or o != v:
                 return False
         return True
 
@@ -397,15 +418,24 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, as dict
 
     def __repr__(self):
-        body = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.items()) + "}"
-        return (
-            f"pardict.Dict[{self._dict_type.key_type},{self._dict_type.value_type}]({body})"
-            if self._typed
-            else "pardict.Dict[untyped]({})"
-        )
+        if not self._typed:
+            return "pardict.Dict[untyped]({})"
+        ty = self._dict_type
+        return f"pardict.Dict[{ty.key_type},{ty.value_type}]({self._body()})"
 
     def __str__(self):
-        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.items()) + "}"
+        return self._body()
+
+    def _body(self):
+        """The items as a dict literal; beyond _REPR_MAX items, the first and last _REPR_EDGE
+        with '...' between and the length after (as NumPy abbreviates large arrays)."""
+        n = len(self)
+        if n <= _REPR_MAX:
+            return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.items()) + "}"
+        edge = h.edges(self, _REPR_EDGE)
+        head = ", ".join(f"{k!r}: {v!r}" for k, v in edge[:_REPR_EDGE])
+        tail = ", ".join(f"{k!r}: {v!r}" for k, v in edge[_REPR_EDGE:])
+        return "{" + head + ", ..., " + tail + "}" + f", len={n}"
 
     # ---- conversions and pickling ------------------------------------------------------------------
 
@@ -458,6 +488,25 @@ def _rebuild(dict_type, items):
         for k, v in items:
             h.setitem(d, k, v)
     return d
+
+
+_REPR_MAX = 1000
+_REPR_EDGE = 3
+
+
+def _count(n, what):
+    """n as a non-negative int count (NumPy integers too); MemoryError beyond any machine."""
+    if isinstance(n, bool):
+        raise TypeError(f"{what} must be an int, got bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{what} must be an int, got {type(n).__name__}") from None
+    if n < 0:
+        raise ValueError(f"{what} must be non-negative, got {n}")
+    if n >= 1 << 62:
+        raise MemoryError(f"pardict: cannot allocate a table for {n} keys")
+    return n
 
 
 def _np_dtype(ty):

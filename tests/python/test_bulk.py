@@ -541,3 +541,53 @@ def test_numeric_bulk_hot_cache_matches_numpy_with_nans():
     d.add_many(keys, np.ones(keys.size, np.int64), threads=2)
     u, c = np.unique(keys, return_counts=True)
     np.testing.assert_array_equal(d.get_many(u), c)
+
+
+# ---- keys and values that do not fit -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kt,bad",
+    [
+        (types.int32, np.array([1, 2**32 + 1], dtype=np.int64)),
+        (types.int32, np.array([1, -(2**32) + 1], dtype=np.int64)),
+        (types.int64, np.array([1, 2**63], dtype=np.uint64)),
+        (types.uint64, np.array([1, -1], dtype=np.int64)),
+        (types.uint8, np.array([1, 256], dtype=np.int16)),
+    ],
+    ids=["int32<-int64 big", "int32<-int64 negative", "int64<-uint64", "uint64<-int64", "u8<-i16"],
+)
+def test_bulk_keys_that_do_not_fit_are_refused(kt, bad):
+    d = Dict.empty(kt, I64)
+    d[1] = 7
+    ones = np.ones(bad.size, dtype=np.int64)
+    for call in (
+        lambda: d.add_many(bad, ones),
+        lambda: d.set_many(bad, ones),
+        lambda: d.count_many(bad),
+        lambda: d.get_many(bad),
+        lambda: d.contains_many(bad),
+    ):
+        with pytest.raises(OverflowError, match=f"key {bad[1]} does not fit"):
+            call()
+    assert d.to_dict() == {1: 7}  # nothing stored, nothing combined into key 1
+
+
+def test_bulk_values_that_do_not_fit_are_refused():
+    d = Dict.empty(I64, types.int8)
+    with pytest.raises(OverflowError, match="value 300 does not fit"):
+        d.add_many(np.array([1, 2]), np.array([1, 300]))
+    assert len(d) == 0
+    d.add_many(np.array([1, 2]), np.array([1, -128], dtype=np.int64))  # in range: fine
+    assert d.to_dict() == {1: 1, 2: -128}
+
+
+@pytest.mark.parametrize("threads", [0, -5])
+def test_bulk_threads_must_be_positive(threads):
+    d = Dict.empty(I64, I64)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        d.add_many(np.array([1]), np.array([1]), threads=threads)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        d.get_many(np.array([1]), threads=threads)
+    with pytest.raises(TypeError, match="threads must be an int"):
+        d.count_many(np.array([1]), threads=1.5)

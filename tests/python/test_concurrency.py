@@ -142,3 +142,10 @@ def test_eight_threads_are_eight_os_threads(layer):
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split()[-2:] == [layer, "8"], p.stdout
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_bulk_calls_from_interpreter_threads(layer):
+    """Four interpreter threads run str-key and numeric bulk calls on shared dicts at once: exact
+    totals, and no abort on workqueue (bulk calls start C++ workers, never numba kernels)."""
+    _run_worker("threads_bulk_worker.py", [], layer, 2)

@@ -212,3 +212,53 @@ def test_empty_accepts_python_and_numpy_types():
     d = Dict.empty(np.int32, np.float32)
     assert (d.key_type, d.value_type) == (types.int32, types.float32)
     assert Dict.empty(str, bool).value_type == types.boolean
+
+
+# ---- errors at the door: the call that is wrong says what it expected ---------------------------
+
+
+@pytest.mark.parametrize(
+    "value_type,match",
+    [
+        (types.pyobject, "Python objects"),
+        (types.List(types.int64), "Python lists or sets"),
+        (types.Set(types.int64), "Python lists or sets"),
+        (
+            __import__("numba").from_dtype(np.dtype([("a", np.int64), ("b", np.float64)])),
+            "record scalars",
+        ),
+    ],
+    ids=["pyobject", "list", "set", "record"],
+)
+def test_unsupported_value_types_are_refused_by_empty(value_type, match):
+    with pytest.raises(TypingError, match=match):
+        Dict.empty(I64, value_type)
+
+
+def test_n_keys_and_reserve_arguments():
+    d = Dict.empty(I64, F64, n_keys=np.int64(10))  # as typed.Dict accepts
+    d.reserve(np.int32(100))
+    with pytest.raises(MemoryError):
+        Dict.empty(I64, F64, n_keys=2**63)
+    with pytest.raises(MemoryError):
+        d.reserve(2**63)
+    with pytest.raises(TypeError, match="n_keys must be an int, got str"):
+        Dict.empty(I64, F64, n_keys="10")
+    with pytest.raises(TypeError, match="reserve: n must be an int, got str"):
+        d.reserve("x")
+    with pytest.raises(ValueError, match="non-negative"):
+        d.reserve(-1)
+    assert len(d) == 0
+
+
+def test_bulk_and_merge_arguments_are_named():
+    d = Dict.empty(I64, F64)
+    with pytest.raises(TypeError, match="get_many: the default must be a float64"):
+        d.get_many(np.array([1]), default="x")
+    from numba.typed import Dict as TypedDict
+
+    td = TypedDict.empty(I64, F64)
+    with pytest.raises(TypeError, match=r"pardict\.Dict\.from_typed"):
+        d.merge(td)
+    with pytest.raises(TypeError, match=r"pardict\.Dict\.from_dict"):
+        d.merge({1: 2.0})

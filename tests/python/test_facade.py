@@ -554,3 +554,47 @@ def test_random_operations_match_dict(ops):
             model.clear()
     assert d.to_dict() == model
     assert d == model
+
+
+# ---- == across key and value types, repr of large dicts, docstrings -------------------------------
+
+
+def test_equality_across_types_answers_as_dict_does():
+    f = Dict.empty(types.float64, types.float64)
+    f[1.0] = 1.0
+    i = Dict.empty(types.int64, types.int64)
+    i[1] = 1
+    s = Dict.empty(types.unicode_type, types.int64)
+    s["a"] = 1
+    assert (f == i) is True and (i == f) is True and (f != i) is False
+    assert {1.0: 1.0} == {1: 1}  # the rule followed
+    assert (i == s) is False and (s == i) is False and (i != s) is True
+    i[2] = 5
+    assert (f == i) is False and (i == f) is False
+    from numba.typed import Dict as TypedDict
+
+    td = TypedDict.empty(types.int64, types.int64)
+    td[1] = 1
+    assert (f == td) is True and (s == td) is False and (td == f) is True
+
+
+def test_repr_of_a_large_dict_is_abbreviated():
+    n = 200_000
+    d = Dict.from_arrays(np.arange(n), np.arange(n) * 2)
+    r = repr(d)
+    assert r.startswith("pardict.Dict[int64,int64]({") and r.endswith(f"}}, len={n})")
+    assert r.count(": ") == 6 and ", ..., " in r and len(r) < 200
+    for item in r[r.index("{") + 1 : r.index("}")].split(", "):
+        if item != "...":
+            k, v = map(int, item.split(": "))
+            assert v == 2 * k
+    assert str(d) == r[len("pardict.Dict[int64,int64](") : -1]
+    small = Dict.from_arrays(np.arange(1000), np.arange(1000))
+    assert "..." not in repr(small) and repr(small).count(": ") == 1000
+
+
+@pytest.mark.parametrize("name", ["copy", "get", "pop", "keys", "values", "items", "setdefault"])
+def test_methods_have_their_own_docstrings(name):
+    doc = getattr(Dict, name).__doc__
+    assert doc and "pardict" not in (getattr(dict, name).__doc__ or "") and doc.strip()
+    assert doc != getattr(dict, name).__doc__

@@ -17,9 +17,11 @@ calling thread (the C side cannot make numba strings). Everything else with str 
 strided arrays, lists of str) is a loop of single atomic operations on the calling thread.
 """
 
+import warnings
+
 import numpy as np
 from numba.core import types
-from numba.core.errors import TypingError
+from numba.core.errors import NumbaTypeSafetyWarning, TypingError
 from numba.core.extending import (
     intrinsic,
     overload,
@@ -192,7 +194,10 @@ def _check_bulk(name, d, keys, values=None, need_values=True):
         if a is None:
             continue
         try:
-            sentry_safe_cast(a.dtype, ty)
+            with warnings.catch_warnings():
+                # A narrowing integer cast is checked per element at run time (OverflowError).
+                warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
+                sentry_safe_cast(a.dtype, ty)
         except TypingError as e:
             raise TypingError(
                 f"pardict.Dict.{name}: {what} of dtype {a.dtype} cannot be used as {ty} ({e})"

@@ -48,11 +48,27 @@ def check_key_type(ty):
 
 
 def check_value_type(ty):
-    """Raise TypingError for value types pardict cannot store."""
+    """Raise TypingError for value types pardict cannot store, at the door (Dict.empty, the first
+    store into an untyped Dict) rather than at the first use."""
     if isinstance(ty, (types.Optional, types.NoneType, types.Undefined)) or ty is None:
         raise TypingError(f"pardict values cannot be {ty}")
-    if isinstance(ty, (types.List, types.Set)) and getattr(ty, "reflected", False):
-        raise TypingError(f"pardict values cannot be reflected (Python) containers; got {ty}")
+    if isinstance(ty, (types.List, types.Set)):
+        raise TypingError(
+            f"pardict values cannot be Python lists or sets ({ty}): numba reflects them back to "
+            f"the Python object they came from, which a dictionary cannot hold; use "
+            f"numba.typed.List (types.ListType) or a NumPy array"
+        )
+    if isinstance(ty, types.Record):
+        raise TypingError(
+            f"pardict values cannot be NumPy record scalars ({ty}): numba represents them as a "
+            f"pointer into the array they came from; store a tuple of the fields, or a 1-element "
+            f"record array"
+        )
+    if isinstance(ty, types.PyObject):
+        raise TypingError(
+            "pardict values cannot be Python objects (types.pyobject): jitted code cannot hold "
+            "them; store numbers, strings, tuples or arrays"
+        )
     if isinstance(ty, (types.Literal, types.Omitted, types.Dispatcher, types.Function)):
         raise TypingError(f"pardict values cannot be {ty}")
 
