@@ -21,9 +21,15 @@ def _register_symbols():
 
 _register_symbols()
 
-from .dict import Dict  # noqa: E402
+from numba.core import config as _numba_config  # noqa: E402
+
 from .numba import DictType  # noqa: E402
-from .numba.atomic import update  # noqa: E402
+
+if not getattr(_numba_config, "DISABLE_JIT", False):
+    from .dict import Dict
+    from .numba.atomic import update
+else:  # jitted code runs as Python: Dict is a dict with pardict's methods (see _nojit.py)
+    from ._nojit import Dict, update  # type: ignore[assignment]
 
 __all__ = ["Dict", "DictType", "live_dicts", "live_refs", "update"]
 __version__ = _ext.__version__

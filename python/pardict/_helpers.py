@@ -105,6 +105,13 @@ _SCALAR_TYPES = {
 _entry_points: dict[tuple, object] = {}
 _keep_types: set[types.Type] = set()  # the types whose ids key _entry_points stay alive
 
+
+class DictTypeError(TypingError, TypeError):
+    """A key or value of the wrong type for a pardict.Dict, from the interpreter: a TypeError,
+    and numba's TypingError, which typed.Dict raises for the same mistake (so `except` clauses
+    written for either keep working)."""
+
+
 NO_ENTRY = object()
 _REASON = re.compile(r"raised a specific error:\s*\n\s*\w*Error: ([^\n]*)")
 
@@ -144,7 +151,7 @@ def typed_call(d, fn, *args):
         # history; the first one is what the caller needs (with literal arguments, the reason
         # given for them comes first).
         reasons = [r for r in _REASON.findall(str(e)) if not r.startswith("Failed in ")]
-        raise TypeError(
+        raise DictTypeError(
             f"pardict.Dict[{ty.key_type}, {ty.value_type}]: cannot use ({got}) "
             f"here; keys must be {ty.key_type} and values {ty.value_type}"
             f"\n{reasons[0] if reasons else e}"

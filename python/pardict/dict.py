@@ -43,13 +43,40 @@ def _from_meminfo(mi, dict_type):
     return Dict(dcttype=dict_type, meminfo=mi)
 
 
+def _pairs(other):
+    """The (key, value) pairs of a mapping or an iterable of pairs, with typed.Dict's errors for
+    anything else: DictTypeError (TypingError, TypeError) for a non-iterable, ValueError for an
+    element that is not a pair."""
+    if isinstance(other, Mapping):
+        yield from other.items()
+        return
+    try:
+        it = iter(other)
+    except TypeError:
+        raise h.DictTypeError(
+            f"{type(other).__name__!r} object is not iterable: pardict.Dict() takes a mapping or "
+            f"an iterable of (key, value) pairs"
+        ) from None
+    for i, pair in enumerate(it):
+        if not hasattr(pair, "__len__"):
+            raise h.DictTypeError(
+                f"cannot convert dictionary update sequence element #{i} to a sequence"
+            )
+        if len(pair) != 2:
+            raise ValueError(
+                f"dictionary update sequence element #{i} has length {len(pair)}; 2 is required"
+            )
+        k, v = pair
+        yield k, v
+
+
 def _infer(obj, what):
     try:
         ty = typeof(obj)
     except Exception:
         ty = None
     if ty is None or isinstance(ty, types.PyObject):
-        raise TypeError(f"cannot infer a numba type for the {what} {obj!r}")
+        raise h.DictTypeError(f"cannot infer a numba type for the {what} {obj!r}")
     if isinstance(ty, types.Array):
         ty = ty.copy(layout="A", readonly=False)
     return types.unliteral(ty)
@@ -373,8 +400,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                     self._open(other._numba_type_)
                 h.typed_call(self, h.update, other)
         else:
-            pairs = other.items() if isinstance(other, Mapping) else other
-            for k, v in pairs:
+            for k, v in _pairs(other):
                 self[k] = v
         for k, v in kwargs.items():
             self[k] = v

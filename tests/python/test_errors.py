@@ -82,10 +82,16 @@ def test_wrong_array_values(bad):
     assert list(a.keys()) == [0] and np.array_equal(a[0], [1.0, 1.0])
 
 
-def test_wrong_key_type_contains_is_false():
+@pytest.mark.parametrize("key", ["a", 1j, 1.5], ids=repr)
+def test_key_of_another_type_domain_is_a_type_error(key):
+    """As typed.Dict: a key that cannot be cast safely is an error, not a quiet False; the error
+    is both a TypeError and numba's TypingError (typed.Dict raises the latter)."""
     d = _int_float()
-    assert ("a" in d) is False
-    assert (1 in d) is True
+    for op in (lambda: key in d, lambda: d.get(key), lambda: d[key], lambda: d.pop(key)):
+        with pytest.raises(TypeError) as ei:
+            op()
+        assert isinstance(ei.value, TypingError)
+    assert (1 in d) is True and d.to_dict() == {1: 1.5, 2: 2.5}
 
 
 def test_untyped_dict_with_unsupported_first_value():
@@ -104,6 +110,31 @@ def test_mixed_pairs_in_constructor():
         Dict([(1, 2.0), ("a", 3.0)])
     with pytest.raises(TypeError):
         Dict(5)
+
+
+def test_constructor_errors_have_typed_dicts_classes():
+    """The same mistake raises the class typed.Dict raises (TypingError, which pardict's error
+    also is a TypeError, for a non-iterable; ValueError for an element that is not a pair)."""
+    with pytest.raises(TypingError, match="not iterable"):
+        Dict(5)
+    with pytest.raises(ValueError, match="element #0 has length 3; 2 is required"):
+        Dict([(1, 2, 3)])
+    with pytest.raises(ValueError, match="element #1 has length 1"):
+        Dict([(1, 2.0), (3,)])
+    with pytest.raises(TypingError, match="element #0 to a sequence"):
+        Dict([1])
+
+    @njit
+    def from_int():
+        return Dict(5)
+
+    @njit
+    def from_triples():
+        return Dict([(1, 2, 3)])
+
+    for f in (from_int, from_triples):
+        with pytest.raises(TypingError, match="iterable of \\(key, value\\) pairs"):
+            f()
 
 
 # ---- sizes -------------------------------------------------------------------------------------

@@ -70,7 +70,12 @@ def identity(d):
 
 @njit
 def contains(d, k):
-    return k in d, "not a key" in d
+    return k in d
+
+
+@njit
+def contains_str(d):
+    return "not a key" in d
 
 
 @njit
@@ -275,7 +280,9 @@ def test_getitem_missing_raises_keyerror():
 def test_contains_and_uncastable_key():
     d = make(5)
     for k in list(model_of(5)) + [1, 2, 1000]:
-        assert contains(d, k) == (k in model_of(5), False)
+        assert contains(d, k) == (k in model_of(5))
+    with pytest.raises(TypingError):  # as typed.Dict: a key of another type domain
+        contains_str(d)
 
 
 def test_get_with_and_without_default():
@@ -489,3 +496,53 @@ def test_unowned_copy_sharing_checks_the_shape():
     store_unowned(d, np.array([1]), a.reshape((2, 3)))  # same memory and bytes, another shape
     assert d[0].shape == (3, 2) and d[1].shape == (2, 3)
     assert not np.shares_memory(d[0], d[1])
+
+
+# ---- truth value, comparisons with typed.Dict ------------------------------------------------------
+
+
+@njit
+def _truth(d):
+    out = 0
+    if d:
+        out += 1
+    if not d:
+        out += 10
+    popped = 0
+    while d:
+        d.popitem()
+        popped += 1
+    return out, bool(d), popped
+
+
+def test_truth_value_in_njit():
+    d = Dict.empty(types.int64, types.float64)
+    assert _truth(d) == (10, False, 0)
+    d[1] = 1.0
+    d[2] = 2.0
+    assert _truth(d) == (1, False, 2) and len(d) == 0
+
+
+@njit
+def _compare(a, b):
+    return a == b, b == a, a != b, b != a
+
+
+def test_typed_dict_and_pardict_compare_contents_in_njit():
+    from numba import typed
+
+    p = Dict.empty(types.int64, types.float64)
+    t = typed.Dict.empty(types.int64, types.float64)
+    for k in range(5):
+        p[k] = k / 2
+        t[k] = k / 2
+    assert _compare(p, t) == (True, True, False, False)
+    assert _compare(t, p) == (True, True, False, False)
+    t[9] = 1.0
+    assert _compare(p, t) == (False, False, True, True)
+    del t[9]
+    t[0] = 7.0
+    assert _compare(t, p) == (False, False, True, True)
+    assert _compare(t, t) == (True, True, False, False)  # typed.Dict's own == is unchanged
+    s = Dict.empty(types.unicode_type, types.float64)
+    assert _compare(p, s) == (False, False, True, True)

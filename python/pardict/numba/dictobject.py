@@ -158,6 +158,20 @@ def _ol_view_parent(v):
 # ---- the mapping API ---------------------------------------------------------------------------------
 
 
+@overload(bool)
+def _ol_bool(d):
+    """bool(d), `if d:`, `while d:`, `not d`: whether d has items, as for dict."""
+    if isinstance(d, DictType):
+        return lambda d: abi.c_len(d) != 0
+
+
+@lower_builtin(bool, DictType)
+def _dict_bool(context, builder, sig, args):
+    """bool(d) when one of numba's generic bool() templates typed the call before _ol_bool."""
+    n = abi.call(builder, "pardict_len", [abi.handle(context, builder, sig.args[0], args[0])])
+    return builder.icmp_signed("!=", n, abi.i64(0))
+
+
 @overload(len)
 def _ol_len(d):
     if isinstance(d, DictType):
@@ -252,13 +266,10 @@ def _ol_contains(d, key):
     if not isinstance(d, DictType):
         return
     keyty = d.key_type
-    if not castable(key, keyty):
-        return lambda d, key: False
+    sentry_safe_cast(key, keyty)  # a key of another type domain is a TypingError, as in typed.Dict
 
     def impl(d, key):
-        st = abi.c_contains(d, conv(key, keyty))
-        check(st)
-        return st == Result.FOUND
+        return check(abi.c_contains(d, conv(key, keyty))) == Result.FOUND
 
     return impl
 
@@ -372,12 +383,20 @@ def _ol_update(d, other):
     return impl
 
 
+def _is_dict(t):
+    return isinstance(t, (DictType, types.DictType))
+
+
 @overload(operator.eq)
 def _ol_eq(a, b):
-    if not isinstance(a, DictType):
+    """a == b with a pardict.Dict on either side and a pardict.Dict or numba typed.Dict on the
+    other: the same keys with equal values, as for dict."""
+    if not (isinstance(a, DictType) or isinstance(b, DictType)):
         return
-    if not isinstance(b, (DictType, types.DictType)):
+    if not (_is_dict(a) and _is_dict(b)):
         return lambda a, b: False
+    if not (castable(a.key_type, b.key_type) and castable(b.key_type, a.key_type)):
+        return lambda a, b: len(a) == 0 and len(b) == 0
 
     def impl(a, b):
         if len(a) != len(b):
@@ -394,10 +413,30 @@ def _ol_eq(a, b):
 
 @overload(operator.ne)
 def _ol_ne(a, b):
-    if not isinstance(a, DictType):
-        return
+    if isinstance(a, DictType) or isinstance(b, DictType):
+        return lambda a, b: not (a == b)
 
-    def impl(a, b):
-        return not (a == b)
 
-    return impl
+def _typed_dict_comparisons_try_pardict_first():
+    """numba's own == of a typed.Dict answers False for any other right-hand side, and numba
+    takes the first template that accepts the arguments, in the order they were registered
+    (numba's first). Moving pardict's templates for == and != to the front makes
+    `typed_dict == pardict_dict` compare contents; pardict's templates accept nothing but calls
+    with a pardict.Dict, so every other comparison resolves as before."""
+    from numba.core.registry import cpu_target
+
+    ctx = cpu_target.typing_context
+    ctx.refresh()
+    for op, ours in ((operator.eq, _ol_eq), (operator.ne, _ol_ne)):
+        fnty = ctx._lookup_global(op)
+        templates = getattr(fnty, "templates", None)
+        if not templates:
+            continue
+        mine = [t for t in templates if getattr(t, "_overload_func", None) is ours]
+        rest = [t for t in templates if getattr(t, "_overload_func", None) is not ours]
+        if mine and templates[: len(mine)] != tuple(mine):
+            ctx._remove_global(op)
+            ctx._insert_global(op, type(fnty)(tuple(mine + rest)))
+
+
+_typed_dict_comparisons_try_pardict_first()
