@@ -16,7 +16,9 @@ def _register_symbols():
 
     for name, address in _ext.symbols().items():
         ll.add_symbol(name, address)
-    _ext.set_release(_nrt_python.c_helpers["MemInfo_release"])
+    helpers = _nrt_python.c_helpers
+    _ext.set_release(helpers["MemInfo_release"])
+    _ext.set_nrt(helpers["MemInfo_alloc_dtor"], helpers["MemInfo_data"])
 
 
 _register_symbols()

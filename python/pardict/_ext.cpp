@@ -10,6 +10,9 @@
 
 namespace nb = nanobind;
 
+// _interp.cpp: tables owned from Python, element operations on scalar keys and values.
+void bind_interpreter_path(nb::module_& m);
+
 namespace {
 
 template <class F>
@@ -104,6 +107,7 @@ NB_MODULE(_ext, m) {
       .def("__next__", &watched_iter::next);
 
   m.doc() = "pardict's compiled core: the C ABI and its symbol table";
+  bind_interpreter_path(m);
   m.attr("__version__") = PARDICT_VERSION;  // CMakeLists.txt's project version
 
   m.def("symbols", [] {

@@ -1,16 +1,19 @@
 """pardict.Dict: the interpreter-side proxy of a pardict table.
 
-It mirrors numba.typed.Dict: the object holds the NRT MemInfo that owns the C++ table, jitted
-functions receive the same table (unboxing shares it; boxing wraps it again), and each
-interpreter-side operation runs one small jitted helper (_helpers.py). Whole-table reads
-(iteration, keys(), values(), items(), dict(d) via items) cost one jitted call for all elements.
-Bulk operations run the jitted methods themselves, with the GIL released.
+It mirrors numba.typed.Dict: jitted functions receive the same C++ table (unboxing shares it
+through an NRT MemInfo; boxing wraps it again). Interpreter-side operations go:
+* straight to the C ABI (_ext, _interp.cpp) for int64/float64/bool keys and values, and for len,
+  clear, reserve and copy of any dict: no compilation, so a fresh process pays nothing for them;
+* otherwise through one small jitted helper per operation (_helpers.py); whole-table reads
+  (iteration, keys(), values(), items()) cost one call for all elements;
+* bulk operations run the jitted methods themselves (numba/bulk.py), with the GIL released.
 """
 
 from __future__ import annotations
 
 import ctypes
 import operator
+import threading
 import warnings
 from abc import ABCMeta
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
@@ -24,6 +27,7 @@ from numba.core.errors import NumbaTypeSafetyWarning
 from . import _ext
 from . import _helpers as h
 from .numba import boxing
+from .numba.abi import Result
 from .numba.atomic import combinable
 from .numba.types import DictType, _as_type
 
@@ -89,12 +93,19 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     itself from the first pair; Dict() is untyped until its first assignment.
     """
 
-    def __init__(self, *args, dcttype=None, meminfo=None, n_keys=0, **kwargs):
-        self._opaque = None
+    def __init__(self, *args, dcttype=None, meminfo=None, n_keys=0, owner=None, **kwargs):
         self._dict_type = None
-        if meminfo is not None:
-            self._dict_type = dcttype
-            self._opaque = meminfo
+        self._table = 0  # the pardict_dict* (an int), 0 while untyped
+        self._owner = None  # _ext.TableOwner until jitted code first needs a MemInfo
+        self._meminfo = None  # the NRT MemInfo jitted code shares (see _opaque)
+        self._kscalar = self._vscalar = None  # _ext.Scalar of the key / value, for the direct path
+        if meminfo is not None:  # from boxing: jitted code made or returned this table
+            self._meminfo = meminfo
+            self._typed_as(dcttype, ctypes.c_void_p.from_address(meminfo.data).value)
+            return
+        if owner is not None:  # a table made by _ext (copy)
+            self._owner = owner
+            self._typed_as(dcttype, owner.address)
             return
         if dcttype is not None:
             self._open(dcttype, n_keys)
@@ -107,10 +118,36 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if not isinstance(dcttype, DictType):
             raise TypeError(f"expected a pardict.DictType, got {dcttype!r}")
         n_keys = _count(n_keys, "n_keys")
-        _ = dcttype.layouts  # raises TypingError for too-large types before compiling anything
-        d = h.make(dcttype, n_keys)
+        k, v, _, _ = dcttype.layouts  # a TypingError for too-large types, before anything is made
+        self._owner = _ext.new_table(k.size, v.size, k.refs, k.strs, v.refs, n_keys)
+        self._typed_as(dcttype, self._owner.address)
+
+    def _typed_as(self, dcttype, table):
         self._dict_type = dcttype
-        self._opaque = d._opaque
+        self._table = table
+        self._kscalar = _SCALARS.get(dcttype.key_type)
+        self._vscalar = _SCALARS.get(dcttype.value_type)
+
+    @property
+    def _opaque(self):
+        """The NRT MemInfo owning the table, which unboxing hands to jitted code. A table made
+        from the interpreter is owned by a plain C++ object until this is first asked for: making
+        a MemInfo needs numba's runtime, whose start costs ~0.2 s in a fresh process, and a
+        program that never passes the dict to jitted code should not pay for it."""
+        mi = self._meminfo
+        if mi is None and self._owner is not None:
+            with _MEMINFO_LOCK:
+                if self._meminfo is None:
+                    from numba.core.registry import cpu_target
+                    from numba.core.runtime import _nrt_python, rtsys
+
+                    # Started before the first MemInfo, so that NRT statistics (when enabled)
+                    # count its allocation as they will count its release.
+                    rtsys.initialize(cpu_target.target_context)
+                    self._meminfo = _nrt_python._MemInfo(self._owner.to_meminfo())
+                    self._owner = None
+            mi = self._meminfo
+        return mi
 
     @classmethod
     def empty(cls, key_type: TypeSpec, value_type: TypeSpec, n_keys: SupportsIndex = 0) -> Dict:
@@ -142,11 +179,17 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             self._open(DictType(_infer(key, "key"), _infer(value, "value")))
 
     def _handle(self):
-        return ctypes.c_void_p.from_address(self._opaque.data).value
+        return self._table
 
     # ---- mapping API ---------------------------------------------------------------------------------
 
     def __getitem__(self, key):
+        if self._vscalar is not None and self._kscalar is not None:
+            st, v = _ext.get(self._table, self._kscalar, self._vscalar, key)
+            if st != _NOT_HERE:
+                if st == _FOUND:
+                    return v
+                raise KeyError(key)
         v = h.entry_call(self, h.getitem, key)
         if v is h.NO_ENTRY:
             if not self._typed:
@@ -157,15 +200,21 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         return v
 
     def __setitem__(self, key, value):
+        if self._vscalar is not None and self._kscalar is not None:
+            if _ext.set(self._table, self._kscalar, self._vscalar, key, value) != _NOT_HERE:
+                return
         if h.entry_call(self, h.setitem, key, value) is h.NO_ENTRY:
             self._ensure_typed(key, value)
             h.typed_call(self, h.setitem, key, value)
 
     def __delitem__(self, key):
-        if not self._typed or h.typed_call(self, h.pop, key) is None:
-            raise KeyError(key)
+        self.pop(key)
 
     def __contains__(self, key):
+        if self._kscalar is not None:
+            st = _ext.contains(self._table, self._kscalar, key)
+            if st != _NOT_HERE:
+                return st == _FOUND
         found = h.entry_call(self, h.contains, key)
         if found is not h.NO_ENTRY:
             return found
@@ -174,19 +223,26 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         return h.typed_call(self, h.contains, key)
 
     def __len__(self):
-        return h.length(self) if self._typed else 0
+        return _ext.length(self._table) if self._typed else 0
 
     def __iter__(self):
         if not self._typed:
             return iter(())
-        return self._watched(h.keys)
+        return self._watched(True, False)
 
-    def _watched(self, snapshot):
+    def _snapshot(self, keys, values):
+        """A list of every key, value or (key, value) pair: in C++ for scalar types, else in one
+        jitted call."""
+        if self._kscalar is not None and self._vscalar is not None:
+            return _ext.snapshot(self._table, self._kscalar, self._vscalar, keys, values)
+        return (h.items if keys and values else h.keys if keys else h.values)(self)
+
+    def _watched(self, keys, values):
         # The snapshot is taken after the watch opens, so a key change by this thread while the
         # loop runs is seen, as CPython's "dictionary changed size during iteration".
         watch = _ext.watch_new(self._handle())
         try:
-            elems = snapshot(self)
+            elems = self._snapshot(keys, values)
         except BaseException:
             _ext.watch_free(watch)
             raise
@@ -211,6 +267,10 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         domain is a TypeError."""
         if not self._typed:
             return default
+        if self._kscalar is not None and self._vscalar is not None:
+            st, v = _ext.get(self._table, self._kscalar, self._vscalar, key)
+            if st != _NOT_HERE:
+                return v if st == _FOUND else default
         return h.typed_call(self, h.get, key, default)
 
     def pop(self, key: Any, *default: Any) -> Any:
@@ -222,7 +282,11 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             if default:
                 return default[0]
             raise KeyError(key)
-        v = h.typed_call(self, h.pop, key)
+        st = _NOT_HERE
+        if self._kscalar is not None and self._vscalar is not None:
+            st, v = _ext.pop(self._table, self._kscalar, self._vscalar, key)
+        if st == _NOT_HERE:
+            v = h.typed_call(self, h.pop, key)
         if v is None:
             if default:
                 return default[0]
@@ -347,7 +411,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if not self._typed:
             raise TypeError("to_arrays needs a typed pardict.Dict")
         if self.key_type == types.unicode_type:
-            items = h.items(self)
+            items = self._snapshot(True, True)
             return (
                 np.array([k for k, _ in items], dtype=str),
                 np.array([v for _, v in items], dtype=_np_dtype(self.value_type)),
@@ -385,13 +449,13 @@ class Dict(MutableMapping, metaclass=_DictMeta):
 
     def clear(self) -> None:
         if self._typed:
-            h.clear(self)
+            _ext.clear(self._table)
 
     def reserve(self, n: SupportsIndex) -> None:
         """Presize for n elements, so that inserting them does not grow the table."""
-        n = _count(n, "reserve: n")
+        count = _count(n, "reserve: n")
         if self._typed:
-            h.typed_call(self, h.reserve, n)
+            _ext.reserve(self._table, count)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         if isinstance(other, Dict):
@@ -411,7 +475,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         it; every item present throughout is."""
         if not self._typed:
             return Dict()
-        return h.copy(self)
+        return Dict(dcttype=self._dict_type, owner=_ext.copy_table(self._table))
 
     def __eq__(self, other):
         """As dict's ==: equal when the other mapping has the same keys with equal values (keys
@@ -467,7 +531,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
 
     def to_dict(self) -> dict:
         """A plain dict with the same items (one jitted call)."""
-        return dict(h.items(self)) if self._typed else {}
+        return dict(self._snapshot(True, True)) if self._typed else {}
 
     def to_typed(self) -> Any:
         """A numba.typed.Dict with the same items."""
@@ -502,7 +566,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def __reduce__(self):
         if not self._typed:
             return (Dict, ())
-        return (_rebuild, (self._dict_type, h.items(self)))
+        return (_rebuild, (self._dict_type, self._snapshot(True, True)))
 
 
 def _rebuild(dict_type, items):
@@ -512,7 +576,7 @@ def _rebuild(dict_type, items):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
         for k, v in items:
-            h.setitem(d, k, v)
+            d[k] = v
     return d
 
 
@@ -533,6 +597,16 @@ def _count(n, what):
     if n >= 1 << 62:
         raise MemoryError(f"pardict: cannot allocate a table for {n} keys")
     return n
+
+
+_SCALARS = {
+    types.int64: _ext.Scalar.int64,
+    types.float64: _ext.Scalar.float64,
+    types.boolean: _ext.Scalar.boolean,
+}  # the key and value types whose element operations skip numba (_ext: _interp.cpp)
+_NOT_HERE = _ext.NOT_HERE
+_FOUND = int(Result.FOUND)
+_MEMINFO_LOCK = threading.Lock()
 
 
 def _np_dtype(ty):
@@ -575,13 +649,13 @@ class _KeysView(KeysView):
 class _ValuesView(ValuesView):
     def __iter__(self):
         d = self._mapping
-        return d._watched(h.values) if d._typed else iter(())
+        return d._watched(False, True) if d._typed else iter(())
 
 
 class _ItemsView(ItemsView):
     def __iter__(self):
         d = self._mapping
-        return d._watched(h.items) if d._typed else iter(())
+        return d._watched(True, True) if d._typed else iter(())
 
 
 boxing.register_class(Dict, _DictMeta)

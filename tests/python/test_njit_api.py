@@ -546,3 +546,69 @@ def test_typed_dict_and_pardict_compare_contents_in_njit():
     assert _compare(t, t) == (True, True, False, False)  # typed.Dict's own == is unchanged
     s = Dict.empty(types.unicode_type, types.float64)
     assert _compare(p, s) == (False, False, True, True)
+
+
+# ---- pardict.Dict() typed by its first store, as numba.typed.Dict() -------------------------------
+
+
+@njit
+def _infer_in_branch_and_loop(n):
+    d = Dict()
+    for i in range(n):
+        if i % 2:
+            d[i] = float(i)
+    return d
+
+
+@njit
+def _store_one(d):
+    d[100] = 1.5
+    return len(d)
+
+
+@njit
+def _infer_then_pass_and_store(n):
+    d = Dict()
+    d[0] = 0.5
+    m = _store_one(d)
+    lst = typed.List()
+    lst.append(d)
+    return lst, m
+
+
+@njit
+def _infer_array_values():
+    d = Dict()
+    d["a"] = np.arange(3)
+    return d
+
+
+@njit(parallel=True)
+def _infer_then_prange(n):
+    d = Dict()
+    d[-1] = 0
+    for i in prange(n):
+        d[i] = i
+    return d
+
+
+@njit
+def _never_stored():
+    d = Dict()
+    return len(d)
+
+
+def test_dict_typed_by_its_first_store_in_njit():
+    d = _infer_in_branch_and_loop(6)
+    assert isinstance(d, Dict) and d.to_dict() == {1: 1.0, 3: 3.0, 5: 5.0}
+    assert d.key_type == I64 and d.value_type == F64
+    lst, m = _infer_then_pass_and_store(3)
+    assert m == 2 and lst[0].to_dict() == {0: 0.5, 100: 1.5}
+    a = _infer_array_values()
+    assert a.key_type == types.unicode_type and list(a["a"]) == [0, 1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
+        p = _infer_then_prange(1000)
+    assert len(p) == 1001 and sum(p.values()) == sum(range(1000))
+    with pytest.raises(TypingError, match="imprecise type"):  # as typed.Dict: never typed
+        _never_stored()

@@ -56,14 +56,20 @@ OP_NAMES = {"assign": Op.ASSIGN, "add": Op.ADD, "min": Op.MIN, "max": Op.MAX}
 
 
 def _field_offsets(ty):
-    """{field name: byte offset} of a numba StructModel type's data representation, and its size."""
-    from numba.core.registry import cpu_target
+    """{field name: byte offset} of a numba StructModel type's data representation, and its size.
+    From numba's default data model manager and the host's LLVM target data: no target context
+    (whose first refresh costs ~0.2 s of numba's start-up)."""
+    import llvmlite.binding as ll
+    from numba.core.datamodel.registry import default_manager
 
-    ctx = cpu_target.target_context
-    ctx.refresh()  # lazily registered models (unicode) must be loaded
-    model = ctx.data_model_manager[ty]
+    if ty == types.unicode_type:
+        import numba.cpython.unicode  # noqa: F401  (registers the unicode data model)
+
+    ll.initialize_native_target()
+    machine = ll.Target.from_default_triple().create_target_machine()
+    td = ll.create_target_data(str(machine.target_data))
+    model = default_manager[ty]
     llty = model.get_data_type()
-    td = ctx.target_data
     offsets = {name: llty.get_element_offset(td, i) for i, name in enumerate(model._fields)}
     return offsets, llty.get_abi_size(td)
 
@@ -77,23 +83,25 @@ def expected_numba_layout():
     return out
 
 
-def check_numba_layout(expected=None):
-    """Raise ImportError unless the installed numba lays out arrays and strings as the C side
-    reads them (pardict_numba_layout in pardict_capi.h)."""
-    expected = expected_numba_layout() if expected is None else expected
+_checked_structs: set[str] = set()
+
+
+def check_numba_layout(expected=None, structs=("array", "unicode")):
+    """Raise ImportError unless the installed numba lays out `structs` as the C side reads them
+    (pardict_numba_layout in pardict_capi.h). Each struct is checked once per process."""
+    own = expected is None
+    expected = expected_numba_layout() if own else expected
+    types_of = {"array": types.Array(types.float64, 1, "C"), "unicode": types.unicode_type}
     actual = {}
-    for struct, ty in (
-        ("array", types.Array(types.float64, 1, "C")),
-        ("unicode", types.unicode_type),
-    ):
-        offsets, size = _field_offsets(ty)
+    for struct in structs:
+        offsets, size = _field_offsets(types_of[struct])
         actual.update({(struct, f): off for f, off in offsets.items()})
         actual[(struct, "size")] = size
     wrong = [
         f"{struct}.{field}: the C side reads byte {off}, numba has "
         f"{actual.get((struct, field), 'no such field')}"
         for (struct, field), off in sorted(expected.items())
-        if actual.get((struct, field)) != off
+        if struct in structs and actual.get((struct, field)) != off
     ]
     if wrong:
         raise ImportError(
@@ -102,9 +110,19 @@ def check_numba_layout(expected=None):
             + "; ".join(wrong)
             + ". Install a numba version pardict supports (see pyproject.toml)."
         )
+    if own:
+        _checked_structs.update(structs)
 
 
-check_numba_layout()
+def ensure_numba_layout_checked():
+    """check_numba_layout for the structs not checked yet (the unicode model is only loaded once
+    numba compiles something with strings; checking it at import would load it there)."""
+    missing = tuple(s for s in ("array", "unicode") if s not in _checked_structs)
+    if missing:
+        check_numba_layout(structs=missing)
+
+
+check_numba_layout(structs=("array",))
 
 
 # ---- C prototypes --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from numba.core.typing import signature
 
 from .abi import from_meminfo
 from .dictobject import new_dict
-from .types import DictType
+from .types import DictType, UntypedDictType
 
 
 def register_class(dict_class, meta):
@@ -88,15 +88,13 @@ def _unbox_dict(typ, obj, c):
 
 @type_callable(DictType)
 def _typeof_dict_call(context):
-    """pardict.Dict(iterable_of_pairs) inside njit; the types come from the pairs (there is no
-    untyped pardict.Dict() in jitted code: numba's type refinement only knows its own dict)."""
+    """pardict.Dict() and pardict.Dict(iterable_of_pairs) inside njit: the types come from the
+    pairs, or, for Dict(), from the first d[k] = v (UntypedDictType, refined by numba's type
+    inference as it refines typed.Dict())."""
 
     def typer(arg=None):
         if arg is None:
-            raise TypingError(
-                "pardict.Dict() needs its types in jitted code: use "
-                "pardict.Dict.empty(key_type, value_type)"
-            )
+            return UntypedDictType()
         if isinstance(arg, DictType):
             return arg
         if isinstance(arg, types.IterableType):
@@ -115,6 +113,9 @@ def _ol_dict_ctor(cls, *args):
     dty = cls.instance_type
     if not isinstance(dty, DictType):
         return
+
+    if not args:
+        return lambda cls, *args: new_dict(dty, 0)
 
     def impl(cls, *args):
         d = new_dict(dty, 0)

@@ -13,7 +13,6 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.errors import TypingError
 from numba.core.extending import intrinsic, overload
-from numba.cpython.unicode import PY_UNICODE_4BYTE_KIND
 from numba.typed.typedobjectutils import _cast
 from numba.typed.typedobjectutils import _sentry_safe_cast as _numba_sentry_safe_cast
 
@@ -74,6 +73,8 @@ def charseq_view(typingctx, cs, n):
         return None
 
     def codegen(context, builder, sig, args):
+        from numba.cpython.unicode import PY_UNICODE_4BYTE_KIND
+
         buf = cgutils.alloca_once_value(builder, args[0])  # lives as long as the caller's frame
         u = cgutils.create_struct_proxy(types.unicode_type)(context, builder)
         u.data = builder.bitcast(buf, u.data.type)

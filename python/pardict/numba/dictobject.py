@@ -30,7 +30,7 @@ from .convert import (
     sentry_safe_cast_default,
     shares_copies,
 )
-from .types import DictIterType, DictType, DictViewType
+from .types import DictIterType, DictType, DictViewType, UntypedDictType
 
 # ---- creation ---------------------------------------------------------------------------------------
 
@@ -194,6 +194,22 @@ def _ol_store_new_copy(d, key, a):
 def _on_array_miss(d, key, a):
     """c_set_array's miss path: store a new copy of the borrowed array `a` (see convert.owned)."""
     return _store_new_copy(d, key, a)
+
+
+@overload(operator.setitem)
+def _ol_setitem_untyped(d, key, value):
+    """The first store into a pardict.Dict() made in jitted code: its types are the key's and
+    the value's (numba's type inference then retypes every use of the dict with them)."""
+    if not isinstance(d, UntypedDictType):
+        return
+    from numba.core.typing import signature
+
+    dty = d.refine(key, value)
+    return signature(types.void, dty, dty.key_type, dty.value_type), _refined_setitem
+
+
+def _refined_setitem(d, key, value):
+    d[key] = value
 
 
 @overload(operator.setitem)
@@ -417,17 +433,17 @@ def _ol_ne(a, b):
         return lambda a, b: not (a == b)
 
 
-def _typed_dict_comparisons_try_pardict_first():
+def _put_pardict_comparisons_first(ctx):
     """numba's own == of a typed.Dict answers False for any other right-hand side, and numba
     takes the first template that accepts the arguments, in the order they were registered
     (numba's first). Moving pardict's templates for == and != to the front makes
     `typed_dict == pardict_dict` compare contents; pardict's templates accept nothing but calls
     with a pardict.Dict, so every other comparison resolves as before."""
-    from numba.core.registry import cpu_target
-
-    ctx = cpu_target.typing_context
-    ctx.refresh()
-    for op, ours in ((operator.eq, _ol_eq), (operator.ne, _ol_ne)):
+    for op, ours in (
+        (operator.eq, _ol_eq),
+        (operator.ne, _ol_ne),
+        (operator.setitem, _ol_setitem_untyped),
+    ):
         fnty = ctx._lookup_global(op)
         templates = getattr(fnty, "templates", None)
         if not templates:
@@ -439,4 +455,19 @@ def _typed_dict_comparisons_try_pardict_first():
             ctx._insert_global(op, type(fnty)(tuple(mine + rest)))
 
 
-_typed_dict_comparisons_try_pardict_first()
+def _order_comparisons_after_each_refresh():
+    # The typing context installs pardict's templates when it next refreshes (before the next
+    # compilation); refreshing it here instead would start numba's whole target (~0.2 s) at import.
+    from numba.core.registry import cpu_target
+
+    ctx = cpu_target.typing_context
+    refresh = ctx.refresh
+
+    def refresh_then_order():
+        refresh()
+        _put_pardict_comparisons_first(ctx)
+
+    ctx.refresh = refresh_then_order
+
+
+_order_comparisons_after_each_refresh()

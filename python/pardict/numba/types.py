@@ -110,6 +110,11 @@ def _walk(ctx, ty, llty, base, refs, strs):
 
 
 def layout_of(ty):
+    """Bytes, MemInfo words and string words of ty's data representation."""
+    if isinstance(ty, (types.Integer, types.Float)):  # plain numbers: no target context needed
+        return Layout(ty.bitwidth // 8, 0, 0)
+    if isinstance(ty, types.Boolean):
+        return Layout(1, 0, 0)  # numba's boolean data model is one byte
     ctx = _target_context()
     llty = ctx.get_data_type(ty)
     size = ctx.get_abi_sizeof(llty)
@@ -143,10 +148,18 @@ class DictType(types.IterableType):
     def iterator_type(self):
         return DictIterType(self, "keys")
 
+    def unify(self, typingctx, other):
+        if isinstance(other, UntypedDictType):  # the refined type of a pardict.Dict() wins
+            return self
+
     @cached_property
     def layouts(self):
         from .. import _ext
 
+        if not all(_is_key_scalar(t) for t in (self.key_type, self.value_type)):
+            from .abi import ensure_numba_layout_checked  # the C side reads arrays and strings
+
+            ensure_numba_layout_checked()
         k, v = layout_of(self.key_type), layout_of(self.value_type)
         kc, vc = _ext.key_class(k.size), _ext.value_class(v.size)
         if kc == 0:
@@ -159,10 +172,23 @@ class DictType(types.IterableType):
             )
         return k, v, kc, vc
 
-    @property
-    def has_refs(self):
-        k, v, _, _ = self.layouts
-        return bool(k.refs or v.refs)
+
+class UntypedDictType(types.DictType):
+    """pardict.Dict() in jitted code until its first store says its key and value types. A
+    numba DictType only so that numba's type inference refines it as it refines typed.Dict():
+    refine() gives the pardict DictType of the first key and value stored."""
+
+    def __init__(self):
+        super().__init__(types.undefined, types.undefined)
+        self.name = "pardict.DictType[undefined,undefined]"
+
+    @classmethod
+    def refine(cls, keyty, valty):
+        return DictType(types.unliteral(keyty), types.unliteral(valty))
+
+    def unify(self, typingctx, other):
+        if isinstance(other, (DictType, UntypedDictType)):
+            return other
 
 
 class DictViewType(types.IterableType):
@@ -233,6 +259,7 @@ def _register_models():
     from numba.core.extending import register_model
 
     register_model(DictType)(DictModel)
+    register_model(UntypedDictType)(DictModel)
     register_model(DictViewType)(DictViewModel)
     register_model(DictIterType)(DictIterModel)
 
