@@ -454,8 +454,23 @@ def main() -> int:
         "the serial loop shares the one array v."
     )
     print()
+    print_first_use()
+    print()
     print("pardict checks: " + ("all passed" if all_ok else "FAILED"))
     return 0 if all_ok else 1
+
+
+def print_first_use():
+    """First use in a fresh process (bench/bench_first_use.py, one warm process per case)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench_first_use import run_once
+
+    print("First use in a fresh process: import, Dict.empty(int64, float64), d[k] = v, d[k], len,")
+    print("items() — seconds beyond `import numba` (bytecode caches warm):")
+    for case in ("pardict int64->float64", "typed.Dict int64->float64"):
+        run_once(case)  # writes the bytecode caches
+        r = run_once(case)
+        print(f"   {case:<28} {r['import'] + r['ops']:.3f} s")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from numba import njit, typeof
 from numba.core import types
 from numba.core.errors import TypingError
 
+from . import _cache
 from .numba.abi import Result
 from .numba.abi import c_popitem as _c_popitem
 from .numba.dictobject import new_dict
@@ -21,8 +22,12 @@ from .numba.dictobject import new_dict
 _FOUND = int(Result.FOUND)
 
 
+_cache.install()
+
+
 def _helper(fn):
-    return njit(nogil=True)(fn)
+    # Cached on disk (see _cache.py): a second process loads instead of compiling.
+    return njit(nogil=True, cache=True)(fn)
 
 
 make = _helper(lambda dty, n_keys: new_dict(dty, n_keys))
@@ -56,7 +61,7 @@ get_many = _helper(lambda d, keys, default, threads: d.get_many(keys, default, t
 contains_many = _helper(lambda d, keys, threads: d.contains_many(keys, threads))
 
 
-@njit(nogil=True)
+@njit(nogil=True, cache=True)
 def popitem(d):
     st, k, v = _c_popitem(d)
     if st == _FOUND:
@@ -64,14 +69,14 @@ def popitem(d):
     return None
 
 
-@njit(nogil=True)
+@njit(nogil=True, cache=True)
 def to_typed(d, td):
     for k, v in d.items():
         td[k] = v
     return td
 
 
-@njit(nogil=True)
+@njit(nogil=True, cache=True)
 def edges(d, k):
     """The first k and the last k items (repr of a large dict): a whole walk in jitted code."""
     n = len(d)

@@ -106,10 +106,11 @@ def _run(tmp_path):
 
 
 def _cache_files(tmp_path):
+    """The cache entries of cachemod's functions (pardict's own helpers cache there too)."""
     root = tmp_path / "cache"
     return {
         str(p.relative_to(root)): p.stat().st_mtime_ns
-        for p in root.rglob("*")
+        for p in root.rglob("cachemod.*")
         if p.suffix in (".nbi", ".nbc")
     }
 
