@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "pardict/combine.hpp"
 #include "pardict/detail/concurrent_table.hpp"
 #include "pardict/hash.hpp"
 

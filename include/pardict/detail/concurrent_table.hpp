@@ -141,7 +141,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -177,8 +176,6 @@ struct reentrancy_error : std::logic_error {
   using std::logic_error::logic_error;
 };
 
-enum class combine_op { assign, add, min, max };
-
 namespace detail {
 
 // The "found" callback of operations that leave an existing element alone (insert, try_emplace).
@@ -186,63 +183,6 @@ struct no_visit {
   template <class T>
   void operator()(T&&) const noexcept {}
 };
-
-template <class T>
-struct is_std_array : std::false_type {};
-template <class T, std::size_t N>
-struct is_std_array<std::array<T, N>> : std::true_type {};
-
-template <class T>
-void combine_scalar(T& stored, const T& x, combine_op op) {
-  if constexpr (std::is_same_v<T, bool>) {
-    switch (op) {
-      case combine_op::assign:
-        stored = x;
-        break;
-      case combine_op::add:
-      case combine_op::max:
-        stored = stored || x;
-        break;
-      case combine_op::min:
-        stored = stored && x;
-        break;
-    }
-  } else {
-    switch (op) {
-      case combine_op::assign:
-        stored = x;
-        break;
-      case combine_op::add:
-        stored = static_cast<T>(stored + x);
-        break;
-      case combine_op::min:
-        if (x < stored) stored = x;
-        break;
-      case combine_op::max:
-        if (stored < x) stored = x;
-        break;
-    }
-  }
-}
-
-template <class V>
-void combine(V& stored, const V& x, combine_op op) {
-  if constexpr (std::is_arithmetic_v<V>) {
-    combine_scalar(stored, x, op);
-  } else if constexpr (is_std_array<V>::value) {
-    if constexpr (std::is_arithmetic_v<typename V::value_type>) {
-      for (std::size_t i = 0; i < stored.size(); ++i) combine_scalar(stored[i], x[i], op);
-    } else {
-      if (op != combine_op::assign)
-        throw std::invalid_argument("pardict: combine op needs arithmetic values");
-      stored = x;
-    }
-  } else {
-    if (op != combine_op::assign)
-      throw std::invalid_argument("pardict: combine op needs arithmetic values");
-    stored = x;
-  }
-}
 
 #if PARDICT_REENTRANCY_CHECK
 // The maps whose callbacks the current thread is running, as a stack of scopes linked through the
