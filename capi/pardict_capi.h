@@ -112,7 +112,7 @@ PARDICT_API int32_t pardict_insert(pardict_dict* d, const void* key, const void*
 // Combining operations and the scalar kinds a value's fields may have.
 enum pardict_op {
   PARDICT_OP_ASSIGN = -1,  // bulk operations only: store the value
-  PARDICT_OP_ADD = 0,  // integers wrap around (two's complement), floats follow IEEE
+  PARDICT_OP_ADD = 0,      // integers wrap around (two's complement), floats follow IEEE
   PARDICT_OP_MIN = 1,  // keeps the stored field unless the new one compares less (NaN never does)
   PARDICT_OP_MAX = 2   // keeps the stored field unless the new one compares greater
 };
