@@ -404,7 +404,7 @@ class dict_base {
   }
   static constexpr std::size_t max_value_bytes = 256;  // the largest value class
 
-  void note_key_change() {
+  PARDICT_ALWAYS_INLINE void note_key_change() {
     if (n_iters.load(std::memory_order_relaxed) != 0) mark_iters();
   }
   void mark_iters();

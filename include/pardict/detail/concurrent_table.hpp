@@ -184,6 +184,22 @@ struct no_visit {
   void operator()(T&&) const noexcept {}
 };
 
+// How a visitor may use the element it is given, as a type (as boost.unordered's group_shared /
+// group_exclusive), so that each entry point compiles only its own path:
+//   mutating_tag  it gets value_type& and may change the mapped value; an element of plain bytes
+//                 is visited as a private copy that is stored back whole afterwards;
+//   const_tag     it gets const value_type& and nothing is stored back.
+struct mutating_tag {};
+struct const_tag {};
+
+// What a write found. `undecided` only comes from the home-group fast path (upsert_home): the
+// general path must look.
+enum class write_outcome { undecided = -1, found, inserted, absent };
+
+// Passed to the write path in place of `make`: an absent key stays absent (a visit, not an
+// upsert), and no code that constructs an element is instantiated.
+struct visit_only {};
+
 #if PARDICT_REENTRANCY_CHECK
 // The maps whose callbacks the current thread is running, as a stack of scopes linked through the
 // caller's own frames. Every operation checks it on entry, so it must cost next to nothing there:
@@ -202,11 +218,16 @@ struct visiting_scope {
   const void* const map;
   const visiting_scope* const prev;
 };
-inline void check_not_reentering(const void* m) {
+[[gnu::noinline]] inline void check_visiting_stack(const void* m) {
   for (const visiting_scope* v = visiting_top; v != nullptr; v = v->prev) {
     if (v->map == m)
       throw reentrancy_error("pardict: a visitor called back into the map it visits");
   }
+}
+// Inlined into every operation: the common case, no visitor running, is a load and a branch.
+PARDICT_ALWAYS_INLINE inline void check_not_reentering(const void* m) {
+  if (visiting_top != nullptr) [[unlikely]]
+    check_visiting_stack(m);
 }
 #else
 struct visiting_scope {
@@ -307,16 +328,25 @@ class concurrent_table {
   // Writes
   // ---------------------------------------------------------------------------------------------
 
-  // The one write primitive. Finds k; if present, calls on_found(value_type&) under the element's
-  // protection and returns false; otherwise constructs the element with make(void* where) —
-  // placement-new of a value_type — and returns true. When `insert_if_absent` is false a missing
-  // key is left missing (on_found reports nothing).
-  template <class Make, class OnFound>
-  bool upsert(const K& k, Make&& make, OnFound&& on_found, bool insert_if_absent = true,
-              bool mutate = true) {
+  // The one write primitive. Finds k; if present, calls on_found on the element under its
+  // protection, as Access (mutating_tag or const_tag) allows, and returns false; otherwise
+  // constructs the element with make(void* where) — placement-new of a value_type — and returns
+  // true.
+  template <class Access, class Make, class OnFound>
+  bool upsert(Access, const K& k, Make&& make, OnFound&& on_found) {
     check_not_reentering(this);
     epoch_guard guard;
-    return upsert_hashed(k, hash_(k), make, on_found, insert_if_absent, mutate);
+    return upsert_hashed<Access>(k, hash_(k), make, on_found) == write_outcome::inserted;
+  }
+
+  // The write primitive without the insert: calls f(value_type&) on k's element under its lock
+  // and returns true, or returns false when k is absent (and leaves it absent).
+  template <class F>
+  bool visit(const K& k, F&& f) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    visit_only absent;
+    return upsert_hashed<mutating_tag>(k, hash_(k), absent, f) == write_outcome::found;
   }
 
   template <class Make, class OnFound>
@@ -325,11 +355,10 @@ class concurrent_table {
     epoch_guard guard;
     std::size_t inserted = 0;
     pipeline(n, keys, true, [&](std::size_t idx, std::uint64_t h) {
-      if (upsert_hashed(
-              keys[idx], h, [&](void* where) { make(idx, where); },
-              [&](value_type& x) { on_found(idx, x); }, true, true)) {
+      auto make_at = [&](void* where) { make(idx, where); };
+      auto visit_at = [&](value_type& x) { on_found(idx, x); };
+      if (upsert_hashed<mutating_tag>(keys[idx], h, make_at, visit_at) == write_outcome::inserted)
         ++inserted;
-      }
     });
     return inserted;
   }
@@ -378,14 +407,14 @@ class concurrent_table {
 
   // Runs f(value_type&) on every element, group by group under the group lock. A shard is not
   // migrated while it is being visited (its resize mutex is held). Returns the count visited.
-  template <class F>
-  std::size_t visit_all(F&& f, bool mutate) {
+  template <class Access, class F>
+  std::size_t visit_all(Access, F&& f) {
     check_not_reentering(this);
     epoch_guard guard;
     std::size_t n = 0;
     for_each_locked([&](shard&, table* t, std::size_t g, unsigned j) {
       visiting_scope vs(this);
-      apply_visitor(t->slot(g, j), f, mutate);
+      apply_visitor<Access>(t->slot(g, j), f);
       ++n;
     });
     return n;
@@ -449,7 +478,7 @@ class concurrent_table {
         const unsigned j = first_slot(occ);
         {
           visiting_scope vs(this);
-          apply_visitor(t->slot(g, j), f, true);
+          apply_visitor<mutating_tag>(t->slot(g, j), f);
         }
         remove_from_locked_group(s, t, g, j);
         extract_hint_.store((std::uint64_t{si} << 32) | g, std::memory_order_relaxed);
@@ -904,23 +933,24 @@ class concurrent_table {
     return (ovf & overflow_bit(h)) == 0 ? 0 : -1;
   }
 
-  // 1 inserted, 0 found (on_found applied) or absent and not inserted, -1 undecided (nothing was
-  // changed). The protocol of upsert_hashed restricted to the home group, which is locked with
-  // one CAS attempt (a locked group goes to the general path, which waits for it).
-  template <class Make, class OnFound>
-  PARDICT_ALWAYS_INLINE int upsert_home(const K& k, std::uint64_t h, Make& make, OnFound& on_found,
-                                        bool insert_if_absent, bool mutate) {
+  // The protocol of upsert_hashed restricted to the home group, which is locked with one CAS
+  // attempt (a locked group goes to the general path, which waits for it). Returns `undecided`
+  // having changed nothing when the home group alone cannot decide.
+  template <class Access, class Make, class OnFound>
+  PARDICT_ALWAYS_INLINE write_outcome upsert_home(const K& k, std::uint64_t h, Make& make,
+                                                  OnFound& on_found) {
+    constexpr bool inserts = !std::is_same_v<Make, visit_only>;
     shard& s = shard_of(h);
     table* t = s.cur.load(std::memory_order_acquire);
-    if (t == nullptr) return -1;
+    if (t == nullptr) return write_outcome::undecided;
     const std::size_t g = home_of(h, t->ngroups);
-    prefetch_slots(t, g, h, insert_if_absent);
+    prefetch_slots(t, g, h, inserts);
     group_meta& gm = t->groups[g];
     std::uint32_t s0 = gm.seq.load(std::memory_order_relaxed);
     if ((s0 & (locked_bit | moved_bit)) != 0 ||
         !gm.seq.compare_exchange_strong(s0, s0 | locked_bit, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
-      return -1;
+      return write_outcome::undecided;
     }
     group_lock home(&gm);
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
@@ -929,21 +959,26 @@ class concurrent_table {
       value_type* e = t->slot(g, first_slot(m));
       if (eq_(e->first, k)) {
         visiting_scope vs(this);
-        apply_visitor(e, on_found, mutate);
-        return 0;
+        apply_visitor<Access>(e, on_found);
+        return write_outcome::found;
       }
     }
-    if ((gm.overflow.load(std::memory_order_relaxed) & overflow_bit(h)) != 0) return -1;
-    if (!insert_if_absent) return 0;
-    const std::uint64_t empties = match_empty(tags);
-    // A full group, or a table being migrated (add nothing to it): the general path decides.
-    if (empties == 0 || t->next.load(std::memory_order_acquire) != nullptr) return -1;
-    const unsigned j = pick_free(empties, h);
-    construct_in(t, g, j, make);
-    gm.tags.store(with_tag(tags, j, tag), std::memory_order_relaxed);
-    home.release();
-    note_insert(s, t);
-    return 1;
+    if ((gm.overflow.load(std::memory_order_relaxed) & overflow_bit(h)) != 0)
+      return write_outcome::undecided;
+    if constexpr (!inserts) {
+      return write_outcome::absent;
+    } else {
+      const std::uint64_t empties = match_empty(tags);
+      // A full group, or a table being migrated (add nothing to it): the general path decides.
+      if (empties == 0 || t->next.load(std::memory_order_acquire) != nullptr)
+        return write_outcome::undecided;
+      const unsigned j = pick_free(empties, h);
+      construct_in(t, g, j, make);
+      gm.tags.store(with_tag(tags, j, tag), std::memory_order_relaxed);
+      home.release();
+      note_insert(s, t);
+      return write_outcome::inserted;
+    }
   }
 
   // 1 found, 0 absent (definitely), -1 absent from the unmoved part of t.
@@ -1042,6 +1077,10 @@ class concurrent_table {
     std::size_t passed_from = 0;  // absent: groups [home, group) need the key's overflow bit
     group_lock home;
     group_lock other;
+    PARDICT_ALWAYS_INLINE void release() noexcept {
+      other.release();
+      home.release();
+    }
   };
 
   // Probe for k with the home group locked. On `found` the key's group is locked; on `absent`
@@ -1072,8 +1111,7 @@ class concurrent_table {
         if (ls != lock_status::acquired) {
           // Give everything back: the caller is about to help a migration or retry, and must not
           // hold a group that a migrator (or the thread we wait for) needs.
-          r.other.release();
-          r.home.release();
+          r.release();
           r.status = ls == lock_status::moved ? locate_status::moved : locate_status::busy;
           return r;
         }
@@ -1116,78 +1154,77 @@ class concurrent_table {
     return r;
   }
 
-  template <class Make, class OnFound>
-  bool upsert_hashed(const K& k, std::uint64_t h, Make&& make, OnFound&& on_found,
-                     bool insert_if_absent, bool mutate) {
-    const int fast = upsert_home(k, h, make, on_found, insert_if_absent, mutate);
-    if (fast >= 0) [[likely]]
-      return fast == 1;
-    return upsert_general(k, h, make, on_found, insert_if_absent, mutate);
+  // Make is a callable that constructs the element, or visit_only: an absent key stays absent.
+  template <class Access, class Make, class OnFound>
+  write_outcome upsert_hashed(const K& k, std::uint64_t h, Make& make, OnFound& on_found) {
+    const write_outcome fast = upsert_home<Access>(k, h, make, on_found);
+    if (fast != write_outcome::undecided) [[likely]]
+      return fast;
+    return upsert_general<Access>(k, h, make, on_found);
   }
 
   // The general write path, out of line: kept apart, the fast path above saves and restores only
   // the registers it uses.
-  template <class Make, class OnFound>
-  [[gnu::noinline]] bool upsert_general(const K& k, std::uint64_t h, Make& make, OnFound& on_found,
-                                        bool insert_if_absent, bool mutate) {
+  template <class Access, class Make, class OnFound>
+  [[gnu::noinline]] write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
+                                                 OnFound& on_found) {
+    constexpr bool inserts = !std::is_same_v<Make, visit_only>;
     shard& s = shard_of(h);
     for (;;) {
       table* t = s.cur.load(std::memory_order_acquire);
       if (t == nullptr) {
-        if (!insert_if_absent) return false;
+        if (!inserts) return write_outcome::absent;
         install_first_table(s, min_groups);
         continue;
       }
-      locate_result r = locate(t, k, h, insert_if_absent);
+      locate_result r = locate(t, k, h, inserts);
       switch (r.status) {
         case locate_status::moved:
-          r.home.release();
-          r.other.release();
+          r.release();
           help_migrate(s, t);
           continue;
         case locate_status::busy:
-          r.home.release();
-          r.other.release();
+          r.release();
           std::this_thread::yield();
           continue;
         case locate_status::found: {
           value_type* e = t->slot(r.group, r.slot);
           visiting_scope vs(this);
-          apply_visitor(e, on_found, mutate);
-          return false;
+          apply_visitor<Access>(e, on_found);
+          return write_outcome::found;
         }
         case locate_status::absent:
           break;
       }
-      if (!insert_if_absent) return false;
-      if (t->next.load(std::memory_order_acquire) != nullptr) {
-        // t is being migrated: add nothing to it (the new table was sized for what t held), help
-        // finish, and insert into the new table.
-        r.home.release();
-        r.other.release();
-        help_migrate(s, t);
-        continue;
+      if constexpr (!inserts) {
+        return write_outcome::absent;
+      } else {
+        if (t->next.load(std::memory_order_acquire) != nullptr) {
+          // t is being migrated: add nothing to it (the new table was sized for what t held), help
+          // finish, and insert into the new table.
+          r.release();
+          help_migrate(s, t);
+          continue;
+        }
+        if (r.group == std::numeric_limits<std::size_t>::max()) {
+          // No free slot anywhere on the probe path: the table is full. Grow, then retry.
+          r.release();
+          grow(s, t);
+          continue;
+        }
+        // Mark the groups the key passes over, then publish it.
+        const std::uint32_t obit = overflow_bit(h);
+        for (std::size_t g = r.passed_from; g != r.group; g = next_group(g, t->ngroups)) {
+          t->groups[g].overflow.fetch_or(obit, std::memory_order_relaxed);
+        }
+        construct_in(t, r.group, r.slot, make);
+        group_meta& gm = t->groups[r.group];
+        gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), r.slot, tag_of(h)),
+                      std::memory_order_relaxed);
+        r.release();
+        note_insert(s, t);
+        return write_outcome::inserted;
       }
-      if (r.group == std::numeric_limits<std::size_t>::max()) {
-        // No free slot anywhere on the probe path: the table is full. Grow, then retry.
-        r.home.release();
-        r.other.release();
-        grow(s, t);
-        continue;
-      }
-      // Mark the groups the key passes over, then publish it.
-      const std::uint32_t obit = overflow_bit(h);
-      for (std::size_t g = r.passed_from; g != r.group; g = next_group(g, t->ngroups)) {
-        t->groups[g].overflow.fetch_or(obit, std::memory_order_relaxed);
-      }
-      construct_in(t, r.group, r.slot, make);
-      group_meta& gm = t->groups[r.group];
-      gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), r.slot, tag_of(h)),
-                    std::memory_order_relaxed);
-      r.other.release();
-      r.home.release();
-      note_insert(s, t);
-      return true;
     }
   }
 
@@ -1211,16 +1248,21 @@ class concurrent_table {
     }
   }
 
-  template <class F>
-  void apply_visitor(value_type* e, F& f, bool mutate) {
+  // Runs a visitor on the element e of a locked group. A mutating visitor of a plain-bytes
+  // element works on a private copy that is stored back whole with word-wise atomic stores, since
+  // optimistic readers may be copying the slot meanwhile; a const visitor reads e itself.
+  template <class Access, class F>
+  void apply_visitor(value_type* e, F& f) {
     if constexpr (std::is_same_v<std::remove_cvref_t<F>, no_visit>) {
       return;
+    } else if constexpr (std::is_same_v<Access, const_tag>) {
+      f(static_cast<const value_type&>(*e));
     } else if constexpr (optimistic) {
+      static_assert(std::is_same_v<Access, mutating_tag>);
       alignas(value_type) unsigned char buf[sizeof(value_type)];
       std::memcpy(buf, static_cast<const void*>(e), sizeof(value_type));
-      value_type& x = *std::launder(reinterpret_cast<value_type*>(buf));
-      f(x);
-      if (mutate) racy_store(e, buf);
+      f(*std::launder(reinterpret_cast<value_type*>(buf)));
+      racy_store(e, buf);
     } else {
       f(*e);
     }

@@ -85,7 +85,8 @@ class epoch_domain {
   // initialisation guard), and the rare cases (first use, slot overflow) are out of line.
   PARDICT_ALWAYS_INLINE void enter() noexcept {
     thread_state& ts = tls_;
-    if (ts.depth++ != 0) return;
+    if (ts.depth++ != 0) [[unlikely]]  // a guard inside a visitor's guard
+      return;
     slot* const sl = ts.my_slot;
     if (sl == nullptr) [[unlikely]] {
       enter_without_slot(ts);
@@ -96,7 +97,8 @@ class epoch_domain {
 
   PARDICT_ALWAYS_INLINE void leave() noexcept {
     thread_state& ts = tls_;
-    if (--ts.depth != 0) return;
+    if (--ts.depth != 0) [[unlikely]]
+      return;
     if (ts.my_slot != nullptr) [[likely]] {
       ts.my_slot->announced.store(0, std::memory_order_release);
     } else {
