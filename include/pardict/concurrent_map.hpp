@@ -200,6 +200,8 @@ class concurrent_map {
     const size_type b = bucket_count();
     return b == 0 ? 0.0 : static_cast<double>(size()) / static_cast<double>(b);
   }
+  // The load factor past which a table grows (fixed).
+  static constexpr double max_load_factor() noexcept { return detail::max_load; }
   void reserve(size_type n) { table_.reserve(n); }
   void rehash(size_type n) { table_.reserve(std::max(n, size()), /*exact=*/true); }
   void clear() { table_.clear(); }

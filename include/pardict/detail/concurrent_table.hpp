@@ -236,6 +236,10 @@ struct visiting_scope {
 inline void check_not_reentering(const void*) noexcept {}
 #endif
 
+// The largest share of a table's slots that may hold elements: a table grows when its elements
+// would fill more (see "Growth" above).
+inline constexpr double max_load = 0.8;
+
 template <class K, class V, class Hash, class KeyEqual, class Allocator>
 class concurrent_table {
  public:
@@ -252,7 +256,6 @@ class concurrent_table {
   static constexpr std::size_t shard_count = std::size_t{1} << shard_bits;
   static constexpr std::size_t min_groups = 2;
   static constexpr std::size_t chunk_groups = 128;
-  static constexpr double max_load = 0.8;
   // Counter cells: one per thread for the first owned_cells epoch slots, written by that thread
   // alone with plain loads and stores (a locked add per insert would wait for the insert's slot
   // store to drain), and one shared cell, updated atomically, for every other thread.
@@ -649,6 +652,18 @@ class concurrent_table {
     return g + 1 == n ? 0 : g + 1;
   }
 
+  // A key's walk over the groups of one table: from its home group on, looking for its tag, and
+  // (for a lookup) stopping at the first group whose overflow bit for the key's class is clear.
+  struct probe {
+    probe(const table* t, std::uint64_t h) noexcept
+        : n(t->ngroups), g(home_of(h, n)), tag(tag_of(h)), obit(overflow_bit(h)) {}
+    void next() noexcept { g = next_group(g, n); }
+    const std::size_t n;  // the table's groups
+    std::size_t g;        // the group being looked at
+    const std::uint8_t tag;
+    const std::uint32_t obit;
+  };
+
   static std::size_t groups_for(std::size_t elements) noexcept {
     const double slots = static_cast<double>(elements) / max_load;
     const auto g = static_cast<std::size_t>(slots / group_width) + 1;
@@ -984,13 +999,10 @@ class concurrent_table {
   // 1 found, 0 absent (definitely), -1 absent from the unmoved part of t.
   template <class F>
   int read_optimistic(const table* t, const K& k, std::uint64_t h, F& f, bool& saw_moved) const {
-    const std::size_t n = t->ngroups;
-    std::size_t g = home_of(h, n);
-    const std::uint8_t tag = tag_of(h);
-    const std::uint32_t obit = overflow_bit(h);
-    prefetch_slots(t, g, h, false);
-    for (std::size_t probes = 0; probes < n; ++probes) {
-      const group_meta& gm = t->groups[g];
+    probe p(t, h);
+    prefetch_slots(t, p.g, h, false);
+    for (std::size_t probes = 0; probes < p.n; ++probes) {
+      const group_meta& gm = t->groups[p.g];
       std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
       if (s1 & locked_bit) {
         wait_unlocked(const_cast<group_meta&>(gm));
@@ -1001,11 +1013,11 @@ class concurrent_table {
       if (s1 & moved_bit) {
         saw_moved = true;
       } else {
-        std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag);
+        std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), p.tag);
         bool retry = false;
         for (; m; m &= m - 1) {
           alignas(value_type) unsigned char buf[sizeof(value_type)];
-          racy_load(buf, t->slot(g, first_slot(m)));
+          racy_load(buf, t->slot(p.g, first_slot(m)));
           const value_type& x = *std::launder(reinterpret_cast<const value_type*>(buf));
           std::atomic_thread_fence(std::memory_order_acquire);
           if (gm.seq.load(std::memory_order_relaxed) != s1) {
@@ -1027,38 +1039,33 @@ class concurrent_table {
           continue;
         }
       }
-      if ((ovf & obit) == 0) return saw_moved ? -1 : 0;
-      g = next_group(g, n);
+      if ((ovf & p.obit) == 0) return saw_moved ? -1 : 0;
+      p.next();
     }
     return saw_moved ? -1 : 0;
   }
 
   template <class F>
   int read_locked(const table* t, const K& k, std::uint64_t h, F& f, bool& saw_moved) const {
-    const std::size_t n = t->ngroups;
-    std::size_t g = home_of(h, n);
-    const std::uint8_t tag = tag_of(h);
-    const std::uint32_t obit = overflow_bit(h);
-    for (std::size_t probes = 0; probes < n; ++probes) {
-      group_meta& gm = t->groups[g];
+    probe p(t, h);
+    for (std::size_t probes = 0; probes < p.n; ++probes, p.next()) {
+      group_meta& gm = t->groups[p.g];
       if (lock_group(gm, true) == lock_status::moved) {
         saw_moved = true;
-        if ((gm.overflow.load(std::memory_order_relaxed) & obit) == 0) return -1;
-        g = next_group(g, n);
+        if ((gm.overflow.load(std::memory_order_relaxed) & p.obit) == 0) return -1;
         continue;
       }
       group_lock gl(&gm);
-      for (std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag); m;
+      for (std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), p.tag); m;
            m &= m - 1) {
-        const value_type& x = *t->slot(g, first_slot(m));
+        const value_type& x = *t->slot(p.g, first_slot(m));
         if (eq_(x.first, k)) {
           visiting_scope vs(this);
           f(x);
           return 1;
         }
       }
-      if ((gm.overflow.load(std::memory_order_relaxed) & obit) == 0) return saw_moved ? -1 : 0;
-      g = next_group(g, n);
+      if ((gm.overflow.load(std::memory_order_relaxed) & p.obit) == 0) return saw_moved ? -1 : 0;
     }
     return saw_moved ? -1 : 0;
   }
@@ -1088,10 +1095,8 @@ class concurrent_table {
   // the table has no free slot reachable, status is absent with group == npos.
   locate_result locate(table* t, const K& k, std::uint64_t h, bool want_slot = false) {
     locate_result r;
-    const std::size_t n = t->ngroups;
-    const std::size_t home = home_of(h, n);
-    const std::uint8_t tag = tag_of(h);
-    const std::uint32_t obit = overflow_bit(h);
+    probe p(t, h);
+    const std::size_t home = p.g;
     prefetch_slots(t, home, h, want_slot);
     if (lock_group(t->groups[home], true) == lock_status::moved) {
       r.status = locate_status::moved;
@@ -1101,9 +1106,9 @@ class concurrent_table {
     constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
     std::size_t target = npos;
     unsigned target_slot = 0;
-    std::size_t g = home;
     bool keep_probing_for_slot = false;
-    for (std::size_t probes = 0; probes < n; ++probes) {
+    for (std::size_t probes = 0; probes < p.n; ++probes) {
+      const std::size_t g = p.g;
       group_meta& gm = t->groups[g];
       group_lock gl;
       if (g != home) {
@@ -1119,7 +1124,7 @@ class concurrent_table {
       }
       const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
       if (!keep_probing_for_slot) {
-        for (std::uint64_t m = match_tag(tags, tag); m; m &= m - 1) {
+        for (std::uint64_t m = match_tag(tags, p.tag); m; m &= m - 1) {
           const unsigned j = first_slot(m);
           if (eq_(t->slot(g, j)->first, k)) {
             r.status = locate_status::found;
@@ -1139,13 +1144,13 @@ class concurrent_table {
           if (keep_probing_for_slot) break;
         }
       }
-      if (!keep_probing_for_slot && (gm.overflow.load(std::memory_order_relaxed) & obit) == 0) {
+      if (!keep_probing_for_slot && (gm.overflow.load(std::memory_order_relaxed) & p.obit) == 0) {
         // The key is absent. Keep walking only to find a free slot.
         if (!want_slot || target != npos) break;
         keep_probing_for_slot = true;
       }
-      g = next_group(g, n);
-      if (g == home) break;
+      p.next();
+      if (p.g == home) break;
     }
     r.status = locate_status::absent;
     r.group = target;
@@ -1412,11 +1417,8 @@ class concurrent_table {
   // migrators cannot deadlock on each other).
   void move_into(table* nt, value_type* e, group_lock& held) noexcept {
     const std::uint64_t h = hash_(e->first);
-    const std::size_t n = nt->ngroups;
-    std::size_t g = home_of(h, n);
-    const std::uint32_t obit = overflow_bit(h);
-    for (;;) {
-      group_meta& gm = nt->groups[g];
+    for (probe p(nt, h);; p.next()) {
+      group_meta& gm = nt->groups[p.g];
       if (held.get() != &gm) {
         held.release();
         lock_group(gm, true);
@@ -1426,7 +1428,7 @@ class concurrent_table {
       const std::uint64_t empty = match_empty(tags);
       if (empty != 0) {
         const unsigned j = pick_free(empty, h);
-        value_type* dst = nt->slot(g, j);
+        value_type* dst = nt->slot(p.g, j);
         if constexpr (optimistic) {
           racy_store(dst, e);
         } else {
@@ -1434,11 +1436,10 @@ class concurrent_table {
               value_type(std::move(const_cast<K&>(e->first)), std::move_if_noexcept(e->second));
           e->~value_type();
         }
-        gm.tags.store(with_tag(tags, j, tag_of(h)), std::memory_order_relaxed);
+        gm.tags.store(with_tag(tags, j, p.tag), std::memory_order_relaxed);
         return;
       }
-      gm.overflow.fetch_or(obit, std::memory_order_relaxed);
-      g = next_group(g, n);
+      gm.overflow.fetch_or(p.obit, std::memory_order_relaxed);
     }
   }
 
