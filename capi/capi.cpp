@@ -140,7 +140,8 @@ std::int64_t usable_cpus() noexcept {
 }
 
 // Runs body(begin, end) over [0, n) split into up to `threads` contiguous chunks, the first on the
-// calling thread. Small inputs stay on one thread: starting a thread costs ~20 us.
+// calling thread. Small inputs stay on one thread: starting a thread costs more than a chunk
+// smaller than min_chunk takes.
 template <class Body>
 int32_t parallel_chunks(std::int64_t n, std::int32_t threads, Body&& body) noexcept {
   constexpr std::int64_t min_chunk = 16384;

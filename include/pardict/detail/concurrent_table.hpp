@@ -7,11 +7,12 @@
 // Goal: a hash map that any number of threads may insert into, look up, update and erase from
 // while it grows, that never touches freed memory, never loses or duplicates an entry, and gets as
 // close as it can to the memory system's limits on a small machine (2 cores, tables far larger than
-// the cache). The choices below follow from three facts measured on such a machine (see
-// shared/research/peers.md): a table larger than the cache is bound by DRAM latency, so lines per
-// operation and overlapped misses matter more than instructions; a cache line that two cores both
-// write costs as much as a DRAM miss; and with more threads than cores, a waiting thread must
-// sleep, or it steals the quantum of the thread it waits for.
+// the cache). The choices below follow from three properties of such a machine: a table larger
+// than the cache is bound by DRAM latency, so lines per operation and overlapped misses matter
+// more than instructions; a cache line that two cores both write costs as much as a DRAM miss;
+// and with more threads than cores, a waiting thread must sleep, or it steals the quantum of the
+// thread it waits for. The measurements behind these statements and the choices below are in
+// bench/README.md ("Measurements behind the design").
 //
 // Layout
 // ------
@@ -36,7 +37,7 @@
 //
 // Lock and memory-ordering protocol
 // ---------------------------------
-// `seq` is a lock + seqlock word: bit 0 locked, bit 1 unused (it was a waiters flag), bit 2 moved
+// `seq` is a lock + seqlock word: bit 0 locked, bit 1 unused, bit 2 moved
 // (migrated to the next table), bits 3.. a version that every unlock increments. While a group is
 // locked only its holder writes `seq`.
 //
@@ -51,24 +52,17 @@
 //   operation's misses start. For the same reason an insert's count goes to a cell its thread
 //   owns with a plain store, so that the home group's CAS is an insert's only locked instruction.
 // * The instruction count between two operations' cache misses matters more than the locked
-//   instructions. Measured on the 2-core VM (10M random u64 keys, one thread, C ABI): a
-//   dependent load from a 200 MB table costs 167 ns, yet a bare insert loop over the same layout,
-//   CAS and exchange included, takes 58 ns, because the core runs several iterations' misses at
-//   once. Adding 60, 150 or 300 instructions of independent work per insert took it to 93, 115
-//   and 188 ns: once an operation no longer fits in the reorder window with the next one, each
-//   pays its miss alone. A C-ABI set through the general write path (locate, upsert_hashed) was
-//   about 540 instructions, so operations first try the home-group fast paths (read_home,
-//   upsert_home): straight-line code for the case the home group decides, which hands every
-//   other case to the general path before changing anything (about 5% of the inserts that fill
-//   a presized table to its maximum load fall through). With them, and an
-//   epoch guard of a few instructions, a C-ABI set is ~310 instructions and a get ~185
-//   (callgrind), and 10M inserts from empty went from ~190 to ~150 ns each, 10M lookups from
-//   ~117 to ~95 ns. The batch operations take the same fast paths after prefetching ahead.
-//   The fast path is one inlined body: unlock, the insert count and the epoch lookup are forced
-//   inline (PARDICT_ALWAYS_INLINE, in NDEBUG builds) and everything rare (the general path, growth,
-//   waking sleepers) is out of line. Left to its heuristics GCC kept calls there, and an insert
-//   into a presized 1M table cost 374 instructions on the C ABI (callgrind, u64 -> u64) instead of
-//   342.
+//   instructions. A DRAM-sized table costs one memory round trip per operation, and the core
+//   overlaps the round trips of consecutive operations only while the instructions between them
+//   fit in its reorder window; past that, each operation pays its miss alone. The general write
+//   path (locate, upsert_general) is too long for that, so operations first try the home-group
+//   fast paths (read_home, upsert_home): straight-line code for the case the home group decides,
+//   which hands every other case to the general path before changing anything (a small share of
+//   the inserts that fill a presized table to its maximum load fall through). The batch
+//   operations take the same fast paths after prefetching ahead. The fast path is one inlined
+//   body: unlock, the insert count and the epoch lookup are forced inline (PARDICT_ALWAYS_INLINE,
+//   in NDEBUG builds) and everything rare (the general path, growth, waking sleepers) is out of
+//   line, because GCC's heuristics otherwise keep calls there.
 // * Readers of trivially copyable keys and values write no shared memory: load seq (acquire),
 //   copy tags and candidate slots with relaxed atomic word loads, fence(acquire), reload seq; equal
 //   and unlocked means the copy is a consistent snapshot. Writers therefore store into slots with
@@ -204,8 +198,8 @@ struct visit_only {};
 // The maps whose callbacks the current thread is running, as a stack of scopes linked through the
 // caller's own frames. Every operation checks it on entry, so it must cost next to nothing there:
 // the thread_local is a plain pointer (no TLS init call on access, unlike a std::vector), an empty
-// stack is one load and a predicted branch, and pushing allocates nothing. A thread_local vector
-// here made each lookup of a 10M-key table ~30 ns slower (110 vs 71 ns, C++ microbenchmark).
+// stack is one load and a predicted branch, and pushing allocates nothing. (A thread_local
+// std::vector here made every lookup measurably slower.)
 struct visiting_scope;
 inline thread_local const visiting_scope* visiting_top = nullptr;
 struct visiting_scope {
@@ -699,9 +693,9 @@ class concurrent_table {
     t->flush_every = std::clamp<std::size_t>(ngroups / 64, 1, 16);
     // Metadata is written before it is ever read: fresh pages are faulted in by a write, not
     // mapped to the zero page by a read and copied on the next write. Slots are written first
-    // by the insert that fills them. Huge pages were measured and left out: with every table
-    // page a transparent huge page, 10M random lookups cost the same 75 ns each, so a probe
-    // waits for DRAM, not for the page walk.
+    // by the insert that fills them. Huge pages are not requested: a probe waits for DRAM, not
+    // for the page walk, and lookups with every table page a transparent huge page were no
+    // faster.
     for (std::size_t g = 0; g < ngroups; ++g) {
       ::new (&t->groups[g]) group_meta;
       t->groups[g].seq.store(0, std::memory_order_relaxed);

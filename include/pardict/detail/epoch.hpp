@@ -11,8 +11,8 @@
 //     call in;
 //   * entering announces `epoch << 1 | 1`; the announcement must be ordered before every later
 //     load of a table pointer (StoreLoad). A seq_cst store does that, but on x86 it is a full
-//     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups —
-//     it cost a lookup on a DRAM-sized table half its speed. So on Linux the fence is made
+//     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups
+//     on a DRAM-sized table. So on Linux the fence is made
 //     asymmetric: the reader's store is a plain store plus a compiler barrier, and the rare
 //     epoch scan first runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which executes a full
 //     barrier on every running thread of the process. Either the scan then sees the
