@@ -8,9 +8,12 @@
 #include <sched.h>
 #endif
 
+#include "blob.hpp"
 #include "dict_impl.hpp"
 #include "pardict_capi.h"
+#include "refs.hpp"
 #include "ucs4_bulk.hpp"
+#include "unowned_copies.hpp"
 
 namespace pardict::capi {
 
@@ -111,18 +114,18 @@ std::uint32_t size_class(std::uint32_t size, std::uint32_t max) noexcept {
   return c;
 }
 
-// Words (8-byte) a class of `bytes` has; masks may only name words inside the blob.
+// Masks may only name words inside the caller's `size` bytes.
 bool mask_fits(std::uint32_t mask, std::uint32_t size) noexcept {
   if (mask == 0) return true;
-  const std::uint32_t words = size / 8;
-  return words >= 32 || (mask >> words) == 0;
+  const auto words = static_cast<std::uint32_t>(size / word_bytes);
+  return words >= mask_bits || (mask >> words) == 0;
 }
 
-// Every string struct (six words) must lie inside the key.
+// Every string struct must lie inside the key.
 bool strings_fit(std::uint32_t mask, std::uint32_t size) noexcept {
   for (; mask != 0; mask &= mask - 1) {
     const std::uint32_t first = static_cast<std::uint32_t>(__builtin_ctz(mask));
-    if (8 * (first + unicode_words) > size) return false;
+    if (word_bytes * first + PARDICT_NB_UNICODE_SIZE > size) return false;
   }
   return true;
 }
@@ -192,6 +195,11 @@ bool bulk_ok(const dict_base* d, std::int64_t n, bool copies_values = true) noex
   const auto& l = d->lay;
   return n >= 0 && (l.key_refs | l.key_strs) == 0 && (!copies_values || l.value_refs == 0);
 }
+
+// The NumPy unicode paths need a dictionary whose key is one string.
+bool holds_one_str(const layout& l) noexcept {
+  return l.key_size == PARDICT_NB_UNICODE_SIZE && l.key_strs == word0_mask;
+}
 }  // namespace
 
 extern "C" {
@@ -200,7 +208,8 @@ uint32_t pardict_key_class(uint32_t size) { return size == 0 ? 0 : size_class(si
 uint32_t pardict_value_class(uint32_t size) {
   // A 1-d numba array (7 words) with an 8-byte key fills one 64-byte slot instead of straddling
   // two as a 72-byte one would: an insert of an array value then writes one cache line.
-  if (size > 48 && size <= 56) return 56;
+  constexpr std::uint32_t array_1d = unowned_copies::array_bytes(1);
+  if (size > array_1d - word_bytes && size <= array_1d) return array_1d;
   return size_class(size == 0 ? 1 : size, 256);
 }
 
@@ -332,8 +341,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
   dict_base* b = D(d);
   const auto& l = b->lay;
   const std::size_t vc = l.value_class;
-  if (l.key_size != 8 * unicode_words || l.key_strs != 1u || n < 0 || width < 0 ||
-      !combine_args_ok(l, op, fields, n_fields) ||
+  if (!holds_one_str(l) || n < 0 || width < 0 || !combine_args_ok(l, op, fields, n_fields) ||
       (value_stride != 0 && value_stride != static_cast<int64_t>(vc)) ||
       (n > 0 &&
        (chars == nullptr || values == nullptr || miss_rows == nullptr || miss_values == nullptr)) ||
@@ -355,7 +363,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
       for (std::size_t j = 0; j < m; ++j) {
         const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
         lens[j] = ucs4_length(p, width);
-        hs[j] = hash_str({p, lens[j], 4});
+        hs[j] = hash_str({p, lens[j], ucs4_kind});
         agg.prefetch(hs[j]);
       }
       for (std::size_t j = 0; j < m; ++j) {
@@ -365,14 +373,11 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
       }
     }
     // One atomic combine per distinct word, through a borrowed view of the word's code points
-    // (numba's unicode struct: data, length, kind | is_ascii << 32, hash = -1, no MemInfo).
+    // (padding past the unicode struct stays zero).
     std::uint64_t key[16] = {};
-    key[2] = 4;
-    key[3] = ~std::uint64_t{0};
     std::vector<std::size_t> absent;
     for (std::size_t i = 0; i < agg.size(); ++i) {
-      key[0] = reinterpret_cast<std::uintptr_t>(agg.word(i));
-      key[1] = static_cast<std::uint64_t>(agg.length(i));
+      write_borrowed_ucs4(key, agg.word(i), agg.length(i));
       if (b->combine_present(key, agg.value(i), op, fields, n_fields, nullptr) == 0)
         absent.push_back(i);
     }
@@ -393,8 +398,8 @@ int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t 
                               int64_t* count_out) {
   const dict_base* b = reinterpret_cast<const dict_base*>(d);
   const auto& l = b->lay;
-  if (l.key_size != 8 * unicode_words || l.key_strs != 1u || n < 0 || width < 0 ||
-      (values_out != nullptr && l.value_refs != 0) || (n > 0 && chars == nullptr))
+  if (!holds_one_str(l) || n < 0 || width < 0 || (values_out != nullptr && l.value_refs != 0) ||
+      (n > 0 && chars == nullptr))
     return PARDICT_ERR_INVALID;
   if (found_out != nullptr) std::memset(found_out, 0, static_cast<std::size_t>(n));
   const std::size_t kc = l.key_class, vc = l.value_class;
@@ -402,20 +407,17 @@ int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t 
   auto* out = static_cast<unsigned char*>(values_out);
   std::atomic<std::int64_t> found{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
-    // A batch of borrowed views (numba's unicode struct over the NumPy element: data, length,
-    // kind 4, hash -1, no MemInfo) goes through the engine's prefetching bulk lookup.
+    // A batch of borrowed views of the NumPy elements goes through the engine's prefetching
+    // bulk lookup (padding past each unicode struct stays zero).
     constexpr std::size_t batch = 64;
-    std::vector<std::uint64_t> keys(batch * kc / 8, 0);
+    const std::size_t key_words = kc / word_bytes;
+    std::vector<std::uint64_t> keys(batch * key_words, 0);
     std::size_t f = 0;
     for (std::size_t r0 = lo; r0 < hi; r0 += batch) {
       const std::size_t m = std::min(batch, hi - r0);
       for (std::size_t j = 0; j < m; ++j) {
         const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
-        std::uint64_t* k = keys.data() + j * kc / 8;
-        k[0] = reinterpret_cast<std::uintptr_t>(p);
-        k[1] = static_cast<std::uint64_t>(ucs4_length(p, width));
-        k[2] = 4;
-        k[3] = ~std::uint64_t{0};
+        write_borrowed_ucs4(keys.data() + j * key_words, p, ucs4_length(p, width));
       }
       f += b->get_many(keys.data(), m, out != nullptr ? out + r0 * vc : nullptr,
                        found_out != nullptr ? found_out + r0 : nullptr);
@@ -448,11 +450,11 @@ int32_t pardict_clear(pardict_dict* d) {
 namespace {
 // The dictionary's value must be one numba array of ndim dimensions, holding one reference.
 bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
-  if (d == nullptr || ndim < 0 || ndim > 32) return false;
+  if (d == nullptr || ndim < 0 || static_cast<std::size_t>(ndim) > unowned_copies::max_ndim)
+    return false;
   const auto& l = D(d)->lay;
-  return l.value_size ==
-             8 * (unowned_copies::header_words + 2 * static_cast<std::uint32_t>(ndim)) &&
-         l.value_refs == 1;
+  return l.value_size == unowned_copies::array_bytes(static_cast<std::size_t>(ndim)) &&
+         l.value_refs == unowned_copies::meminfo_mask;
 }
 }  // namespace
 
@@ -465,9 +467,8 @@ int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, i
   if (!holds_arrays(d, ndim) || key == nullptr || array == nullptr) return PARDICT_ERR_INVALID;
   dict_base* db = D(d);
   return guarded([&] {
-    void* meminfo;
-    std::memcpy(&meminfo, array, sizeof meminfo);
-    if (meminfo != nullptr) return db->set_releasing(key, array);
+    if (field_at<void*>(array, PARDICT_NB_ARRAY_MEMINFO) != nullptr)
+      return db->set_releasing(key, array);
     // The stripe holding the copy stays locked while it is stored; its own reference keeps the
     // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
     return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
@@ -536,7 +537,7 @@ void drain(iter_state* s) noexcept {
   s->dict = nullptr;
   void* mi = s->dict_meminfo;
   s->dict_meminfo = nullptr;
-  if (mi != nullptr) release_words(&mi, 1u);  // last: it may destroy the dictionary
+  release_words(&mi, word0_mask);  // last: it may destroy the dictionary
 }
 
 pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int32_t* status) {
@@ -545,7 +546,7 @@ pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int3
     auto it = std::make_unique<iter_state>();
     it->dict = D(d);
     if (dict_meminfo != nullptr) {
-      incref_words(&dict_meminfo, 1u);
+      incref_words(&dict_meminfo, word0_mask);
       it->dict_meminfo = dict_meminfo;
     }
     it->owner = this_thread_token();

@@ -17,226 +17,10 @@
 
 #include "blob.hpp"
 #include "pardict/concurrent_map.hpp"
+#include "refs.hpp"
+#include "unowned_copies.hpp"
 
 namespace pardict::capi {
-
-// ---- references to numba runtime objects --------------------------------------------------------
-
-using release_fn = void (*)(void*);
-extern std::atomic<release_fn> g_release;
-
-// References held by dictionaries and iterators, counted in per-thread stripes (a single counter
-// would be one contended line for every insert of an array value from prange).
-void count_refs(std::int64_t delta) noexcept;
-std::int64_t live_refs() noexcept;
-extern std::atomic<std::int64_t> g_live_dicts;
-
-// NRT MemInfo starts with its std::atomic_size_t refcount (numba/core/runtime/nrt.cpp), the same
-// word jitted code increments with a monotonic atomic add.
-// Each of these is a mask test inline and a loop out of line: a blob without references (the
-// common case) costs one test, and GCC does not inline a loop that reads 8-byte words into
-// callers whose blob is 4 bytes (it would warn that the read is out of bounds).
-[[gnu::noinline]] inline void incref_words_loop(const void* blob, std::uint32_t mask) noexcept {
-  int n = 0;
-  for (; mask != 0; mask &= mask - 1) {
-    void* mi;
-    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
-    if (mi == nullptr) continue;
-    __atomic_fetch_add(static_cast<std::size_t*>(mi), 1, __ATOMIC_RELAXED);
-    ++n;
-  }
-  if (n) count_refs(n);
-}
-inline void incref_words(const void* blob, std::uint32_t mask) noexcept {
-  if (mask != 0) incref_words_loop(blob, mask);
-}
-
-// Undo an incref of a reference the caller also holds: cannot reach zero, so no destructor.
-[[gnu::noinline]] inline void unref_words_loop(const void* blob, std::uint32_t mask) noexcept {
-  int n = 0;
-  for (; mask != 0; mask &= mask - 1) {
-    void* mi;
-    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
-    if (mi == nullptr) continue;
-    __atomic_fetch_sub(static_cast<std::size_t*>(mi), 1, __ATOMIC_RELEASE);
-    ++n;
-  }
-  if (n) count_refs(-n);
-}
-inline void unref_words(const void* blob, std::uint32_t mask) noexcept {
-  if (mask != 0) unref_words_loop(blob, mask);
-}
-
-// Drop references the dictionary owned (counted: they leave its books here) or had already
-// counted out (handed to a caller, see disown_words). May run destructors (which may take the
-// GIL): never call under an engine lock.
-[[gnu::noinline]] inline void release_words_loop(const void* blob, std::uint32_t mask,
-                                                 bool counted) noexcept {
-  int n = 0;
-  release_fn rel = g_release.load(std::memory_order_relaxed);
-  for (; mask != 0; mask &= mask - 1) {
-    void* mi;
-    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
-    if (mi == nullptr) continue;
-    rel(mi);
-    ++n;
-  }
-  if (n && counted) count_refs(-n);
-}
-inline void release_words(const void* blob, std::uint32_t mask) noexcept {
-  if (mask != 0) release_words_loop(blob, mask, true);
-}
-inline void release_disowned_words(const void* blob, std::uint32_t mask) noexcept {
-  if (mask != 0) release_words_loop(blob, mask, false);
-}
-
-// Count handed-over references (moved to the caller) out of the books without touching them.
-[[gnu::noinline]] inline void disown_words_loop(const void* blob, std::uint32_t mask) noexcept {
-  int n = 0;
-  for (; mask != 0; mask &= mask - 1) {
-    void* mi;
-    std::memcpy(&mi, static_cast<const char*>(blob) + 8 * __builtin_ctz(mask), sizeof mi);
-    if (mi != nullptr) ++n;
-  }
-  if (n) count_refs(-n);
-}
-inline void disown_words(const void* blob, std::uint32_t mask) noexcept {
-  if (mask != 0) disown_words_loop(blob, mask);
-}
-
-// Which of 64 stripes the calling thread uses (assigned at its first call, round robin).
-std::size_t thread_stripe() noexcept;
-
-// ---- copies of arrays without an owner ----------------------------------------------------------
-
-// parfor passes the arrays a prange body uses as views without a MemInfo: a dictionary cannot keep
-// such memory alive, so jitted code stores a copy.
-// A loop that stores one such array under many keys (the seed program, `d[float(i)] = v` in
-// prange) would allocate a copy per key: a malloc, a free and a MemInfo each. Instead each thread
-// remembers, per dictionary, its last copy: storing the same source again, with the same shape
-// and with contents equal to that copy's, shares the copy, as a serial typed.Dict loop shares `v`
-// itself. A copy changed since (through d[k]) no longer matches, so a new one is made.
-//
-// The copies are numba array structs of one layout: meminfo, parent, nitems, itemsize, data,
-// shape[ndim], strides[ndim]. Each stripe is owned by whoever sets its busy word; threads that
-// share a stripe (more than 64 of them) or meet a clear() just skip the cache.
-class unowned_copies {
- public:
-  static constexpr std::size_t stripes = 64;
-  static constexpr std::size_t header_words = 5;  // the words before shape[]
-  static constexpr std::size_t data_word = 4;
-
-  explicit unowned_copies(std::size_t array_words) noexcept
-      : array_words_(array_words), stride_((2 + array_words + 7) & ~std::size_t{7}) {}
-  unowned_copies(const unowned_copies&) = delete;
-  unowned_copies& operator=(const unowned_copies&) = delete;
-  ~unowned_copies() {
-    release_all();
-    if (std::uint64_t* t = table_.load(std::memory_order_relaxed)) {
-      ::operator delete[](t, std::align_val_t{64});
-    }
-  }
-
-  // This thread's copy of `src` if it still matches: written to `out` with a new reference.
-  bool find(const void* src, void* out) noexcept {
-    return with_copy(src, false, [&](const std::uint64_t* c) noexcept {
-      __atomic_fetch_add(reinterpret_cast<std::size_t*>(c[0]), 1, __ATOMIC_RELAXED);
-      std::memcpy(out, c, 8 * array_words_);
-      return true;
-    });
-  }
-
-  // fn(copy) with this thread's copy of `src` if it still matches, else `miss`. The stripe stays
-  // locked while fn runs, and its own reference keeps the copy alive, so fn may store the copy
-  // (taking a reference of its own) without the find-incref-store-decref round trip. fn may
-  // throw; the stripe is unlocked either way.
-  template <class R, class Fn>
-  R with_copy(const void* src, R miss, Fn&& fn) {
-    std::uint64_t* e = mine(false);
-    if (e == nullptr || !try_lock(e)) return miss;
-    struct unlocker {
-      std::uint64_t* e;
-      ~unlocker() { unlock(e); }
-    } u{e};
-    const auto* a = static_cast<const std::uint64_t*>(src);
-    const std::uint64_t* c = e + 2;
-    // e[1] == 0: nothing remembered (a zero-size source with a null data pointer never matches).
-    if (e[1] == 0 || e[1] != a[data_word] || a[2] != c[2] || a[3] != c[3] ||
-        !std::equal(a + header_words, a + array_words_, c + header_words)) {
-      return miss;
-    }
-    const auto n = static_cast<std::size_t>(a[2]) * static_cast<std::size_t>(a[3]);
-    if (std::memcmp(reinterpret_cast<const void*>(c[data_word]),
-                    reinterpret_cast<const void*>(a[data_word]), n) != 0) {
-      return miss;
-    }
-    return fn(c);
-  }
-
-  // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
-  void remember(const void* src, const void* copy) noexcept {
-    std::uint64_t* e = mine(true);
-    if (e == nullptr || !try_lock(e)) return;
-    incref_words(copy, 1);
-    replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
-  }
-
-  // Drops every remembered copy (dictionary cleared or destroyed).
-  void release_all() noexcept {
-    std::uint64_t* t = table_.load(std::memory_order_acquire);
-    if (t == nullptr) return;
-    for (std::size_t i = 0; i < stripes; ++i) {
-      std::uint64_t* e = t + i * stride_;
-      while (!try_lock(e)) std::this_thread::yield();
-      replace_and_unlock(e, 0, nullptr);
-    }
-  }
-
-  static constexpr std::size_t max_array_words = header_words + 2 * 32;  // numba's ndim <= 32
-
- private:
-  std::uint64_t* mine(bool create) {
-    std::uint64_t* t = table_.load(std::memory_order_acquire);
-    if (t == nullptr) {
-      if (!create) return nullptr;
-      const std::size_t bytes = 8 * stripes * stride_;
-      auto* fresh =
-          static_cast<std::uint64_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
-      if (fresh == nullptr) return nullptr;
-      std::memset(fresh, 0, bytes);
-      if (table_.compare_exchange_strong(t, fresh, std::memory_order_acq_rel)) {
-        t = fresh;
-      } else {
-        ::operator delete[](fresh, std::align_val_t{64});
-      }
-    }
-    return t + thread_stripe() * stride_;
-  }
-  static bool try_lock(std::uint64_t* e) noexcept {
-    return std::atomic_ref<std::uint64_t>(e[0]).exchange(1, std::memory_order_acquire) == 0;
-  }
-  static void unlock(std::uint64_t* e) noexcept {
-    std::atomic_ref<std::uint64_t>(e[0]).store(0, std::memory_order_release);
-  }
-  // With the stripe locked: store (source data pointer, copy), or clear it when copy is null;
-  // then unlock and release the copy it held, whose destructor may run (not under the stripe).
-  void replace_and_unlock(std::uint64_t* e, std::uint64_t src_data, const void* copy) noexcept {
-    std::uint64_t old[max_array_words];
-    std::memcpy(old, e + 2, 8 * array_words_);
-    e[1] = src_data;
-    if (copy != nullptr) {
-      std::memcpy(e + 2, copy, 8 * array_words_);
-    } else {
-      std::memset(e + 2, 0, 8 * array_words_);
-    }
-    unlock(e);
-    release_words(old, 1);
-  }
-
-  const std::size_t array_words_;  // words of one array struct
-  const std::size_t stride_;       // words per stripe: busy, source data pointer, the copy; 64 B
-  std::atomic<std::uint64_t*> table_{nullptr};
-};
 
 // ---- iterator registry: same-thread mutation during iteration -----------------------------------
 
@@ -247,8 +31,7 @@ inline const void* this_thread_token() noexcept {
   return &token;
 }
 
-// ---- the interface
-// -------------------------------------------------------------------------------
+// ---- the interface ------------------------------------------------------------------------------
 
 struct layout {
   std::uint32_t key_size, value_size;    // bytes of the caller's representation
@@ -343,7 +126,7 @@ struct callback_failed {};
 
 class dict_base {
  public:
-  explicit dict_base(const layout& l) : lay(l), copies(l.value_size / 8) {
+  explicit dict_base(const layout& l) : lay(l), copies(l.value_size / word_bytes) {
     g_live_dicts.fetch_add(1);
   }
   virtual ~dict_base() { g_live_dicts.fetch_sub(1); }

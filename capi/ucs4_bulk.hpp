@@ -53,7 +53,7 @@ class ucs4_aggregator {
       if (static_cast<std::uint32_t>(s >> 32) != tag) continue;
       const entry& e = entries_[static_cast<std::uint32_t>(s) - 1];
       if (e.len == len && std::memcmp(points_.data() + e.first_point, word,
-                                      static_cast<std::size_t>(len) * 4) == 0) {
+                                      static_cast<std::size_t>(len) * sizeof(std::uint32_t)) == 0) {
         combine_fields(values_.data() + (static_cast<std::uint32_t>(s) - 1) * vsize_, v, op, fields,
                        n_fields, /*nan_yields=*/true);
         return;
@@ -85,7 +85,7 @@ class ucs4_aggregator {
     for (const std::uint64_t s : old) {
       if (s == 0) continue;
       const entry& e = entries_[static_cast<std::uint32_t>(s) - 1];
-      const std::uint64_t h = hash_str({points_.data() + e.first_point, e.len, 4});
+      const std::uint64_t h = hash_str({points_.data() + e.first_point, e.len, ucs4_kind});
       std::size_t i = h & mask_;
       while (slots_[i] != 0) i = (i + 1) & mask_;
       slots_[i] = s;
