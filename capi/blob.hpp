@@ -5,7 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 #include "pardict/hash.hpp"
 #include "pardict_capi.h"
@@ -29,6 +31,18 @@ struct words {
     return std::memcmp(a.w, b.w, sizeof a.w) == 0;
   }
 };
+
+// Calls fn(std::type_identity<T>{}) for the first element T of the std::tuple List, at index I,
+// for which pick(I, std::type_identity<T>{}) holds. Returns whether there was one.
+template <class List, class Pick, class Fn>
+bool with_element_where(Pick&& pick, Fn&& fn) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return ((pick(I, std::type_identity<std::tuple_element_t<I, List>>{}) &&
+             (fn(std::type_identity<std::tuple_element_t<I, List>>{}), true)) ||
+            ...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<List>>{});
+}
 
 // ---- numba unicode strings inside key blobs -----------------------------------------------------
 

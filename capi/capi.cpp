@@ -9,6 +9,7 @@
 #endif
 
 #include "blob.hpp"
+#include "combine_fields.hpp"
 #include "dict_impl.hpp"
 #include "pardict_capi.h"
 #include "refs.hpp"
@@ -175,7 +176,8 @@ int32_t parallel_chunks(std::int64_t n, std::int32_t threads, Body&& body) noexc
   return status.load();
 }
 
-// pardict_combine's arguments: a reference-free value, a combining op, fields inside the value.
+// pardict_combine's arguments: a reference-free value, a combining op (not assign), fields
+// inside the value.
 bool combine_args_ok(const layout& l, int32_t op, const int32_t* fields,
                      int32_t n_fields) noexcept {
   if (l.value_refs != 0 || op < PARDICT_OP_ADD || op > PARDICT_OP_MAX || n_fields < 0 ||
@@ -286,13 +288,15 @@ int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
 int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
                         const int32_t* fields, int32_t n_fields, void* out) {
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
-  return guarded([&] { return D(d)->combine(key, value, op, fields, n_fields, out); });
+  const field_combine c{to_combine_op(op), fields, n_fields};
+  return guarded([&] { return D(d)->combine(key, value, c, out); });
 }
 
 int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* value, int32_t op,
                                 const int32_t* fields, int32_t n_fields, void* out) {
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
-  return guarded([&] { return D(d)->combine_present(key, value, op, fields, n_fields, out); });
+  const field_combine c{to_combine_op(op), fields, n_fields};
+  return guarded([&] { return D(d)->combine_present(key, value, c, out); });
 }
 
 int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, void* values_out,
@@ -323,11 +327,12 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
       (op != PARDICT_OP_ASSIGN && !combine_args_ok(l, op, fields, n_fields)))
     return PARDICT_ERR_INVALID;
   const std::size_t kc = l.key_class, vc = l.value_class;
+  const field_combine c{to_combine_op(op), fields, n_fields};
   std::atomic<std::int64_t> inserted{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
-    const std::size_t k = b->combine_many(static_cast<const unsigned char*>(keys) + lo * kc,
-                                          static_cast<const unsigned char*>(values) + lo * vc,
-                                          hi - lo, op, fields, n_fields);
+    const std::size_t k =
+        b->combine_many(static_cast<const unsigned char*>(keys) + lo * kc,
+                        static_cast<const unsigned char*>(values) + lo * vc, hi - lo, c);
     inserted.fetch_add(static_cast<std::int64_t>(k));
   });
   if (count_out != nullptr) *count_out = inserted.load();
@@ -349,6 +354,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
     return PARDICT_ERR_INVALID;
   const auto* points = static_cast<const std::uint32_t*>(chars);
   const auto* vals = static_cast<const unsigned char*>(values);
+  const field_combine c{to_combine_op(op), fields, n_fields};
   auto* miss_out = static_cast<unsigned char*>(miss_values);
   std::atomic<std::int64_t> n_out{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
@@ -369,7 +375,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
       for (std::size_t j = 0; j < m; ++j) {
         const std::size_t r = r0 + j;
         agg.add(static_cast<std::int64_t>(r), points + r * static_cast<std::size_t>(width), lens[j],
-                hs[j], vals + r * static_cast<std::size_t>(value_stride), op, fields, n_fields);
+                hs[j], vals + r * static_cast<std::size_t>(value_stride), c);
       }
     }
     // One atomic combine per distinct word, through a borrowed view of the word's code points
@@ -378,8 +384,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
     std::vector<std::size_t> absent;
     for (std::size_t i = 0; i < agg.size(); ++i) {
       write_borrowed_ucs4(key, agg.word(i), agg.length(i));
-      if (b->combine_present(key, agg.value(i), op, fields, n_fields, nullptr) == 0)
-        absent.push_back(i);
+      if (b->combine_present(key, agg.value(i), c, nullptr) == PARDICT_ABSENT) absent.push_back(i);
     }
     // Each (worker, word) pair is one slot, and every worker saw at least one row per word, so
     // the caller's n slots always suffice.
@@ -460,7 +465,7 @@ bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
 
 int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim, void* out) {
   if (!holds_arrays(d, ndim) || array == nullptr || out == nullptr) return PARDICT_ERR_INVALID;
-  return D(d)->copies.find(array, out) ? 1 : 0;
+  return D(d)->copies.find(array, out) ? PARDICT_FOUND : PARDICT_ABSENT;
 }
 
 int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, int32_t ndim) {
@@ -587,12 +592,12 @@ int32_t pardict_iter_next(pardict_iter* it, void** key, void** value) {
     drain(s);
     return PARDICT_ERR_MUTATED;
   }
-  if (s->pos >= s->count) return 0;
+  if (s->pos >= s->count) return PARDICT_ABSENT;
   unsigned char* e = s->buf.data() + s->pos * s->dict->stride();
   *key = e;
   *value = e + s->dict->value_offset();
   ++s->pos;
-  return 1;
+  return PARDICT_FOUND;
 }
 
 int64_t pardict_iter_len(const pardict_iter* it) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "blob.hpp"
+#include "combine_fields.hpp"
 #include "dict_impl.hpp"
 
 namespace pardict::capi {
@@ -37,7 +38,7 @@ class ucs4_aggregator {
 
   // Combines row `row` (value bytes at `v`) into its word's entry.
   void add(std::int64_t row, const std::uint32_t* word, std::int64_t len, std::uint64_t h,
-           const unsigned char* v, int op, const std::int32_t* fields, int n_fields) {
+           const unsigned char* v, const field_combine& c) {
     const std::uint32_t tag = static_cast<std::uint32_t>(h >> 32) | 1u;  // never 0: 0 is empty
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
       const std::uint64_t s = slots_[i];
@@ -54,8 +55,7 @@ class ucs4_aggregator {
       const entry& e = entries_[static_cast<std::uint32_t>(s) - 1];
       if (e.len == len && std::memcmp(points_.data() + e.first_point, word,
                                       static_cast<std::size_t>(len) * sizeof(std::uint32_t)) == 0) {
-        combine_fields(values_.data() + (static_cast<std::uint32_t>(s) - 1) * vsize_, v, op, fields,
-                       n_fields, /*nan_yields=*/true);
+        c.partial(values_.data() + (static_cast<std::uint32_t>(s) - 1) * vsize_, v);
         return;
       }
     }
