@@ -32,6 +32,14 @@ struct words {
   }
 };
 
+// The stored blob of each key class and value class (pardict_key_class, pardict_value_class):
+// the type of that size.
+using key_blobs = std::tuple<std::uint32_t, std::uint64_t, words<2>, words<4>, words<8>, words<16>>;
+using value_blobs = std::tuple<std::uint32_t, std::uint64_t, words<2>, words<4>, words<7>, words<8>,
+                               words<16>, words<32>>;
+inline constexpr std::uint32_t max_key_class = sizeof(words<16>);
+inline constexpr std::uint32_t max_value_class = sizeof(words<32>);
+
 // Calls fn(std::type_identity<T>{}) for the first element T of the std::tuple List, at index I,
 // for which pick(I, std::type_identity<T>{}) holds. Returns whether there was one.
 template <class List, class Pick, class Fn>
@@ -42,6 +50,11 @@ bool with_element_where(Pick&& pick, Fn&& fn) {
             ...);
   }
   (std::make_index_sequence<std::tuple_size_v<List>>{});
+}
+
+// A `pick` for with_element_where: the type of `size` bytes.
+inline auto of_size(std::size_t size) noexcept {
+  return [size]<class T>(std::size_t, std::type_identity<T>) { return sizeof(T) == size; };
 }
 
 // ---- numba unicode strings inside key blobs -----------------------------------------------------

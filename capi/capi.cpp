@@ -352,47 +352,20 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
        (chars == nullptr || values == nullptr || miss_rows == nullptr || miss_values == nullptr)) ||
       n_miss == nullptr)
     return PARDICT_ERR_INVALID;
-  const auto* points = static_cast<const std::uint32_t*>(chars);
-  const auto* vals = static_cast<const unsigned char*>(values);
+  const ucs4_array rows{static_cast<const std::uint32_t*>(chars), width};
   const field_combine c{to_combine_op(op), fields, n_fields};
   auto* miss_out = static_cast<unsigned char*>(miss_values);
   std::atomic<std::int64_t> n_out{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
-    ucs4_aggregator agg(vc);
-    // Hash a batch of rows (a sequential read of the NumPy buffer) and prefetch their probe
-    // slots before the probes, so the misses of a batch overlap.
-    constexpr std::size_t batch = 16;
-    std::uint64_t hs[batch];
-    std::int64_t lens[batch];
-    for (std::size_t r0 = lo; r0 < hi; r0 += batch) {
-      const std::size_t m = std::min(batch, hi - r0);
-      for (std::size_t j = 0; j < m; ++j) {
-        const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
-        lens[j] = ucs4_length(p, width);
-        hs[j] = hash_str({p, lens[j], ucs4_kind});
-        agg.prefetch(hs[j]);
-      }
-      for (std::size_t j = 0; j < m; ++j) {
-        const std::size_t r = r0 + j;
-        agg.add(static_cast<std::int64_t>(r), points + r * static_cast<std::size_t>(width), lens[j],
-                hs[j], vals + r * static_cast<std::size_t>(value_stride), c);
-      }
-    }
-    // One atomic combine per distinct word, through a borrowed view of the word's code points
-    // (padding past the unicode struct stays zero).
-    std::uint64_t key[16] = {};
-    std::vector<std::size_t> absent;
-    for (std::size_t i = 0; i < agg.size(); ++i) {
-      write_borrowed_ucs4(key, agg.word(i), agg.length(i));
-      if (b->combine_present(key, agg.value(i), c, nullptr) == PARDICT_ABSENT) absent.push_back(i);
-    }
-    // Each (worker, word) pair is one slot, and every worker saw at least one row per word, so
+    const word_misses m = combine_ucs4_rows(*b, rows, static_cast<const unsigned char*>(values),
+                                            static_cast<std::size_t>(value_stride), lo, hi, c);
+    // Each (worker, word) pair is one miss, and every worker saw at least one row per word, so
     // the caller's n slots always suffice.
-    const std::int64_t at = n_out.fetch_add(static_cast<std::int64_t>(absent.size()));
-    for (std::size_t j = 0; j < absent.size(); ++j) {
-      miss_rows[at + static_cast<std::int64_t>(j)] = agg.row(absent[j]);
-      std::memcpy(miss_out + (static_cast<std::size_t>(at) + j) * vc, agg.value(absent[j]), vc);
-    }
+    const auto count = static_cast<std::int64_t>(m.rows.size());
+    const std::int64_t at = n_out.fetch_add(count);
+    std::copy(m.rows.begin(), m.rows.end(), miss_rows + at);
+    if (count != 0)
+      std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(), m.values.size());
   });
   *n_miss = n_out.load();
   return s;
@@ -407,26 +380,11 @@ int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t 
       (n > 0 && chars == nullptr))
     return PARDICT_ERR_INVALID;
   if (found_out != nullptr) std::memset(found_out, 0, static_cast<std::size_t>(n));
-  const std::size_t kc = l.key_class, vc = l.value_class;
-  const auto* points = static_cast<const std::uint32_t*>(chars);
-  auto* out = static_cast<unsigned char*>(values_out);
+  const ucs4_array rows{static_cast<const std::uint32_t*>(chars), width};
   std::atomic<std::int64_t> found{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
-    // A batch of borrowed views of the NumPy elements goes through the engine's prefetching
-    // bulk lookup (padding past each unicode struct stays zero).
-    constexpr std::size_t batch = 64;
-    const std::size_t key_words = kc / word_bytes;
-    std::vector<std::uint64_t> keys(batch * key_words, 0);
-    std::size_t f = 0;
-    for (std::size_t r0 = lo; r0 < hi; r0 += batch) {
-      const std::size_t m = std::min(batch, hi - r0);
-      for (std::size_t j = 0; j < m; ++j) {
-        const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
-        write_borrowed_ucs4(keys.data() + j * key_words, p, ucs4_length(p, width));
-      }
-      f += b->get_many(keys.data(), m, out != nullptr ? out + r0 * vc : nullptr,
-                       found_out != nullptr ? found_out + r0 : nullptr);
-    }
+    const std::size_t f =
+        get_ucs4_rows(*b, rows, lo, hi, static_cast<unsigned char*>(values_out), found_out);
     found.fetch_add(static_cast<std::int64_t>(f));
   });
   if (count_out != nullptr) *count_out = found.load();

@@ -19,6 +19,7 @@
 #include "combine_fields.hpp"
 #include "pardict/concurrent_map.hpp"
 #include "pardict_capi.h"
+#include "preaggregate.hpp"
 #include "refs.hpp"
 #include "unowned_copies.hpp"
 
@@ -318,8 +319,8 @@ class dict_impl final : public dict_base {
                            const field_combine& c) override {
     const auto* ks = static_cast<const K*>(keys);
     const auto* vs = static_cast<const unsigned char*>(values);
-    if constexpr (sizeof(K) + sizeof(V) <= hot_cache::max_entry_bytes) {
-      if (c.op != combine_op::assign && n >= hot_cache::min_rows)
+    if constexpr (sizeof(K) + sizeof(V) <= hot_keys::max_entry_bytes) {
+      if (c.op != combine_op::assign && n >= hot_keys::min_rows)
         return combine_many_hot(ks, vs, n, c);
     }
     return apply_many(ks, vs, n, c);
@@ -440,78 +441,36 @@ class dict_impl final : public dict_base {
     return t;
   }
 
-  // Skewed keys (a few keys carry most rows) make the threads of a bulk add fight over the hot
-  // elements' locks, and every row pays a shared-table operation. So add/min/max first pass
-  // through a small private cache (direct-mapped, L1/L2-sized) that keeps the frequent keys and
-  // sums their rows locally; a key holds its slot while it is hit more often than the slot is
-  // contested (a counter in the Misra-Gries style). Rows that do not stay, and everything cached at
-  // the end, go to the table in batches through the prefetching path. When the first rows show
-  // the cache does not pay (near-uniform keys), the rest of the call skips it.
-  struct hot_cache {
-    static constexpr std::size_t max_entry_bytes = 32;
-    static constexpr std::size_t min_rows = 16384;
-    static constexpr std::size_t slots = 16384;  // 384 KiB at 24-byte slots: fits L2
-    static constexpr std::size_t batch = 2048;
-    static constexpr std::size_t probe_rows = 32768;  // rows judged before deciding
-  };
-  struct hot_slot {
-    K key;
-    V value;
-    std::int32_t score;  // 0: empty
-  };
-
-  static std::uint64_t local_hash(const K& k) noexcept {
-    std::uint64_t w[(sizeof(K) + 7) / 8] = {};
-    std::memcpy(w, &k, sizeof(K));
-    std::uint64_t h = 0x9e3779b97f4a7c15ULL;
-    for (const std::uint64_t x : w) h = pardict::detail::mix64(h ^ x);
-    return h;
-  }
-
+  // A bulk add/min/max first passes through a private hot-key table (preaggregate.hpp); rows that
+  // do not stay there, and everything it holds at the end, go to the dictionary in batches
+  // through the prefetching path. When the first rows show the table does not pay (near-uniform
+  // keys), the rest of the call skips it.
   std::size_t combine_many_hot(const K* ks, const unsigned char* vs, std::size_t n,
                                const field_combine& c) {
-    std::vector<hot_slot> cache(hot_cache::slots);  // value-initialised: every score 0
+    using keys = blob_keys<K>;
+    preaggregate<keys, hot_keys> cache(keys{}, sizeof(V));
     std::vector<K> pass_k;
     std::vector<V> pass_v;
-    pass_k.reserve(hot_cache::batch);
-    pass_v.reserve(hot_cache::batch);
-    std::size_t inserted = 0, hits = 0;
+    pass_k.reserve(hot_keys::batch);
+    pass_v.reserve(hot_keys::batch);
+    std::size_t inserted = 0;
     auto flush = [&] {
       inserted += apply_many(pass_k.data(), reinterpret_cast<const unsigned char*>(pass_v.data()),
                              pass_k.size(), c);
       pass_k.clear();
       pass_v.clear();
     };
-    auto pass = [&](const K& k, const V& v) {
+    auto pass = [&](const K& k, const unsigned char* v) {
       pass_k.push_back(k);
-      pass_v.push_back(v);
-      if (pass_k.size() == hot_cache::batch) flush();
+      pass_v.push_back(load<V>(v));
+      if (pass_k.size() == hot_keys::batch) flush();
     };
     std::size_t i = 0;
     for (; i < n; ++i) {
-      if (i == hot_cache::probe_rows && hits * 8 < hot_cache::probe_rows) break;  // < 12.5%
-      const K k = ks[i];
-      const V v = load<V>(vs + i * sizeof(V));
-      hot_slot& e = cache[local_hash(k) & (hot_cache::slots - 1)];
-      if (e.score != 0 && std::memcmp(&e.key, &k, sizeof(K)) == 0) {
-        c.partial(&e.value, &v);
-        if (e.score < (1 << 30)) ++e.score;
-        ++hits;
-      } else if (e.score == 0) {  // an empty slot
-        e.key = k;
-        e.value = v;
-        e.score = 1;
-      } else if (--e.score == 0) {  // contested more than hit: the occupant goes to the table
-        pass(e.key, e.value);
-        e.key = k;
-        e.value = v;
-        e.score = 1;
-      } else {
-        pass(k, v);
-      }
+      if (i == hot_keys::probe_rows && !hot_keys::pays(cache.hits(), i)) break;
+      cache.add(ks[i], keys::hash(ks[i]), vs + i * sizeof(V), c, pass);
     }
-    for (const auto& e : cache)
-      if (e.score != 0) pass(e.key, e.value);
+    cache.for_each(pass);
     flush();
     if (i < n) inserted += apply_many(ks + i, vs + i * sizeof(V), n - i, c);
     return inserted;
