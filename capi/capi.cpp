@@ -57,23 +57,13 @@ void dict_base::mark_iters() {
     if (it->owner == me) it->mutated.store(true, std::memory_order_relaxed);
 }
 
+// The dictionary for a layout's key and value classes; null for classes that have no blob type.
 std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys) {
-  switch (l.key_class) {
-    case 4:
-      return make_dict_k4(l, n_keys);
-    case 8:
-      return make_dict_k8(l, n_keys);
-    case 16:
-      return make_dict_k16(l, n_keys);
-    case 32:
-      return make_dict_k32(l, n_keys);
-    case 64:
-      return make_dict_k64(l, n_keys);
-    case 128:
-      return make_dict_k128(l, n_keys);
-    default:
-      return nullptr;
-  }
+  std::unique_ptr<dict_base> d;
+  with_element_where<key_blobs>(of_size(l.key_class), [&]<class K>(std::type_identity<K>) {
+    d = make_dict_for_key<K>(l, n_keys);
+  });
+  return d;
 }
 
 }  // namespace pardict::capi
@@ -129,6 +119,18 @@ bool strings_fit(std::uint32_t mask, std::uint32_t size) noexcept {
     if (word_bytes * first + PARDICT_NB_UNICODE_SIZE > size) return false;
   }
   return true;
+}
+
+// Whether a table for n elements of the given classes would be larger than any machine's memory.
+// The engine keeps n / max_load slots, each with the key and value blobs and its share of the
+// group metadata.
+bool too_large(std::int64_t n, std::uint32_t key_class, std::uint32_t value_class) noexcept {
+  constexpr double meta_per_slot =
+      static_cast<double>(sizeof(pardict::detail::group_meta)) / pardict::detail::group_width;
+  constexpr double max_bytes = static_cast<double>(std::size_t{1} << 46);  // 64 TiB
+  return static_cast<double>(n) * (key_class + value_class + meta_per_slot) /
+             pardict::detail::max_load >
+         max_bytes;
 }
 
 }  // namespace
@@ -206,13 +208,15 @@ bool holds_one_str(const layout& l) noexcept {
 
 extern "C" {
 
-uint32_t pardict_key_class(uint32_t size) { return size == 0 ? 0 : size_class(size, 128); }
+uint32_t pardict_key_class(uint32_t size) {
+  return size == 0 ? 0 : size_class(size, max_key_class);
+}
 uint32_t pardict_value_class(uint32_t size) {
   // A 1-d numba array (7 words) with an 8-byte key fills one 64-byte slot instead of straddling
   // two as a 72-byte one would: an insert of an array value then writes one cache line.
   constexpr std::uint32_t array_1d = unowned_copies::array_bytes(1);
   if (size > array_1d - word_bytes && size <= array_1d) return array_1d;
-  return size_class(size == 0 ? 1 : size, 256);
+  return size_class(size == 0 ? 1 : size, max_value_class);
 }
 
 void pardict_set_release(void (*release)(void*)) {
@@ -231,9 +235,7 @@ pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_r
     *status = PARDICT_ERR_INVALID;
     return nullptr;
   }
-  // The engine reserves n / 0.8 slots of (key class + value class + 2) bytes each.
-  const double bytes = static_cast<double>(n_keys) * (kc + vc + 2) / 0.8;
-  if (bytes > static_cast<double>(std::size_t{1} << 46)) {  // 64 TiB: no machine has it
+  if (too_large(n_keys, kc, vc)) {
     *status = PARDICT_ERR_NOMEM;
     return nullptr;
   }
@@ -435,7 +437,7 @@ int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, i
     // The stripe holding the copy stays locked while it is stored; its own reference keeps the
     // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
     return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
-      alignas(8) unsigned char value[dict_base::max_value_bytes] = {};  // value class bytes
+      alignas(word_bytes) unsigned char value[max_value_class] = {};  // value class bytes
       std::memcpy(value, copy, db->lay.value_size);
       return db->set_releasing(key, value);
     });
@@ -452,9 +454,7 @@ int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndi
 int32_t pardict_reserve(pardict_dict* d, int64_t n) {
   if (n < 0) return PARDICT_ERR_INVALID;
   const auto& l = D(d)->lay;
-  if (static_cast<double>(n) * (l.key_class + l.value_class + 2) / 0.8 >
-      static_cast<double>(std::size_t{1} << 46))
-    return PARDICT_ERR_NOMEM;
+  if (too_large(n, l.key_class, l.value_class)) return PARDICT_ERR_NOMEM;
   return guarded([&] {
     D(d)->reserve(n);
     return PARDICT_OK;

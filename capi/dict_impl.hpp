@@ -105,13 +105,11 @@ class dict_base {
   // set(), releasing a replaced value itself instead of handing it to the caller (called outside
   // every engine lock: the release may run destructors).
   int set_releasing(const void* k, const void* v) {
-    alignas(word_bytes) unsigned char old[max_value_bytes];
+    alignas(word_bytes) unsigned char old[max_value_class];
     const int r = set(k, v, old);
     if (r == PARDICT_REPLACED) release_disowned_words(old, lay.value_refs);
     return r;
   }
-
-  static constexpr std::size_t max_value_bytes = 256;  // the largest value class
 
   PARDICT_ALWAYS_INLINE void note_key_change() {
     if (n_iters.load(std::memory_order_relaxed) != 0) mark_iters();
@@ -128,18 +126,18 @@ struct iter_state {
   std::size_t count = 0, pos = 0;
 };
 
-std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys);
-
-// One per key class, each in its own translation unit (they compile in parallel).
-std::unique_ptr<dict_base> make_dict_k4(const layout& l, std::int64_t n_keys);
-std::unique_ptr<dict_base> make_dict_k8(const layout& l, std::int64_t n_keys);
-std::unique_ptr<dict_base> make_dict_k16(const layout& l, std::int64_t n_keys);
-std::unique_ptr<dict_base> make_dict_k32(const layout& l, std::int64_t n_keys);
-std::unique_ptr<dict_base> make_dict_k64(const layout& l, std::int64_t n_keys);
-std::unique_ptr<dict_base> make_dict_k128(const layout& l, std::int64_t n_keys);
-
+// The dictionary for key blob K (an element of key_blobs) and the layout's value class. Defined
+// below, and instantiated once per key class in make_k*.cpp (the six compile in parallel); the
+// declarations that follow keep other translation units from instantiating it again.
 template <class K>
 std::unique_ptr<dict_base> make_dict_for_key(const layout& l, std::int64_t n_keys);
+using dict_ptr = std::unique_ptr<dict_base>;
+extern template dict_ptr make_dict_for_key<std::uint32_t>(const layout&, std::int64_t);
+extern template dict_ptr make_dict_for_key<std::uint64_t>(const layout&, std::int64_t);
+extern template dict_ptr make_dict_for_key<words<2>>(const layout&, std::int64_t);
+extern template dict_ptr make_dict_for_key<words<4>>(const layout&, std::int64_t);
+extern template dict_ptr make_dict_for_key<words<8>>(const layout&, std::int64_t);
+extern template dict_ptr make_dict_for_key<words<16>>(const layout&, std::int64_t);
 
 // ---- the template ------------------------------------------------------------------------------
 
@@ -500,26 +498,11 @@ class dict_impl final : public dict_base {
 
 template <class K>
 std::unique_ptr<dict_base> make_dict_for_key(const layout& l, std::int64_t n_keys) {
-  switch (l.value_class) {
-    case 4:
-      return std::make_unique<dict_impl<K, std::uint32_t>>(l, n_keys);
-    case 8:
-      return std::make_unique<dict_impl<K, std::uint64_t>>(l, n_keys);
-    case 16:
-      return std::make_unique<dict_impl<K, words<2>>>(l, n_keys);
-    case 32:
-      return std::make_unique<dict_impl<K, words<4>>>(l, n_keys);
-    case 56:
-      return std::make_unique<dict_impl<K, words<7>>>(l, n_keys);
-    case 64:
-      return std::make_unique<dict_impl<K, words<8>>>(l, n_keys);
-    case 128:
-      return std::make_unique<dict_impl<K, words<16>>>(l, n_keys);
-    case 256:
-      return std::make_unique<dict_impl<K, words<32>>>(l, n_keys);
-    default:
-      return nullptr;
-  }
+  std::unique_ptr<dict_base> d;
+  with_element_where<value_blobs>(of_size(l.value_class), [&]<class V>(std::type_identity<V>) {
+    d = std::make_unique<dict_impl<K, V>>(l, n_keys);
+  });
+  return d;
 }
 
 }  // namespace pardict::capi
