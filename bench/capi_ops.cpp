@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "blob.hpp"  // the C ABI's internal blob helpers (capi/)
 #include "pardict_capi.h"
 
 namespace {
@@ -95,7 +96,7 @@ extern "C" {
 namespace {
 
 // Key blobs of the string dictionary: a numba unicode struct, zero-padded to the key class.
-constexpr std::size_t str_key_words = 16;
+constexpr std::size_t str_key_words = pardict::capi::max_key_class / pardict::capi::word_bytes;
 
 // A borrowed view (numba's unicode struct, no MemInfo) of word i: the dictionary may keep it,
 // since this program's buffer outlives the dictionary.
@@ -103,15 +104,8 @@ void ucs4_key(const workload& w, std::int64_t i, std::uint64_t (&key)[str_key_wo
   const std::uint32_t* p = w.chars.data() + i * width;
   std::int64_t len = width;
   while (len > 0 && p[len - 1] == 0) --len;
-  const std::int32_t ucs4_kind = 4, not_ascii = 0;
-  const std::int64_t no_hash = -1;
-  auto* b = reinterpret_cast<unsigned char*>(key);
   std::memset(key, 0, sizeof key);
-  std::memcpy(b + PARDICT_NB_UNICODE_DATA, &p, sizeof p);
-  std::memcpy(b + PARDICT_NB_UNICODE_LENGTH, &len, sizeof len);
-  std::memcpy(b + PARDICT_NB_UNICODE_KIND, &ucs4_kind, sizeof ucs4_kind);
-  std::memcpy(b + PARDICT_NB_UNICODE_IS_ASCII, &not_ascii, sizeof not_ascii);
-  std::memcpy(b + PARDICT_NB_UNICODE_HASH, &no_hash, sizeof no_hash);
+  pardict::capi::write_borrowed_ucs4(key, p, len);
 }
 
 using measured_fn = std::int64_t (*)(workload&);
@@ -147,7 +141,8 @@ measured_fn prepare(const std::string& what, workload& w) {
             static_cast<std::uint32_t>('a' + (word >> (3 * j)) % 26);
     }
     w.d = pardict_new(PARDICT_NB_UNICODE_SIZE, 8, 0, 1, 0, 0, &status);
-    if (pardict_key_class(PARDICT_NB_UNICODE_SIZE) > 8 * str_key_words) std::abort();
+    if (pardict_key_class(PARDICT_NB_UNICODE_SIZE) > sizeof(std::uint64_t) * str_key_words)
+      std::abort();
     // Every word once, so that the measured call finds them all.
     for (std::int64_t i = 0; i < w.n; ++i) {
       std::uint64_t key[str_key_words];
