@@ -5,11 +5,22 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 #include "pardict/hash.hpp"
+#include "pardict_capi.h"
 
 namespace pardict::capi {
+
+// The unit of the C ABI's masks: bit i of a reference or string mask names the word at byte
+// offset word_bytes * i.
+inline constexpr std::size_t word_bytes = sizeof(std::uint64_t);
+// Masks are 32 bits wide: they can name words 0 to 31.
+inline constexpr unsigned mask_bits = 32;
+// The mask naming word 0 alone (a blob that is one reference; a key that is one string).
+inline constexpr std::uint32_t word0_mask = 1;
 
 // W 64-bit words. Trivially copyable, so the engine can read it optimistically when the blob
 // carries no references.
@@ -21,9 +32,38 @@ struct words {
   }
 };
 
-// numba's unicode struct (numba/core/datamodel/models.py UnicodeModel): data, length, kind,
-// is_ascii, hash, meminfo, parent — six words.
-inline constexpr unsigned unicode_words = 6;
+// The stored blob of each key class and value class (pardict_key_class, pardict_value_class):
+// the type of that size.
+using key_blobs = std::tuple<std::uint32_t, std::uint64_t, words<2>, words<4>, words<8>, words<16>>;
+using value_blobs = std::tuple<std::uint32_t, std::uint64_t, words<2>, words<4>, words<7>, words<8>,
+                               words<16>, words<32>>;
+inline constexpr std::uint32_t max_key_class = sizeof(words<16>);
+inline constexpr std::uint32_t max_value_class = sizeof(words<32>);
+
+// Calls fn(std::type_identity<T>{}) for the first element T of the std::tuple List, at index I,
+// for which pick(I, std::type_identity<T>{}) holds. Returns whether there was one.
+template <class List, class Pick, class Fn>
+bool with_element_where(Pick&& pick, Fn&& fn) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return ((pick(I, std::type_identity<std::tuple_element_t<I, List>>{}) &&
+             (fn(std::type_identity<std::tuple_element_t<I, List>>{}), true)) ||
+            ...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<List>>{});
+}
+
+// A `pick` for with_element_where: the type of `size` bytes.
+inline auto of_size(std::size_t size) noexcept {
+  return [size]<class T>(std::size_t, std::type_identity<T>) { return sizeof(T) == size; };
+}
+
+// ---- numba unicode strings inside key blobs -----------------------------------------------------
+
+// numba's unicode struct (numba/core/datamodel/models.py UnicodeModel; byte offsets in
+// pardict_capi.h's pardict_numba_layout), in words.
+inline constexpr unsigned unicode_words = PARDICT_NB_UNICODE_SIZE / word_bytes;
+// The `kind` of a string of UCS4 code points (numba's PY_UNICODE_4BYTE_KIND: bytes per point).
+inline constexpr std::int32_t ucs4_kind = sizeof(std::uint32_t);
 
 struct str_view {
   const void* data;
@@ -31,29 +71,56 @@ struct str_view {
   std::uint32_t kind;  // bytes per code point: 1, 2 or 4
 };
 
+template <class T>
+T field_at(const void* record, std::size_t offset) noexcept {
+  T t;
+  std::memcpy(&t, static_cast<const unsigned char*>(record) + offset, sizeof t);
+  return t;
+}
+
 inline str_view str_at(const std::uint64_t* w) noexcept {
-  return {reinterpret_cast<const void*>(w[0]), static_cast<std::int64_t>(w[1]),
-          static_cast<std::uint32_t>(w[2] & 0xffffffffu)};
+  return {field_at<const void*>(w, PARDICT_NB_UNICODE_DATA),
+          field_at<std::int64_t>(w, PARDICT_NB_UNICODE_LENGTH),
+          field_at<std::uint32_t>(w, PARDICT_NB_UNICODE_KIND)};
+}
+
+// Writes at `at` (PARDICT_NB_UNICODE_SIZE bytes) a numba unicode struct that borrows `length`
+// UCS4 code points from `points`: no MemInfo (nothing owns the memory), no parent, hash not
+// computed. Such a key is only hashed and compared, never stored.
+inline void write_borrowed_ucs4(void* at, const std::uint32_t* points,
+                                std::int64_t length) noexcept {
+  auto* b = static_cast<unsigned char*>(at);
+  const std::int32_t not_ascii = 0;
+  const std::int64_t no_hash = -1;
+  std::memset(b, 0, PARDICT_NB_UNICODE_SIZE);
+  std::memcpy(b + PARDICT_NB_UNICODE_DATA, &points, sizeof points);
+  std::memcpy(b + PARDICT_NB_UNICODE_LENGTH, &length, sizeof length);
+  std::memcpy(b + PARDICT_NB_UNICODE_KIND, &ucs4_kind, sizeof ucs4_kind);
+  std::memcpy(b + PARDICT_NB_UNICODE_IS_ASCII, &not_ascii, sizeof not_ascii);
+  std::memcpy(b + PARDICT_NB_UNICODE_HASH, &no_hash, sizeof no_hash);
+}
+
+// fn(units): the string's code units as an array of their type (a kind is the bytes of a unit).
+template <class Fn>
+auto with_code_units(const str_view& s, Fn&& fn) {
+  switch (s.kind) {
+    case sizeof(std::uint8_t):
+      return fn(static_cast<const std::uint8_t*>(s.data));
+    case sizeof(std::uint16_t):
+      return fn(static_cast<const std::uint16_t*>(s.data));
+    default:
+      return fn(static_cast<const std::uint32_t*>(s.data));
+  }
 }
 
 inline std::uint32_t code_point(const str_view& s, std::int64_t i) noexcept {
-  switch (s.kind) {
-    case 1:
-      return static_cast<const std::uint8_t*>(s.data)[i];
-    case 2:
-      return static_cast<const std::uint16_t*>(s.data)[i];
-    default:
-      return static_cast<const std::uint32_t*>(s.data)[i];
-  }
+  return with_code_units(s, [i](const auto* p) -> std::uint32_t { return p[i]; });
 }
 
 // Hash by code points, not bytes: numba does not promise the narrowest kind (a slice of a wide
 // string stays wide), and equal strings must hash alike whatever their kind.
-template <unsigned Kind>
-std::uint64_t hash_code_points(const void* data, std::int64_t n, std::uint64_t h) noexcept {
-  using unit = std::conditional_t<Kind == 1, std::uint8_t,
-                                  std::conditional_t<Kind == 2, std::uint16_t, std::uint32_t>>;
-  const unit* p = static_cast<const unit*>(data);
+template <class Unit>
+std::uint64_t hash_code_points(const Unit* p, std::int64_t n, std::uint64_t h) noexcept {
   std::int64_t i = 0;
   for (; i + 2 <= n; i += 2) {
     const std::uint64_t pair = std::uint64_t{p[i]} | (std::uint64_t{p[i + 1]} << 32);
@@ -65,19 +132,9 @@ std::uint64_t hash_code_points(const void* data, std::int64_t n, std::uint64_t h
 }
 
 inline std::uint64_t hash_str(const str_view& s) noexcept {
-  std::uint64_t h = detail::mix64(static_cast<std::uint64_t>(s.length) + 0x51ed27u);
-  switch (s.kind) {
-    case 1:
-      h = hash_code_points<1>(s.data, s.length, h);
-      break;
-    case 2:
-      h = hash_code_points<2>(s.data, s.length, h);
-      break;
-    default:
-      h = hash_code_points<4>(s.data, s.length, h);
-      break;
-  }
-  return detail::mix64(h);
+  const std::uint64_t seed = detail::mix64(static_cast<std::uint64_t>(s.length) + 0x51ed27u);
+  return detail::mix64(with_code_units(
+      s, [&](const auto* p) -> std::uint64_t { return hash_code_points(p, s.length, seed); }));
 }
 
 inline bool equal_str(const str_view& a, const str_view& b) noexcept {
@@ -99,10 +156,10 @@ struct key_layout {
   static key_layout make(std::uint32_t str_mask, unsigned nwords) noexcept {
     key_layout l;
     l.str_mask = str_mask;
-    l.plain_mask = nwords >= 32 ? ~0u : ((1u << nwords) - 1);
+    l.plain_mask = nwords >= mask_bits ? ~0u : ((1u << nwords) - 1);
     for (std::uint32_t m = str_mask; m != 0; m &= m - 1) {
       const unsigned i = static_cast<unsigned>(__builtin_ctz(m));
-      for (unsigned j = i; j < i + unicode_words && j < 32; ++j) l.plain_mask &= ~(1u << j);
+      for (unsigned j = i; j < i + unicode_words && j < mask_bits; ++j) l.plain_mask &= ~(1u << j);
     }
     return l;
   }
@@ -120,7 +177,7 @@ struct blob_hash {
     for (std::size_t i = 0; i < W; ++i) {
       if (layout.plain_mask >> i & 1u) {
         h = detail::hash_combine(h, k.w[i]);
-      } else if constexpr (W >= unicode_words) {  // a string needs six words
+      } else if constexpr (W >= unicode_words) {  // room for a string
         if (layout.str_mask >> i & 1u) h = detail::hash_combine(h, hash_str(str_at(&k.w[i])));
       }
     }

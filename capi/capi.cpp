@@ -8,9 +8,13 @@
 #include <sched.h>
 #endif
 
+#include "blob.hpp"
+#include "combine_fields.hpp"
 #include "dict_impl.hpp"
 #include "pardict_capi.h"
+#include "refs.hpp"
 #include "ucs4_bulk.hpp"
+#include "unowned_copies.hpp"
 
 namespace pardict::capi {
 
@@ -53,23 +57,13 @@ void dict_base::mark_iters() {
     if (it->owner == me) it->mutated.store(true, std::memory_order_relaxed);
 }
 
+// The dictionary for a layout's key and value classes; null for classes that have no blob type.
 std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys) {
-  switch (l.key_class) {
-    case 4:
-      return make_dict_k4(l, n_keys);
-    case 8:
-      return make_dict_k8(l, n_keys);
-    case 16:
-      return make_dict_k16(l, n_keys);
-    case 32:
-      return make_dict_k32(l, n_keys);
-    case 64:
-      return make_dict_k64(l, n_keys);
-    case 128:
-      return make_dict_k128(l, n_keys);
-    default:
-      return nullptr;
-  }
+  std::unique_ptr<dict_base> d;
+  with_element_where<key_blobs>(of_size(l.key_class), [&]<class K>(std::type_identity<K>) {
+    d = make_dict_for_key<K>(l, n_keys);
+  });
+  return d;
 }
 
 }  // namespace pardict::capi
@@ -111,20 +105,32 @@ std::uint32_t size_class(std::uint32_t size, std::uint32_t max) noexcept {
   return c;
 }
 
-// Words (8-byte) a class of `bytes` has; masks may only name words inside the blob.
+// Masks may only name words inside the caller's `size` bytes.
 bool mask_fits(std::uint32_t mask, std::uint32_t size) noexcept {
   if (mask == 0) return true;
-  const std::uint32_t words = size / 8;
-  return words >= 32 || (mask >> words) == 0;
+  const auto words = static_cast<std::uint32_t>(size / word_bytes);
+  return words >= mask_bits || (mask >> words) == 0;
 }
 
-// Every string struct (six words) must lie inside the key.
+// Every string struct must lie inside the key.
 bool strings_fit(std::uint32_t mask, std::uint32_t size) noexcept {
   for (; mask != 0; mask &= mask - 1) {
     const std::uint32_t first = static_cast<std::uint32_t>(__builtin_ctz(mask));
-    if (8 * (first + unicode_words) > size) return false;
+    if (word_bytes * first + PARDICT_NB_UNICODE_SIZE > size) return false;
   }
   return true;
+}
+
+// Whether a table for n elements of the given classes would be larger than any machine's memory.
+// The engine keeps n / max_load slots, each with the key and value blobs and its share of the
+// group metadata.
+bool too_large(std::int64_t n, std::uint32_t key_class, std::uint32_t value_class) noexcept {
+  constexpr double meta_per_slot =
+      static_cast<double>(sizeof(pardict::detail::group_meta)) / pardict::detail::group_width;
+  constexpr double max_bytes = static_cast<double>(std::size_t{1} << 46);  // 64 TiB
+  return static_cast<double>(n) * (key_class + value_class + meta_per_slot) /
+             pardict::detail::max_load >
+         max_bytes;
 }
 
 }  // namespace
@@ -140,7 +146,8 @@ std::int64_t usable_cpus() noexcept {
 }
 
 // Runs body(begin, end) over [0, n) split into up to `threads` contiguous chunks, the first on the
-// calling thread. Small inputs stay on one thread: starting a thread costs ~20 us.
+// calling thread. Small inputs stay on one thread: starting a thread costs more than a chunk
+// smaller than min_chunk takes.
 template <class Body>
 int32_t parallel_chunks(std::int64_t n, std::int32_t threads, Body&& body) noexcept {
   constexpr std::int64_t min_chunk = 16384;
@@ -171,7 +178,8 @@ int32_t parallel_chunks(std::int64_t n, std::int32_t threads, Body&& body) noexc
   return status.load();
 }
 
-// pardict_combine's arguments: a reference-free value, a combining op, fields inside the value.
+// pardict_combine's arguments: a reference-free value, a combining op (not assign), fields
+// inside the value.
 bool combine_args_ok(const layout& l, int32_t op, const int32_t* fields,
                      int32_t n_fields) noexcept {
   if (l.value_refs != 0 || op < PARDICT_OP_ADD || op > PARDICT_OP_MAX || n_fields < 0 ||
@@ -191,16 +199,24 @@ bool bulk_ok(const dict_base* d, std::int64_t n, bool copies_values = true) noex
   const auto& l = d->lay;
   return n >= 0 && (l.key_refs | l.key_strs) == 0 && (!copies_values || l.value_refs == 0);
 }
+
+// The NumPy unicode paths need a dictionary whose key is one string.
+bool holds_one_str(const layout& l) noexcept {
+  return l.key_size == PARDICT_NB_UNICODE_SIZE && l.key_strs == word0_mask;
+}
 }  // namespace
 
 extern "C" {
 
-uint32_t pardict_key_class(uint32_t size) { return size == 0 ? 0 : size_class(size, 128); }
+uint32_t pardict_key_class(uint32_t size) {
+  return size == 0 ? 0 : size_class(size, max_key_class);
+}
 uint32_t pardict_value_class(uint32_t size) {
   // A 1-d numba array (7 words) with an 8-byte key fills one 64-byte slot instead of straddling
   // two as a 72-byte one would: an insert of an array value then writes one cache line.
-  if (size > 48 && size <= 56) return 56;
-  return size_class(size == 0 ? 1 : size, 256);
+  constexpr std::uint32_t array_1d = unowned_copies::array_bytes(1);
+  if (size > array_1d - word_bytes && size <= array_1d) return array_1d;
+  return size_class(size == 0 ? 1 : size, max_value_class);
 }
 
 void pardict_set_release(void (*release)(void*)) {
@@ -219,9 +235,7 @@ pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_r
     *status = PARDICT_ERR_INVALID;
     return nullptr;
   }
-  // The engine reserves n / 0.8 slots of (key class + value class + 2) bytes each.
-  const double bytes = static_cast<double>(n_keys) * (kc + vc + 2) / 0.8;
-  if (bytes > static_cast<double>(std::size_t{1} << 46)) {  // 64 TiB: no machine has it
+  if (too_large(n_keys, kc, vc)) {
     *status = PARDICT_ERR_NOMEM;
     return nullptr;
   }
@@ -276,13 +290,15 @@ int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
 int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
                         const int32_t* fields, int32_t n_fields, void* out) {
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
-  return guarded([&] { return D(d)->combine(key, value, op, fields, n_fields, out); });
+  const field_combine c{to_combine_op(op), fields, n_fields};
+  return guarded([&] { return D(d)->combine(key, value, c, out); });
 }
 
 int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* value, int32_t op,
                                 const int32_t* fields, int32_t n_fields, void* out) {
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
-  return guarded([&] { return D(d)->combine_present(key, value, op, fields, n_fields, out); });
+  const field_combine c{to_combine_op(op), fields, n_fields};
+  return guarded([&] { return D(d)->combine_present(key, value, c, out); });
 }
 
 int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, void* values_out,
@@ -313,11 +329,12 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
       (op != PARDICT_OP_ASSIGN && !combine_args_ok(l, op, fields, n_fields)))
     return PARDICT_ERR_INVALID;
   const std::size_t kc = l.key_class, vc = l.value_class;
+  const field_combine c{to_combine_op(op), fields, n_fields};
   std::atomic<std::int64_t> inserted{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
-    const std::size_t k = b->combine_many(static_cast<const unsigned char*>(keys) + lo * kc,
-                                          static_cast<const unsigned char*>(values) + lo * vc,
-                                          hi - lo, op, fields, n_fields);
+    const std::size_t k =
+        b->combine_many(static_cast<const unsigned char*>(keys) + lo * kc,
+                        static_cast<const unsigned char*>(values) + lo * vc, hi - lo, c);
     inserted.fetch_add(static_cast<std::int64_t>(k));
   });
   if (count_out != nullptr) *count_out = inserted.load();
@@ -331,57 +348,26 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
   dict_base* b = D(d);
   const auto& l = b->lay;
   const std::size_t vc = l.value_class;
-  if (l.key_size != 8 * unicode_words || l.key_strs != 1u || n < 0 || width < 0 ||
-      !combine_args_ok(l, op, fields, n_fields) ||
+  if (!holds_one_str(l) || n < 0 || width < 0 || !combine_args_ok(l, op, fields, n_fields) ||
       (value_stride != 0 && value_stride != static_cast<int64_t>(vc)) ||
       (n > 0 &&
        (chars == nullptr || values == nullptr || miss_rows == nullptr || miss_values == nullptr)) ||
       n_miss == nullptr)
     return PARDICT_ERR_INVALID;
-  const auto* points = static_cast<const std::uint32_t*>(chars);
-  const auto* vals = static_cast<const unsigned char*>(values);
+  const ucs4_array rows{static_cast<const std::uint32_t*>(chars), width};
+  const field_combine c{to_combine_op(op), fields, n_fields};
   auto* miss_out = static_cast<unsigned char*>(miss_values);
   std::atomic<std::int64_t> n_out{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
-    ucs4_aggregator agg(vc);
-    // Hash a batch of rows (a sequential read of the NumPy buffer) and prefetch their probe
-    // slots before the probes, so the misses of a batch overlap.
-    constexpr std::size_t batch = 16;
-    std::uint64_t hs[batch];
-    std::int64_t lens[batch];
-    for (std::size_t r0 = lo; r0 < hi; r0 += batch) {
-      const std::size_t m = std::min(batch, hi - r0);
-      for (std::size_t j = 0; j < m; ++j) {
-        const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
-        lens[j] = ucs4_length(p, width);
-        hs[j] = hash_str({p, lens[j], 4});
-        agg.prefetch(hs[j]);
-      }
-      for (std::size_t j = 0; j < m; ++j) {
-        const std::size_t r = r0 + j;
-        agg.add(static_cast<std::int64_t>(r), points + r * static_cast<std::size_t>(width), lens[j],
-                hs[j], vals + r * static_cast<std::size_t>(value_stride), op, fields, n_fields);
-      }
-    }
-    // One atomic combine per distinct word, through a borrowed view of the word's code points
-    // (numba's unicode struct: data, length, kind | is_ascii << 32, hash = -1, no MemInfo).
-    std::uint64_t key[16] = {};
-    key[2] = 4;
-    key[3] = ~std::uint64_t{0};
-    std::vector<std::size_t> absent;
-    for (std::size_t i = 0; i < agg.size(); ++i) {
-      key[0] = reinterpret_cast<std::uintptr_t>(agg.word(i));
-      key[1] = static_cast<std::uint64_t>(agg.length(i));
-      if (b->combine_present(key, agg.value(i), op, fields, n_fields, nullptr) == 0)
-        absent.push_back(i);
-    }
-    // Each (worker, word) pair is one slot, and every worker saw at least one row per word, so
+    const word_misses m = combine_ucs4_rows(*b, rows, static_cast<const unsigned char*>(values),
+                                            static_cast<std::size_t>(value_stride), lo, hi, c);
+    // Each (worker, word) pair is one miss, and every worker saw at least one row per word, so
     // the caller's n slots always suffice.
-    const std::int64_t at = n_out.fetch_add(static_cast<std::int64_t>(absent.size()));
-    for (std::size_t j = 0; j < absent.size(); ++j) {
-      miss_rows[at + static_cast<std::int64_t>(j)] = agg.row(absent[j]);
-      std::memcpy(miss_out + (static_cast<std::size_t>(at) + j) * vc, agg.value(absent[j]), vc);
-    }
+    const auto count = static_cast<std::int64_t>(m.rows.size());
+    const std::int64_t at = n_out.fetch_add(count);
+    std::copy(m.rows.begin(), m.rows.end(), miss_rows + at);
+    if (count != 0)
+      std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(), m.values.size());
   });
   *n_miss = n_out.load();
   return s;
@@ -392,33 +378,15 @@ int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t 
                               int64_t* count_out) {
   const dict_base* b = reinterpret_cast<const dict_base*>(d);
   const auto& l = b->lay;
-  if (l.key_size != 8 * unicode_words || l.key_strs != 1u || n < 0 || width < 0 ||
-      (values_out != nullptr && l.value_refs != 0) || (n > 0 && chars == nullptr))
+  if (!holds_one_str(l) || n < 0 || width < 0 || (values_out != nullptr && l.value_refs != 0) ||
+      (n > 0 && chars == nullptr))
     return PARDICT_ERR_INVALID;
   if (found_out != nullptr) std::memset(found_out, 0, static_cast<std::size_t>(n));
-  const std::size_t kc = l.key_class, vc = l.value_class;
-  const auto* points = static_cast<const std::uint32_t*>(chars);
-  auto* out = static_cast<unsigned char*>(values_out);
+  const ucs4_array rows{static_cast<const std::uint32_t*>(chars), width};
   std::atomic<std::int64_t> found{0};
   const int32_t s = parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
-    // A batch of borrowed views (numba's unicode struct over the NumPy element: data, length,
-    // kind 4, hash -1, no MemInfo) goes through the engine's prefetching bulk lookup.
-    constexpr std::size_t batch = 64;
-    std::vector<std::uint64_t> keys(batch * kc / 8, 0);
-    std::size_t f = 0;
-    for (std::size_t r0 = lo; r0 < hi; r0 += batch) {
-      const std::size_t m = std::min(batch, hi - r0);
-      for (std::size_t j = 0; j < m; ++j) {
-        const std::uint32_t* p = points + (r0 + j) * static_cast<std::size_t>(width);
-        std::uint64_t* k = keys.data() + j * kc / 8;
-        k[0] = reinterpret_cast<std::uintptr_t>(p);
-        k[1] = static_cast<std::uint64_t>(ucs4_length(p, width));
-        k[2] = 4;
-        k[3] = ~std::uint64_t{0};
-      }
-      f += b->get_many(keys.data(), m, out != nullptr ? out + r0 * vc : nullptr,
-                       found_out != nullptr ? found_out + r0 : nullptr);
-    }
+    const std::size_t f =
+        get_ucs4_rows(*b, rows, lo, hi, static_cast<unsigned char*>(values_out), found_out);
     found.fetch_add(static_cast<std::int64_t>(f));
   });
   if (count_out != nullptr) *count_out = found.load();
@@ -447,30 +415,29 @@ int32_t pardict_clear(pardict_dict* d) {
 namespace {
 // The dictionary's value must be one numba array of ndim dimensions, holding one reference.
 bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
-  if (d == nullptr || ndim < 0 || ndim > 32) return false;
+  if (d == nullptr || ndim < 0 || static_cast<std::size_t>(ndim) > unowned_copies::max_ndim)
+    return false;
   const auto& l = D(d)->lay;
-  return l.value_size ==
-             8 * (unowned_copies::header_words + 2 * static_cast<std::uint32_t>(ndim)) &&
-         l.value_refs == 1;
+  return l.value_size == unowned_copies::array_bytes(static_cast<std::size_t>(ndim)) &&
+         l.value_refs == unowned_copies::meminfo_mask;
 }
 }  // namespace
 
 int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim, void* out) {
   if (!holds_arrays(d, ndim) || array == nullptr || out == nullptr) return PARDICT_ERR_INVALID;
-  return D(d)->copies.find(array, out) ? 1 : 0;
+  return D(d)->copies.find(array, out) ? PARDICT_FOUND : PARDICT_ABSENT;
 }
 
 int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, int32_t ndim) {
   if (!holds_arrays(d, ndim) || key == nullptr || array == nullptr) return PARDICT_ERR_INVALID;
   dict_base* db = D(d);
   return guarded([&] {
-    void* meminfo;
-    std::memcpy(&meminfo, array, sizeof meminfo);
-    if (meminfo != nullptr) return db->set_releasing(key, array);
+    if (field_at<void*>(array, PARDICT_NB_ARRAY_MEMINFO) != nullptr)
+      return db->set_releasing(key, array);
     // The stripe holding the copy stays locked while it is stored; its own reference keeps the
     // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
     return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
-      alignas(8) unsigned char value[dict_base::max_value_bytes] = {};  // value class bytes
+      alignas(word_bytes) unsigned char value[max_value_class] = {};  // value class bytes
       std::memcpy(value, copy, db->lay.value_size);
       return db->set_releasing(key, value);
     });
@@ -487,9 +454,7 @@ int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndi
 int32_t pardict_reserve(pardict_dict* d, int64_t n) {
   if (n < 0) return PARDICT_ERR_INVALID;
   const auto& l = D(d)->lay;
-  if (static_cast<double>(n) * (l.key_class + l.value_class + 2) / 0.8 >
-      static_cast<double>(std::size_t{1} << 46))
-    return PARDICT_ERR_NOMEM;
+  if (too_large(n, l.key_class, l.value_class)) return PARDICT_ERR_NOMEM;
   return guarded([&] {
     D(d)->reserve(n);
     return PARDICT_OK;
@@ -535,7 +500,7 @@ void drain(iter_state* s) noexcept {
   s->dict = nullptr;
   void* mi = s->dict_meminfo;
   s->dict_meminfo = nullptr;
-  if (mi != nullptr) release_words(&mi, 1u);  // last: it may destroy the dictionary
+  release_words(&mi, word0_mask);  // last: it may destroy the dictionary
 }
 
 pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int32_t* status) {
@@ -544,7 +509,7 @@ pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int3
     auto it = std::make_unique<iter_state>();
     it->dict = D(d);
     if (dict_meminfo != nullptr) {
-      incref_words(&dict_meminfo, 1u);
+      incref_words(&dict_meminfo, word0_mask);
       it->dict_meminfo = dict_meminfo;
     }
     it->owner = this_thread_token();
@@ -585,12 +550,12 @@ int32_t pardict_iter_next(pardict_iter* it, void** key, void** value) {
     drain(s);
     return PARDICT_ERR_MUTATED;
   }
-  if (s->pos >= s->count) return 0;
+  if (s->pos >= s->count) return PARDICT_ABSENT;
   unsigned char* e = s->buf.data() + s->pos * s->dict->stride();
   *key = e;
   *value = e + s->dict->value_offset();
   ++s->pos;
-  return 1;
+  return PARDICT_FOUND;
 }
 
 int64_t pardict_iter_len(const pardict_iter* it) {

@@ -2,7 +2,5 @@
 #include "dict_impl.hpp"
 
 namespace pardict::capi {
-std::unique_ptr<dict_base> make_dict_k8(const layout& l, std::int64_t n_keys) {
-  return make_dict_for_key<std::uint64_t>(l, n_keys);
-}
+template dict_ptr make_dict_for_key<std::uint64_t>(const layout&, std::int64_t);
 }  // namespace pardict::capi

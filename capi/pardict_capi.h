@@ -44,7 +44,8 @@ enum pardict_status {
 };
 
 // What a successful element operation reports (non-negative results). Each function below says
-// which of these it returns.
+// which of these it returns; pardict_unowned_find (a matching copy or none) and
+// pardict_iter_next (an element or the end) report FOUND and ABSENT too.
 enum pardict_result {
   PARDICT_ABSENT = 0,     // get, contains, pop, popitem, visit, combine_present: no such key
   PARDICT_FOUND = 1,      // ... the key was there

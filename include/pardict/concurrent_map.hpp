@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstddef>
-#include <exception>
 #include <functional>
 #include <memory>
 #include <new>
@@ -18,6 +17,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "pardict/combine.hpp"
 #include "pardict/detail/concurrent_table.hpp"
 #include "pardict/hash.hpp"
 
@@ -28,6 +28,8 @@ template <class K, class V, class Hash = pardict::hash<K>, class KeyEqual = std:
 class concurrent_map {
   using table_type = detail::concurrent_table<K, V, Hash, KeyEqual, Allocator>;
   using no_visit = detail::no_visit;
+  using mutating = detail::mutating_tag;
+  using const_access = detail::const_tag;
 
   static_assert(std::is_nothrow_move_constructible_v<V> || std::is_copy_constructible_v<V>,
                 "pardict::concurrent_map: V must be nothrow-movable or copyable (growth moves it)");
@@ -74,11 +76,9 @@ class concurrent_map {
   ~concurrent_map() = default;
 
   // ---- insertion ----------------------------------------------------------------------------
-  bool insert(const value_type& x) { return emplace_visit(x.first, no_visit{}, false, x); }
+  bool insert(const value_type& x) { return emplace_visit(const_access{}, x.first, no_visit{}, x); }
   bool insert(value_type&& x) {
-    return table_.upsert(
-        x.first, [&](void* where) { ::new (where) value_type(std::move(x)); }, no_visit{}, true,
-        false);
+    return emplace_visit(const_access{}, x.first, no_visit{}, std::move(x));
   }
 
   template <class... Args>
@@ -91,43 +91,42 @@ class concurrent_map {
   template <class... Args>
   bool try_emplace(const K& k, Args&&... args) {
     return table_.upsert(
-        k,
+        const_access{}, k,
         [&](void* where) {
           ::new (where) value_type(std::piecewise_construct, std::forward_as_tuple(k),
                                    std::forward_as_tuple(std::forward<Args>(args)...));
         },
-        no_visit{}, true, false);
+        no_visit{});
   }
 
   template <class M>
   bool insert_or_assign(const K& k, M&& v) {
     return table_.upsert(
-        k, [&](void* where) { ::new (where) value_type(k, std::forward<M>(v)); },
+        mutating{}, k, [&](void* where) { ::new (where) value_type(k, std::forward<M>(v)); },
         [&](value_type& x) { x.second = std::forward<M>(v); });
   }
 
   template <class F>
   bool insert_or_visit(const value_type& x, F f) {
-    return emplace_visit(x.first, f, true, x);
+    return emplace_visit(mutating{}, x.first, f, x);
   }
   template <class F>
   bool insert_or_cvisit(const value_type& x, F f) {
-    return emplace_visit(
-        x.first, [&](const value_type& e) { f(e); }, false, x);
+    return emplace_visit(const_access{}, x.first, f, x);
   }
 
   // Boost's argument order: try_emplace_or_visit(k, args..., f).
   template <class... Args>
   bool try_emplace_or_visit(const K& k, Args&&... args_then_f) {
-    return try_emplace_or_visit_impl<true>(
-        k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
-        std::make_index_sequence<sizeof...(Args) - 1>{});
+    return try_emplace_or_visit_impl(mutating{}, k,
+                                     std::forward_as_tuple(std::forward<Args>(args_then_f)...),
+                                     std::make_index_sequence<sizeof...(Args) - 1>{});
   }
   template <class... Args>
   bool try_emplace_or_cvisit(const K& k, Args&&... args_then_f) {
-    return try_emplace_or_visit_impl<false>(
-        k, std::forward_as_tuple(std::forward<Args>(args_then_f)...),
-        std::make_index_sequence<sizeof...(Args) - 1>{});
+    return try_emplace_or_visit_impl(const_access{}, k,
+                                     std::forward_as_tuple(std::forward<Args>(args_then_f)...),
+                                     std::make_index_sequence<sizeof...(Args) - 1>{});
   }
 
   // ---- lookup -------------------------------------------------------------------------------
@@ -143,18 +142,7 @@ class concurrent_map {
 
   template <class F>
   size_type visit(const K& k, F f) {
-    bool hit = false;
-    // With insert_if_absent=false the table never calls `make`. It terminates rather than doing
-    // nothing because an empty `make` lets GCC see a slot stored from a buffer nothing wrote and
-    // warn (-Wuninitialized), and the Release build treats warnings as errors.
-    table_.upsert(
-        k, [](void*) { std::terminate(); },
-        [&](value_type& x) {
-          hit = true;
-          f(x);
-        },
-        /*insert_if_absent=*/false);
-    return hit ? 1 : 0;
+    return table_.visit(k, f) ? 1 : 0;
   }
   template <class F>
   size_type visit(const K& k, F f) const {
@@ -177,7 +165,7 @@ class concurrent_map {
   // ---- whole table --------------------------------------------------------------------------
   template <class F>
   size_type visit_all(F f) {
-    return table_.visit_all(f, true);
+    return table_.visit_all(mutating{}, f);
   }
   template <class F>
   size_type visit_all(F f) const {
@@ -185,7 +173,7 @@ class concurrent_map {
   }
   template <class F>
   size_type cvisit_all(F f) const {
-    return const_cast<table_type&>(table_).visit_all([&](const value_type& x) { f(x); }, false);
+    return const_cast<table_type&>(table_).visit_all(const_access{}, f);
   }
   template <class F>
   size_type erase_if(F pred) {
@@ -212,6 +200,8 @@ class concurrent_map {
     const size_type b = bucket_count();
     return b == 0 ? 0.0 : static_cast<double>(size()) / static_cast<double>(b);
   }
+  // The load factor past which a table grows (fixed).
+  static constexpr double max_load_factor() noexcept { return detail::max_load; }
   void reserve(size_type n) { table_.reserve(n); }
   void rehash(size_type n) { table_.reserve(std::max(n, size()), /*exact=*/true); }
   void clear() { table_.clear(); }
@@ -278,30 +268,23 @@ class concurrent_map {
   allocator_type get_allocator() const { return table_.get_allocator(); }
 
  private:
-  template <class F, class... Args>
-  bool emplace_visit(const K& k, F&& f, bool mutate, Args&&... args) {
+  // Inserts value_type(args...) if k is absent, else visits k's element with f as Access allows.
+  template <class Access, class F, class... Args>
+  bool emplace_visit(Access, const K& k, F&& f, Args&&... args) {
     return table_.upsert(
-        k, [&](void* where) { ::new (where) value_type(std::forward<Args>(args)...); }, f, true,
-        mutate);
+        Access{}, k, [&](void* where) { ::new (where) value_type(std::forward<Args>(args)...); },
+        f);
   }
 
-  template <bool Mutate, class Tuple, std::size_t... I>
-  bool try_emplace_or_visit_impl(const K& k, Tuple&& t, std::index_sequence<I...>) {
-    auto&& f = std::get<sizeof...(I)>(t);
+  template <class Access, class Tuple, std::size_t... I>
+  bool try_emplace_or_visit_impl(Access, const K& k, Tuple&& t, std::index_sequence<I...>) {
     return table_.upsert(
-        k,
+        Access{}, k,
         [&](void* where) {
           ::new (where) value_type(std::piecewise_construct, std::forward_as_tuple(k),
                                    std::forward_as_tuple(std::get<I>(std::move(t))...));
         },
-        [&](value_type& x) {
-          if constexpr (Mutate) {
-            f(x);
-          } else {
-            f(static_cast<const value_type&>(x));
-          }
-        },
-        true, Mutate);
+        std::get<sizeof...(I)>(t));
   }
 
   static void check_bulk(std::size_t keys, std::size_t out) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <random>
 #include <span>
@@ -399,6 +400,23 @@ TYPED_TEST(BulkTest, BulkResultsAgreeWithSingleKeyLookups) {
     ASSERT_TRUE(single.has_value());
     ASSERT_TRUE(*single == out[i]) << "position " << i;
   }
+}
+
+// Integer adds wrap around (two's complement) rather than overflow, which for a signed type would
+// be undefined behaviour (the ASan+UBSan build would stop here).
+TEST(BulkAdd, SignedIntegerAddWrapsAround) {
+  using lim = std::numeric_limits<std::int64_t>;
+  pardict::concurrent_map<std::int64_t, std::int64_t> m;
+  const std::vector<std::int64_t> keys = {1, 2, 1, 2};
+  const std::vector<std::int64_t> vals = {lim::max(), lim::min(), 1, -1};
+  EXPECT_EQ(m.upsert_many(keys, vals, combine_op::add), 2u);
+  EXPECT_EQ(m.find(1), lim::min()) << "int64 max + 1 must wrap to min";
+  EXPECT_EQ(m.find(2), lim::max()) << "int64 min - 1 must wrap to max";
+
+  pardict::concurrent_map<std::int64_t, std::int8_t> small;
+  const std::vector<std::int8_t> bytes = {127, 0, 1, 0};
+  small.upsert_many(keys, bytes, combine_op::add);
+  EXPECT_EQ(small.find(1), std::int8_t{-128}) << "int8 127 + 1 must wrap to -128";
 }
 
 }  // namespace

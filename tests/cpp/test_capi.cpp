@@ -110,33 +110,33 @@ TEST_F(CapiTest, ScalarOperationsMatchAModel) {
   for (std::int64_t i = 0; i < 2000; ++i) {
     const std::int64_t k = (i * 7919) % 1500, v = i;
     const int st = pardict_set(d, &k, &v, &old);
-    EXPECT_EQ(st, model.count(k) ? 1 : 0);
-    if (st == 1) {
+    EXPECT_EQ(st, model.count(k) ? PARDICT_REPLACED : PARDICT_INSERTED);
+    if (st == PARDICT_REPLACED) {
       EXPECT_EQ(old, model[k]);
     }
     model[k] = v;
   }
   EXPECT_EQ(pardict_len(d), static_cast<std::int64_t>(model.size()));
   for (auto [k, v] : model) {
-    ASSERT_EQ(pardict_get(d, &k, &out), 1);
+    ASSERT_EQ(pardict_get(d, &k, &out), PARDICT_FOUND);
     EXPECT_EQ(out, v);
-    EXPECT_EQ(pardict_contains(d, &k), 1);
+    EXPECT_EQ(pardict_contains(d, &k), PARDICT_FOUND);
   }
   const std::int64_t missing = -1;
-  EXPECT_EQ(pardict_get(d, &missing, &out), 0);
-  EXPECT_EQ(pardict_pop(d, &missing, &out), 0);
+  EXPECT_EQ(pardict_get(d, &missing, &out), PARDICT_ABSENT);
+  EXPECT_EQ(pardict_pop(d, &missing, &out), PARDICT_ABSENT);
   const std::int64_t k0 = 0;
-  ASSERT_EQ(pardict_pop(d, &k0, &out), 1);
+  ASSERT_EQ(pardict_pop(d, &k0, &out), PARDICT_FOUND);
   EXPECT_EQ(out, model[0]);
   model.erase(0);
-  EXPECT_EQ(pardict_contains(d, &k0), 0);
+  EXPECT_EQ(pardict_contains(d, &k0), PARDICT_ABSENT);
   const std::int64_t dflt = 42;
-  EXPECT_EQ(pardict_setdefault(d, &k0, &dflt, &out), 1);
+  EXPECT_EQ(pardict_setdefault(d, &k0, &dflt, &out), PARDICT_NEW_KEY);
   EXPECT_EQ(out, 42);
   const std::int64_t other = 43;
-  EXPECT_EQ(pardict_setdefault(d, &k0, &other, &out), 0);
+  EXPECT_EQ(pardict_setdefault(d, &k0, &other, &out), PARDICT_OLD_KEY);
   EXPECT_EQ(out, 42);
-  EXPECT_EQ(pardict_insert(d, &k0, &other), 0);
+  EXPECT_EQ(pardict_insert(d, &k0, &other), PARDICT_OLD_KEY);
   model[0] = 42;
 
   pardict_dict* c = pardict_copy(d, nullptr);
@@ -150,7 +150,7 @@ TEST_F(CapiTest, ScalarOperationsMatchAModel) {
   EXPECT_EQ(pardict_iter_len(it), static_cast<std::int64_t>(model.size()));
   std::map<std::int64_t, std::int64_t> seen;
   void *kp, *vp;
-  while (pardict_iter_next(it, &kp, &vp) == 1) {
+  while (pardict_iter_next(it, &kp, &vp) == PARDICT_FOUND) {
     std::int64_t k, v;
     std::memcpy(&k, kp, 8);
     std::memcpy(&v, vp, 8);
@@ -162,7 +162,7 @@ TEST_F(CapiTest, ScalarOperationsMatchAModel) {
   // popitem drains.
   std::size_t popped = 0;
   std::int64_t pk, pv;
-  while (pardict_popitem(d, &pk, &pv) == 1) {
+  while (pardict_popitem(d, &pk, &pv) == PARDICT_FOUND) {
     EXPECT_EQ(model.at(pk), pv);
     ++popped;
   }
@@ -180,13 +180,14 @@ TEST_F(CapiTest, SameThreadKeyChangeFlagsTheIterator) {
   std::int32_t st;
   pardict_iter* it = pardict_iter_new(d, nullptr, &st);
   void *kp, *vp;
-  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), 1);
+  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
   const std::int32_t k = 1, v = 100;
   std::int32_t old;
-  EXPECT_EQ(pardict_set(d, &k, &v, &old), 1);  // replacing a value is not a key change
-  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), 1);
+  EXPECT_EQ(pardict_set(d, &k, &v, &old),
+            PARDICT_REPLACED);  // replacing a value is not a key change
+  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
   const std::int32_t k2 = 77;
-  EXPECT_EQ(pardict_set(d, &k2, &v, &old), 0);
+  EXPECT_EQ(pardict_set(d, &k2, &v, &old), PARDICT_INSERTED);
   EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);
   pardict_iter_free(it);
   pardict_free(d);
@@ -205,7 +206,7 @@ TEST_F(CapiTest, MutatedIteratorReleasesEverythingBeforeReporting) {
   EXPECT_EQ(a.refct.load(), 7u);  // + the snapshot's three
   EXPECT_EQ(dict_mi.refct.load(), 2u);
   void *kp, *vp;
-  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), 1);
+  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
   const std::int64_t k3 = 3;
   pardict_set(d, &k3, &va, nullptr);
   EXPECT_EQ(a.refct.load(), 8u);
@@ -232,18 +233,18 @@ TEST_F(CapiTest, CombineInsertsThenAddsMinsMaxes) {
   };
   const std::int64_t k = 3;
   val x{5, 0, 1.5}, out{};
-  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, fields, 2, &out), 1);
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, fields, 2, &out), PARDICT_NEW_KEY);
   EXPECT_EQ(out.a, 5);
   x = {-7, 0, 2.0};
-  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, fields, 2, &out), 0);
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_ADD, fields, 2, &out), PARDICT_OLD_KEY);
   EXPECT_EQ(out.a, -2);
   EXPECT_EQ(out.b, 3.5);
   x = {-9, 0, 10.0};
-  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_MIN, fields, 2, &out), 0);
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_MIN, fields, 2, &out), PARDICT_OLD_KEY);
   EXPECT_EQ(out.a, -9);
   EXPECT_EQ(out.b, 3.5);
   x = {0, 0, std::nan("")};
-  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_MAX, fields, 2, &out), 0);
+  EXPECT_EQ(pardict_combine(d, &k, &x, PARDICT_OP_MAX, fields, 2, &out), PARDICT_OLD_KEY);
   EXPECT_EQ(out.a, 0);
   EXPECT_EQ(out.b, 3.5);  // NaN never compares greater
   // integers wrap around
@@ -251,10 +252,10 @@ TEST_F(CapiTest, CombineInsertsThenAddsMinsMaxes) {
   const std::int32_t f8[] = {0, PARDICT_KIND_I8};
   // value and out buffers have the value class's size (4)
   std::array<std::int8_t, 4> b{127, 0, 0, 0}, o{};
-  EXPECT_EQ(pardict_combine(e, &k, b.data(), PARDICT_OP_ADD, f8, 1, o.data()), 1);
+  EXPECT_EQ(pardict_combine(e, &k, b.data(), PARDICT_OP_ADD, f8, 1, o.data()), PARDICT_NEW_KEY);
   b[0] = 1;
-  EXPECT_EQ(pardict_combine(e, &k, b.data(), PARDICT_OP_ADD, f8, 1, nullptr), 0);
-  EXPECT_EQ(pardict_get(e, &k, o.data()), 1);
+  EXPECT_EQ(pardict_combine(e, &k, b.data(), PARDICT_OP_ADD, f8, 1, nullptr), PARDICT_OLD_KEY);
+  EXPECT_EQ(pardict_get(e, &k, o.data()), PARDICT_FOUND);
   EXPECT_EQ(o[0], -128);
   // bad arguments
   const std::int32_t beyond[] = {12, PARDICT_KIND_I64};
@@ -274,10 +275,10 @@ TEST_F(CapiTest, BlobKeysCompareAllBytes) {
   pardict_dict* d = make(12, 8);  // class 16
   std::array<std::uint64_t, 2> a{1, 2}, b{1, 3};
   std::int64_t v = 5, out;
-  EXPECT_EQ(pardict_set(d, a.data(), &v, nullptr), 0);
-  EXPECT_EQ(pardict_contains(d, a.data()), 1);
-  EXPECT_EQ(pardict_contains(d, b.data()), 0);
-  EXPECT_EQ(pardict_get(d, a.data(), &out), 1);
+  EXPECT_EQ(pardict_set(d, a.data(), &v, nullptr), PARDICT_INSERTED);
+  EXPECT_EQ(pardict_contains(d, a.data()), PARDICT_FOUND);
+  EXPECT_EQ(pardict_contains(d, b.data()), PARDICT_ABSENT);
+  EXPECT_EQ(pardict_get(d, a.data(), &out), PARDICT_FOUND);
   EXPECT_EQ(out, 5);
   pardict_free(d);
 }
@@ -287,27 +288,28 @@ TEST_F(CapiTest, ValueReferencesAreAcquiredAndReleasedExactlyOnce) {
   fake_meminfo a, b, c;
   const std::int64_t k = 7;
   ref_value va{&a, 1}, vb{&b, 2}, out{};
-  EXPECT_EQ(pardict_set(d, &k, &va, &out), 0);
+  EXPECT_EQ(pardict_set(d, &k, &va, &out), PARDICT_INSERTED);
   EXPECT_EQ(a.refct.load(), 2u);  // ours + the table's
-  EXPECT_EQ(pardict_set(d, &k, &vb, &out), 1);
+  EXPECT_EQ(pardict_set(d, &k, &vb, &out), PARDICT_REPLACED);
   EXPECT_EQ(out.mi, &a);  // handed to us: a still has 2 until we release it
   EXPECT_EQ(a.refct.load(), 2u);
   fake_release(out.mi);
   EXPECT_EQ(a.refct.load(), 1u);
   EXPECT_EQ(b.refct.load(), 2u);
-  ASSERT_EQ(pardict_get(d, &k, &out), 1);  // a new reference
+  ASSERT_EQ(pardict_get(d, &k, &out), PARDICT_FOUND);  // a new reference
   EXPECT_EQ(out.mi, &b);
   EXPECT_EQ(b.refct.load(), 3u);
   fake_release(out.mi);
   ref_value vc{&c, 3};
-  EXPECT_EQ(pardict_setdefault(d, &k, &vc, &out), 0);  // present: returns b, c untouched
+  EXPECT_EQ(pardict_setdefault(d, &k, &vc, &out),
+            PARDICT_OLD_KEY);  // present: returns b, c untouched
   EXPECT_EQ(out.mi, &b);
   EXPECT_EQ(c.refct.load(), 1u);
   fake_release(out.mi);
-  EXPECT_EQ(pardict_insert(d, &k, &vc), 0);
+  EXPECT_EQ(pardict_insert(d, &k, &vc), PARDICT_OLD_KEY);
   EXPECT_EQ(c.refct.load(), 1u);
   const std::int64_t k2 = 8;
-  EXPECT_EQ(pardict_setdefault(d, &k2, &vc, &out), 1);  // stored + returned
+  EXPECT_EQ(pardict_setdefault(d, &k2, &vc, &out), PARDICT_NEW_KEY);  // stored + returned
   EXPECT_EQ(c.refct.load(), 3u);
   fake_release(out.mi);
 
@@ -321,13 +323,13 @@ TEST_F(CapiTest, ValueReferencesAreAcquiredAndReleasedExactlyOnce) {
   pardict_free(cp);
   EXPECT_EQ(b.refct.load(), 2u);
 
-  ASSERT_EQ(pardict_pop(d, &k, &out), 1);
+  ASSERT_EQ(pardict_pop(d, &k, &out), PARDICT_FOUND);
   EXPECT_EQ(out.mi, &b);
   fake_release(out.mi);
   EXPECT_EQ(b.refct.load(), 1u);
   EXPECT_EQ(pardict_clear(d), PARDICT_OK);
   EXPECT_EQ(c.refct.load(), 1u);
-  EXPECT_EQ(pardict_set(d, &k, &va, &out), 0);
+  EXPECT_EQ(pardict_set(d, &k, &va, &out), PARDICT_INSERTED);
   pardict_free(d);  // releases what it still holds
   EXPECT_EQ(a.refct.load(), 1u);
   EXPECT_EQ(a.destroyed.load() + b.destroyed.load() + c.destroyed.load(), 0);
@@ -344,15 +346,15 @@ TEST_F(CapiTest, StringKeysCompareByCodePointsAcrossKinds) {
   key_buf s2{{wide, 5, 4, 0, -1, &m2, nullptr}};
   key_buf s3{{other, 5, 2, 0, -1, &m3, nullptr}};
   std::int64_t v = 1, out;
-  EXPECT_EQ(pardict_set(d, &s1, &v, nullptr), 0);
+  EXPECT_EQ(pardict_set(d, &s1, &v, nullptr), PARDICT_INSERTED);
   EXPECT_EQ(m1.refct.load(), 2u);  // the stored key holds its string
   v = 2;
-  EXPECT_EQ(pardict_set(d, &s2, &v, &out), 1);  // same text, other kind: same key
-  EXPECT_EQ(m2.refct.load(), 1u);               // the existing key is kept
-  EXPECT_EQ(pardict_contains(d, &s3), 0);
-  EXPECT_EQ(pardict_get(d, &s2, &out), 1);
+  EXPECT_EQ(pardict_set(d, &s2, &v, &out), PARDICT_REPLACED);  // same text, other kind: same key
+  EXPECT_EQ(m2.refct.load(), 1u);                              // the existing key is kept
+  EXPECT_EQ(pardict_contains(d, &s3), PARDICT_ABSENT);
+  EXPECT_EQ(pardict_get(d, &s2, &out), PARDICT_FOUND);
   EXPECT_EQ(out, 2);
-  ASSERT_EQ(pardict_pop(d, &s2, &out), 1);
+  ASSERT_EQ(pardict_pop(d, &s2, &out), PARDICT_FOUND);
   EXPECT_EQ(m1.refct.load(), 1u);  // the stored key's reference was released
   pardict_free(d);
 }
@@ -387,20 +389,21 @@ TEST_F(CapiTest, UpdateRunsTheCallbackAtomicallyAndAbandonsOnFailure) {
   upd_ctx ctx{d};
   const std::int64_t k = 1, dflt = 5;
   std::int64_t out = 0;
-  EXPECT_EQ(pardict_update(d, &k, &dflt, &add_ten, &ctx, &out), 1);  // absent: cb(dflt) stored
+  EXPECT_EQ(pardict_update(d, &k, &dflt, &add_ten, &ctx, &out),
+            PARDICT_NEW_KEY);  // absent: cb(dflt) stored
   EXPECT_EQ(out, 15);
   EXPECT_EQ(pardict_update(d, &k, &dflt, &add_ten, &ctx, &out), PARDICT_ERR_CALLBACK);  // 25
-  EXPECT_EQ(pardict_get(d, &k, &out), 1);
+  EXPECT_EQ(pardict_get(d, &k, &out), PARDICT_FOUND);
   EXPECT_EQ(out, 15);  // unchanged
   const std::int64_t k2 = 2, bad = 15;
   EXPECT_EQ(pardict_update(d, &k2, &bad, &add_ten, &ctx, nullptr), PARDICT_ERR_CALLBACK);
-  EXPECT_EQ(pardict_contains(d, &k2), 0);  // a failed insert leaves no element
+  EXPECT_EQ(pardict_contains(d, &k2), PARDICT_ABSENT);  // a failed insert leaves no element
   EXPECT_EQ(pardict_len(d), 1);
   const std::int64_t reenter = 99;
   EXPECT_EQ(pardict_update(d, &k2, &reenter, &add_ten, &ctx, nullptr), PARDICT_ERR_CALLBACK);
   EXPECT_EQ(ctx.reentry_status, PARDICT_ERR_REENTRANT);  // no deadlock: a clear status
   EXPECT_EQ(pardict_update(d, &k, &dflt, nullptr, &ctx, nullptr), PARDICT_ERR_INVALID);
-  EXPECT_EQ(pardict_get(d, &k, &out), 1);  // the table still works
+  EXPECT_EQ(pardict_get(d, &k, &out), PARDICT_FOUND);  // the table still works
   EXPECT_EQ(ctx.calls, 4);
   pardict_free(d);
 }
@@ -409,14 +412,14 @@ TEST_F(CapiTest, VisitRunsTheCallbackUnderTheLockOnlyWhenPresent) {
   pardict_dict* d = make(8, 8);
   upd_ctx ctx{d};
   const std::int64_t k = 1, v = 5, missing = 2, reenter = 99, k3 = 3;
-  EXPECT_EQ(pardict_visit(d, &k, &add_ten, &ctx), 0);  // absent: not called
+  EXPECT_EQ(pardict_visit(d, &k, &add_ten, &ctx), PARDICT_ABSENT);  // absent: not called
   EXPECT_EQ(ctx.calls, 0);
-  ASSERT_EQ(pardict_set(d, &k, &v, nullptr), 0);
-  EXPECT_EQ(pardict_visit(d, &k, &add_ten, &ctx), 1);
+  ASSERT_EQ(pardict_set(d, &k, &v, nullptr), PARDICT_INSERTED);
+  EXPECT_EQ(pardict_visit(d, &k, &add_ten, &ctx), PARDICT_FOUND);
   std::int64_t out = 0;
-  ASSERT_EQ(pardict_get(d, &k, &out), 1);
+  ASSERT_EQ(pardict_get(d, &k, &out), PARDICT_FOUND);
   EXPECT_EQ(out, 5);  // the callback saw a copy: the stored bytes are unchanged
-  ASSERT_EQ(pardict_set(d, &k3, &reenter, nullptr), 0);
+  ASSERT_EQ(pardict_set(d, &k3, &reenter, nullptr), PARDICT_INSERTED);
   EXPECT_EQ(pardict_visit(d, &k3, &add_ten, &ctx), PARDICT_ERR_CALLBACK);
   EXPECT_EQ(ctx.reentry_status, PARDICT_ERR_REENTRANT);
   EXPECT_EQ(pardict_visit(d, &missing, nullptr, &ctx), PARDICT_ERR_INVALID);
@@ -429,10 +432,10 @@ TEST_F(CapiTest, CombinePresentNeverInserts) {
   const std::int32_t fields[] = {0, PARDICT_KIND_I64};
   const std::int64_t k = 4, one = 1;
   std::int64_t out = 0;
-  EXPECT_EQ(pardict_combine_present(d, &k, &one, PARDICT_OP_ADD, fields, 1, &out), 0);
+  EXPECT_EQ(pardict_combine_present(d, &k, &one, PARDICT_OP_ADD, fields, 1, &out), PARDICT_ABSENT);
   EXPECT_EQ(pardict_len(d), 0);
-  ASSERT_EQ(pardict_combine(d, &k, &one, PARDICT_OP_ADD, fields, 1, nullptr), 1);
-  EXPECT_EQ(pardict_combine_present(d, &k, &one, PARDICT_OP_ADD, fields, 1, &out), 1);
+  ASSERT_EQ(pardict_combine(d, &k, &one, PARDICT_OP_ADD, fields, 1, nullptr), PARDICT_NEW_KEY);
+  EXPECT_EQ(pardict_combine_present(d, &k, &one, PARDICT_OP_ADD, fields, 1, &out), PARDICT_FOUND);
   EXPECT_EQ(out, 2);
   EXPECT_EQ(pardict_combine_present(d, &k, &one, 9, fields, 1, &out), PARDICT_ERR_INVALID);
   pardict_free(d);
@@ -445,7 +448,7 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
   const char ab[] = "ab";
   key_buf stored{{ab, 2, 1, 0, -1, &m, nullptr}};
   std::int64_t v = 100;
-  ASSERT_EQ(pardict_set(d, &stored, &v, nullptr), 0);
+  ASSERT_EQ(pardict_set(d, &stored, &v, nullptr), PARDICT_INSERTED);
   // Rows: "ab", "x", "ab", "", "x\0\0" (padding), "ab", "é"; width 3 code points.
   const std::uint32_t rows[][3] = {{'a', 'b', 0}, {'x', 0, 0},   {'a', 'b', 0}, {0, 0, 0},
                                    {'x', 0, 0},   {'a', 'b', 0}, {0xe9, 0, 0}};
@@ -458,7 +461,7 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
                                       miss_rows.data(), miss_vals.data(), &n_miss),
             PARDICT_OK);
   std::int64_t out = 0;
-  ASSERT_EQ(pardict_get(d, &stored, &out), 1);
+  ASSERT_EQ(pardict_get(d, &stored, &out), PARDICT_FOUND);
   EXPECT_EQ(out, 100 + 1 + 3 + 6);  // combined in place
   EXPECT_EQ(pardict_len(d), 1);     // nothing inserted
   ASSERT_EQ(n_miss, 3);             // "x", "" and "é", each with its aggregated value
@@ -478,7 +481,7 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
   ASSERT_EQ(pardict_combine_many_ucs4(d, many.data(), 3, 40000, &one, 0, PARDICT_OP_ADD, fields, 1,
                                       4, miss_rows.data(), miss_vals.data(), &n_miss),
             PARDICT_OK);
-  ASSERT_EQ(pardict_get(d, &stored, &out), 1);
+  ASSERT_EQ(pardict_get(d, &stored, &out), PARDICT_FOUND);
   EXPECT_EQ(out, 110 + 20000);
   std::int64_t new_total = 0;
   for (std::int64_t i = 0; i < n_miss; ++i) {
@@ -509,7 +512,7 @@ TEST_F(CapiTest, GetManyTestsMembershipOfValuesHoldingReferences) {
   fake_meminfo m;
   const std::int64_t k = 5;
   const ref_value v{&m, 1};
-  ASSERT_EQ(pardict_set(d, &k, &v, nullptr), 0);
+  ASSERT_EQ(pardict_set(d, &k, &v, nullptr), PARDICT_INSERTED);
   const std::int64_t keys[] = {5, 6, 5};
   std::uint8_t found[3] = {9, 9, 9};
   ref_value out[3];
@@ -530,7 +533,8 @@ TEST_F(CapiTest, GetManyUcs4LooksWordsUpInPlace) {
   const key_buf stored[] = {{{ab, 2, 1, 0, -1, &m, nullptr}},
                             {{e, 1, 1, 0, -1, &m, nullptr}},
                             {{empty, 0, 1, 0, -1, &m, nullptr}}};
-  for (std::int64_t i = 0; i < 3; ++i) ASSERT_EQ(pardict_set(d, &stored[i], &i, nullptr), 0);
+  for (std::int64_t i = 0; i < 3; ++i)
+    ASSERT_EQ(pardict_set(d, &stored[i], &i, nullptr), PARDICT_INSERTED);
   const std::uint32_t rows[][3] = {{'a', 'b', 0}, {'x', 0, 0},     {0xe9, 0, 0},
                                    {0, 0, 0},     {'a', 'b', 'c'}, {'a', 0, 0}};
   std::int64_t out[6] = {-1, -1, -1, -1, -1, -1};
@@ -601,7 +605,7 @@ TEST_F(CapiTest, CombineManyUcs4LetsALeadingNanGiveWay) {
   const char w[] = "w";
   key_buf stored{{w, 1, 1, 0, -1, &m, nullptr}};
   double v = 0.5;
-  ASSERT_EQ(pardict_set(d, &stored, &v, nullptr), 0);
+  ASSERT_EQ(pardict_set(d, &stored, &v, nullptr), PARDICT_INSERTED);
   const std::uint32_t rows[] = {'w', 'w'};
   const double vals[] = {std::nan(""), 1.0};
   const std::int32_t fields[] = {0, PARDICT_KIND_F64};
@@ -612,7 +616,7 @@ TEST_F(CapiTest, CombineManyUcs4LetsALeadingNanGiveWay) {
             PARDICT_OK);
   EXPECT_EQ(n_miss, 0);
   double out = 0;
-  ASSERT_EQ(pardict_get(d, &stored, &out), 1);
+  ASSERT_EQ(pardict_get(d, &stored, &out), PARDICT_FOUND);
   EXPECT_EQ(out, 1.0);
   pardict_free(d);
 }
@@ -626,26 +630,26 @@ TEST_F(CapiTest, UnownedCopiesAreSharedWhileTheyMatch) {
   fake_meminfo copy_mi;
   const array1d copy = float_array(&copy_mi, copy_data, 2);
   array1d out{};
-  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);  // nothing remembered yet
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), PARDICT_ABSENT);  // nothing remembered yet
   EXPECT_EQ(pardict_unowned_remember(d, &src, 1, &copy), PARDICT_OK);
   EXPECT_EQ(copy_mi.refct.load(), 2u);  // + the dictionary's
-  ASSERT_EQ(pardict_unowned_find(d, &src, 1, &out), 1);
+  ASSERT_EQ(pardict_unowned_find(d, &src, 1, &out), PARDICT_FOUND);
   EXPECT_EQ(std::memcmp(&out, &copy, sizeof out), 0);
   EXPECT_EQ(copy_mi.refct.load(), 3u);  // + the caller's new reference
   fake_release(&copy_mi);
 
   copy_data[1] = 5.0f;  // the copy changed (d[k][1] = 5): no longer a copy of src
-  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), PARDICT_ABSENT);
   copy_data[1] = 0.2f;
   src_data[0] = 3.0f;  // the source changed
-  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), PARDICT_ABSENT);
   src_data[0] = 0.1f;
   const array1d shorter = float_array(nullptr, src_data, 1);  // same memory, other shape
-  EXPECT_EQ(pardict_unowned_find(d, &shorter, 1, &out), 0);
+  EXPECT_EQ(pardict_unowned_find(d, &shorter, 1, &out), PARDICT_ABSENT);
   float other_data[2] = {0.1f, 0.2f};  // equal bytes, another source
   const array1d other = float_array(nullptr, other_data, 2);
-  EXPECT_EQ(pardict_unowned_find(d, &other, 1, &out), 0);
-  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 1);
+  EXPECT_EQ(pardict_unowned_find(d, &other, 1, &out), PARDICT_ABSENT);
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), PARDICT_FOUND);
   fake_release(&copy_mi);
 
   // Remembering another copy releases the previous one; clear releases the last.
@@ -657,7 +661,7 @@ TEST_F(CapiTest, UnownedCopiesAreSharedWhileTheyMatch) {
   EXPECT_EQ(copy2_mi.refct.load(), 2u);
   EXPECT_EQ(pardict_clear(d), PARDICT_OK);
   EXPECT_EQ(copy2_mi.refct.load(), 1u);
-  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), 0);
+  EXPECT_EQ(pardict_unowned_find(d, &src, 1, &out), PARDICT_ABSENT);
   EXPECT_EQ(pardict_unowned_remember(d, &src, 1, &copy2), PARDICT_OK);
   pardict_free(d);  // and freeing the dictionary
   EXPECT_EQ(copy2_mi.refct.load(), 1u);
@@ -677,21 +681,21 @@ TEST_F(CapiTest, SetArrayStoresOwnedArraysAndSharedCopies) {
   fake_meminfo copy_mi, own_mi;
   const array1d copy = float_array(&copy_mi, copy_data, 2);
   ASSERT_EQ(pardict_unowned_remember(d, &src, 1, &copy), PARDICT_OK);
-  EXPECT_EQ(pardict_set_array(d, &k1, &src, 1), 0);
-  EXPECT_EQ(pardict_set_array(d, &k2, &src, 1), 0);
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 1), PARDICT_INSERTED);
+  EXPECT_EQ(pardict_set_array(d, &k2, &src, 1), PARDICT_INSERTED);
   EXPECT_EQ(copy_mi.refct.load(), 4u);  // the test's, the remembered copy's, two entries'
   array1d out{};
-  ASSERT_EQ(pardict_get(d, &k2, &out), 1);
+  ASSERT_EQ(pardict_get(d, &k2, &out), PARDICT_FOUND);
   EXPECT_EQ(out.mi, &copy_mi);
   EXPECT_EQ(out.data, copy_data);  // the copy, not the borrowed source
   fake_release(&copy_mi);
 
   // An owned array replaces the copy under k1; the replaced reference is dropped in the call.
   const array1d own = float_array(&own_mi, own_data, 2);
-  EXPECT_EQ(pardict_set_array(d, &k1, &own, 1), 1);
+  EXPECT_EQ(pardict_set_array(d, &k1, &own, 1), PARDICT_REPLACED);
   EXPECT_EQ(copy_mi.refct.load(), 3u);
   EXPECT_EQ(own_mi.refct.load(), 2u);
-  ASSERT_EQ(pardict_get(d, &k1, &out), 1);
+  ASSERT_EQ(pardict_get(d, &k1, &out), PARDICT_FOUND);
   EXPECT_EQ(out.mi, &own_mi);
   fake_release(&own_mi);
   EXPECT_EQ(pardict_live_refs() - refs0, 3);  // two entries, the remembered copy

@@ -45,17 +45,17 @@ TEST(CapiConcurrency, RefcountedValuesUnderContention) {
         switch (r % 4) {
           case 0:
           case 1:
-            if (pardict_set(d, &k, &v, &out) == 1) fake_release(out.mi);
+            if (pardict_set(d, &k, &v, &out) == PARDICT_REPLACED) fake_release(out.mi);
             break;
           case 2:
-            if (pardict_get(d, &k, &out) == 1) {
+            if (pardict_get(d, &k, &out) == PARDICT_FOUND) {
               // The reference we got keeps the value alive even if it is replaced now.
               EXPECT_GE(static_cast<fake_meminfo*>(out.mi)->refct.load(), 1u);
               fake_release(out.mi);
             }
             break;
           default:
-            if (pardict_pop(d, &k, &out) == 1) fake_release(out.mi);
+            if (pardict_pop(d, &k, &out) == PARDICT_FOUND) fake_release(out.mi);
             break;
         }
         fake_release(mine);  // the writer drops its own reference
@@ -94,7 +94,8 @@ TEST(CapiConcurrency, CombineLosesNoUpdate) {
         } v{1, 0.5};
         EXPECT_GE(pardict_combine(sum, &k, &v, PARDICT_OP_ADD, f_sum, 2, nullptr), 0);
         const std::int64_t cold = 1000 + t * rounds + r, m = t * rounds + r;
-        EXPECT_EQ(pardict_combine(sum, &cold, &v, PARDICT_OP_ADD, f_sum, 2, nullptr), 1);
+        EXPECT_EQ(pardict_combine(sum, &cold, &v, PARDICT_OP_ADD, f_sum, 2, nullptr),
+                  PARDICT_NEW_KEY);
         EXPECT_GE(pardict_combine(mx, &k, &m, PARDICT_OP_MAX, f_max, 1, nullptr), 0);
       }
     });
@@ -106,11 +107,11 @@ TEST(CapiConcurrency, CombineLosesNoUpdate) {
       std::int64_t n;
       double x;
     } out{};
-    ASSERT_EQ(pardict_get(sum, &k, &out), 1);
+    ASSERT_EQ(pardict_get(sum, &k, &out), PARDICT_FOUND);
     total += out.n;
     EXPECT_EQ(out.x, 0.5 * static_cast<double>(out.n));  // exact: small multiples of 0.5
     std::int64_t m = 0;
-    ASSERT_EQ(pardict_get(mx, &k, &m), 1);
+    ASSERT_EQ(pardict_get(mx, &k, &m), PARDICT_FOUND);
     // the largest m = t * rounds + r with r % hot == k
     std::int64_t want = 0;
     for (int r = rounds - 1; r >= 0; --r) {
@@ -207,7 +208,7 @@ TEST(CapiConcurrency, UnownedCopiesFromManyThreads) {
       start.arrive_and_wait();
       for (int r = 0; r < rounds; ++r) {
         array1d out{};
-        if (pardict_unowned_find(d, &src, 1, &out) == 1) {
+        if (pardict_unowned_find(d, &src, 1, &out) == PARDICT_FOUND) {
           EXPECT_EQ(static_cast<float*>(out.data)[2], 3.0f);
           fake_release(out.mi);
           hits.fetch_add(1);

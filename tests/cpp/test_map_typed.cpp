@@ -182,6 +182,8 @@ TYPED_TEST(MapTypedTest, BucketHintConstructorAndObservers) {
   map_type m(1000);
   EXPECT_TRUE(m.empty());
   EXPECT_GE(m.bucket_count(), 1000u);
+  EXPECT_GE(static_cast<double>(m.bucket_count()) * map_type::max_load_factor(), 1000.0)
+      << "a bucket hint of n must leave room for n elements below the maximum load";
   EXPECT_EQ(m.load_factor(), 0.0);
   const auto h = m.hash_function();
   const auto eq = m.key_eq();
@@ -192,6 +194,7 @@ TYPED_TEST(MapTypedTest, BucketHintConstructorAndObservers) {
   TestFixture::fill(m, 0, 100);
   EXPECT_GT(m.load_factor(), 0.0);
   EXPECT_LE(m.load_factor(), 1.0);
+  EXPECT_LE(m.load_factor(), map_type::max_load_factor());
 }
 
 // --- insertion

@@ -7,11 +7,12 @@
 // Goal: a hash map that any number of threads may insert into, look up, update and erase from
 // while it grows, that never touches freed memory, never loses or duplicates an entry, and gets as
 // close as it can to the memory system's limits on a small machine (2 cores, tables far larger than
-// the cache). The choices below follow from three facts measured on such a machine (see
-// shared/research/peers.md): a table larger than the cache is bound by DRAM latency, so lines per
-// operation and overlapped misses matter more than instructions; a cache line that two cores both
-// write costs as much as a DRAM miss; and with more threads than cores, a waiting thread must
-// sleep, or it steals the quantum of the thread it waits for.
+// the cache). The choices below follow from three properties of such a machine: a table larger
+// than the cache is bound by DRAM latency, so lines per operation and overlapped misses matter
+// more than instructions; a cache line that two cores both write costs as much as a DRAM miss;
+// and with more threads than cores, a waiting thread must sleep, or it steals the quantum of the
+// thread it waits for. The measurements behind these statements and the choices below are in
+// bench/README.md ("Measurements behind the design").
 //
 // Layout
 // ------
@@ -36,7 +37,7 @@
 //
 // Lock and memory-ordering protocol
 // ---------------------------------
-// `seq` is a lock + seqlock word: bit 0 locked, bit 1 unused (it was a waiters flag), bit 2 moved
+// `seq` is a lock + seqlock word: bit 0 locked, bit 1 unused, bit 2 moved
 // (migrated to the next table), bits 3.. a version that every unlock increments. While a group is
 // locked only its holder writes `seq`.
 //
@@ -51,24 +52,17 @@
 //   operation's misses start. For the same reason an insert's count goes to a cell its thread
 //   owns with a plain store, so that the home group's CAS is an insert's only locked instruction.
 // * The instruction count between two operations' cache misses matters more than the locked
-//   instructions. Measured on the 2-core VM (10M random u64 keys, one thread, C ABI): a
-//   dependent load from a 200 MB table costs 167 ns, yet a bare insert loop over the same layout,
-//   CAS and exchange included, takes 58 ns, because the core runs several iterations' misses at
-//   once. Adding 60, 150 or 300 instructions of independent work per insert took it to 93, 115
-//   and 188 ns: once an operation no longer fits in the reorder window with the next one, each
-//   pays its miss alone. A C-ABI set through the general write path (locate, upsert_hashed) was
-//   about 540 instructions, so operations first try the home-group fast paths (read_home,
-//   upsert_home): straight-line code for the case the home group decides, which hands every
-//   other case to the general path before changing anything (about 5% of the inserts that fill
-//   a presized table to its maximum load fall through). With them, and an
-//   epoch guard of a few instructions, a C-ABI set is ~310 instructions and a get ~185
-//   (callgrind), and 10M inserts from empty went from ~190 to ~150 ns each, 10M lookups from
-//   ~117 to ~95 ns. The batch operations take the same fast paths after prefetching ahead.
-//   The fast path is one inlined body: unlock, the insert count and the epoch lookup are forced
-//   inline (PARDICT_ALWAYS_INLINE, in NDEBUG builds) and everything rare (the general path, growth,
-//   waking sleepers) is out of line. Left to its heuristics GCC kept calls there, and an insert
-//   into a presized 1M table cost 374 instructions on the C ABI (callgrind, u64 -> u64) instead of
-//   342.
+//   instructions. A DRAM-sized table costs one memory round trip per operation, and the core
+//   overlaps the round trips of consecutive operations only while the instructions between them
+//   fit in its reorder window; past that, each operation pays its miss alone. The general write
+//   path (locate, upsert_general) is too long for that, so operations first try the home-group
+//   fast paths (read_home, upsert_home): straight-line code for the case the home group decides,
+//   which hands every other case to the general path before changing anything (a small share of
+//   the inserts that fill a presized table to its maximum load fall through). The batch
+//   operations take the same fast paths after prefetching ahead. The fast path is one inlined
+//   body: unlock, the insert count and the epoch lookup are forced inline (PARDICT_ALWAYS_INLINE,
+//   in NDEBUG builds) and everything rare (the general path, growth, waking sleepers) is out of
+//   line, because GCC's heuristics otherwise keep calls there.
 // * Readers of trivially copyable keys and values write no shared memory: load seq (acquire),
 //   copy tags and candidate slots with relaxed atomic word loads, fence(acquire), reload seq; equal
 //   and unlocked means the copy is a consistent snapshot. Writers therefore store into slots with
@@ -141,7 +135,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -177,8 +170,6 @@ struct reentrancy_error : std::logic_error {
   using std::logic_error::logic_error;
 };
 
-enum class combine_op { assign, add, min, max };
-
 namespace detail {
 
 // The "found" callback of operations that leave an existing element alone (insert, try_emplace).
@@ -187,69 +178,28 @@ struct no_visit {
   void operator()(T&&) const noexcept {}
 };
 
-template <class T>
-struct is_std_array : std::false_type {};
-template <class T, std::size_t N>
-struct is_std_array<std::array<T, N>> : std::true_type {};
+// How a visitor may use the element it is given, as a type (as boost.unordered's group_shared /
+// group_exclusive), so that each entry point compiles only its own path:
+//   mutating_tag  it gets value_type& and may change the mapped value; an element of plain bytes
+//                 is visited as a private copy that is stored back whole afterwards;
+//   const_tag     it gets const value_type& and nothing is stored back.
+struct mutating_tag {};
+struct const_tag {};
 
-template <class T>
-void combine_scalar(T& stored, const T& x, combine_op op) {
-  if constexpr (std::is_same_v<T, bool>) {
-    switch (op) {
-      case combine_op::assign:
-        stored = x;
-        break;
-      case combine_op::add:
-      case combine_op::max:
-        stored = stored || x;
-        break;
-      case combine_op::min:
-        stored = stored && x;
-        break;
-    }
-  } else {
-    switch (op) {
-      case combine_op::assign:
-        stored = x;
-        break;
-      case combine_op::add:
-        stored = static_cast<T>(stored + x);
-        break;
-      case combine_op::min:
-        if (x < stored) stored = x;
-        break;
-      case combine_op::max:
-        if (stored < x) stored = x;
-        break;
-    }
-  }
-}
+// What a write found. `undecided` only comes from the home-group fast path (upsert_home): the
+// general path must look.
+enum class write_outcome { undecided = -1, found, inserted, absent };
 
-template <class V>
-void combine(V& stored, const V& x, combine_op op) {
-  if constexpr (std::is_arithmetic_v<V>) {
-    combine_scalar(stored, x, op);
-  } else if constexpr (is_std_array<V>::value) {
-    if constexpr (std::is_arithmetic_v<typename V::value_type>) {
-      for (std::size_t i = 0; i < stored.size(); ++i) combine_scalar(stored[i], x[i], op);
-    } else {
-      if (op != combine_op::assign)
-        throw std::invalid_argument("pardict: combine op needs arithmetic values");
-      stored = x;
-    }
-  } else {
-    if (op != combine_op::assign)
-      throw std::invalid_argument("pardict: combine op needs arithmetic values");
-    stored = x;
-  }
-}
+// Passed to the write path in place of `make`: an absent key stays absent (a visit, not an
+// upsert), and no code that constructs an element is instantiated.
+struct visit_only {};
 
 #if PARDICT_REENTRANCY_CHECK
 // The maps whose callbacks the current thread is running, as a stack of scopes linked through the
 // caller's own frames. Every operation checks it on entry, so it must cost next to nothing there:
 // the thread_local is a plain pointer (no TLS init call on access, unlike a std::vector), an empty
-// stack is one load and a predicted branch, and pushing allocates nothing. A thread_local vector
-// here made each lookup of a 10M-key table ~30 ns slower (110 vs 71 ns, C++ microbenchmark).
+// stack is one load and a predicted branch, and pushing allocates nothing. (A thread_local
+// std::vector here made every lookup measurably slower.)
 struct visiting_scope;
 inline thread_local const visiting_scope* visiting_top = nullptr;
 struct visiting_scope {
@@ -262,11 +212,16 @@ struct visiting_scope {
   const void* const map;
   const visiting_scope* const prev;
 };
-inline void check_not_reentering(const void* m) {
+[[gnu::noinline]] inline void check_visiting_stack(const void* m) {
   for (const visiting_scope* v = visiting_top; v != nullptr; v = v->prev) {
     if (v->map == m)
       throw reentrancy_error("pardict: a visitor called back into the map it visits");
   }
+}
+// Inlined into every operation: the common case, no visitor running, is a load and a branch.
+PARDICT_ALWAYS_INLINE inline void check_not_reentering(const void* m) {
+  if (visiting_top != nullptr) [[unlikely]]
+    check_visiting_stack(m);
 }
 #else
 struct visiting_scope {
@@ -274,6 +229,10 @@ struct visiting_scope {
 };
 inline void check_not_reentering(const void*) noexcept {}
 #endif
+
+// The largest share of a table's slots that may hold elements: a table grows when its elements
+// would fill more (see "Growth" above).
+inline constexpr double max_load = 0.8;
 
 template <class K, class V, class Hash, class KeyEqual, class Allocator>
 class concurrent_table {
@@ -291,7 +250,6 @@ class concurrent_table {
   static constexpr std::size_t shard_count = std::size_t{1} << shard_bits;
   static constexpr std::size_t min_groups = 2;
   static constexpr std::size_t chunk_groups = 128;
-  static constexpr double max_load = 0.8;
   // Counter cells: one per thread for the first owned_cells epoch slots, written by that thread
   // alone with plain loads and stores (a locked add per insert would wait for the insert's slot
   // store to drain), and one shared cell, updated atomically, for every other thread.
@@ -367,16 +325,25 @@ class concurrent_table {
   // Writes
   // ---------------------------------------------------------------------------------------------
 
-  // The one write primitive. Finds k; if present, calls on_found(value_type&) under the element's
-  // protection and returns false; otherwise constructs the element with make(void* where) —
-  // placement-new of a value_type — and returns true. When `insert_if_absent` is false a missing
-  // key is left missing (on_found reports nothing).
-  template <class Make, class OnFound>
-  bool upsert(const K& k, Make&& make, OnFound&& on_found, bool insert_if_absent = true,
-              bool mutate = true) {
+  // The one write primitive. Finds k; if present, calls on_found on the element under its
+  // protection, as Access (mutating_tag or const_tag) allows, and returns false; otherwise
+  // constructs the element with make(void* where) — placement-new of a value_type — and returns
+  // true.
+  template <class Access, class Make, class OnFound>
+  bool upsert(Access, const K& k, Make&& make, OnFound&& on_found) {
     check_not_reentering(this);
     epoch_guard guard;
-    return upsert_hashed(k, hash_(k), make, on_found, insert_if_absent, mutate);
+    return upsert_hashed<Access>(k, hash_(k), make, on_found) == write_outcome::inserted;
+  }
+
+  // The write primitive without the insert: calls f(value_type&) on k's element under its lock
+  // and returns true, or returns false when k is absent (and leaves it absent).
+  template <class F>
+  bool visit(const K& k, F&& f) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    visit_only absent;
+    return upsert_hashed<mutating_tag>(k, hash_(k), absent, f) == write_outcome::found;
   }
 
   template <class Make, class OnFound>
@@ -385,11 +352,10 @@ class concurrent_table {
     epoch_guard guard;
     std::size_t inserted = 0;
     pipeline(n, keys, true, [&](std::size_t idx, std::uint64_t h) {
-      if (upsert_hashed(
-              keys[idx], h, [&](void* where) { make(idx, where); },
-              [&](value_type& x) { on_found(idx, x); }, true, true)) {
+      auto make_at = [&](void* where) { make(idx, where); };
+      auto visit_at = [&](value_type& x) { on_found(idx, x); };
+      if (upsert_hashed<mutating_tag>(keys[idx], h, make_at, visit_at) == write_outcome::inserted)
         ++inserted;
-      }
     });
     return inserted;
   }
@@ -438,14 +404,14 @@ class concurrent_table {
 
   // Runs f(value_type&) on every element, group by group under the group lock. A shard is not
   // migrated while it is being visited (its resize mutex is held). Returns the count visited.
-  template <class F>
-  std::size_t visit_all(F&& f, bool mutate) {
+  template <class Access, class F>
+  std::size_t visit_all(Access, F&& f) {
     check_not_reentering(this);
     epoch_guard guard;
     std::size_t n = 0;
     for_each_locked([&](shard&, table* t, std::size_t g, unsigned j) {
       visiting_scope vs(this);
-      apply_visitor(t->slot(g, j), f, mutate);
+      apply_visitor<Access>(t->slot(g, j), f);
       ++n;
     });
     return n;
@@ -509,7 +475,7 @@ class concurrent_table {
         const unsigned j = first_slot(occ);
         {
           visiting_scope vs(this);
-          apply_visitor(t->slot(g, j), f, true);
+          apply_visitor<mutating_tag>(t->slot(g, j), f);
         }
         remove_from_locked_group(s, t, g, j);
         extract_hint_.store((std::uint64_t{si} << 32) | g, std::memory_order_relaxed);
@@ -680,6 +646,18 @@ class concurrent_table {
     return g + 1 == n ? 0 : g + 1;
   }
 
+  // A key's walk over the groups of one table: from its home group on, looking for its tag, and
+  // (for a lookup) stopping at the first group whose overflow bit for the key's class is clear.
+  struct probe {
+    probe(const table* t, std::uint64_t h) noexcept
+        : n(t->ngroups), g(home_of(h, n)), tag(tag_of(h)), obit(overflow_bit(h)) {}
+    void next() noexcept { g = next_group(g, n); }
+    const std::size_t n;  // the table's groups
+    std::size_t g;        // the group being looked at
+    const std::uint8_t tag;
+    const std::uint32_t obit;
+  };
+
   static std::size_t groups_for(std::size_t elements) noexcept {
     const double slots = static_cast<double>(elements) / max_load;
     const auto g = static_cast<std::size_t>(slots / group_width) + 1;
@@ -715,9 +693,9 @@ class concurrent_table {
     t->flush_every = std::clamp<std::size_t>(ngroups / 64, 1, 16);
     // Metadata is written before it is ever read: fresh pages are faulted in by a write, not
     // mapped to the zero page by a read and copied on the next write. Slots are written first
-    // by the insert that fills them. Huge pages were measured and left out: with every table
-    // page a transparent huge page, 10M random lookups cost the same 75 ns each, so a probe
-    // waits for DRAM, not for the page walk.
+    // by the insert that fills them. Huge pages are not requested: a probe waits for DRAM, not
+    // for the page walk, and lookups with every table page a transparent huge page were no
+    // faster.
     for (std::size_t g = 0; g < ngroups; ++g) {
       ::new (&t->groups[g]) group_meta;
       t->groups[g].seq.store(0, std::memory_order_relaxed);
@@ -964,23 +942,24 @@ class concurrent_table {
     return (ovf & overflow_bit(h)) == 0 ? 0 : -1;
   }
 
-  // 1 inserted, 0 found (on_found applied) or absent and not inserted, -1 undecided (nothing was
-  // changed). The protocol of upsert_hashed restricted to the home group, which is locked with
-  // one CAS attempt (a locked group goes to the general path, which waits for it).
-  template <class Make, class OnFound>
-  PARDICT_ALWAYS_INLINE int upsert_home(const K& k, std::uint64_t h, Make& make, OnFound& on_found,
-                                        bool insert_if_absent, bool mutate) {
+  // The protocol of upsert_hashed restricted to the home group, which is locked with one CAS
+  // attempt (a locked group goes to the general path, which waits for it). Returns `undecided`
+  // having changed nothing when the home group alone cannot decide.
+  template <class Access, class Make, class OnFound>
+  PARDICT_ALWAYS_INLINE write_outcome upsert_home(const K& k, std::uint64_t h, Make& make,
+                                                  OnFound& on_found) {
+    constexpr bool inserts = !std::is_same_v<Make, visit_only>;
     shard& s = shard_of(h);
     table* t = s.cur.load(std::memory_order_acquire);
-    if (t == nullptr) return -1;
+    if (t == nullptr) return write_outcome::undecided;
     const std::size_t g = home_of(h, t->ngroups);
-    prefetch_slots(t, g, h, insert_if_absent);
+    prefetch_slots(t, g, h, inserts);
     group_meta& gm = t->groups[g];
     std::uint32_t s0 = gm.seq.load(std::memory_order_relaxed);
     if ((s0 & (locked_bit | moved_bit)) != 0 ||
         !gm.seq.compare_exchange_strong(s0, s0 | locked_bit, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
-      return -1;
+      return write_outcome::undecided;
     }
     group_lock home(&gm);
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
@@ -989,33 +968,35 @@ class concurrent_table {
       value_type* e = t->slot(g, first_slot(m));
       if (eq_(e->first, k)) {
         visiting_scope vs(this);
-        apply_visitor(e, on_found, mutate);
-        return 0;
+        apply_visitor<Access>(e, on_found);
+        return write_outcome::found;
       }
     }
-    if ((gm.overflow.load(std::memory_order_relaxed) & overflow_bit(h)) != 0) return -1;
-    if (!insert_if_absent) return 0;
-    const std::uint64_t empties = match_empty(tags);
-    // A full group, or a table being migrated (add nothing to it): the general path decides.
-    if (empties == 0 || t->next.load(std::memory_order_acquire) != nullptr) return -1;
-    const unsigned j = pick_free(empties, h);
-    construct_in(t, g, j, make);
-    gm.tags.store(with_tag(tags, j, tag), std::memory_order_relaxed);
-    home.release();
-    note_insert(s, t);
-    return 1;
+    if ((gm.overflow.load(std::memory_order_relaxed) & overflow_bit(h)) != 0)
+      return write_outcome::undecided;
+    if constexpr (!inserts) {
+      return write_outcome::absent;
+    } else {
+      const std::uint64_t empties = match_empty(tags);
+      // A full group, or a table being migrated (add nothing to it): the general path decides.
+      if (empties == 0 || t->next.load(std::memory_order_acquire) != nullptr)
+        return write_outcome::undecided;
+      const unsigned j = pick_free(empties, h);
+      construct_in(t, g, j, make);
+      gm.tags.store(with_tag(tags, j, tag), std::memory_order_relaxed);
+      home.release();
+      note_insert(s, t);
+      return write_outcome::inserted;
+    }
   }
 
   // 1 found, 0 absent (definitely), -1 absent from the unmoved part of t.
   template <class F>
   int read_optimistic(const table* t, const K& k, std::uint64_t h, F& f, bool& saw_moved) const {
-    const std::size_t n = t->ngroups;
-    std::size_t g = home_of(h, n);
-    const std::uint8_t tag = tag_of(h);
-    const std::uint32_t obit = overflow_bit(h);
-    prefetch_slots(t, g, h, false);
-    for (std::size_t probes = 0; probes < n; ++probes) {
-      const group_meta& gm = t->groups[g];
+    probe p(t, h);
+    prefetch_slots(t, p.g, h, false);
+    for (std::size_t probes = 0; probes < p.n; ++probes) {
+      const group_meta& gm = t->groups[p.g];
       std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
       if (s1 & locked_bit) {
         wait_unlocked(const_cast<group_meta&>(gm));
@@ -1026,11 +1007,11 @@ class concurrent_table {
       if (s1 & moved_bit) {
         saw_moved = true;
       } else {
-        std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag);
+        std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), p.tag);
         bool retry = false;
         for (; m; m &= m - 1) {
           alignas(value_type) unsigned char buf[sizeof(value_type)];
-          racy_load(buf, t->slot(g, first_slot(m)));
+          racy_load(buf, t->slot(p.g, first_slot(m)));
           const value_type& x = *std::launder(reinterpret_cast<const value_type*>(buf));
           std::atomic_thread_fence(std::memory_order_acquire);
           if (gm.seq.load(std::memory_order_relaxed) != s1) {
@@ -1052,38 +1033,33 @@ class concurrent_table {
           continue;
         }
       }
-      if ((ovf & obit) == 0) return saw_moved ? -1 : 0;
-      g = next_group(g, n);
+      if ((ovf & p.obit) == 0) return saw_moved ? -1 : 0;
+      p.next();
     }
     return saw_moved ? -1 : 0;
   }
 
   template <class F>
   int read_locked(const table* t, const K& k, std::uint64_t h, F& f, bool& saw_moved) const {
-    const std::size_t n = t->ngroups;
-    std::size_t g = home_of(h, n);
-    const std::uint8_t tag = tag_of(h);
-    const std::uint32_t obit = overflow_bit(h);
-    for (std::size_t probes = 0; probes < n; ++probes) {
-      group_meta& gm = t->groups[g];
+    probe p(t, h);
+    for (std::size_t probes = 0; probes < p.n; ++probes, p.next()) {
+      group_meta& gm = t->groups[p.g];
       if (lock_group(gm, true) == lock_status::moved) {
         saw_moved = true;
-        if ((gm.overflow.load(std::memory_order_relaxed) & obit) == 0) return -1;
-        g = next_group(g, n);
+        if ((gm.overflow.load(std::memory_order_relaxed) & p.obit) == 0) return -1;
         continue;
       }
       group_lock gl(&gm);
-      for (std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag); m;
+      for (std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), p.tag); m;
            m &= m - 1) {
-        const value_type& x = *t->slot(g, first_slot(m));
+        const value_type& x = *t->slot(p.g, first_slot(m));
         if (eq_(x.first, k)) {
           visiting_scope vs(this);
           f(x);
           return 1;
         }
       }
-      if ((gm.overflow.load(std::memory_order_relaxed) & obit) == 0) return saw_moved ? -1 : 0;
-      g = next_group(g, n);
+      if ((gm.overflow.load(std::memory_order_relaxed) & p.obit) == 0) return saw_moved ? -1 : 0;
     }
     return saw_moved ? -1 : 0;
   }
@@ -1102,6 +1078,10 @@ class concurrent_table {
     std::size_t passed_from = 0;  // absent: groups [home, group) need the key's overflow bit
     group_lock home;
     group_lock other;
+    PARDICT_ALWAYS_INLINE void release() noexcept {
+      other.release();
+      home.release();
+    }
   };
 
   // Probe for k with the home group locked. On `found` the key's group is locked; on `absent`
@@ -1109,10 +1089,8 @@ class concurrent_table {
   // the table has no free slot reachable, status is absent with group == npos.
   locate_result locate(table* t, const K& k, std::uint64_t h, bool want_slot = false) {
     locate_result r;
-    const std::size_t n = t->ngroups;
-    const std::size_t home = home_of(h, n);
-    const std::uint8_t tag = tag_of(h);
-    const std::uint32_t obit = overflow_bit(h);
+    probe p(t, h);
+    const std::size_t home = p.g;
     prefetch_slots(t, home, h, want_slot);
     if (lock_group(t->groups[home], true) == lock_status::moved) {
       r.status = locate_status::moved;
@@ -1122,9 +1100,9 @@ class concurrent_table {
     constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
     std::size_t target = npos;
     unsigned target_slot = 0;
-    std::size_t g = home;
     bool keep_probing_for_slot = false;
-    for (std::size_t probes = 0; probes < n; ++probes) {
+    for (std::size_t probes = 0; probes < p.n; ++probes) {
+      const std::size_t g = p.g;
       group_meta& gm = t->groups[g];
       group_lock gl;
       if (g != home) {
@@ -1132,8 +1110,7 @@ class concurrent_table {
         if (ls != lock_status::acquired) {
           // Give everything back: the caller is about to help a migration or retry, and must not
           // hold a group that a migrator (or the thread we wait for) needs.
-          r.other.release();
-          r.home.release();
+          r.release();
           r.status = ls == lock_status::moved ? locate_status::moved : locate_status::busy;
           return r;
         }
@@ -1141,7 +1118,7 @@ class concurrent_table {
       }
       const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
       if (!keep_probing_for_slot) {
-        for (std::uint64_t m = match_tag(tags, tag); m; m &= m - 1) {
+        for (std::uint64_t m = match_tag(tags, p.tag); m; m &= m - 1) {
           const unsigned j = first_slot(m);
           if (eq_(t->slot(g, j)->first, k)) {
             r.status = locate_status::found;
@@ -1161,13 +1138,13 @@ class concurrent_table {
           if (keep_probing_for_slot) break;
         }
       }
-      if (!keep_probing_for_slot && (gm.overflow.load(std::memory_order_relaxed) & obit) == 0) {
+      if (!keep_probing_for_slot && (gm.overflow.load(std::memory_order_relaxed) & p.obit) == 0) {
         // The key is absent. Keep walking only to find a free slot.
         if (!want_slot || target != npos) break;
         keep_probing_for_slot = true;
       }
-      g = next_group(g, n);
-      if (g == home) break;
+      p.next();
+      if (p.g == home) break;
     }
     r.status = locate_status::absent;
     r.group = target;
@@ -1176,78 +1153,77 @@ class concurrent_table {
     return r;
   }
 
-  template <class Make, class OnFound>
-  bool upsert_hashed(const K& k, std::uint64_t h, Make&& make, OnFound&& on_found,
-                     bool insert_if_absent, bool mutate) {
-    const int fast = upsert_home(k, h, make, on_found, insert_if_absent, mutate);
-    if (fast >= 0) [[likely]]
-      return fast == 1;
-    return upsert_general(k, h, make, on_found, insert_if_absent, mutate);
+  // Make is a callable that constructs the element, or visit_only: an absent key stays absent.
+  template <class Access, class Make, class OnFound>
+  write_outcome upsert_hashed(const K& k, std::uint64_t h, Make& make, OnFound& on_found) {
+    const write_outcome fast = upsert_home<Access>(k, h, make, on_found);
+    if (fast != write_outcome::undecided) [[likely]]
+      return fast;
+    return upsert_general<Access>(k, h, make, on_found);
   }
 
   // The general write path, out of line: kept apart, the fast path above saves and restores only
   // the registers it uses.
-  template <class Make, class OnFound>
-  [[gnu::noinline]] bool upsert_general(const K& k, std::uint64_t h, Make& make, OnFound& on_found,
-                                        bool insert_if_absent, bool mutate) {
+  template <class Access, class Make, class OnFound>
+  [[gnu::noinline]] write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
+                                                 OnFound& on_found) {
+    constexpr bool inserts = !std::is_same_v<Make, visit_only>;
     shard& s = shard_of(h);
     for (;;) {
       table* t = s.cur.load(std::memory_order_acquire);
       if (t == nullptr) {
-        if (!insert_if_absent) return false;
+        if (!inserts) return write_outcome::absent;
         install_first_table(s, min_groups);
         continue;
       }
-      locate_result r = locate(t, k, h, insert_if_absent);
+      locate_result r = locate(t, k, h, inserts);
       switch (r.status) {
         case locate_status::moved:
-          r.home.release();
-          r.other.release();
+          r.release();
           help_migrate(s, t);
           continue;
         case locate_status::busy:
-          r.home.release();
-          r.other.release();
+          r.release();
           std::this_thread::yield();
           continue;
         case locate_status::found: {
           value_type* e = t->slot(r.group, r.slot);
           visiting_scope vs(this);
-          apply_visitor(e, on_found, mutate);
-          return false;
+          apply_visitor<Access>(e, on_found);
+          return write_outcome::found;
         }
         case locate_status::absent:
           break;
       }
-      if (!insert_if_absent) return false;
-      if (t->next.load(std::memory_order_acquire) != nullptr) {
-        // t is being migrated: add nothing to it (the new table was sized for what t held), help
-        // finish, and insert into the new table.
-        r.home.release();
-        r.other.release();
-        help_migrate(s, t);
-        continue;
+      if constexpr (!inserts) {
+        return write_outcome::absent;
+      } else {
+        if (t->next.load(std::memory_order_acquire) != nullptr) {
+          // t is being migrated: add nothing to it (the new table was sized for what t held), help
+          // finish, and insert into the new table.
+          r.release();
+          help_migrate(s, t);
+          continue;
+        }
+        if (r.group == std::numeric_limits<std::size_t>::max()) {
+          // No free slot anywhere on the probe path: the table is full. Grow, then retry.
+          r.release();
+          grow(s, t);
+          continue;
+        }
+        // Mark the groups the key passes over, then publish it.
+        const std::uint32_t obit = overflow_bit(h);
+        for (std::size_t g = r.passed_from; g != r.group; g = next_group(g, t->ngroups)) {
+          t->groups[g].overflow.fetch_or(obit, std::memory_order_relaxed);
+        }
+        construct_in(t, r.group, r.slot, make);
+        group_meta& gm = t->groups[r.group];
+        gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), r.slot, tag_of(h)),
+                      std::memory_order_relaxed);
+        r.release();
+        note_insert(s, t);
+        return write_outcome::inserted;
       }
-      if (r.group == std::numeric_limits<std::size_t>::max()) {
-        // No free slot anywhere on the probe path: the table is full. Grow, then retry.
-        r.home.release();
-        r.other.release();
-        grow(s, t);
-        continue;
-      }
-      // Mark the groups the key passes over, then publish it.
-      const std::uint32_t obit = overflow_bit(h);
-      for (std::size_t g = r.passed_from; g != r.group; g = next_group(g, t->ngroups)) {
-        t->groups[g].overflow.fetch_or(obit, std::memory_order_relaxed);
-      }
-      construct_in(t, r.group, r.slot, make);
-      group_meta& gm = t->groups[r.group];
-      gm.tags.store(with_tag(gm.tags.load(std::memory_order_relaxed), r.slot, tag_of(h)),
-                    std::memory_order_relaxed);
-      r.other.release();
-      r.home.release();
-      note_insert(s, t);
-      return true;
     }
   }
 
@@ -1271,16 +1247,21 @@ class concurrent_table {
     }
   }
 
-  template <class F>
-  void apply_visitor(value_type* e, F& f, bool mutate) {
+  // Runs a visitor on the element e of a locked group. A mutating visitor of a plain-bytes
+  // element works on a private copy that is stored back whole with word-wise atomic stores, since
+  // optimistic readers may be copying the slot meanwhile; a const visitor reads e itself.
+  template <class Access, class F>
+  void apply_visitor(value_type* e, F& f) {
     if constexpr (std::is_same_v<std::remove_cvref_t<F>, no_visit>) {
       return;
+    } else if constexpr (std::is_same_v<Access, const_tag>) {
+      f(static_cast<const value_type&>(*e));
     } else if constexpr (optimistic) {
+      static_assert(std::is_same_v<Access, mutating_tag>);
       alignas(value_type) unsigned char buf[sizeof(value_type)];
       std::memcpy(buf, static_cast<const void*>(e), sizeof(value_type));
-      value_type& x = *std::launder(reinterpret_cast<value_type*>(buf));
-      f(x);
-      if (mutate) racy_store(e, buf);
+      f(*std::launder(reinterpret_cast<value_type*>(buf)));
+      racy_store(e, buf);
     } else {
       f(*e);
     }
@@ -1430,11 +1411,8 @@ class concurrent_table {
   // migrators cannot deadlock on each other).
   void move_into(table* nt, value_type* e, group_lock& held) noexcept {
     const std::uint64_t h = hash_(e->first);
-    const std::size_t n = nt->ngroups;
-    std::size_t g = home_of(h, n);
-    const std::uint32_t obit = overflow_bit(h);
-    for (;;) {
-      group_meta& gm = nt->groups[g];
+    for (probe p(nt, h);; p.next()) {
+      group_meta& gm = nt->groups[p.g];
       if (held.get() != &gm) {
         held.release();
         lock_group(gm, true);
@@ -1444,7 +1422,7 @@ class concurrent_table {
       const std::uint64_t empty = match_empty(tags);
       if (empty != 0) {
         const unsigned j = pick_free(empty, h);
-        value_type* dst = nt->slot(g, j);
+        value_type* dst = nt->slot(p.g, j);
         if constexpr (optimistic) {
           racy_store(dst, e);
         } else {
@@ -1452,11 +1430,10 @@ class concurrent_table {
               value_type(std::move(const_cast<K&>(e->first)), std::move_if_noexcept(e->second));
           e->~value_type();
         }
-        gm.tags.store(with_tag(tags, j, tag_of(h)), std::memory_order_relaxed);
+        gm.tags.store(with_tag(tags, j, p.tag), std::memory_order_relaxed);
         return;
       }
-      gm.overflow.fetch_or(obit, std::memory_order_relaxed);
-      g = next_group(g, n);
+      gm.overflow.fetch_or(p.obit, std::memory_order_relaxed);
     }
   }
 

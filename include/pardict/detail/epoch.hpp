@@ -11,8 +11,8 @@
 //     call in;
 //   * entering announces `epoch << 1 | 1`; the announcement must be ordered before every later
 //     load of a table pointer (StoreLoad). A seq_cst store does that, but on x86 it is a full
-//     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups —
-//     it cost a lookup on a DRAM-sized table half its speed. So on Linux the fence is made
+//     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups
+//     on a DRAM-sized table. So on Linux the fence is made
 //     asymmetric: the reader's store is a plain store plus a compiler barrier, and the rare
 //     epoch scan first runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which executes a full
 //     barrier on every running thread of the process. Either the scan then sees the
@@ -85,7 +85,8 @@ class epoch_domain {
   // initialisation guard), and the rare cases (first use, slot overflow) are out of line.
   PARDICT_ALWAYS_INLINE void enter() noexcept {
     thread_state& ts = tls_;
-    if (ts.depth++ != 0) return;
+    if (ts.depth++ != 0) [[unlikely]]  // a guard inside a visitor's guard
+      return;
     slot* const sl = ts.my_slot;
     if (sl == nullptr) [[unlikely]] {
       enter_without_slot(ts);
@@ -96,7 +97,8 @@ class epoch_domain {
 
   PARDICT_ALWAYS_INLINE void leave() noexcept {
     thread_state& ts = tls_;
-    if (--ts.depth != 0) return;
+    if (--ts.depth != 0) [[unlikely]]
+      return;
     if (ts.my_slot != nullptr) [[likely]] {
       ts.my_slot->announced.store(0, std::memory_order_release);
     } else {

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "pardict_capi.h"
+
 namespace pardict_test {
 
 struct fake_meminfo {
@@ -32,7 +34,13 @@ struct fake_unicode {
   void* meminfo;
   void* parent;
 };
-static_assert(sizeof(fake_unicode) == 48);
+static_assert(sizeof(fake_unicode) == PARDICT_NB_UNICODE_SIZE);
+static_assert(offsetof(fake_unicode, data) == PARDICT_NB_UNICODE_DATA &&
+              offsetof(fake_unicode, length) == PARDICT_NB_UNICODE_LENGTH &&
+              offsetof(fake_unicode, kind) == PARDICT_NB_UNICODE_KIND &&
+              offsetof(fake_unicode, is_ascii) == PARDICT_NB_UNICODE_IS_ASCII &&
+              offsetof(fake_unicode, hash) == PARDICT_NB_UNICODE_HASH &&
+              offsetof(fake_unicode, meminfo) == PARDICT_NB_UNICODE_MEMINFO);
 
 // A numba 1-d array struct: meminfo, parent, nitems, itemsize, data, shape[1], strides[1].
 struct array1d {
@@ -43,6 +51,11 @@ struct array1d {
   std::int64_t shape, stride;
 };
 static_assert(sizeof(array1d) == 56);
+static_assert(offsetof(array1d, mi) == PARDICT_NB_ARRAY_MEMINFO &&
+              offsetof(array1d, nitems) == PARDICT_NB_ARRAY_NITEMS &&
+              offsetof(array1d, itemsize) == PARDICT_NB_ARRAY_ITEMSIZE &&
+              offsetof(array1d, data) == PARDICT_NB_ARRAY_DATA &&
+              offsetof(array1d, shape) == PARDICT_NB_ARRAY_SHAPE);
 
 // A C-contiguous float32 array of n elements at `data`, owned by `mi` (nullptr: no owner).
 inline array1d float_array(void* mi, float* data, std::int64_t n) {

@@ -1,0 +1,171 @@
+// Copies of arrays without an owner (pardict_unowned_find, pardict_unowned_remember,
+// pardict_set_array). Internal.
+//
+// parfor passes the arrays a prange body uses as views without a MemInfo: a dictionary cannot keep
+// such memory alive, so jitted code stores a copy. A loop that stores one such array under many
+// keys (the seed program, `d[float(i)] = v` in prange) would allocate a copy per key: a malloc, a
+// free and a MemInfo each. Instead each thread remembers, per dictionary, its last copy: storing
+// the same source again, with the same shape and with contents equal to that copy's, shares the
+// copy, as a serial typed.Dict loop shares `v` itself. A copy changed since (through d[k]) no
+// longer matches, so a new one is made.
+//
+// The copies are numba array structs of one layout (pardict_numba_layout): meminfo, parent,
+// nitems, itemsize, data, shape[ndim], strides[ndim]. Each stripe is owned by whoever sets its
+// busy word; threads that share a stripe (more than 64 of them) or meet a clear() just skip the
+// cache.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "blob.hpp"
+#include "pardict_capi.h"
+#include "refs.hpp"
+
+namespace pardict::capi {
+
+class unowned_copies {
+ public:
+  static constexpr std::size_t stripes = 64;
+  // numba's array struct, in words.
+  static constexpr std::size_t meminfo_word = PARDICT_NB_ARRAY_MEMINFO / word_bytes;
+  static constexpr std::size_t nitems_word = PARDICT_NB_ARRAY_NITEMS / word_bytes;
+  static constexpr std::size_t itemsize_word = PARDICT_NB_ARRAY_ITEMSIZE / word_bytes;
+  static constexpr std::size_t data_word = PARDICT_NB_ARRAY_DATA / word_bytes;
+  static constexpr std::size_t header_words = PARDICT_NB_ARRAY_SHAPE / word_bytes;  // to shape[]
+  static constexpr std::uint32_t meminfo_mask = std::uint32_t{1} << meminfo_word;
+  static constexpr std::size_t max_ndim = 32;  // numba's limit
+  static constexpr std::size_t max_array_words = header_words + 2 * max_ndim;
+
+  // Bytes of the struct of an array with ndim dimensions (its shape and strides follow the
+  // header).
+  static constexpr std::size_t array_bytes(std::size_t ndim) noexcept {
+    return PARDICT_NB_ARRAY_SHAPE + 2 * word_bytes * ndim;
+  }
+
+  explicit unowned_copies(std::size_t array_words) noexcept
+      : array_words_(array_words), stride_((copy_at + array_words + 7) & ~std::size_t{7}) {}
+  unowned_copies(const unowned_copies&) = delete;
+  unowned_copies& operator=(const unowned_copies&) = delete;
+  ~unowned_copies() {
+    release_all();
+    if (std::uint64_t* t = table_.load(std::memory_order_relaxed)) {
+      ::operator delete[](t, std::align_val_t{64});
+    }
+  }
+
+  // This thread's copy of `src` if it still matches: written to `out` with a new reference.
+  bool find(const void* src, void* out) noexcept {
+    return with_copy(src, false, [&](const std::uint64_t* c) noexcept {
+      nrt_incref(reinterpret_cast<void*>(c[meminfo_word]));
+      std::memcpy(out, c, word_bytes * array_words_);
+      return true;
+    });
+  }
+
+  // fn(copy) with this thread's copy of `src` if it still matches, else `miss`. The stripe stays
+  // locked while fn runs, and its own reference keeps the copy alive, so fn may store the copy
+  // (taking a reference of its own) without the find-incref-store-decref round trip. fn may
+  // throw; the stripe is unlocked either way.
+  template <class R, class Fn>
+  R with_copy(const void* src, R miss, Fn&& fn) {
+    std::uint64_t* e = mine(false);
+    if (e == nullptr || !try_lock(e)) return miss;
+    struct unlocker {
+      std::uint64_t* e;
+      ~unlocker() { unlock(e); }
+    } u{e};
+    const auto* a = static_cast<const std::uint64_t*>(src);
+    const std::uint64_t* c = e + copy_at;
+    // Nothing remembered (a zero-size source with a null data pointer never matches), another
+    // source, or another shape or item size: no match.
+    const std::uint64_t source = e[source_at];
+    if (source == 0 || source != a[data_word] || a[nitems_word] != c[nitems_word] ||
+        a[itemsize_word] != c[itemsize_word] ||
+        !std::equal(a + header_words, a + array_words_, c + header_words)) {
+      return miss;
+    }
+    const auto n =
+        static_cast<std::size_t>(a[nitems_word]) * static_cast<std::size_t>(a[itemsize_word]);
+    if (std::memcmp(reinterpret_cast<const void*>(c[data_word]),
+                    reinterpret_cast<const void*>(a[data_word]), n) != 0) {
+      return miss;
+    }
+    return fn(c);
+  }
+
+  // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
+  void remember(const void* src, const void* copy) noexcept {
+    std::uint64_t* e = mine(true);
+    if (e == nullptr || !try_lock(e)) return;
+    incref_words(copy, meminfo_mask);
+    replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
+  }
+
+  // Drops every remembered copy (dictionary cleared or destroyed).
+  void release_all() noexcept {
+    std::uint64_t* t = table_.load(std::memory_order_acquire);
+    if (t == nullptr) return;
+    for (std::size_t i = 0; i < stripes; ++i) {
+      std::uint64_t* e = t + i * stride_;
+      while (!try_lock(e)) std::this_thread::yield();
+      replace_and_unlock(e, 0, nullptr);
+    }
+  }
+
+ private:
+  // A stripe's words: busy (its lock), the source's data pointer, then the copy's array struct;
+  // rounded up to 64 bytes.
+  static constexpr std::size_t busy_at = 0;
+  static constexpr std::size_t source_at = 1;
+  static constexpr std::size_t copy_at = 2;
+
+  std::uint64_t* mine(bool create) {
+    std::uint64_t* t = table_.load(std::memory_order_acquire);
+    if (t == nullptr) {
+      if (!create) return nullptr;
+      const std::size_t bytes = word_bytes * stripes * stride_;
+      auto* fresh =
+          static_cast<std::uint64_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
+      if (fresh == nullptr) return nullptr;
+      std::memset(fresh, 0, bytes);
+      if (table_.compare_exchange_strong(t, fresh, std::memory_order_acq_rel)) {
+        t = fresh;
+      } else {
+        ::operator delete[](fresh, std::align_val_t{64});
+      }
+    }
+    return t + thread_stripe() * stride_;
+  }
+  static bool try_lock(std::uint64_t* e) noexcept {
+    return std::atomic_ref<std::uint64_t>(e[busy_at]).exchange(1, std::memory_order_acquire) == 0;
+  }
+  static void unlock(std::uint64_t* e) noexcept {
+    std::atomic_ref<std::uint64_t>(e[busy_at]).store(0, std::memory_order_release);
+  }
+  // With the stripe locked: store (source data pointer, copy), or clear it when copy is null;
+  // then unlock and release the copy it held, whose destructor may run (not under the stripe).
+  void replace_and_unlock(std::uint64_t* e, std::uint64_t src_data, const void* copy) noexcept {
+    std::uint64_t old[max_array_words];
+    std::memcpy(old, e + copy_at, word_bytes * array_words_);
+    e[source_at] = src_data;
+    if (copy != nullptr) {
+      std::memcpy(e + copy_at, copy, word_bytes * array_words_);
+    } else {
+      std::memset(e + copy_at, 0, word_bytes * array_words_);
+    }
+    unlock(e);
+    release_words(old, meminfo_mask);
+  }
+
+  const std::size_t array_words_;  // words of one array struct
+  const std::size_t stride_;       // words per stripe
+  std::atomic<std::uint64_t*> table_{nullptr};
+};
+
+}  // namespace pardict::capi
