@@ -110,7 +110,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if dcttype is not None:
             self._open(dcttype, n_keys)
         if len(args) > 1:
-            raise TypeError(f"Dict expected at most 1 positional argument, got {len(args)}")
+            raise h.DictTypeError(f"Dict expected at most 1 positional argument, got {len(args)}")
         if args or kwargs:
             self.update(*args, **kwargs)
 
@@ -296,7 +296,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def popitem(self) -> tuple[Any, Any]:
         kv = h.popitem(self) if self._typed else None
         if kv is None:
-            raise KeyError("popitem(): dictionary is empty")
+            raise KeyError("dictionary is empty")  # typed.Dict's message
         return kv
 
     def setdefault(self, key: Any, default: Any = None) -> Any:

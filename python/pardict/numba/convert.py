@@ -37,7 +37,7 @@ def sentry_safe_cast(fromty, toty):
         return  # NumPy string elements: str(x) is exact
     if not (isinstance(fromty, DictType) and isinstance(toty, DictType)):
         if not castable(fromty, toty):
-            raise TypingError(f"cannot convert {fromty} to {toty}")
+            raise TypingError(f"cannot safely cast {fromty} to {toty}. Please cast explicitly.")
     _numba_sentry_safe_cast(fromty, toty)
 
 

@@ -42,8 +42,8 @@ def check_key_type(ty):
             check_key_type(t)
         return
     raise TypingError(
-        f"pardict keys must be integer, float or bool scalars, unicode strings, or tuples of "
-        f"these; got {ty}"
+        f"{ty} as key is forbidden: pardict keys must be integer, float or bool scalars, unicode "
+        f"strings, or tuples of these"
     )
 
 
