@@ -12,19 +12,25 @@
 //     (chunk, local group) the position where its rows go.
 //  4. Each worker scatters its rows to those positions in row order, so the rows of a group come
 //     out ascending. The whole result is independent of t.
-// Probes are made in batches whose slots are prefetched first, so that the cache misses of a
-// batch overlap (the tables outgrow the cache when there are many groups).
+// Probe slots are prefetched a few rows ahead, so that the cache misses of consecutive rows
+// overlap (the tables outgrow the cache when there are many groups). Large arrays, the caller's
+// outputs included, are advised to use transparent huge pages before they are first touched (as
+// NumPy does for its arrays): a page fault costs microseconds in a VM, and 4 KiB pages would mean
+// tens of thousands of them per call at 10M rows.
 #include <sched.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "blob.hpp"
@@ -70,6 +76,59 @@ struct ucs4_rows {
   }
 };
 
+// ---- memory -------------------------------------------------------------------------------------
+
+constexpr std::size_t huge_page = std::size_t{2} << 20;
+
+// Asks for transparent huge pages for the whole 2 MiB pages of [p, p + bytes) (a hint: the
+// kernel may not have them).
+void advise_huge(void* p, std::size_t bytes) noexcept {
+  const auto b = (reinterpret_cast<std::uintptr_t>(p) + huge_page - 1) & ~(huge_page - 1);
+  const auto e = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge_page - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+}
+
+// n zeroed T: calloc'ed when small; when large, fresh pages from the kernel (zero already),
+// advised to be huge.
+template <class T>
+class zeroed_array {
+ public:
+  zeroed_array() = default;
+  explicit zeroed_array(std::size_t n) : bytes_(std::max<std::size_t>(n * sizeof(T), 1)) {
+    static_assert(std::is_trivial_v<T>);
+    if (bytes_ < huge_page) {
+      p_ = static_cast<T*>(std::calloc(bytes_, 1));
+    } else {
+      void* m = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m != MAP_FAILED) {
+        advise_huge(m, bytes_);
+        p_ = static_cast<T*>(m);
+      }
+    }
+    if (p_ == nullptr) throw std::bad_alloc();
+  }
+  zeroed_array(zeroed_array&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  zeroed_array& operator=(zeroed_array&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~zeroed_array() {
+    if (p_ == nullptr) return;
+    if (bytes_ < huge_page) {
+      std::free(p_);
+    } else {
+      munmap(p_, bytes_);
+    }
+  }
+  T& operator[](std::size_t i) const noexcept { return p_[i]; }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
 // ---- the groups of a run of rows ---------------------------------------------------------------
 
 // Linear probing over slots (hash, id + 1, rows; id + 1 == 0 marks an empty slot), at most half
@@ -98,8 +157,8 @@ class group_table {
   // The row count of every group, by id.
   std::vector<std::int64_t> counts() const {
     std::vector<std::int64_t> out(size());
-    for (const slot& s : slots_)
-      if (s.id1 != 0) out[s.id1 - 1] = s.rows;
+    for (std::size_t i = 0; i < cap_; ++i)
+      if (slots_[i].id1 != 0) out[slots_[i].id1 - 1] = slots_[i].rows;
     return out;
   }
 
@@ -118,15 +177,17 @@ class group_table {
     slots_[i] = {h, static_cast<std::uint32_t>(id + 1), 1};
     hash.push_back(h);
     first.push_back(row);
-    if (2 * first.size() > slots_.size()) rehash(2 * slots_.size());
+    if (2 * first.size() > cap_) rehash(2 * cap_);
     return static_cast<std::uint32_t>(id);
   }
 
   void rehash(std::size_t cap) {
-    std::vector<slot> old(cap, slot{0, 0, 0});
-    old.swap(slots_);
-    mask_ = cap - 1;
-    for (const slot& s : old) {
+    zeroed_array<slot> old(cap);
+    std::swap(old, slots_);
+    std::swap(cap, cap_);  // cap: the old capacity (0 at first)
+    mask_ = cap_ - 1;
+    for (std::size_t j = 0; j < cap; ++j) {
+      const slot& s = old[j];
       if (s.id1 == 0) continue;
       std::size_t i = s.hash & mask_;
       while (slots_[i].id1 != 0) i = (i + 1) & mask_;
@@ -135,8 +196,8 @@ class group_table {
   }
 
   Rows rows_;
-  std::size_t mask_ = 0;
-  std::vector<slot> slots_;
+  std::size_t cap_ = 0, mask_ = 0;
+  zeroed_array<slot> slots_;
 };
 
 // For j in [0, m): id = table.add_row(hash_of(j), row_of(j)), then done(j, id). The probe slot of
@@ -234,8 +295,10 @@ std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
   const std::size_t rows_n = static_cast<std::size_t>(n), t = worker_count(n, threads);
   const std::size_t k = std::max<std::size_t>(t, rows_n / 0xffffffffu + 1);
   auto lo = [&](std::size_t c) { return rows_n / k * c + std::min(c, rows_n % k); };
-  std::unique_ptr<std::uint32_t[]> local(new std::uint32_t[rows_n]);  // each row's local id
-  std::vector<chunk_groups<Rows>> parts(k, chunk_groups<Rows>{group_table<Rows>(rows), {}, {}});
+  zeroed_array<std::uint32_t> local(rows_n);  // each row's local id
+  std::vector<chunk_groups<Rows>> parts;
+  parts.reserve(k);
+  for (std::size_t c = 0; c < k; ++c) parts.push_back({group_table<Rows>(rows), {}, {}});
 
   // 1. Local groups per chunk.
   on_workers(t, [&](std::size_t i) {
@@ -266,6 +329,8 @@ std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
 
   // 3. Offsets, and where each chunk's rows of each group start.
   std::vector<std::int64_t> cursor(groups, 0);
+  advise_huge(offsets, (groups + 1) * sizeof *offsets);
+  advise_huge(first_rows, groups * sizeof *first_rows);
   for (std::size_t c = 0; c < k; ++c)
     for (std::size_t l = 0; l < parts[c].next.size(); ++l)
       cursor[global_id(c, l)] += parts[c].next[l];
@@ -283,6 +348,7 @@ std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
     }
   }
   std::copy(all.first.begin(), all.first.end(), first_rows);
+  advise_huge(indices, rows_n * sizeof *indices);
 
   // 4. Every row to its place, in row order. The write position of row r + 16 and then its target
   // line are prefetched ahead, so that the scattered writes overlap.
