@@ -1,6 +1,7 @@
 // pardict_group_indices: the rows of an array grouped by key, in CSR form. Needs no dictionary.
 //
-// The scheme, for t workers over t contiguous chunks of rows:
+// The scheme, for t workers over t contiguous chunks of rows (more when a chunk would reach 2^32
+// rows; worker i then takes chunks i, i + t, ...):
 //  1. Each worker groups its chunk in a private open-addressing table: every row gets a local
 //     group id (local ids in order of first occurrence in the chunk), and every local group its
 //     first row and its row count. No locks, nothing shared.
@@ -10,8 +11,8 @@
 //     c + 1, so group g's first row is below group g + 1's, whatever t is.
 //  3. Group sizes give the offsets; a running cursor per group, taken chunk by chunk, gives every
 //     (chunk, local group) the position where its rows go.
-//  4. Each worker scatters its rows to those positions in row order, so the rows of a group come
-//     out ascending. The whole result is independent of t.
+//  4. Each worker scatters its chunk's rows to those positions in row order, so the rows of a
+//     group come out ascending. The whole result is independent of t.
 // Probe slots are prefetched a few rows ahead, so that the cache misses of consecutive rows
 // overlap (the tables outgrow the cache when there are many groups). Large arrays, the caller's
 // outputs included, are advised to use transparent huge pages before they are first touched (as
@@ -25,7 +26,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <new>
 #include <stdexcept>
 #include <thread>
@@ -40,8 +40,7 @@
 namespace pardict::capi {
 namespace {
 
-// ---- what makes two rows one group
-// ---------------------------------------------------------------
+// ---- what makes two rows one group --------------------------------------------------------------
 
 // Numeric and bool keys: canonical bits (floats: -0.0 as 0.0, one NaN) through mix64, a
 // bijection, so equal hashes are equal keys and rows are never compared.
@@ -129,7 +128,7 @@ class zeroed_array {
   std::size_t bytes_ = 0;
 };
 
-// ---- the groups of a run of rows ---------------------------------------------------------------
+// ---- the groups of a run of rows ----------------------------------------------------------------
 
 // Linear probing over slots (hash, id + 1, rows; id + 1 == 0 marks an empty slot), at most half
 // full. Per group, by id: its hash and its first row; its row count is kept in its slot (the line
@@ -220,8 +219,7 @@ void add_all(Table& table, std::size_t m, Hash&& hash_of, Row&& row_of, Done&& d
   }
 }
 
-// ---- workers
-// --------------------------------------------------------------------------------------
+// ---- workers ------------------------------------------------------------------------------------
 
 std::int32_t status_of_current_exception() noexcept {
   try {
@@ -249,8 +247,9 @@ std::size_t worker_count(std::int64_t n, std::int32_t threads) noexcept {
   return static_cast<std::size_t>(t);
 }
 
-// Runs work(i) for every i < t, work(0) on the calling thread; throws when a worker failed (or
-// reports the first failure when it cannot start a thread: the caller then runs that chunk).
+// Runs work(i) for every i < t on t threads, work(0) on the calling thread (which also runs the
+// work of any thread that cannot be started); rethrows a worker's failure as bad_alloc (out of
+// memory) or runtime_error.
 template <class Work>
 void on_workers(std::size_t t, Work&& work) {
   std::atomic<std::int32_t> status{PARDICT_OK};
@@ -275,8 +274,7 @@ void on_workers(std::size_t t, Work&& work) {
   if (status.load() != PARDICT_OK) throw std::runtime_error("pardict_group_indices: worker failed");
 }
 
-// ---- the four steps
-// ---------------------------------------------------------------------------------
+// ---- the four steps -----------------------------------------------------------------------------
 
 // A chunk's groups: its table, then each group's row count (after step 3: where its next row goes)
 // and, for chunks after the first, the group's global id.
@@ -350,8 +348,8 @@ std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
   std::copy(all.first.begin(), all.first.end(), first_rows);
   advise_huge(indices, rows_n * sizeof *indices);
 
-  // 4. Every row to its place, in row order. The write position of row r + 16 and then its target
-  // line are prefetched ahead, so that the scattered writes overlap.
+  // 4. Every row to its place, in row order. The cursor of row r + 32's group and the line row
+  // r + 16 will be written to are prefetched, so that the scattered writes overlap.
   on_workers(t, [&](std::size_t i) {
     for (std::size_t c = i; c < k; c += t) {
       std::int64_t* next = parts[c].next.data();
