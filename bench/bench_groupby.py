@@ -367,7 +367,17 @@ def main():
         help="keep the rows of other tasks from the existing groupby.json in --out",
     )
     ap.add_argument("--out", default=str(RESULTS), help="output directory (default bench/results)")
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: rewrite groupby.md and groupby.png from the groupby.json in --out",
+    )
     args = ap.parse_args()
+    if args.report:
+        doc = json.loads((Path(args.out) / "groupby.json").read_text())
+        write_md(doc["rows"], doc["machine"], Path(args.out), doc.get("merged"))
+        write_png(doc["rows"], Path(args.out))
+        return
     if args.quick:
         args.rows, args.keys, args.tokens, args.vocab, args.runs = (
             1_000_000,
@@ -575,9 +585,20 @@ def targets_table(rows):
 
 def _run_line(meta, rows, tasks):
     runs = sorted({len(r["runs"]) for r in rows if r["task"] in tasks})
+    load = meta.get("loadavg_start", "?")
+    try:
+        busy = float(load.split()[0]) > float(meta.get("nproc"))
+    except (AttributeError, IndexError, TypeError, ValueError):
+        busy = False
+    shared = (
+        " (more than the CPUs: other jobs were running, so cells with several threads got fewer "
+        "free CPUs than threads)"
+        if busy
+        else ""
+    )
     return (
         f"on {meta.get('date')} ({meta.get('cpu_model')}, {meta.get('nproc')} CPUs, "
-        f"{meta.get('memory')}, load average at the start {meta.get('loadavg_start', '?')}; "
+        f"{meta.get('memory')}, load average at the start {load}{shared}; "
         f"git {meta.get('git')}); {'/'.join(map(str, runs))} run(s) per cell; versions: "
         f"{json.dumps(meta.get('versions'))}"
     )
