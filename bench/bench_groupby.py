@@ -10,6 +10,13 @@ implementations must agree bit for bit; each result is checked against NumPy's):
   sum_uniform  10M rows, keys uniform over 1M distinct int64 keys
   sum_zipf     10M rows, keys Zipf(1.0) over 1M distinct int64 keys (rank r has p ~ 1/r)
   word_count   10M string tokens, Zipf(1.0) over a 100k-word vocabulary; count per word
+  group_uniform, group_zipf   the rows of each key (the keys of sum_uniform / sum_zipf):
+               pardict.group_indices vs pandas `groupby().indices`, polars
+               `group_by().agg(pl.col("row"))`, NumPy stable argsort + boundaries and a typed.Dict
+               of typed.List loop; every result is checked against NumPy's grouping
+
+`--tasks group_uniform,group_zipf --merge` reruns only those tasks and keeps the other tasks' rows
+of the existing groupby.json (the report says which run each table comes from).
 
 Every cell runs `--runs` times (after one untimed warm-up that compiles the numba code) in this
 process, in interleaved passes (each pass times every cell of a task once, so ratios can be taken
@@ -45,6 +52,7 @@ import pardict  # noqa: E402
 
 RESULTS = HERE / "results"
 I64, F64, U = types.int64, types.float64, types.unicode_type
+LIST_I64 = types.ListType(I64)
 
 
 # ---- data -------------------------------------------------------------------------------------------
@@ -145,6 +153,37 @@ def td_chunks_count(tokens, nch):
 
 
 @numba.njit
+def td_group(keys):
+    d = TypedDict.empty(I64, LIST_I64)
+    for i in range(keys.size):
+        k = keys[i]
+        rows = d.get(k)
+        if rows is None:
+            rows = TypedList.empty_list(I64)
+            d[k] = rows
+        rows.append(i)
+    return d
+
+
+@numba.njit
+def typed_lists_to_csr(d):
+    ks = np.empty(len(d), np.int64)
+    offsets = np.zeros(len(d) + 1, np.int64)
+    g = 0
+    for k, rows in d.items():
+        ks[g] = k
+        offsets[g + 1] = offsets[g] + len(rows)
+        g += 1
+    indices = np.empty(offsets[-1], np.int64)
+    g = 0
+    for rows in d.values():
+        for j in range(len(rows)):
+            indices[offsets[g] + j] = rows[j]
+        g += 1
+    return ks, offsets, indices
+
+
+@numba.njit
 def typed_to_arrays_f(d):
     ks = np.empty(len(d), np.int64)
     vs = np.empty(len(d), np.float64)
@@ -223,6 +262,56 @@ def run_count(impl, threads, tokens, prepared):
     raise ValueError(impl)
 
 
+def csr_by_key(uniques, offsets, indices):
+    """A grouping (group keys, CSR offsets, rows) reordered by key: the form every result is
+    compared in (the row order inside a group is kept, so it must already be ascending)."""
+    uniques, indices = np.asarray(uniques), np.asarray(indices)
+    offsets = np.asarray(offsets).astype(np.int64)
+    perm = np.argsort(uniques, kind="stable")
+    sizes = np.diff(offsets)[perm]
+    new_offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    src = np.repeat(offsets[:-1][perm] - new_offsets[:-1], sizes) + np.arange(indices.size)
+    return uniques[perm], new_offsets, indices[src]
+
+
+def numpy_group(keys):
+    """NumPy's grouping: a stable argsort, then the boundaries of equal runs."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
+    return sk[starts], np.append(starts, keys.size), order
+
+
+def run_group(impl, threads, keys, prepared):
+    """Groups the rows of keys; returns a function giving the result as csr_by_key's triple."""
+    if impl == "pardict_group":
+        r = pardict.group_indices(keys, threads=threads)
+        return lambda: csr_by_key(*r)
+    if impl == "pandas":
+        idx = prepared["pandas"].groupby("k", sort=False).indices
+        return lambda: csr_by_key(
+            np.fromiter(idx.keys(), np.int64, len(idx)),
+            np.concatenate(([0], np.cumsum([v.size for v in idx.values()]))),
+            np.concatenate(list(idx.values())),
+        )
+    if impl == "polars":
+        import polars as pl
+
+        r = prepared["polars"].group_by("k").agg(pl.col("row"))
+        return lambda: csr_by_key(
+            r["k"].to_numpy(),
+            np.concatenate(([0], np.cumsum(r["row"].list.len().to_numpy()))),
+            r["row"].explode().to_numpy(),
+        )
+    if impl == "numpy":
+        r = numpy_group(keys)
+        return lambda: r
+    if impl == "typed_dict":
+        d = td_group(keys)
+        return lambda: csr_by_key(*typed_lists_to_csr(d))
+    raise ValueError(impl)
+
+
 IMPL_LABEL = {
     "pardict_add_many": "pardict `d.add_many(keys, values)` / `d.count_many(tokens)` (bulk, GIL released)",
     "pardict_prange_add": "pardict `d.add(k, v)` in a prange loop",
@@ -234,7 +323,24 @@ IMPL_LABEL = {
 }
 
 
+GROUP_LABEL = {
+    "pardict_group": "pardict `group_indices(keys)` (C++ threads, GIL released)",
+    "pandas": "pandas `groupby().indices`",
+    "polars": 'polars `group_by().agg(pl.col("row"))`',
+    "numpy": "NumPy stable `argsort` + run boundaries",
+    "typed_dict": "numba typed.Dict of typed.List, serial `d[k].append(i)`",
+}
+GROUP_PEERS = ("pandas", "polars", "numpy", "typed_dict")
+
+
+def label(task, impl):
+    return (GROUP_LABEL if task.startswith("group_") else IMPL_LABEL)[impl]
+
+
 def cells(task, thread_list, polars_threads):
+    if task.startswith("group_"):
+        out = [("pardict_group", t) for t in thread_list]
+        return out + [("typed_dict", 1), ("pandas", 1), ("polars", polars_threads), ("numpy", 1)]
     out = [("pardict_add_many", t) for t in thread_list]
     out += [("pardict_prange_add", t) for t in thread_list]
     out += [("typed_dict", 1)]
@@ -254,9 +360,24 @@ def main():
     ap.add_argument("--vocab", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", default="1,2,8")
-    ap.add_argument("--tasks", default="sum_uniform,sum_zipf,word_count")
+    ap.add_argument("--tasks", default="sum_uniform,sum_zipf,word_count,group_uniform,group_zipf")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of other tasks from the existing groupby.json in --out",
+    )
     ap.add_argument("--out", default=str(RESULTS), help="output directory (default bench/results)")
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: rewrite groupby.md and groupby.png from the groupby.json in --out",
+    )
     args = ap.parse_args()
+    if args.report:
+        doc = json.loads((Path(args.out) / "groupby.json").read_text())
+        write_md(doc["rows"], doc["machine"], Path(args.out), doc.get("merged"))
+        write_png(doc["rows"], Path(args.out))
+        return
     if args.quick:
         args.rows, args.keys, args.tokens, args.vocab, args.runs = (
             1_000_000,
@@ -288,6 +409,15 @@ def main():
             ref = run_count("numpy", 1, tokens, prepared)()
             n_rows, n_keys = tokens.size, ref[0].size
             run = functools.partial(run_count, tokens=tokens, prepared=prepared)
+        elif task.startswith("group_"):
+            keys, _ = make_sum_data(args.rows, args.keys, task == "group_zipf", seed=11)
+            prepared = {
+                "pandas": pd.DataFrame({"k": keys}),
+                "polars": pl.DataFrame({"k": keys, "row": np.arange(keys.size)}),
+            }
+            ref = numpy_group(keys)
+            n_rows, n_keys = keys.size, ref[0].size
+            run = functools.partial(run_group, keys=keys, prepared=prepared)
         else:
             keys, vals = make_sum_data(args.rows, args.keys, task == "sum_zipf", seed=11)
             prepared = {
@@ -297,7 +427,9 @@ def main():
             ref = run_sum("numpy", 1, keys, vals, prepared)()
             n_rows, n_keys = keys.size, ref[0].size
             run = functools.partial(run_sum, keys=keys, vals=vals, prepared=prepared)
-        ref = sorted_pairs(*ref)
+        grouping = task.startswith("group_")
+        if not grouping:
+            ref = sorted_pairs(*ref)
         task_cells = cells(task, thread_list, polars_threads)
         for impl, t in task_cells:
             run(impl, t)  # warm-up: compiles (every timed run below is checked)
@@ -311,9 +443,9 @@ def main():
                 t0 = time.perf_counter()
                 result = run(impl, t)
                 times[impl, t].append(time.perf_counter() - t0)
-                got = sorted_pairs(*result())
+                got = result() if grouping else sorted_pairs(*result())
                 del result
-                ok = np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+                ok = all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
                 if not ok:
                     raise SystemExit(f"{task} {impl} T={t}: result differs from NumPy's")
         for impl, t in task_cells:
@@ -337,6 +469,18 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = machine_info(sys.executable)
+    merged = None
+    if args.merge and (out / "groupby.json").exists():
+        old = json.loads((out / "groupby.json").read_text())
+        ran = {r["task"] for r in rows_out}
+        kept = [r for r in old["rows"] if r["task"] not in ran]
+        if kept:
+            earlier = old.get("merged") or {"machine": old["machine"]}
+            merged = {
+                "tasks": list(dict.fromkeys(r["task"] for r in kept)),
+                "machine": earlier["machine"],
+            }
+            rows_out = kept + rows_out
     import pandas
     import polars
 
@@ -347,8 +491,11 @@ def main():
             "polars_threads": polars_threads,
         }
     )
-    (out / "groupby.json").write_text(json.dumps({"machine": meta, "rows": rows_out}, indent=1))
-    write_md(rows_out, meta, args, out)
+    doc = {"machine": meta, "rows": rows_out}
+    if merged:
+        doc["merged"] = merged
+    (out / "groupby.json").write_text(json.dumps(doc, indent=1))
+    write_md(rows_out, meta, out, merged)
     write_png(rows_out, out)
     print(f"wrote {out / 'groupby.json'}, groupby.md, groupby.png")
 
@@ -368,10 +515,10 @@ def targets_table(rows):
         return None
 
     L = [
-        "## Targets (2 threads, this run)",
+        "## Targets (2 threads)",
         "",
-        "Ratio of the median times; in brackets the lowest and highest ratio of runs made in the "
-        "same pass (seconds apart).",
+        "Ratio of the median times (each from the run of its task, see above); in brackets the "
+        "lowest and highest ratio of runs made in the same pass (seconds apart).",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -422,23 +569,60 @@ def targets_table(rows):
         cell("word_count", "typed_dict"),
         2.5,
     )
+    for task in ("group_uniform", "group_zipf"):
+        peers = [r for r in (cell(task, p) for p in GROUP_PEERS) if r is not None]
+        if peers:
+            best = min(peers, key=lambda r: r["seconds"])
+            row(
+                f"{task}: group_indices 2T ≥ 1.5× the fastest peer ({best['impl']})",
+                cell(task, "pardict_group", 2),
+                best,
+                1.5,
+            )
     L.append("")
     return L if len(L) > 7 else []
 
 
-def write_md(rows, meta, args, out: Path):
+def _run_line(meta, rows, tasks):
+    runs = sorted({len(r["runs"]) for r in rows if r["task"] in tasks})
+    load = meta.get("loadavg_start", "?")
+    try:
+        busy = float(load.split()[0]) > float(meta.get("nproc"))
+    except (AttributeError, IndexError, TypeError, ValueError):
+        busy = False
+    shared = (
+        " (more than the CPUs: other jobs were running, so cells with several threads got fewer "
+        "free CPUs than threads)"
+        if busy
+        else ""
+    )
+    return (
+        f"on {meta.get('date')} ({meta.get('cpu_model')}, {meta.get('nproc')} CPUs, "
+        f"{meta.get('memory')}, load average at the start {load}{shared}; "
+        f"git {meta.get('git')}); {'/'.join(map(str, runs))} run(s) per cell; versions: "
+        f"{json.dumps(meta.get('versions'))}"
+    )
+
+
+def write_md(rows, meta, out: Path, merged=None):
     tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fresh = [t for t in tasks if not merged or t not in merged["tasks"]]
     L = [
-        "# pardict group-by benchmark: group-by sum and word count",
+        "# pardict group-by benchmark: group-by sum, word count, grouping rows",
         "",
-        f"Generated by `bench/bench_groupby.py` on {meta.get('date')} ({meta.get('cpu_model')}, "
-        f"{meta.get('nproc')} CPUs, {meta.get('memory')}; git {meta.get('git')}). "
-        f"Median of {args.runs} run(s) per cell after an untimed warm-up, in interleaved passes "
-        "(each pass times every cell of a task once); every run's result "
-        "is checked against NumPy's (values are integers in float64, so sums are exact). "
-        f"Versions: {json.dumps(meta.get('versions'))}.",
+        "Generated by `bench/bench_groupby.py`. Median of the runs of each cell after an untimed "
+        "warm-up, in interleaved passes (each pass times every cell of a task once); every run's "
+        "result is checked against NumPy's (values are integers in float64, so sums are exact; "
+        "groupings are compared group by group, rows in order).",
         "",
+        f"* {', '.join(fresh)}: run {_run_line(meta, rows, fresh)}.",
     ]
+    if merged:
+        L.append(
+            f"* {', '.join(merged['tasks'])}: kept from an earlier run (`--merge`), "
+            f"{_run_line(merged['machine'], rows, merged['tasks'])}."
+        )
+    L.append("")
     L += targets_table(rows)
     for task in tasks:
         rs = [r for r in rows if r["task"] == task]
@@ -451,7 +635,7 @@ def write_md(rows, meta, args, out: Path):
         base = next(r["seconds"] for r in rs if r["impl"] == "typed_dict")
         for r in rs:
             L.append(
-                f"| {IMPL_LABEL[r['impl']]} | {r['threads']} | {r['seconds']:.3f} | "
+                f"| {label(task, r['impl'])} | {r['threads']} | {r['seconds']:.3f} | "
                 f"{r['rows'] / r['seconds'] / 1e6:.1f} | {base / r['seconds']:.2f}× |"
             )
         L.append("")
@@ -460,6 +644,14 @@ def write_md(rows, meta, args, out: Path):
         "on each thread (hashing the NumPy array's UCS4 code points in place), combines each "
         "distinct word into the dict in one atomic step, and hands the words the dict lacks "
         "back to a jitted loop that builds their numba strings and inserts them.",
+        "",
+        "Grouping's output is the rows of every key: pardict's `group_indices` returns CSR arrays "
+        "(uniques, offsets, indices; groups in order of first occurrence, rows ascending), "
+        "pandas a dict of index arrays, polars a list column, NumPy the argsort permutation "
+        "and the run boundaries (groups in key order), typed.Dict a typed.List per key; turning "
+        "each into the compared form is outside the timing. `group_indices` groups each thread's "
+        "chunk of rows in a private table, merges the tables in chunk order on the calling "
+        "thread and scatters the rows to their group's range (capi/group.cpp).",
         "",
     ]
     (out / "groupby.md").write_text("\n".join(L))

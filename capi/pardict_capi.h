@@ -245,6 +245,27 @@ PARDICT_API void pardict_iter_meminfo_dtor(void* payload, size_t size, void* inf
 PARDICT_API int64_t pardict_live_dicts(void);
 PARDICT_API int64_t pardict_live_refs(void);
 
+// ---- grouping rows by key (no dictionary) -------------------------------------------------------
+// The rows of an array grouped by key, in CSR form: group g's rows are
+// indices[offsets[g] .. offsets[g + 1]), ascending, and groups are numbered in order of first
+// occurrence (first_rows[g] < first_rows[g + 1]). The caller provides room for n first_rows, n + 1
+// offsets and n indices; *n_groups gets the number of groups G, first_rows[0 .. G) the first row
+// of each group, offsets[0 .. G] the group boundaries (offsets[0] = 0, offsets[G] = n) and indices
+// a permutation of 0 .. n - 1. Work is split over `threads` worker threads as in the bulk
+// operations (<= 1: the calling thread only; never more than the CPUs the process may run on);
+// the result does not depend on their number. Keys are read in place and not kept.
+// pardict_group_indices: n contiguous scalars of `kind` (pardict_kind); integers group by value,
+// floats canonically (-0.0 with 0.0, every NaN in one group). Bool keys are PARDICT_KIND_U8.
+PARDICT_API int32_t pardict_group_indices(const void* keys, int64_t n, int32_t kind,
+                                          int32_t threads, int64_t* first_rows, int64_t* offsets,
+                                          int64_t* indices, int64_t* n_groups);
+// The same for a NumPy fixed-width unicode array: n elements of `width` UCS4 code points each
+// (trailing NULs are padding), grouped by string.
+PARDICT_API int32_t pardict_group_indices_ucs4(const void* chars, int64_t width, int64_t n,
+                                               int32_t threads, int64_t* first_rows,
+                                               int64_t* offsets, int64_t* indices,
+                                               int64_t* n_groups);
+
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,7 @@ _register_symbols()
 from numba.core import config as _numba_config  # noqa: E402
 
 from .numba import DictType  # noqa: E402
+from .numba.group import group_indices  # noqa: E402
 
 if not getattr(_numba_config, "DISABLE_JIT", False):
     from .dict import Dict
@@ -33,7 +34,7 @@ if not getattr(_numba_config, "DISABLE_JIT", False):
 else:  # jitted code runs as Python: Dict is a dict with pardict's methods (see _nojit.py)
     from ._nojit import Dict, update  # type: ignore[assignment]
 
-__all__ = ["Dict", "DictType", "live_dicts", "live_refs", "update"]
+__all__ = ["Dict", "DictType", "group_indices", "live_dicts", "live_refs", "update"]
 __version__ = _ext.__version__
 
 

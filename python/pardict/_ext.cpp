@@ -145,6 +145,8 @@ NB_MODULE(_ext, m) {
     d["pardict_iter_len"] = addr(&pardict_iter_len);
     d["pardict_iter_free"] = addr(&pardict_iter_free);
     d["pardict_iter_meminfo_dtor"] = addr(&pardict_iter_meminfo_dtor);
+    d["pardict_group_indices"] = addr(&pardict_group_indices);
+    d["pardict_group_indices_ucs4"] = addr(&pardict_group_indices_ucs4);
     return d;
   });
 

@@ -18,6 +18,7 @@ from . import _cache
 from .numba.abi import Result
 from .numba.abi import c_popitem as _c_popitem
 from .numba.dictobject import new_dict
+from .numba.group import group_indices as _group_indices
 
 _FOUND = int(Result.FOUND)
 
@@ -59,6 +60,7 @@ max_many = _helper(lambda d, keys, values, threads: d.max_many(keys, values, thr
 count_many = _helper(lambda d, keys, threads: d.count_many(keys, threads))
 get_many = _helper(lambda d, keys, default, threads: d.get_many(keys, default, threads))
 contains_many = _helper(lambda d, keys, threads: d.contains_many(keys, threads))
+group_indices = _helper(lambda keys, threads: _group_indices(keys, threads))
 
 
 @njit(nogil=True, cache=True)

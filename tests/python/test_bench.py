@@ -86,7 +86,13 @@ def test_groupby_benchmark_tiny_matrix(tmp_path):
         "2",
     )
     res = json.loads((tmp_path / "groupby.json").read_text())
-    assert {r["task"] for r in res["rows"]} == {"sum_uniform", "sum_zipf", "word_count"}
+    assert {r["task"] for r in res["rows"]} == {
+        "sum_uniform",
+        "sum_zipf",
+        "word_count",
+        "group_uniform",
+        "group_zipf",
+    }
     assert all(r["seconds"] > 0 for r in res["rows"])
     assert (tmp_path / "groupby.md").exists() and (tmp_path / "groupby.png").exists()
     assert (BENCH / "results" / "groupby.json").read_bytes() == before

@@ -168,6 +168,8 @@ PROTOTYPES = {
     "pardict_iter_new": (i8p, [i8p, i8p, _i32p]),
     "pardict_iter_next": (i32, [i8p, i8p.as_pointer(), i8p.as_pointer()]),
     "pardict_iter_meminfo_dtor": (void, [i8p, i64, i8p]),
+    "pardict_group_indices": (i32, [i8p, i64, i32, i32, _i64p, _i64p, _i64p, _i64p]),
+    "pardict_group_indices_ucs4": (i32, [i8p, i64, i64, i32, _i64p, _i64p, _i64p, _i64p]),
 }
 
 
@@ -799,3 +801,36 @@ def c_combine_many_ucs4(typingctx, d, keys, values, stride, op, threads, miss_ro
 
     sig = _STATUS_COUNT(d, keys, values, types.int64, op, types.int32, miss_rows, miss_vals)
     return sig, _bulk_codegen("pardict_combine_many_ucs4", d, middle)
+
+
+# ---- grouping rows (no dictionary) -----------------------------------------------------------------
+
+
+@intrinsic
+def c_group_indices(typingctx, keys, threads, first_rows, offsets, indices):
+    """pardict_group_indices over a C-contiguous 1-d array of numeric or bool keys, or
+    pardict_group_indices_ucs4 over a NumPy unicode one; the outputs are int64 arrays with room
+    for n, n + 1 and n. (status, number of groups)."""
+    if not (isinstance(keys, types.Array) and keys.ndim == 1 and keys.layout == "C"):
+        raise TypingError(f"c_group_indices: keys must be a C-contiguous 1-d array, got {keys}")
+    ucs4 = isinstance(keys.dtype, types.UnicodeCharSeq)
+    kind = None if ucs4 else (Kind.U8 if keys.dtype == types.boolean else scalar_kind(keys.dtype))
+    if not ucs4 and kind is None:
+        raise TypingError(f"c_group_indices: unsupported key dtype {keys.dtype}")
+
+    def codegen(context, builder, sig, args):
+        kp, th, fp, op, ip = args
+        n = _nitems(context, builder, keys, kp)
+        shape = [i64(keys.dtype.count), n] if ucs4 else [n, i32(kind)]
+        outs = [
+            builder.bitcast(array_data(context, builder, ty, v), _i64p)
+            for ty, v in ((first_rows, fp), (offsets, op), (indices, ip))
+        ]
+        count = cgutils.alloca_once_value(builder, i64(0))
+        cname = "pardict_group_indices_ucs4" if ucs4 else "pardict_group_indices"
+        st = call(
+            builder, cname, [array_data(context, builder, keys, kp), *shape, th, *outs, count]
+        )
+        return context.make_tuple(builder, sig.return_type, [st, builder.load(count)])
+
+    return _STATUS_COUNT(keys, types.int32, first_rows, offsets, indices), codegen
