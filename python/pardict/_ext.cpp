@@ -141,6 +141,7 @@ NB_MODULE(_ext, m) {
     d["pardict_iter_len"] = addr(&pardict_iter_len);
     d["pardict_iter_free"] = addr(&pardict_iter_free);
     d["pardict_iter_meminfo_dtor"] = addr(&pardict_iter_meminfo_dtor);
+    d["pardict_export_many"] = addr(&pardict_export_many);
     return d;
   });
 
