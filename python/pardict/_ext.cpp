@@ -5,7 +5,13 @@
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <vector>
 
+#include "crc32c.hpp"
 #include "pardict_capi.h"
 
 namespace nb = nanobind;
@@ -95,6 +101,60 @@ nb::dict abi_constants() {
 
 }  // namespace
 
+// ---- checksums (python/pardict/_wire.py) -------------------------------------------------------
+namespace {
+
+// A C-contiguous buffer of any object with the buffer protocol (bytes, bytearray, memoryview,
+// PickleBuffer, NumPy arrays), held for the scope.
+class buffer_view {
+ public:
+  buffer_view(nb::handle obj, bool writable) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) != 0)
+      throw nb::python_error();
+  }
+  ~buffer_view() { PyBuffer_Release(&view_); }
+  buffer_view(const buffer_view&) = delete;
+  buffer_view& operator=(const buffer_view&) = delete;
+  const unsigned char* data() const noexcept {
+    return static_cast<const unsigned char*>(view_.buf);
+  }
+  unsigned char* mutable_data() const noexcept { return static_cast<unsigned char*>(view_.buf); }
+  std::size_t size() const noexcept { return static_cast<std::size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+// CRC-32C of several buffers, each on its own thread when it is large (the pickled keys and values
+// are checked at once).
+nb::list crc32c_many(nb::sequence buffers) {
+  std::vector<std::unique_ptr<buffer_view>> views;
+  for (nb::handle b : buffers) views.push_back(std::make_unique<buffer_view>(b, false));
+  std::vector<std::uint32_t> out(views.size(), 0);
+  {
+    nb::gil_scoped_release unlocked;
+    constexpr std::size_t own_thread = std::size_t{1} << 20;
+    std::vector<std::thread> workers;
+    for (std::size_t i = 0; i < views.size(); ++i) {
+      auto work = [&, i] { out[i] = pardict::crc32c::crc(0, views[i]->data(), views[i]->size()); };
+      if (i + 1 < views.size() && views[i]->size() >= own_thread) {
+        try {
+          workers.emplace_back(work);
+          continue;
+        } catch (const std::system_error&) {  // no thread to spare: do it here
+        }
+      }
+      work();
+    }
+    for (auto& w : workers) w.join();
+  }
+  nb::list l;
+  for (std::uint32_t c : out) l.append(c);
+  return l;
+}
+
+}  // namespace
+
 NB_MODULE(_ext, m) {
   m.def("abi", &abi_constants,
         "The C ABI's named constants by group: status, result, op, kind, numba_layout.");
@@ -164,4 +224,25 @@ NB_MODULE(_ext, m) {
   });
   m.def("watch_free",
         [](std::uintptr_t w) { pardict_iter_free(reinterpret_cast<pardict_iter*>(w)); });
+
+  // ---- CRC-32C (python/pardict/crc32c.hpp) -----------------------------------------------------
+  m.def(
+      "crc32c",
+      [](nb::handle data, std::uint32_t previous) {
+        buffer_view b(data, false);
+        nb::gil_scoped_release unlocked;
+        return pardict::crc32c::crc(previous, b.data(), b.size());
+      },
+      nb::arg("data"), nb::arg("previous") = 0,
+      "CRC-32C of a buffer, continuing from `previous`; the GIL is released.");
+  m.def(
+      "crc32c_software",
+      [](nb::handle data, std::uint32_t previous) {
+        buffer_view b(data, false);
+        return pardict::crc32c::crc_software(previous, b.data(), b.size());
+      },
+      nb::arg("data"), nb::arg("previous") = 0, "crc32c's portable implementation (for tests).");
+  m.def("crc32c_many", &crc32c_many, "CRC-32C of each buffer, large ones on their own threads.");
+  m.def("crc32c_implementation", &pardict::crc32c::implementation,
+        "Which CRC-32C implementation this CPU uses: 'sse4.2', 'armv8-crc' or 'software'.");
 }
