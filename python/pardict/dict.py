@@ -21,7 +21,7 @@ from numba import typeof
 from numba.core import types
 from numba.core.errors import NumbaTypeSafetyWarning
 
-from . import _ext
+from . import _ext, _wire
 from . import _helpers as h
 from .numba import boxing
 from .numba.atomic import combinable
@@ -320,6 +320,8 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if not self._typed:
             raise TypeError("to_arrays needs a typed pardict.Dict")
         if self.key_type == types.unicode_type:
+            if _wire.supports(self.key_type, self.value_type):
+                return _str_arrays(self)
             items = h.items(self)
             return (
                 np.array([k for k, _ in items], dtype=str),
@@ -474,20 +476,72 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         return d
 
     def __reduce__(self):
+        # The key and value types, not the DictType: numba types pickle under every protocol,
+        # while a DictType carries cached layout objects that protocols 0 and 1 cannot pickle.
         if not self._typed:
             return (Dict, ())
-        return (_rebuild, (self._dict_type, h.items(self)))
+        return (_rebuild_items, (self.key_type, self.value_type, h.items(self)))
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple:
+        """Protocol 5 and later: numeric and bool keys and values (and str keys with such
+        values) travel as a checksummed header and flat out-of-band buffers (pardict/_wire.py
+        describes the format); everything else, and protocols 0-4, as __reduce__: the items."""
+        if (
+            operator.index(protocol) >= 5
+            and self._typed
+            and _wire.supports(self.key_type, self.value_type)
+        ):
+            return _wire.dump(self)
+        return self.__reduce__()
+
+
+def _rebuild_items(key_type, value_type, items):
+    return _rebuild(DictType(key_type, value_type), items)
 
 
 def _rebuild(dict_type, items):
+    # Also what payloads written by earlier versions (with the DictType) call.
     d = Dict(dcttype=dict_type, n_keys=len(items))
+    kdt = (
+        np.dtype(str) if dict_type.key_type == types.unicode_type else _np_dtype(dict_type.key_type)
+    )
+    vdt = _np_dtype(dict_type.value_type)
+    if kdt is not None and vdt is not None:
+        # One bulk call; NumPy also converts what has no numba scalar type (a Python int beyond
+        # int64 for uint64).
+        keys = np.array([k for k, _ in items], dtype=kdt)
+        d.set_many(keys, np.array([v for _, v in items], dtype=vdt), threads=1)
+        return d
     # The items came out of a dict of this very type: converting them back is exact, so numba's
     # "unsafe cast" warnings (Python int -> int32 ...) would only be noise.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
         for k, v in items:
-            h.setitem(d, k, v)
+            h.setitem(d, k, _writable(v))
     return d
+
+
+def _writable(v):
+    """v, with a copy of each read-only array in it: protocol 5 sends arrays out of band, and a
+    receiver that gets them as bytes gets read-only arrays, which a dict of arrays cannot store."""
+    if isinstance(v, np.ndarray) and not v.flags.writeable:
+        return v.copy()
+    if isinstance(v, tuple):
+        return tuple(_writable(x) for x in v)
+    return v
+
+
+def _str_arrays(d):
+    """to_arrays of a dict with str keys and numeric or bool values, made in C++: the keys' code
+    points are exported once and laid out as a NumPy unicode array as wide as the longest key."""
+    _, _, _, vc = d._dict_type.layouts
+    chars, width, offsets, vblobs = _ext.export_str(d._handle(), vc)
+    offsets = offsets.view(np.int64)
+    lengths = np.diff(offsets)
+    longest = max(int(lengths.max(initial=0)), 1)
+    keys = np.empty(lengths.size, dtype=f"<U{longest}")
+    _ext.to_ucs4(chars, width, offsets, keys, longest)
+    return keys, _wire._narrow(vblobs, d.value_type)
 
 
 _REPR_MAX = 1000
