@@ -21,11 +21,11 @@ def _register_symbols():
 
 _register_symbols()
 
-from .dict import Dict  # noqa: E402
+from .dict import Dict, partition_of  # noqa: E402
 from .numba import DictType  # noqa: E402
 from .numba.atomic import update  # noqa: E402
 
-__all__ = ["Dict", "DictType", "live_dicts", "live_refs", "update"]
+__all__ = ["Dict", "DictType", "live_dicts", "live_refs", "partition_of", "update"]
 __version__ = _ext.__version__
 
 

@@ -23,11 +23,11 @@ from numba.core.errors import NumbaTypeSafetyWarning
 
 from . import _ext, _wire
 from . import _helpers as h
-from .numba import boxing
+from .numba import boxing, split
 from .numba.atomic import combinable
 from .numba.types import DictType, _as_type
 
-__all__ = ["Dict"]
+__all__ = ["Dict", "partition_of"]
 
 TypeSpec: TypeAlias = "types.Type | type | np.dtype | str"
 """A key or value type: a numba type, or a Python type or NumPy dtype numba translates."""
@@ -348,13 +348,28 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             self._open(other._dict_type)
         return h.typed_call(self, h.MERGE[op], other, threads)
 
+    def split(self, n: SupportsIndex) -> list[Dict]:
+        """n new dicts of this dict's type that together hold every item exactly once: key k goes
+        to part pardict.partition_of(k, n), a hash of k's value that is the same in every process
+        and on every machine (and in @njit code, which runs the same method). The shuffle step of
+        a distributed group-by: split each worker's partial dict, then merge part i of every
+        partial. This dict is left as it is."""
+        parts = _count(n, "split: n")
+        if parts < 1:
+            raise ValueError("split: n must be at least 1")
+        if not self._typed:
+            return [Dict() for _ in range(parts)]
+        return h.typed_call(self, h.split, parts)
+
     @classmethod
     def from_arrays(cls, keys: ArrayLike, values: ArrayLike, threads: int | None = None) -> Dict:
         """A Dict typed by the arrays' dtypes with d[keys[i]] = values[i]. For a key that occurs
         more than once, the last pair wins with threads=1; with more threads which one wins is
         unspecified."""
         keys, values = np.asarray(keys), np.asarray(values)
-        d = cls.empty(_as_type(keys.dtype), _as_type(values.dtype), n_keys=len(keys))
+        # a NumPy unicode array gives str keys, as Dict.from_arrays does in @njit
+        kt = types.unicode_type if keys.dtype.kind == "U" else _as_type(keys.dtype)
+        d = cls.empty(kt, _as_type(values.dtype), n_keys=len(keys))
         d.set_many(keys, values, threads=threads)
         return d
 
@@ -493,6 +508,24 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         ):
             return _wire.dump(self)
         return self.__reduce__()
+
+
+def partition_of(keys: Any, n: SupportsIndex) -> Any:
+    """The part (0 .. n-1) that Dict.split(n) puts a key in: an int for one key, an int64 array
+    for a 1-d array of keys. The same in every process and on every machine; integer keys of every
+    width (and bools) agree with each other, float keys with each other, str keys by their code
+    points."""
+    parts = _count(n, "partition_of: n")
+    if parts < 1:  # here, not in jitted code: an exception raised there leaks its arguments
+        raise ValueError("partition_of: n must be at least 1")
+    if isinstance(keys, (np.ndarray, list)):
+        arr = np.asarray(keys)
+        if arr.ndim != 1:
+            raise ValueError(f"keys must be one key or a 1-d array, got shape {arr.shape}")
+        if arr.dtype.kind not in "biufU":
+            raise TypeError(f"no partition for keys of dtype {arr.dtype}")
+        return split.partitions_of_array(arr, parts)
+    return split.partition_of_scalar(keys, parts)
 
 
 def _rebuild_items(key_type, value_type, items):
