@@ -102,6 +102,18 @@ def test_to_arrays_every_scalar_type(kdt):
         )
 
 
+def test_bulk_values_are_stored_bit_for_bit_and_arrays_are_read_in_place():
+    # Values keep their bits (-0.0 stays -0.0, as d[k] = v stores it); only keys are canonical.
+    d = Dict.empty(I64, types.float64)
+    d.set_many(np.array([1, 2]), np.array([-0.0, 0.5]))
+    assert np.signbit(d[1]) and d[2] == 0.5
+    # int64 keys and float64 values are handed to C++ as they are: read-only arrays work too
+    k = np.arange(1000)
+    v = np.ones(1000)
+    k.flags.writeable = v.flags.writeable = False
+    assert d.add_many(k, v) == 998 and d[999] == 1.0 and d[1] == 1.0
+
+
 def test_float_keys_are_canonical_in_bulk_too():
     d = Dict.from_arrays(np.array([-0.0, np.nan, 1.5]), np.array([1, 2, 3]))
     assert len(d) == 3
