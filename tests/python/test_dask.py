@@ -257,3 +257,46 @@ def test_importing_pardict_does_not_import_dask():
     code = "import sys, pardict; assert 'dask' not in sys.modules, sorted(sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_a_cluster_started_with_the_dask_commands(tmp_path):
+    # `dask scheduler` and `dask worker` as separate processes, as on a real cluster.
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scheduler_cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    address = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115
+    scheduler = subprocess.Popen(
+        [*scheduler_cmd, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2"]
+        + ["--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with distributed.Client(address, timeout=60) as c:
+            c.wait_for_workers(2, timeout=TIMEOUT)
+            rng = np.random.default_rng(4)
+            k = rng.integers(0, 300, 30_000)
+            keys = da.from_array(k, chunks=7_000)
+            d = c.compute(pdd.aggregate(keys, op="count")).result(timeout=TIMEOUT)
+            assert d.to_dict() == dict(collections.Counter(k.tolist()))
+    finally:
+        for p in (worker, scheduler):
+            p.terminate()
+        for p in (worker, scheduler):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=30)
+        log.close()
