@@ -393,6 +393,19 @@ int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t 
   return s;
 }
 
+int32_t pardict_export_many(const pardict_dict* d, void* keys_out, void* values_out,
+                            int64_t capacity, int64_t* count_out) {
+  const dict_base* b = reinterpret_cast<const dict_base*>(d);
+  if (!bulk_ok(b, capacity) || count_out == nullptr ||
+      (capacity > 0 && (keys_out == nullptr || values_out == nullptr)))
+    return PARDICT_ERR_INVALID;
+  return guarded([&] {
+    *count_out = static_cast<int64_t>(
+        b->export_many(keys_out, values_out, static_cast<std::size_t>(capacity)));
+    return PARDICT_OK;
+  });
+}
+
 int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt, pardict_update_fn cb,
                        void* ctx, void* out) {
   if (D(d)->lay.value_refs != 0 || cb == nullptr) return PARDICT_ERR_INVALID;

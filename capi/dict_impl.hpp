@@ -86,6 +86,10 @@ class dict_base {
   // Appends every element (key blob then value blob, each of its class size) with references
   // acquired; returns the count.
   virtual std::size_t snapshot(std::vector<unsigned char>& out) const = 0;
+  // Copies elements (key blob, value blob, each of its class size) into keys and values in the
+  // table's order, at most `capacity`; returns how many the walk met (more than capacity when the
+  // table grew meanwhile). Only for layouts without references or string keys (the caller checks).
+  virtual std::size_t export_many(void* keys, void* values, std::size_t capacity) const = 0;
   // Snapshot entry layout: key at 0, value at value_offset(), entries stride() bytes apart, all
   // word-aligned so jitted code can load them directly.
   std::size_t value_offset() const noexcept { return round_up(lay.key_class); }
@@ -430,6 +434,22 @@ class dict_impl final : public dict_base {
     });
     return n;
   }
+
+  std::size_t export_many(void* keys, void* values, std::size_t capacity) const override {
+    auto* kp = static_cast<unsigned char*>(keys);
+    auto* vp = static_cast<unsigned char*>(values);
+    std::size_t n = 0;
+    map_.cvisit_all([&](const value_type& x) {
+      if (n < capacity) {
+        std::memcpy(kp + n * sizeof(K), &x.first, sizeof(K));
+        std::memcpy(vp + n * sizeof(V), &x.second, sizeof(V));
+      }
+      ++n;
+    });
+    return n;
+  }
+
+  map_type& map() noexcept { return map_; }
 
  private:
   template <class T>

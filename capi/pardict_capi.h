@@ -200,6 +200,14 @@ PARDICT_API int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars
 PARDICT_API int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t width,
                                           int64_t n, void* values_out, uint8_t* found_out,
                                           int32_t threads, int64_t* count_out);
+// Copies every element of a dictionary without references or string keys (PARDICT_ERR_INVALID
+// otherwise): key blobs (key class size) into keys_out and value blobs (value class size) into
+// values_out, in the table's order, at most `capacity` of each. *count_out gets the number of
+// elements the walk met; more than capacity means the dictionary grew meanwhile and only capacity
+// were copied (call again with more room). Weakly consistent, as iteration: every element present
+// throughout the walk is copied once.
+PARDICT_API int32_t pardict_export_many(const pardict_dict* d, void* keys_out, void* values_out,
+                                        int64_t capacity, int64_t* count_out);
 // Also drops the copies pardict_unowned_remember kept.
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);

@@ -12,8 +12,10 @@ apt_packages=(
   libtbb-dev libcuckoo-dev libabsl-dev     # comparison maps for bench/
   python3-venv
 )
-# numba's tbb threading layer needs the tbb wheel; omp uses gcc's libgomp.
-python_packages=(numpy matplotlib numba tbb nanobind scikit-build-core pytest hypothesis ruff mypy)
+# numba's tbb threading layer needs the tbb wheel; omp uses gcc's libgomp. pardict.dask's tests
+# and benchmark run on a real Dask (dask.dataframe needs pandas and pyarrow).
+python_packages=(numpy matplotlib numba tbb nanobind scikit-build-core pytest hypothesis ruff mypy
+  dask distributed pandas pyarrow)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -37,7 +39,7 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, matplotlib, numba, nanobind, scikit_build_core, pytest, hypothesis, ruff, mypy" 2>/dev/null \
+if ! .venv/bin/python -c "import numpy, matplotlib, numba, nanobind, scikit_build_core, pytest, hypothesis, ruff, mypy, dask, distributed, pandas, pyarrow" 2>/dev/null \
     || ! .venv/bin/python -m pip show -q tbb >/dev/null 2>&1; then
   echo "setup: pip install ${python_packages[*]} into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${python_packages[@]}"

@@ -29,12 +29,13 @@ from .numba import DictType  # noqa: E402
 from .numba.group import group_indices  # noqa: E402
 
 if not getattr(_numba_config, "DISABLE_JIT", False):
-    from .dict import Dict
+    from .dict import Dict, partition_of
     from .numba.atomic import update
 else:  # jitted code runs as Python: Dict is a dict with pardict's methods (see _nojit.py)
     from ._nojit import Dict, update  # type: ignore[assignment]
+    from .dict import partition_of
 
-__all__ = ["Dict", "DictType", "group_indices", "live_dicts", "live_refs", "update"]
+__all__ = ["Dict", "DictType", "group_indices", "live_dicts", "live_refs", "partition_of", "update"]
 __version__ = _ext.__version__
 
 

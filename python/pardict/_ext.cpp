@@ -2,11 +2,20 @@
 // its entry points' addresses to Python, which registers them with llvmlite so that jitted code
 // (including code loaded from numba's cache) links against them by name.
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
 
+#include "crc32c.hpp"
 #include "pardict_capi.h"
+#include "wire.hpp"
 
 namespace nb = nanobind;
 
@@ -98,6 +107,80 @@ nb::dict abi_constants() {
 
 }  // namespace
 
+// ---- checksums, the wire format and pardict.dask's conversions (python/pardict/_wire.py) -----
+namespace {
+
+// A C-contiguous buffer of any object with the buffer protocol (bytes, bytearray, memoryview,
+// PickleBuffer, NumPy arrays), held for the scope.
+class buffer_view {
+ public:
+  buffer_view(nb::handle obj, bool writable) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) != 0)
+      throw nb::python_error();
+  }
+  ~buffer_view() { PyBuffer_Release(&view_); }
+  buffer_view(const buffer_view&) = delete;
+  buffer_view& operator=(const buffer_view&) = delete;
+  const unsigned char* data() const noexcept {
+    return static_cast<const unsigned char*>(view_.buf);
+  }
+  unsigned char* mutable_data() const noexcept { return static_cast<unsigned char*>(view_.buf); }
+  std::size_t size() const noexcept { return static_cast<std::size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+using byte_array = nb::ndarray<nb::numpy, std::uint8_t, nb::ndim<1>>;
+
+// Hands owned bytes to NumPy without a copy (the array frees them).
+byte_array to_numpy(pardict::wire::owned_bytes&& b) {
+  unsigned char* p = b.data.release();
+  nb::capsule owner(p, [](void* q) noexcept { std::free(q); });
+  return byte_array(p, {b.size}, owner);
+}
+
+pardict_dict* table(std::uintptr_t handle) {
+  if (handle == 0) throw std::invalid_argument("pardict: null table");
+  return reinterpret_cast<pardict_dict*>(handle);
+}
+
+void check_status(std::int32_t st) {
+  if (st == PARDICT_ERR_NOMEM) throw std::bad_alloc();
+  if (st < 0)
+    throw std::runtime_error("pardict: C ABI call failed with status " + std::to_string(st));
+}
+
+// CRC-32C of several buffers, each on its own thread when it is large (the pickled keys and values
+// are checked at once).
+nb::list crc32c_many(nb::sequence buffers) {
+  std::vector<std::unique_ptr<buffer_view>> views;
+  for (nb::handle b : buffers) views.push_back(std::make_unique<buffer_view>(b, false));
+  std::vector<std::uint32_t> out(views.size(), 0);
+  {
+    nb::gil_scoped_release unlocked;
+    constexpr std::size_t own_thread = std::size_t{1} << 20;
+    std::vector<std::thread> workers;
+    for (std::size_t i = 0; i < views.size(); ++i) {
+      auto work = [&, i] { out[i] = pardict::crc32c::crc(0, views[i]->data(), views[i]->size()); };
+      if (i + 1 < views.size() && views[i]->size() >= own_thread) {
+        try {
+          workers.emplace_back(work);
+          continue;
+        } catch (const std::system_error&) {  // no thread to spare: do it here
+        }
+      }
+      work();
+    }
+    for (auto& w : workers) w.join();
+  }
+  nb::list l;
+  for (std::uint32_t c : out) l.append(c);
+  return l;
+}
+
+}  // namespace
+
 NB_MODULE(_ext, m) {
   m.def("abi", &abi_constants,
         "The C ABI's named constants by group: status, result, op, kind, numba_layout.");
@@ -147,6 +230,7 @@ NB_MODULE(_ext, m) {
     d["pardict_iter_meminfo_dtor"] = addr(&pardict_iter_meminfo_dtor);
     d["pardict_group_indices"] = addr(&pardict_group_indices);
     d["pardict_group_indices_ucs4"] = addr(&pardict_group_indices_ucs4);
+    d["pardict_export_many"] = addr(&pardict_export_many);
     return d;
   });
 
@@ -169,4 +253,122 @@ NB_MODULE(_ext, m) {
   });
   m.def("watch_free",
         [](std::uintptr_t w) { pardict_iter_free(reinterpret_cast<pardict_iter*>(w)); });
+
+  // ---- wire format (python/pardict/_wire.py) and pardict.dask input conversion -----------------
+  m.def(
+      "crc32c",
+      [](nb::handle data, std::uint32_t previous) {
+        buffer_view b(data, false);
+        nb::gil_scoped_release unlocked;
+        return pardict::crc32c::crc(previous, b.data(), b.size());
+      },
+      nb::arg("data"), nb::arg("previous") = 0,
+      "CRC-32C of a buffer, continuing from `previous`; the GIL is released.");
+  m.def(
+      "crc32c_software",
+      [](nb::handle data, std::uint32_t previous) {
+        buffer_view b(data, false);
+        return pardict::crc32c::crc_software(previous, b.data(), b.size());
+      },
+      nb::arg("data"), nb::arg("previous") = 0, "crc32c's portable implementation (for tests).");
+  m.def("crc32c_many", &crc32c_many, "CRC-32C of each buffer, large ones on their own threads.");
+  m.def("crc32c_implementation", &pardict::crc32c::implementation,
+        "Which CRC-32C implementation this CPU uses: 'sse4.2', 'armv8-crc' or 'software'.");
+  m.def(
+      "export_plain",
+      [](std::uintptr_t d, std::size_t key_class, std::size_t value_class) {
+        pardict::wire::owned_bytes keys, values;
+        std::size_t n = 0;
+        std::int32_t st;
+        {
+          nb::gil_scoped_release unlocked;
+          st = pardict::wire::export_plain(table(d), key_class, value_class, keys, values, n);
+        }
+        check_status(st);
+        return nb::make_tuple(to_numpy(std::move(keys)), to_numpy(std::move(values)));
+      },
+      "(key blobs, value blobs) of a table of plain keys and values as byte arrays, in table "
+      "order.");
+  m.def(
+      "export_str",
+      [](std::uintptr_t d, std::size_t value_size) {
+        pardict::wire::owned_bytes chars, offsets, values;
+        std::size_t n = 0;
+        int width = 1;
+        std::int32_t st;
+        {
+          nb::gil_scoped_release unlocked;
+          st = pardict::wire::export_str(table(d), value_size, chars, offsets, values, width, n);
+        }
+        check_status(st);
+        return nb::make_tuple(to_numpy(std::move(chars)), width, to_numpy(std::move(offsets)),
+                              to_numpy(std::move(values)));
+      },
+      "(chars, width, offsets, values) of a table with one-string keys and plain values.");
+  m.def(
+      "to_ucs4",
+      [](nb::handle chars, int width, nb::handle offsets, nb::handle out, std::size_t out_width) {
+        buffer_view c(chars, false), o(offsets, false), u(out, true);
+        const std::size_t n = o.size() / 8 - 1;
+        if (o.size() < 8 || u.size() < n * out_width * 4)
+          throw std::invalid_argument("to_ucs4: buffer sizes do not match");
+        nb::gil_scoped_release unlocked;
+        pardict::wire::to_ucs4(c.data(), width, reinterpret_cast<const std::int64_t*>(o.data()), n,
+                               out_width, reinterpret_cast<std::uint32_t*>(u.mutable_data()));
+      },
+      "Code points and offsets into a NumPy unicode array's buffer (checked by the caller).");
+  m.def(
+      "insert_plain",
+      [](std::uintptr_t d, nb::handle keys, nb::handle values, std::int64_t n, std::int32_t op,
+         std::int32_t kind, std::int32_t threads) {
+        buffer_view k(keys, false), v(values, false);
+        std::int64_t count = 0;
+        std::int32_t st;
+        {
+          nb::gil_scoped_release unlocked;
+          const std::int32_t fields[2] = {0, kind};
+          st = pardict_combine_many(table(d), k.data(), v.data(), n, op,
+                                    op == PARDICT_OP_ASSIGN ? nullptr : fields,
+                                    op == PARDICT_OP_ASSIGN ? 0 : 1, threads, &count);
+        }
+        check_status(st);
+        return count;
+      },
+      "pardict_combine_many over key and value blob buffers (sizes checked by the caller); the "
+      "number of new keys. The GIL is released.");
+  m.def(
+      "utf8_max_length",
+      [](nb::handle data, nb::handle offsets, int offset_bytes, std::size_t first, std::size_t n) {
+        buffer_view dv(data, false), ov(offsets, false);
+        if ((offset_bytes != 4 && offset_bytes != 8) ||
+            ov.size() < (first + n + 1) * static_cast<std::size_t>(offset_bytes))
+          throw std::invalid_argument("utf8_max_length: bad offsets");
+        nb::gil_scoped_release unlocked;
+        return pardict::wire::utf8_max_length(dv.data(), dv.size(), ov.data(), offset_bytes, first,
+                                              n);
+      },
+      "Code points of the longest UTF-8 string; -1 for bad offsets.");
+  m.def(
+      "utf8_to_ucs4",
+      [](nb::handle data, nb::handle offsets, int offset_bytes, std::size_t first, std::size_t n,
+         nb::handle out, std::size_t out_width) {
+        buffer_view dv(data, false), ov(offsets, false), u(out, true);
+        if ((offset_bytes != 4 && offset_bytes != 8) ||
+            ov.size() < (first + n + 1) * static_cast<std::size_t>(offset_bytes) ||
+            u.size() < n * out_width * 4)
+          throw std::invalid_argument("utf8_to_ucs4: buffer sizes do not match");
+        std::int64_t longest;
+        {
+          nb::gil_scoped_release unlocked;
+          longest = pardict::wire::utf8_max_length(dv.data(), dv.size(), ov.data(), offset_bytes,
+                                                   first, n);
+          if (longest >= 0 && static_cast<std::size_t>(longest) <= out_width)
+            pardict::wire::utf8_to_ucs4(dv.data(), ov.data(), offset_bytes, first, n, out_width,
+                                        reinterpret_cast<std::uint32_t*>(u.mutable_data()));
+        }
+        if (longest < 0) throw std::invalid_argument("utf8_to_ucs4: bad offsets");
+        if (static_cast<std::size_t>(longest) > out_width)
+          throw std::invalid_argument("utf8_to_ucs4: a string is longer than out_width");
+      },
+      "Decodes UTF-8 strings (Arrow layout) into a NumPy unicode array's buffer.");
 }

@@ -52,6 +52,7 @@ values = _helper(lambda d: [v for v in d.values()])
 items = _helper(lambda d: [(k, v) for k, v in d.items()])
 equal = _helper(lambda a, b: a == b)
 to_arrays = _helper(lambda d: d.to_arrays())
+split = _helper(lambda d, n: d.split(n))
 # bulk: the jitted methods themselves
 set_many = _helper(lambda d, keys, values, threads: d.set_many(keys, values, threads))
 add_many = _helper(lambda d, keys, values, threads: d.add_many(keys, values, threads))

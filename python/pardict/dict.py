@@ -24,14 +24,14 @@ from numba import typeof
 from numba.core import types
 from numba.core.errors import NumbaTypeSafetyWarning
 
-from . import _ext
+from . import _ext, _wire
 from . import _helpers as h
-from .numba import boxing
+from .numba import boxing, split
 from .numba.abi import Result
 from .numba.atomic import combinable
 from .numba.types import DictType, _as_type
 
-__all__ = ["Dict"]
+__all__ = ["Dict", "partition_of"]
 
 TypeSpec: TypeAlias = "types.Type | type | np.dtype | str"
 """A key or value type: a numba type, or a Python type or NumPy dtype numba translates."""
@@ -411,6 +411,8 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if not self._typed:
             raise TypeError("to_arrays needs a typed pardict.Dict")
         if self.key_type == types.unicode_type:
+            if _wire.supports(self.key_type, self.value_type):
+                return _str_arrays(self)
             items = self._snapshot(True, True)
             return (
                 np.array([k for k, _ in items], dtype=str),
@@ -437,13 +439,28 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             self._open(other._dict_type)
         return h.typed_call(self, h.MERGE[op], other, threads)
 
+    def split(self, n: SupportsIndex) -> list[Dict]:
+        """n new dicts of this dict's type that together hold every item exactly once: key k goes
+        to part pardict.partition_of(k, n), a hash of k's value that is the same in every process
+        and on every machine (and in @njit code, which runs the same method). The shuffle step of
+        a distributed group-by: split each worker's partial dict, then merge part i of every
+        partial. This dict is left as it is."""
+        parts = _count(n, "split: n")
+        if parts < 1:
+            raise ValueError("split: n must be at least 1")
+        if not self._typed:
+            return [Dict() for _ in range(parts)]
+        return h.typed_call(self, h.split, parts)
+
     @classmethod
     def from_arrays(cls, keys: ArrayLike, values: ArrayLike, threads: int | None = None) -> Dict:
         """A Dict typed by the arrays' dtypes with d[keys[i]] = values[i]. For a key that occurs
         more than once, the last pair wins with threads=1; with more threads which one wins is
         unspecified."""
         keys, values = np.asarray(keys), np.asarray(values)
-        d = cls.empty(_as_type(keys.dtype), _as_type(values.dtype), n_keys=len(keys))
+        # a NumPy unicode array gives str keys, as Dict.from_arrays does in @njit
+        kt = types.unicode_type if keys.dtype.kind == "U" else _as_type(keys.dtype)
+        d = cls.empty(kt, _as_type(values.dtype), n_keys=len(keys))
         d.set_many(keys, values, threads=threads)
         return d
 
@@ -564,20 +581,90 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         return d
 
     def __reduce__(self):
+        # The key and value types, not the DictType: numba types pickle under every protocol,
+        # while a DictType carries cached layout objects that protocols 0 and 1 cannot pickle.
         if not self._typed:
             return (Dict, ())
-        return (_rebuild, (self._dict_type, self._snapshot(True, True)))
+        return (_rebuild_items, (self.key_type, self.value_type, self._snapshot(True, True)))
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple:
+        """Protocol 5 and later: numeric and bool keys and values (and str keys with such
+        values) travel as a checksummed header and flat out-of-band buffers (pardict/_wire.py
+        describes the format); everything else, and protocols 0-4, as __reduce__: the items."""
+        if (
+            operator.index(protocol) >= 5
+            and self._typed
+            and _wire.supports(self.key_type, self.value_type)
+        ):
+            return _wire.dump(self)
+        return self.__reduce__()
+
+
+def partition_of(keys: Any, n: SupportsIndex) -> Any:
+    """The part (0 .. n-1) that Dict.split(n) puts a key in: an int for one key, an int64 array
+    for a 1-d array of keys. The same in every process and on every machine; integer keys of every
+    width (and bools) agree with each other, float keys with each other, str keys by their code
+    points."""
+    parts = _count(n, "partition_of: n")
+    if parts < 1:  # here, not in jitted code: an exception raised there leaks its arguments
+        raise ValueError("partition_of: n must be at least 1")
+    if isinstance(keys, (np.ndarray, list)):
+        arr = np.asarray(keys)
+        if arr.ndim != 1:
+            raise ValueError(f"keys must be one key or a 1-d array, got shape {arr.shape}")
+        if arr.dtype.kind not in "biufU":
+            raise TypeError(f"no partition for keys of dtype {arr.dtype}")
+        return split.partitions_of_array(arr, parts)
+    return split.partition_of_scalar(keys, parts)
+
+
+def _rebuild_items(key_type, value_type, items):
+    return _rebuild(DictType(key_type, value_type), items)
 
 
 def _rebuild(dict_type, items):
+    # Also what payloads written by earlier versions (with the DictType) call.
     d = Dict(dcttype=dict_type, n_keys=len(items))
+    kdt = (
+        np.dtype(str) if dict_type.key_type == types.unicode_type else _np_dtype(dict_type.key_type)
+    )
+    vdt = _np_dtype(dict_type.value_type)
+    if kdt is not None and vdt is not None:
+        # One bulk call; NumPy also converts what has no numba scalar type (a Python int beyond
+        # int64 for uint64).
+        keys = np.array([k for k, _ in items], dtype=kdt)
+        d.set_many(keys, np.array([v for _, v in items], dtype=vdt), threads=1)
+        return d
     # The items came out of a dict of this very type: converting them back is exact, so numba's
     # "unsafe cast" warnings (Python int -> int32 ...) would only be noise.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
         for k, v in items:
-            d[k] = v
+            d[k] = _writable(v)
     return d
+
+
+def _writable(v):
+    """v, with a copy of each read-only array in it: protocol 5 sends arrays out of band, and a
+    receiver that gets them as bytes gets read-only arrays, which a dict of arrays cannot store."""
+    if isinstance(v, np.ndarray) and not v.flags.writeable:
+        return v.copy()
+    if isinstance(v, tuple):
+        return tuple(_writable(x) for x in v)
+    return v
+
+
+def _str_arrays(d):
+    """to_arrays of a dict with str keys and numeric or bool values, made in C++: the keys' code
+    points are exported once and laid out as a NumPy unicode array as wide as the longest key."""
+    _, _, _, vc = d._dict_type.layouts
+    chars, width, offsets, vblobs = _ext.export_str(d._handle(), vc)
+    offsets = offsets.view(np.int64)
+    lengths = np.diff(offsets)
+    longest = max(int(lengths.max(initial=0)), 1)
+    keys = np.empty(lengths.size, dtype=f"<U{longest}")
+    _ext.to_ucs4(chars, width, offsets, keys, longest)
+    return keys, _wire._narrow(vblobs, d.value_type)
 
 
 _REPR_MAX = 1000

@@ -730,3 +730,43 @@ TEST_F(CapiTest, UnownedCopiesNeedAnArrayValue) {
   EXPECT_EQ(pardict_unowned_find(nullptr, &a, 1, &out), PARDICT_ERR_INVALID);
   pardict_free(d);
 }
+
+TEST_F(CapiTest, ExportManyCopiesEveryElementOnceOrAsksForRoom) {
+  // int32 -> float64: 4-byte key blobs, 8-byte value blobs, in one order for both arrays.
+  pardict_dict* d = make(4, 8);
+  const std::int64_t n = 5000;
+  for (std::int32_t i = 0; i < n; ++i) {
+    const double v = i * 0.5;
+    ASSERT_EQ(pardict_set(d, &i, &v, nullptr), 0);
+  }
+  std::vector<std::int32_t> keys(n + 3, -1);
+  std::vector<double> values(n + 3, -1.0);
+  std::int64_t met = -1;
+  ASSERT_EQ(pardict_export_many(d, keys.data(), values.data(), n + 3, &met), PARDICT_OK);
+  ASSERT_EQ(met, n);
+  std::set<std::int32_t> seen;
+  for (std::int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(values[i], keys[i] * 0.5);
+    seen.insert(keys[i]);
+  }
+  EXPECT_EQ(static_cast<std::int64_t>(seen.size()), n);
+  EXPECT_EQ(keys[n], -1);  // nothing past the elements
+
+  // Too little room: capacity elements copied, the full count reported.
+  std::vector<std::int32_t> few(10, -1);
+  std::vector<double> few_values(10, -1.0);
+  ASSERT_EQ(pardict_export_many(d, few.data(), few_values.data(), 10, &met), PARDICT_OK);
+  EXPECT_EQ(met, n);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(few_values[i], few[i] * 0.5);
+  ASSERT_EQ(pardict_export_many(d, nullptr, nullptr, 0, &met), PARDICT_OK);
+  EXPECT_EQ(met, n);
+
+  EXPECT_EQ(pardict_export_many(d, keys.data(), values.data(), n, nullptr), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_export_many(d, nullptr, values.data(), n, &met), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_export_many(d, keys.data(), values.data(), -1, &met), PARDICT_ERR_INVALID);
+  // Values holding references cannot be byte-copied out.
+  pardict_dict* refs = make(8, 16, 0, 0, /*vrefs=*/1u);
+  EXPECT_EQ(pardict_export_many(refs, keys.data(), values.data(), 1, &met), PARDICT_ERR_INVALID);
+  pardict_free(refs);
+  pardict_free(d);
+}

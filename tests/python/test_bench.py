@@ -96,3 +96,31 @@ def test_groupby_benchmark_tiny_matrix(tmp_path):
     assert all(r["seconds"] > 0 for r in res["rows"])
     assert (tmp_path / "groupby.md").exists() and (tmp_path / "groupby.png").exists()
     assert (BENCH / "results" / "groupby.json").read_bytes() == before
+
+
+def test_dask_benchmark_tiny_run(tmp_path):
+    pytest.importorskip("distributed")
+    before = (
+        (BENCH / "results" / "dask.json").read_bytes()
+        if (BENCH / "results" / "dask.json").exists()
+        else None
+    )
+    _run(
+        "bench_dask.py",
+        tmp_path,
+        "--quick",
+        "--tasks",
+        "sum_uniform",
+        "--impls",
+        "pardict,dask",
+        "--pickle-n",
+        "20000",
+    )
+    doc = json.loads((tmp_path / "dask.json").read_text())
+    assert {r["impl"] for r in doc["rows"]} == {"pardict", "dask"}
+    for r in doc["rows"]:
+        assert r["seconds"] > 0 and r["keys"] > 0, r  # the driver checked every result
+    assert doc["pickle"]["size_ratio"] < 1.01 and doc["machine"]["git"]
+    assert (tmp_path / "dask.md").exists() and (tmp_path / "dask.png").exists()
+    if before is not None:
+        assert (BENCH / "results" / "dask.json").read_bytes() == before

@@ -83,6 +83,37 @@ def test_to_arrays_and_from_arrays_round_trip():
     np.testing.assert_array_equal(v[order], np.sort(keys).astype(np.float32) / 7)
 
 
+_SCALARS = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+_SCALARS += ["float32", "float64"]
+
+
+@pytest.mark.parametrize("kdt", _SCALARS)
+def test_to_arrays_every_scalar_type(kdt):
+    # One C++ walk into blob arrays; 1- and 2-byte types come back narrowed from 4-byte blobs.
+    # Each key type is paired with another value type (one compilation per pair).
+    vdt = _SCALARS[(_SCALARS.index(kdt) + 3) % len(_SCALARS)]
+    keys = np.unique(np.arange(-60, 200).astype(kdt))
+    v = (np.arange(keys.size) % 7).astype(vdt)
+    d = Dict.from_arrays(keys, v)
+    for k, got in (d.to_arrays(), njit_to_arrays(d)):
+        assert k.dtype == keys.dtype and got.dtype == v.dtype
+        assert dict(zip(k.tolist(), got.tolist(), strict=True)) == dict(
+            zip(keys.tolist(), v.tolist(), strict=True)
+        )
+
+
+def test_bulk_values_are_stored_bit_for_bit_and_arrays_are_read_in_place():
+    # Values keep their bits (-0.0 stays -0.0, as d[k] = v stores it); only keys are canonical.
+    d = Dict.empty(I64, types.float64)
+    d.set_many(np.array([1, 2]), np.array([-0.0, 0.5]))
+    assert np.signbit(d[1]) and d[2] == 0.5
+    # int64 keys and float64 values are handed to C++ as they are: read-only arrays work too
+    k = np.arange(1000)
+    v = np.ones(1000)
+    k.flags.writeable = v.flags.writeable = False
+    assert d.add_many(k, v) == 998 and d[999] == 1.0 and d[1] == 1.0
+
+
 def test_float_keys_are_canonical_in_bulk_too():
     d = Dict.from_arrays(np.array([-0.0, np.nan, 1.5]), np.array([1, 2, 3]))
     assert len(d) == 3

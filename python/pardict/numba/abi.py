@@ -159,6 +159,7 @@ PROTOTYPES = {
         [i8p, i8p, i64, i64, i8p, i64, i32, _i32p, i32, i32, _i64p, i8p, _i64p],
     ),
     "pardict_get_many_ucs4": (i32, [i8p, i8p, i64, i64, i8p, i8p, i32, _i64p]),
+    "pardict_export_many": (i32, [i8p, i8p, i8p, i64, _i64p]),
     "pardict_clear": (i32, [i8p]),
     "pardict_reserve": (i32, [i8p, i64]),
     "pardict_copy": (i8p, [i8p, _i32p]),
@@ -834,3 +835,20 @@ def c_group_indices(typingctx, keys, threads, first_rows, offsets, indices):
         return context.make_tuple(builder, sig.return_type, [st, builder.load(count)])
 
     return _STATUS_COUNT(keys, types.int32, first_rows, offsets, indices), codegen
+
+
+@intrinsic
+def c_export_many(typingctx, d, keys, values):
+    """pardict_export_many into two blob arrays of equal length (their capacity): (status, number
+    of elements the walk met; more than the capacity when the dict grew meanwhile)."""
+    check_dict(d)
+
+    def middle(context, builder, sig, args):
+        return [
+            array_data(context, builder, keys, args[1]),
+            array_data(context, builder, values, args[2]),
+            _nitems(context, builder, keys, args[1]),
+        ]
+
+    sig = _STATUS_COUNT(d, keys, values)
+    return sig, _bulk_codegen("pardict_export_many", d, middle)

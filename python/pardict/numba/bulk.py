@@ -70,20 +70,28 @@ def to_blobs(arr, ty, what):
     pass
 
 
-@overload(to_blobs)
-def _ol_to_blobs(arr, ty, what):
-    """A contiguous array of arr's items converted to ty (floats canonical), as C ABI blobs;
-    OverflowError for an integer that does not fit ty."""
+def value_blobs(arr, ty):
+    pass
+
+
+def _blob_impl(arr, ty, canonical):
+    """impl(arr) -> a contiguous array of arr's items converted to ty, as C ABI blobs (floats
+    canonical when `canonical`: keys); OverflowError for an integer that does not fit ty. An
+    array that already holds exactly those bytes (same dtype, C-contiguous, 4 or 8 bytes, no
+    float keys to canonicalise) is viewed, not copied."""
     elt = ty.instance_type if isinstance(ty, (types.NumberClass, types.TypeRef)) else ty.dtype
     dt = as_dtype(elt)
     blob, bits = blob_dtypes(elt)
-    is_float = isinstance(elt, types.Float)
+    is_float = isinstance(elt, types.Float) and canonical
     bounds = _fit_bounds(arr.dtype, elt)
     lo, hi = bounds if bounds is not None else (0, 0)
     check = bounds is not None
     suffix = f" does not fit the dict's type {elt}"
+    what = "key" if canonical else "value"
+    if arr.dtype == elt and arr.layout == "C" and not is_float and blob is bits:
+        return lambda arr: arr.view(bits)
 
-    def impl(arr, ty, what):
+    def convert(arr):
         a = np.empty(arr.size, dt)
         for i in range(arr.size):
             x = arr[i]
@@ -95,9 +103,26 @@ def _ol_to_blobs(arr, ty, what):
                 if y != y:
                     y = dt.type(np.nan)
             a[i] = y
-        return a.view(bits).astype(blob)
+        return a.view(bits)
 
-    return impl
+    if blob is bits:
+        return convert
+    run = register_jitable(convert)
+    return lambda arr: run(arr).astype(blob)  # 1- and 2-byte types: padded to 4
+
+
+@overload(to_blobs)
+def _ol_to_blobs(arr, ty, what):
+    """Keys as C ABI blobs: floats canonical (-0.0 as 0.0, one NaN), as every key is stored."""
+    run = register_jitable(_blob_impl(arr, ty, canonical=True))
+    return lambda arr, ty, what: run(arr)
+
+
+@overload(value_blobs)
+def _ol_value_blobs(arr, ty):
+    """Values as C ABI blobs, bit for bit (as d[k] = v stores them)."""
+    run = register_jitable(_blob_impl(arr, ty, canonical=False))
+    return lambda arr, ty: run(arr)
 
 
 def nthreads(threads):
@@ -224,7 +249,7 @@ def _ol_combine_arrays(d, keys, values, op, threads):
         if keys.size != values.size:
             raise ValueError("keys and values differ in length")
         kb = to_blobs(keys, keyty, "key")
-        vb = to_blobs(values, valty, "value")
+        vb = value_blobs(values, valty)
         st, n = abi.c_combine_many(d, kb, vb, opv, nthreads(threads))
         check(st)
         return n
@@ -259,7 +284,7 @@ def _str_combine_impl(d, keys, op, count):
         n = keys.size
         if n == 0:
             return 0
-        vb = to_blobs(values, valty, "value")
+        vb = value_blobs(values, valty)
         rows = np.empty(n, dtype=np.int64)
         got = np.empty(n, dtype=blob)
         st, m = abi.c_combine_many_ucs4(d, keys, vb, stride, opv, nthreads(threads), rows, got)
@@ -476,27 +501,34 @@ def _ol_contains_many(d, keys, threads=None):
 @overload_method(DictType, "to_arrays")
 def _ol_to_arrays(d):
     """(keys, values) as two arrays in the same (unspecified) order; numeric or bool keys and
-    values (numba cannot make a NumPy unicode array whose width is known only at run time)."""
+    values (numba cannot make a NumPy unicode array whose width is known only at run time). One
+    C++ walk over the table (pardict_export_many)."""
     if not (np_scalar(d.key_type) and np_scalar(d.value_type)):
         raise TypingError(
             f"pardict.Dict.to_arrays in jitted code needs numeric or bool keys and "
             f"values; this dict is {d} (str keys: call it from the interpreter)"
         )
     kdt, vdt = as_dtype(d.key_type), as_dtype(d.value_type)
+    kblob, kbits = blob_dtypes(d.key_type)
+    vblob, vbits = blob_dtypes(d.value_type)
+    # 1- and 2-byte types travel in 4-byte blobs and are narrowed after; the others are viewed.
+    k_padded = np.dtype(kblob).itemsize != kdt.itemsize
+    v_padded = np.dtype(vblob).itemsize != vdt.itemsize
 
     def impl(d):
-        n = len(d)
-        ks = np.empty(n, dtype=kdt)
-        vs = np.empty(n, dtype=vdt)
-        i = 0
-        for k, v in d.items():
-            if i == ks.size:  # the dict grew meanwhile (other threads)
-                ks = np.concatenate((ks, np.empty(ks.size + 16, dtype=kdt)))
-                vs = np.concatenate((vs, np.empty(vs.size + 16, dtype=vdt)))
-            ks[i] = k
-            vs[i] = v
-            i += 1
-        return ks[:i], vs[:i]
+        room = len(d)
+        while True:
+            room += room // 16 + 16  # other threads may insert meanwhile
+            kb = np.empty(room, dtype=kblob)
+            vb = np.empty(room, dtype=vblob)
+            st, met = abi.c_export_many(d, kb, vb)
+            check(st)
+            if met <= room:
+                break
+            room = met
+        ks = kb[:met].astype(kbits).view(kdt) if k_padded else kb[:met].view(kdt)
+        vs = vb[:met].astype(vbits).view(vdt) if v_padded else vb[:met].view(vdt)
+        return ks, vs
 
     return impl
 

@@ -1,0 +1,282 @@
+"""pardict's pickle wire format: a Dict of numbers or bools (or str keys with such values) as a
+small header and a few flat buffers.
+
+With pickle protocol 5, Dict.__reduce_ex__ returns (rebuild, (header, *buffers)) where each buffer
+is a pickle.PickleBuffer over a NumPy array: with a buffer_callback (Dask, Ray, mpi4py's pkl5,
+multiprocessing's shared memory tools) they travel out of band, as separate frames, without being
+copied through Python objects; without one, pickle writes them in-band as bytes.
+
+Header (little-endian, HEADER_FIXED.size + BUFFER_ENTRY.size * n_buffers + 4 bytes):
+
+    magic        8 bytes   b"pardict\\x00"
+    version      uint16    FORMAT_VERSION (1); the reader refuses newer versions by name
+    key type     uint8     a code of TYPE_CODES (STR_CODE: str keys)
+    value type   uint8     a code of TYPE_CODES
+    char width   uint8     str keys: bytes per code point (1, 2 or 4); else 0
+    n_buffers    uint8     2 (numeric keys) or 3 (str keys)
+    flags        uint16    0 (reserved)
+    count        uint64    entries
+    per buffer:  nbytes uint64, crc32c uint32, reserved uint32 (0)
+    header crc   uint32    CRC-32C of every header byte before it
+
+Buffers, in order, each little-endian and packed:
+
+    numeric keys:  keys (count x key itemsize), values (count x value itemsize)
+    str keys:      code points (width bytes each, all keys concatenated),
+                   offsets (int64, count + 1: key i is code points offsets[i] .. offsets[i + 1]),
+                   values (count x value itemsize)
+
+Every key appears once; floats are canonical (no -0.0, one NaN bit pattern), as the dict stores
+them. Keys come in the sender's table order, which makes the receiver's inserts into a table of the
+same size nearly sequential in memory.
+
+Reading checks everything before building: the magic, the version, the header's own checksum, the
+type codes, that every buffer has its declared size and checksum, and (for what the checksum
+cannot vouch for, a payload written by something else) canonical float keys, valid offsets and
+code points, bools that are 0 or 1, no duplicate key. Any failure is a pickle.UnpicklingError
+naming it. The dict is then built by one bulk insert: numeric keys go to the C++ table on several
+threads with the GIL released (pardict_combine_many); str keys need a numba string each, made
+and inserted by one jitted loop.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import sys
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit
+from numba.core import types
+from numba.cpython.unicode import _empty_string, _set_code_point
+
+from . import _ext
+
+MAGIC = b"pardict\x00"
+FORMAT_VERSION = 1
+HEADER_FIXED = struct.Struct("<8sHBBBBHQ")
+BUFFER_ENTRY = struct.Struct("<QII")
+HEADER_CRC = struct.Struct("<I")
+
+# Wire codes of the scalar types; never renumber (payloads outlive the code that wrote them).
+TYPE_CODES: dict[types.Type, int] = {
+    types.boolean: 1,
+    types.int8: 2,
+    types.int16: 3,
+    types.int32: 4,
+    types.int64: 5,
+    types.uint8: 6,
+    types.uint16: 7,
+    types.uint32: 8,
+    types.uint64: 9,
+    types.float32: 10,
+    types.float64: 11,
+}
+STR_CODE = 12
+_TYPES_BY_CODE = {code: ty for ty, code in TYPE_CODES.items()}
+_DTYPES = {
+    ty: np.dtype(str(ty) if ty != types.boolean else "bool").newbyteorder("<") for ty in TYPE_CODES
+}
+
+
+def supports(key_type: types.Type, value_type: types.Type) -> bool:
+    """Whether a dict of these types travels in the wire format (else pickle's general path)."""
+    return value_type in TYPE_CODES and (key_type in TYPE_CODES or key_type == types.unicode_type)
+
+
+def _fail(what: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(f"pardict: cannot unpickle this Dict: {what}")
+
+
+def _narrow(blobs: np.ndarray, ty: types.Type) -> np.ndarray:
+    """C ABI blobs (a byte array; 1- and 2-byte types padded to 4) as an array of ty's dtype."""
+    dt = _DTYPES[ty]
+    if dt.itemsize >= 4:
+        return blobs.view(dt)
+    return blobs.view("<u4").astype(f"<u{dt.itemsize}").view(dt)
+
+
+def _widen(arr: np.ndarray, ty: types.Type) -> np.ndarray:
+    """An array of ty's dtype as C ABI blobs (aligned, 1- and 2-byte types padded to 4 bytes)."""
+    dt = _DTYPES[ty]
+    if dt.itemsize < 4:
+        return arr.view(f"<u{dt.itemsize}").astype("<u4")
+    if arr.ctypes.data % dt.itemsize:  # an out-of-band buffer may start anywhere
+        return arr.copy()
+    return arr
+
+
+# ---- writing -------------------------------------------------------------------------------------
+
+
+def dump(d: Any) -> tuple:
+    """The (callable, args) of d's protocol-5 pickle (d's types satisfy supports())."""
+    ty = d._numba_type_
+    kt, vt = ty.key_type, ty.value_type
+    _, _, kc, vc = ty.layouts
+    handle = d._handle()
+    if kt == types.unicode_type:
+        chars, width, offsets, vblobs = _ext.export_str(handle, vc)
+        offsets = offsets.view("<i8")
+        buffers = [chars, offsets, _narrow(vblobs, vt)]
+        count = offsets.size - 1
+        key_code = STR_CODE
+    else:
+        kblobs, vblobs = _ext.export_plain(handle, kc, vc)
+        buffers = [_narrow(kblobs, kt), _narrow(vblobs, vt)]
+        count = buffers[0].size
+        width = 0
+        key_code = TYPE_CODES[kt]
+    crcs = _ext.crc32c_many(buffers)
+    header = HEADER_FIXED.pack(
+        MAGIC, FORMAT_VERSION, key_code, TYPE_CODES[vt], width, len(buffers), 0, count
+    )
+    header += b"".join(
+        BUFFER_ENTRY.pack(b.nbytes, c, 0) for b, c in zip(buffers, crcs, strict=True)
+    )
+    header += HEADER_CRC.pack(_ext.crc32c(header))
+    return rebuild, (header, *(pickle.PickleBuffer(b) for b in buffers))
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+
+
+def _bytes_of(buf: Any, what: str) -> np.ndarray:
+    try:
+        return np.frombuffer(buf, dtype=np.uint8)
+    except (TypeError, ValueError) as e:
+        raise _fail(f"the {what} buffer is not a contiguous buffer ({e})") from None
+
+
+def _parse_header(header: Any) -> tuple:
+    if not isinstance(header, (bytes, bytearray, memoryview)):
+        raise _fail(f"the header is a {type(header).__name__}, not bytes")
+    header = bytes(header)
+    if len(header) < 10 or header[:8] != MAGIC:
+        raise _fail("not a pardict payload (bad magic bytes)")
+    (version,) = struct.unpack_from("<H", header, 8)
+    if version > FORMAT_VERSION:
+        raise _fail(
+            f"it was written in pardict wire format version {version}, newer than the version "
+            f"this pardict reads ({FORMAT_VERSION}); upgrade pardict where it is unpickled"
+        )
+    if version < 1:
+        raise _fail(f"unknown wire format version {version}")
+    if len(header) < HEADER_FIXED.size:
+        raise _fail("the header is truncated")
+    _, _, key_code, value_code, width, n_buffers, flags, count = HEADER_FIXED.unpack_from(header)
+    size = HEADER_FIXED.size + BUFFER_ENTRY.size * n_buffers + HEADER_CRC.size
+    if len(header) != size:
+        raise _fail(f"the header has {len(header)} bytes, expected {size}")
+    (crc,) = HEADER_CRC.unpack_from(header, size - HEADER_CRC.size)
+    if _ext.crc32c(header[: size - HEADER_CRC.size]) != crc:
+        raise _fail("the header's checksum does not match (corrupted)")
+    entries = [
+        BUFFER_ENTRY.unpack_from(header, HEADER_FIXED.size + i * BUFFER_ENTRY.size)
+        for i in range(n_buffers)
+    ]
+    if flags != 0:
+        raise _fail(f"unknown header flags {flags:#x}")
+    return key_code, value_code, width, count, entries
+
+
+def rebuild(header: Any, *buffers: Any) -> Any:
+    """The Dict a protocol-5 pickle of Dict describes (see the module docstring)."""
+    from .dict import Dict
+
+    key_code, value_code, width, count, entries = _parse_header(header)
+    vt = _TYPES_BY_CODE.get(value_code)
+    kt = types.unicode_type if key_code == STR_CODE else _TYPES_BY_CODE.get(key_code)
+    if kt is None or vt is None:
+        raise _fail(f"unknown key or value type code ({key_code}, {value_code})")
+    str_keys = kt == types.unicode_type
+    if len(buffers) != len(entries) or len(entries) != (3 if str_keys else 2):
+        raise _fail(f"{len(buffers)} buffers for a header that declares {len(entries)}")
+    names = ("code points", "offsets", "values") if str_keys else ("keys", "values")
+    raw = [_bytes_of(b, name) for b, name in zip(buffers, names, strict=True)]
+    for a, (nbytes, _, _), name in zip(raw, entries, names, strict=True):
+        if a.nbytes != nbytes:
+            raise _fail(f"the {name} buffer has {a.nbytes} bytes, the header says {nbytes}")
+    for got, (_, crc, _), name in zip(_ext.crc32c_many(raw), entries, names, strict=True):
+        if got != crc:
+            raise _fail(f"the {name} buffer's checksum does not match (corrupted)")
+    values = _typed(raw[-1], vt, count, "values")
+    d = Dict.empty(kt, vt, n_keys=count)
+    if str_keys:
+        chars, offsets = _str_keys(raw[0], raw[1], width, count)
+        new = _insert_str_keys(d, chars, offsets, values)
+    else:
+        keys = _typed(raw[0], kt, count, "keys")
+        if isinstance(kt, types.Float) and not _canonical(keys):
+            raise _fail("a float key is not canonical (-0.0 or a non-standard NaN)")
+        new = _ext.insert_plain(
+            d._handle(), _widen(keys, kt), _widen(values, vt), count, -1, 0, _threads()
+        )
+    if new != count:
+        raise _fail(f"{count - new} duplicate keys")
+    return d
+
+
+def _typed(raw: np.ndarray, ty: types.Type, count: int, what: str) -> np.ndarray:
+    dt = _DTYPES[ty]
+    if raw.nbytes != count * dt.itemsize:
+        raise _fail(f"{raw.nbytes} bytes of {what} for {count} entries of {ty}")
+    arr = raw.view(dt)
+    if ty == types.boolean and arr.view(np.uint8).max(initial=0) > 1:
+        raise _fail(f"{what}: a bool that is neither 0 nor 1")
+    return arr
+
+
+def _canonical(keys: np.ndarray) -> bool:
+    """No -0.0, and every NaN has the bit pattern the dict stores (NumPy's NaN)."""
+    if np.any((keys == 0) & np.signbit(keys)):
+        return False
+    nans = np.isnan(keys)
+    if not nans.any():
+        return True
+    bits = keys.view(f"<u{keys.itemsize}")[nans]
+    return bool(np.all(bits == np.array(np.nan, dtype=keys.dtype).view(bits.dtype)))
+
+
+def _str_keys(chars: np.ndarray, offsets: np.ndarray, width: int, count: int) -> tuple:
+    if width not in (1, 2, 4):
+        raise _fail(f"str keys with {width} bytes per code point")
+    if chars.nbytes % width or offsets.nbytes != 8 * (count + 1):
+        raise _fail("the code point or offset buffer has the wrong size")
+    cps = chars.view(f"<u{width}")
+    if cps.ctypes.data % width:
+        cps = cps.copy()
+    offs = offsets.view("<i8")
+    if offs.ctypes.data % 8:
+        offs = offs.copy()
+    if offs[0] != 0 or offs[-1] != cps.size or np.any(np.diff(offs) < 0):
+        raise _fail("the str key offsets are not increasing from 0 to the code point count")
+    if width == 4 and cps.size and cps.max() > sys.maxunicode:
+        raise _fail("a code point beyond U+10FFFF")
+    return cps, offs
+
+
+def _threads() -> int:
+    # numba's thread count, as the bulk methods default to (the C side never runs more workers
+    # than the CPUs the process may use); read from the config, which starts no thread pool.
+    return int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
+
+
+@njit(nogil=True)
+def _insert_str_keys(d, chars, offsets, values):
+    """d.insert(key i, values[i]) for str keys given as code points and offsets: how many were
+    new. Each key becomes a numba string of the narrowest kind holding it (as CPython's)."""
+    new = 0
+    for i in range(offsets.size - 1):
+        a, b = offsets[i], offsets[i + 1]
+        top = 0
+        for j in range(a, b):
+            top = max(top, np.int64(chars[j]))
+        kind = 1 if top < 256 else (2 if top < 65536 else 4)
+        s = _empty_string(kind, b - a, 1 if top < 128 else 0)
+        for j in range(a, b):
+            _set_code_point(s, j - a, np.int64(chars[j]))
+        new += d.insert(s, values[i])
+    return new

@@ -1,0 +1,574 @@
+"""pardict on Dask: group-by aggregation and word count over data larger than one machine.
+
+    import pardict.dask as pdd
+
+    sums = pdd.aggregate(ddf.key, ddf.value, op="add")    # lazy (a dask Delayed)
+    d = sums.compute()                                    # a pardict.Dict {key: sum}
+    parts = pdd.aggregate(ddf.key, ddf.value, split_out=8)  # a dask DataFrame of (key, value)
+    counts = pdd.word_count(dask.bag.read_text("*.txt")).compute()
+
+How it runs (docs/dask.md has the whole story):
+
+1. chunk: every partition of the input becomes a pardict.Dict on the worker that holds it, in one
+   bulk call (add_many, min_many, max_many, count_many, set_many: C++ threads, GIL released).
+2. combine: the partial dicts are merged in a tree of fan-in `split_every` (Dict.merge: numeric
+   dicts merge in C++ in parallel). Dicts travel between workers as pickle protocol 5 with their
+   keys and values as out-of-band buffers (pardict/_wire.py), which Dask sends as raw frames.
+3. With split_out > 1, each partial is first split by key hash (Dict.split) into split_out parts
+   and part j of every partial is merged in its own tree: no worker ever holds the whole key set.
+   The result is a dask DataFrame with split_out partitions of (key, value), the partition of a
+   key given by pardict.partition_of(key, split_out).
+
+Works with every Dask scheduler (distributed LocalCluster or a real cluster, threads, processes,
+synchronous). Each worker process compiles pardict's jitted helpers on first use (a few seconds,
+once per process). Importing pardict does not import Dask; this module needs `pardict[dask]`.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import dask.bag as db
+import numpy as np
+from dask.base import tokenize
+from dask.delayed import Delayed, delayed
+from dask.sizeof import sizeof
+from numba.core import types
+
+from . import _ext
+from .dict import Dict
+
+__all__ = ["aggregate", "word_count", "OPS"]
+
+OPS = ("add", "min", "max", "count", "assign")
+"""The aggregations: add (group-by sum), min, max, count (occurrences of each key), assign (some
+value of each key: the last one of the last partition holding it, when one thread builds each
+partial)."""
+
+_MERGE_OP = {"add": "add", "min": "min", "max": "max", "count": "add", "assign": "assign"}
+_BULK = {"add": "add_many", "min": "min_many", "max": "max_many", "assign": "set_many"}
+_STR_BATCH_BYTES = 64 << 20  # NumPy unicode rows converted at once (UCS4: 4 bytes per character)
+
+
+# ---- the input: partitions of keys (and values) ------------------------------------------------
+
+
+class _Input:
+    """One input collection as a list of per-partition Delayed objects, with what is known of
+    its dtype and partition sizes before computing anything."""
+
+    def __init__(self, obj: Any, what: str) -> None:
+        self.what = what
+        self.kind: str
+        self.dtype: np.dtype | None = None  # None: str or unknown until computed
+        self.is_str = False
+        self.sizes: tuple[float, ...] | None = None  # None or NaN entries: unknown
+        self.divisions: tuple | None = None
+        if isinstance(obj, da.Array):
+            if obj.ndim != 1:
+                raise ValueError(f"{what} must be a 1-d dask array, got shape {obj.shape}")
+            self.kind = "array"
+            self.sizes = tuple(obj.chunks[0])
+            self._set_dtype(obj.dtype)
+            self.parts = list(obj.to_delayed().ravel())
+        elif isinstance(obj, db.Bag):
+            self.kind = "bag"
+            self.parts = list(obj.to_delayed())
+        elif _is_dask_frame(obj, "DataFrame"):
+            raise TypeError(
+                f"{what} is a dask DataFrame; pass one column (a Series), e.g. ddf['key']"
+            )
+        elif _is_dask_frame(obj, "Series"):
+            self.kind = "series"
+            self._set_dtype(obj.dtype)
+            if obj.known_divisions:
+                self.divisions = tuple(obj.divisions)
+            self.parts = list(obj.to_delayed())
+        else:
+            raise TypeError(
+                f"{what} must be a dask array, a dask dataframe column (Series) or a dask bag, "
+                f"got {type(obj).__module__}.{type(obj).__qualname__}"
+            )
+        self.token = tokenize(obj)
+
+    def _set_dtype(self, dt: Any) -> None:
+        dt = _numpy_dtype(dt)
+        if dt is None or dt.kind in "OUS":
+            self.is_str = True
+        elif dt.kind in "biuf":
+            self.dtype = dt
+        else:
+            raise TypeError(
+                f"pardict.dask: {self.what} of dtype {dt} are not supported (numeric, bool or str)"
+            )
+
+    @property
+    def npartitions(self) -> int:
+        return len(self.parts)
+
+
+def _is_dask_frame(obj: Any, name: str) -> bool:
+    dd = sys.modules.get("dask.dataframe")  # a dask collection of it exists only if imported
+    return dd is not None and isinstance(obj, getattr(dd, name))
+
+
+def _numpy_dtype(dt: Any) -> np.dtype | None:
+    """A NumPy dtype for a dask collection's declared dtype (pandas extension dtypes map to
+    their NumPy equivalent; str dtypes to None)."""
+    if isinstance(dt, np.dtype):
+        return dt
+    kind = getattr(dt, "kind", None)
+    if kind in ("O", "U", "S") or str(dt) in ("str", "string") or str(dt).startswith("string"):
+        return None
+    numpy_dtype = getattr(dt, "numpy_dtype", None)  # pandas' nullable Int64, Float64, boolean
+    if isinstance(numpy_dtype, np.dtype):
+        return numpy_dtype
+    try:
+        return np.dtype(dt)
+    except TypeError:
+        raise TypeError(f"pardict.dask: unsupported dtype {dt}") from None
+
+
+def _check_aligned(keys: _Input, values: _Input) -> None:
+    if keys.npartitions != values.npartitions:
+        raise ValueError(
+            f"pardict.dask: keys and values are not aligned: {keys.npartitions} partitions of "
+            f"keys, {values.npartitions} of values (rechunk/repartition one like the other)"
+        )
+    if keys.sizes is not None and values.sizes is not None:
+        for i, (a, b) in enumerate(zip(keys.sizes, values.sizes, strict=True)):
+            if a == a and b == b and a != b:  # NaN: unknown until computed
+                raise ValueError(
+                    f"pardict.dask: keys and values are not aligned: partition {i} has {int(a)} "
+                    f"keys and {int(b)} values (rechunk the values like the keys: "
+                    f"values.rechunk(keys.chunks))"
+                )
+    if keys.divisions is not None and values.divisions is not None:
+        if keys.divisions != values.divisions:
+            raise ValueError(
+                "pardict.dask: keys and values are not aligned: their divisions differ "
+                "(repartition the values like the keys)"
+            )
+
+
+# ---- per-partition conversion (runs on the workers) ----------------------------------------------
+
+
+def _as_numeric(part: Any, expected: np.dtype, what: str, index: int) -> np.ndarray:
+    """A partition of numeric keys or values as a 1-d NumPy array of the declared dtype."""
+    if isinstance(part, list):  # a bag partition
+        part = np.asarray(part)
+    if not isinstance(part, np.ndarray) and hasattr(part, "to_numpy"):  # pandas
+        actual = _numpy_dtype(part.dtype)
+        if actual != expected:
+            raise _dtype_differs(what, index, part.dtype, expected)
+        try:
+            part = part.to_numpy(dtype=expected)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"pardict.dask: partition {index} of the {what} has missing values (fill or "
+                f"drop them first)"
+            ) from None
+    arr = np.asarray(part)
+    if arr.ndim != 1:
+        raise ValueError(f"pardict.dask: partition {index} of the {what} has shape {arr.shape}")
+    if arr.dtype != expected:
+        raise _dtype_differs(what, index, arr.dtype, expected)
+    return arr
+
+
+def _dtype_differs(what: str, index: int, actual: Any, expected: Any) -> TypeError:
+    return TypeError(
+        f"pardict.dask: partition {index} of the {what} has dtype {actual}, but the collection "
+        f"declares {expected} (the dtype differs between partitions); cast every partition to "
+        f"one dtype, e.g. .astype({str(expected)!r})"
+    )
+
+
+def _str_batches(part: Any, what: str, index: int, split: bool, sep: str | None):
+    """A partition of str keys as NumPy unicode arrays (batches of bounded size). With split,
+    each element is a text whose words (str.split(sep)) are the keys."""
+    arrow = _arrow_strings(part)
+    if arrow is not None:
+        if split:
+            arrow = _arrow_words(arrow, sep)
+        for chunk in arrow:
+            yield from _arrow_to_unicode(chunk, what, index)
+        return
+    if isinstance(part, np.ndarray) and part.dtype.kind == "U" and not split:
+        if part.ndim != 1:
+            raise ValueError(
+                f"pardict.dask: partition {index} of the {what} has shape {part.shape}"
+            )
+        yield np.ascontiguousarray(part)
+        return
+    items = part.tolist() if hasattr(part, "tolist") else list(part)
+    at = next((i for i, x in enumerate(items) if not isinstance(x, str)), -1)
+    if at >= 0:
+        bad = items[at]
+        raise TypeError(
+            f"pardict.dask: partition {index} of the {what} holds a {type(bad).__name__} "
+            f"({bad!r}) where str keys are expected: the dtype differs between partitions, or "
+            f"there are missing values"
+        )
+    if split:
+        items = [w for text in items for w in text.split(sep)]
+    rows = 1 << 20
+    for at in range(0, len(items), rows):
+        yield np.array(items[at : at + rows], dtype=str)
+    if not items:
+        yield np.zeros(0, dtype="<U1")
+
+
+def _arrow_strings(part: Any):
+    """The pyarrow chunks of a pandas Series backed by Arrow strings, else None."""
+    array = getattr(part, "array", None)
+    to_arrow = getattr(array, "__arrow_array__", None)
+    if to_arrow is None or "pyarrow" not in sys.modules:
+        return None
+    import pyarrow as pa
+
+    arrow = to_arrow()
+    chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
+    if not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in chunks):
+        if all(getattr(pa.types, "is_string_view", lambda t: False)(c.type) for c in chunks):
+            return [c.cast(pa.large_string()) for c in chunks]
+        return None
+    return chunks
+
+
+def _arrow_words(chunks, sep):
+    import pyarrow.compute as pc
+
+    out = []
+    for c in chunks:
+        if sep is None:
+            words = pc.utf8_split_whitespace(c).flatten()
+            # as str.split(): no empty words (Arrow yields them around leading/trailing space)
+            out.append(pc.filter(words, pc.not_equal(words, "")))
+        else:
+            out.append(pc.split_pattern(c, sep).flatten())
+    return out
+
+
+def _arrow_to_unicode(chunk, what: str, index: int):
+    """An Arrow (large_)string array as NumPy unicode arrays: UTF-8 decoded in C++ (no Python
+    object per row), in batches whose width x rows stays bounded."""
+    if chunk.null_count:
+        raise ValueError(
+            f"pardict.dask: partition {index} of the {what} has {chunk.null_count} missing "
+            f"values (dropna() them first)"
+        )
+    n = len(chunk)
+    if n == 0:
+        yield np.zeros(0, dtype="<U1")
+        return
+    _, offsets, data = chunk.buffers()
+    offset_bytes = 8 if chunk.type.equals(_large_string()) else 4
+    data = data if data is not None else b""
+    first = chunk.offset
+    rows = max(1, min(n, 1 << 20))
+    at = 0
+    while at < n:
+        m = min(rows, n - at)
+        width = _ext.utf8_max_length(data, offsets, offset_bytes, first + at, m)
+        if width < 0:
+            raise ValueError(f"pardict.dask: partition {index} of the {what}: bad Arrow offsets")
+        if m > 1 and max(width, 1) * 4 * m > _STR_BATCH_BYTES:  # a long string: smaller batches
+            rows = max(1, _STR_BATCH_BYTES // (4 * max(width, 1)))
+            continue
+        out = np.empty(m, dtype=f"<U{max(width, 1)}")
+        _ext.utf8_to_ucs4(data, offsets, offset_bytes, first + at, m, out, max(width, 1))
+        yield out
+        at += m
+
+
+def _large_string():
+    import pyarrow as pa
+
+    return pa.large_string()
+
+
+# ---- the tasks --------------------------------------------------------------------------------------
+
+
+class _Spec:
+    """What every chunk task needs: the op and the declared dtypes (plain data: it is pickled
+    into the graph)."""
+
+    def __init__(
+        self,
+        op: str,
+        key_dtype: np.dtype | None,
+        value_dtype: np.dtype | None,
+        threads: int | None,
+        split: bool = False,
+        sep: str | None = None,
+    ) -> None:
+        self.op = op
+        self.key_dtype = key_dtype  # None: str keys
+        self.value_dtype = value_dtype  # None: count (no values)
+        self.threads = threads
+        self.split = split
+        self.sep = sep
+
+    def key_type(self) -> types.Type:
+        if self.key_dtype is None:
+            return types.unicode_type
+        return _numba_type(self.key_dtype)
+
+    def value_type(self) -> types.Type:
+        return _numba_type(_stored_dtype(self.op, self.value_dtype))
+
+
+def _numba_type(dt: np.dtype) -> types.Type:
+    from numba.np.numpy_support import from_dtype
+
+    return from_dtype(dt)
+
+
+def _stored_dtype(op: str, value_dtype: np.dtype | None) -> np.dtype:
+    """The dict's value dtype: counts are int64; sums of bools and signed integers int64, of
+    unsigned integers uint64 (as pandas' sum); floats, and min/max/assign, keep their dtype."""
+    if op == "count" or value_dtype is None:
+        return np.dtype(np.int64)
+    if op == "add" and value_dtype.kind in "bi":
+        return np.dtype(np.int64)
+    if op == "add" and value_dtype.kind == "u":
+        return np.dtype(np.uint64)
+    return value_dtype
+
+
+def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
+    """One partition as a pardict.Dict (a task: runs on a worker)."""
+    d = Dict.empty(spec.key_type(), spec.value_type())
+    if spec.key_dtype is None:
+        key_batches = list(_str_batches(keys_part, "keys", index, spec.split, spec.sep))
+    else:
+        key_batches = [_as_numeric(keys_part, spec.key_dtype, "keys", index)]
+    if spec.op == "count":
+        for keys in key_batches:
+            d.count_many(keys, threads=spec.threads)
+        return d
+    assert spec.value_dtype is not None
+    values = _as_numeric(values_part, spec.value_dtype, "values", index)
+    n_keys = sum(k.size for k in key_batches)
+    if n_keys != values.size:
+        raise ValueError(
+            f"pardict.dask: keys and values are not aligned: partition {index} has {n_keys} "
+            f"keys and {values.size} values"
+        )
+    stored = _stored_dtype(spec.op, spec.value_dtype)
+    if values.dtype != stored:
+        values = values.astype(stored)
+    bulk = getattr(d, _BULK[spec.op])
+    at = 0
+    for keys in key_batches:
+        bulk(keys, values[at : at + keys.size], threads=spec.threads)
+        at += keys.size
+    return d
+
+
+def _combine(parts: Sequence[Dict], op: str, threads: int | None) -> Dict:
+    """The partial dicts merged into a new one (the inputs stay as they are: Dask may hold them
+    for another task, or run this task again after a failure)."""
+    largest = max(range(len(parts)), key=lambda i: len(parts[i]))
+    out = parts[largest].copy()
+    for i, p in enumerate(parts):
+        if i != largest:
+            out.merge(p, _MERGE_OP[op], threads=threads)
+    return out
+
+
+def _split(d: Dict, n: int) -> tuple[Dict, ...]:
+    return tuple(d.split(n))
+
+
+def _frame(d: Dict, spec: _Spec):
+    """A finished part as a pandas DataFrame of (key, value)."""
+    import pandas as pd
+
+    if not d._typed:
+        return _meta(spec)
+    keys, values = d.to_arrays()
+    return pd.DataFrame({"key": keys, "value": values})
+
+
+def _meta(spec: _Spec):
+    import pandas as pd
+
+    kdt = np.dtype("<U1") if spec.key_dtype is None else spec.key_dtype
+    vdt = _stored_dtype(spec.op, spec.value_dtype)
+    return pd.DataFrame({"key": np.zeros(0, dtype=kdt), "value": np.zeros(0, dtype=vdt)})
+
+
+def _empty(spec: _Spec) -> Dict:
+    return Dict.empty(spec.key_type(), spec.value_type())
+
+
+# ---- the graph -------------------------------------------------------------------------------------
+
+
+def _tree(parts: list[Delayed], split_every: int, prefix: str, op: str, threads: Any) -> Delayed:
+    """The parts merged in a tree of fan-in split_every; keys (prefix, level, i)."""
+    level = 0
+    while len(parts) > 1:
+        level += 1
+        parts = [
+            delayed(_combine, pure=True)(
+                parts[i : i + split_every], op, threads, dask_key_name=(prefix, level, i)
+            )
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts[0]
+
+
+def _check_counts(split_every: Any, split_out: Any) -> tuple[int, int]:
+    for name, value, low in (("split_every", split_every, 2), ("split_out", split_out, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"pardict.dask: {name} must be an int, got {value!r}")
+        if value < low:
+            raise ValueError(f"pardict.dask: {name} must be at least {low}, got {value}")
+    return int(split_every), int(split_out)
+
+
+def _build(
+    keys: _Input,
+    values: _Input | None,
+    spec: _Spec,
+    split_every: int,
+    split_out: int,
+    token: str,
+) -> Any:
+    name = f"pardict-{spec.op}" + ("-words" if spec.split else "")
+    chunk_name = f"{name}-chunk-{token}"
+    chunks = [
+        delayed(_chunk, pure=True)(
+            k,
+            values.parts[i] if values is not None else None,
+            spec,
+            i,
+            dask_key_name=(chunk_name, i),
+        )
+        for i, k in enumerate(keys.parts)
+    ]
+    if not chunks:
+        chunks = [delayed(_empty, pure=True)(spec, dask_key_name=(chunk_name, 0))]
+    if split_out == 1:
+        return _tree(chunks, split_every, f"{name}-combine-{token}", spec.op, spec.threads)
+    split_name = f"{name}-split-{token}"
+    splits = [
+        delayed(_split, pure=True)(c, split_out, dask_key_name=(split_name, i))
+        for i, c in enumerate(chunks)
+    ]
+    frames = []
+    for j in range(split_out):
+        column = [
+            delayed(operator.getitem, pure=True)(s, j, dask_key_name=(f"{name}-part-{token}", i, j))
+            for i, s in enumerate(splits)
+        ]
+        merged = _tree(column, split_every, f"{name}-combine-{token}-{j}", spec.op, spec.threads)
+        frames.append(
+            delayed(_frame, pure=True)(merged, spec, dask_key_name=(f"{name}-frame-{token}", j))
+        )
+    import dask.dataframe as dd
+
+    return dd.from_delayed(frames, meta=_meta(spec), verify_meta=False)
+
+
+def aggregate(
+    keys: Any,
+    values: Any = None,
+    op: str = "add",
+    split_every: int = 8,
+    split_out: int = 1,
+    threads: int | None = None,
+) -> Any:
+    """Group-by aggregation of a dask collection with pardict dicts.
+
+    keys: a 1-d dask array, a dask dataframe column (Series) or a dask bag of numbers, bools or
+    str; values: aligned with keys (same partitions and lengths), numbers or bools; None for
+    op="count". op: "add" (sum), "min", "max", "count" (occurrences of each key) or "assign"
+    (some value of each key). Each partition becomes a pardict.Dict on its worker, and the partial
+    dicts are merged in a tree of fan-in split_every. threads: the C++ threads of each bulk call
+    (default numba's thread count; the C side never runs more than the worker's CPUs).
+
+    Returns, with split_out == 1, a dask Delayed whose .compute() is the pardict.Dict
+    {key: aggregate}; with split_out > 1, a dask DataFrame of split_out partitions with columns
+    "key" and "value", key k in partition pardict.partition_of(k, split_out) (the key set is never
+    on one worker). Sums of bools and signed integers are int64, of unsigned integers uint64,
+    counts int64; float sums, min, max and assign keep the values' dtype.
+
+    Differences from pandas' groupby: a NaN key is one group (pandas drops NaN keys); NaN values
+    propagate in sums and a NaN stored first stays in min/max (pandas skips NaN values).
+
+    Bad input is an error before anything runs when the collections' metadata shows it
+    (misaligned partitions, unsupported dtypes), else when the partition is computed (a
+    partition's dtype differs from the declared one, lengths differ, missing values).
+    """
+    if op not in OPS:
+        raise ValueError(f"pardict.dask: unknown op {op!r}; use one of {', '.join(OPS)}")
+    split_every, split_out = _check_counts(split_every, split_out)
+    k = _Input(keys, "keys")
+    if op == "count":
+        if values is not None:
+            raise ValueError("pardict.dask: op='count' counts keys and takes no values")
+        v = None
+    else:
+        if values is None:
+            raise ValueError(f"pardict.dask: op={op!r} needs values aligned with the keys")
+        v = _Input(values, "values")
+        if v.is_str or v.dtype is None:
+            raise TypeError(
+                f"pardict.dask: values must be numbers or bools (op={op!r}); got str or object"
+            )
+        if op in ("min", "max") and v.dtype.kind == "b":
+            raise TypeError(f"pardict.dask: op={op!r} needs numeric values, not bools")
+        if v.kind == "bag":
+            raise TypeError("pardict.dask: values cannot be a bag (use a dask array or column)")
+        _check_aligned(k, v)
+    if k.kind == "bag" and op != "count":
+        raise TypeError("pardict.dask: a bag of keys is supported with op='count' only")
+    # a bag's elements are not typed before they are computed: str keys (numbers: use a dask
+    # array or dataframe column)
+    key_dtype = None if (k.is_str or k.kind == "bag") else k.dtype
+    spec = _Spec(op, key_dtype, v.dtype if v is not None else None, threads)
+    token = tokenize(k.token, v.token if v is not None else None, op, split_every, split_out)
+    return _build(k, v, spec, split_every, split_out, token)
+
+
+def word_count(
+    texts: Any,
+    sep: str | None = None,
+    split_every: int = 8,
+    split_out: int = 1,
+    threads: int | None = None,
+) -> Any:
+    """How often each word occurs in a dask bag of str, or a dask dataframe str column (Series):
+    each element is split into words with str.split(sep) (whitespace by default; Arrow string
+    columns are split by pyarrow.compute, without a Python object per word), and the words are
+    counted with pardict dicts as aggregate(op="count") does. Returns what aggregate returns."""
+    split_every, split_out = _check_counts(split_every, split_out)
+    k = _Input(texts, "texts")
+    if not (k.is_str or k.kind == "bag"):
+        raise TypeError(f"pardict.dask.word_count: texts must be str, got dtype {k.dtype}")
+    spec = _Spec("count", None, None, threads, split=True, sep=sep)
+    token = tokenize(k.token, "words", sep, split_every, split_out)
+    return _build(k, None, spec, split_every, split_out, token)
+
+
+# Dask's memory accounting (spilling, scheduling by size) asks sizeof() of every result: a Dict
+# is a handle to a C++ table whose size Python cannot see.
+@sizeof.register(Dict)
+def _sizeof_dict(d: Dict) -> int:
+    if not d._typed:
+        return 64
+    _, _, kc, vc = d._numba_type_.layouts
+    per_entry = kc + vc + 2  # slots at load <= 0.8, plus metadata
+    if d.key_type == types.unicode_type:
+        per_entry += 32  # the strings themselves, on average
+    return int(len(d) * per_entry / 0.8) + 256

@@ -1,0 +1,302 @@
+"""pardict.dask on a real Dask: a LocalCluster of two worker processes talking TCP on loopback
+(and Dask's local schedulers), checked exactly against pandas on the same data."""
+
+import collections
+import gc
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+dask = pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+pd = pytest.importorskip("pandas")
+dd = pytest.importorskip("dask.dataframe")
+import dask.array as da  # noqa: E402
+import dask.bag as db  # noqa: E402
+
+import pardict  # noqa: E402
+import pardict.dask as pdd  # noqa: E402
+
+TIMEOUT = 240  # seconds: a broken graph must fail the test, never hang it
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    c = distributed.Client(cluster, timeout=60)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _words(k):
+    return np.array([f"w{x}é" if x % 3 else f"{x}🙂" for x in k])
+
+
+def _data(n=40_000, nparts=5, seed=0):
+    rng = np.random.default_rng(seed)
+    k = rng.integers(-3000, 3000, n)
+    df = pd.DataFrame(
+        {
+            "i": k,
+            "f": k * 0.25 + 0.125,  # float keys, exactly representable
+            "s": _words(k),
+            # integers in float64: sums are exact in any order, so pandas' and pardict's agree
+            "v": rng.integers(-1000, 1000, n).astype(np.float64),
+            "iv": rng.integers(-(10**9), 10**9, n),
+        }
+    )
+    return df, dd.from_pandas(df, npartitions=nparts)
+
+
+def _series(d):
+    return pd.Series(d.to_dict()).sort_index()
+
+
+def _expect(df, key, op, value="v"):
+    g = df.groupby(key)[value]
+    return {"add": g.sum(), "min": g.min(), "max": g.max(), "count": g.count()}[op].sort_index()
+
+
+def _check(d, want, dtype):
+    assert isinstance(d, pardict.Dict)
+    got = _series(d)
+    assert got.index.tolist() == want.index.tolist()
+    assert got.tolist() == want.tolist()
+    assert got.dtype == dtype
+
+
+@pytest.mark.parametrize("key", ["i", "f", "s"])
+def test_group_by_matches_pandas_on_a_cluster(client, key):
+    df, ddf = _data()
+    ops = ("add", "min", "max")
+    lazies = [pdd.aggregate(ddf[key], ddf.v, op=op) for op in ops]
+    lazies += [pdd.aggregate(ddf[key], op="count"), pdd.aggregate(ddf[key], ddf.iv, op="add")]
+    results = client.gather(client.compute(lazies), errors="raise")
+    for op, d in zip(ops, results, strict=False):
+        _check(d, _expect(df, key, op), np.float64)
+    _check(results[3], _expect(df, key, "count"), np.int64)
+    _check(results[4], _expect(df, key, "add", "iv"), np.int64)
+
+
+def test_split_out_partitions_the_key_set_exactly(client):
+    df, ddf = _data(seed=1)
+    for key in ("i", "s"):
+        out = pdd.aggregate(ddf[key], ddf.v, op="add", split_out=3, split_every=2)
+        assert isinstance(out, dd.DataFrame) and out.npartitions == 3
+        parts = dask.compute(*[out.partitions[j] for j in range(3)])
+        seen = set()
+        for j, part in enumerate(parts):
+            assert list(part.columns) == ["key", "value"]
+            keys = part.key.tolist()
+            assert not seen.intersection(keys) and len(set(keys)) == len(keys)
+            seen.update(keys)
+            assert pardict.partition_of(np.array(keys), 3).tolist() == [j] * len(keys)
+        want = _expect(df, key, "add")
+        assert seen == set(want.index)
+        got = pd.concat(parts).set_index("key").value.sort_index()
+        assert got.tolist() == want.tolist()
+
+
+def test_a_killed_worker_does_not_change_the_result(client):
+    # The chunks sleep, so the computation is still running when one worker process dies; the
+    # scheduler reruns the tasks it lost on the surviving (and the restarted) worker.
+    rng = np.random.default_rng(2)
+    n, chunk = 60_000, 5_000
+    k = rng.integers(0, 4000, n)
+    v = rng.integers(-(10**6), 10**6, n)
+
+    def slow(x):
+        time.sleep(0.4)
+        return x
+
+    keys = da.from_array(k, chunks=chunk).map_blocks(slow, dtype=k.dtype)
+    values = da.from_array(v, chunks=chunk)
+    future = client.compute(pdd.aggregate(keys, values, op="add", split_every=3))
+    deadline = time.monotonic() + TIMEOUT
+    while not any("pardict-add-chunk" in str(t) for t in _done_keys(client)):
+        assert time.monotonic() < deadline and not future.done()
+        time.sleep(0.05)
+    pids = client.run(os.getpid)
+    victim = sorted(pids)[0]
+    os.kill(pids[victim], signal.SIGKILL)
+    d = future.result(timeout=TIMEOUT)
+    want = pd.Series(v).groupby(k).sum().sort_index()
+    assert _series(d).tolist() == want.tolist() and _series(d).index.tolist() == want.index.tolist()
+    client.wait_for_workers(2, timeout=TIMEOUT)  # the nanny restarted it, for the next tests
+
+
+def _done_keys(client):
+    return client.run_on_scheduler(
+        lambda dask_scheduler: [k for k, ts in dask_scheduler.tasks.items() if ts.state == "memory"]
+    )
+
+
+def test_word_count_from_a_bag_and_a_column(client):
+    texts = ["the quick brown fox", "jumps over the lazy dog", "  é 日本 the\tdog  ", ""] * 50
+    want = collections.Counter(w for t in texts for w in t.split())
+    bag = db.from_sequence(texts, npartitions=4)
+    column = dd.from_pandas(pd.DataFrame({"t": texts}), npartitions=3).t
+    for counts in dask.compute(pdd.word_count(bag), pdd.word_count(column)):
+        assert counts.to_dict() == dict(want)
+    parts = pdd.word_count(bag, split_out=2).compute()
+    assert dict(zip(parts.key, parts.value, strict=True)) == dict(want)
+
+
+def test_arrays_on_the_local_schedulers():
+    rng = np.random.default_rng(3)
+    k = rng.integers(0, 500, 20_000).astype(np.int32)
+    v = rng.integers(0, 100, 20_000).astype(np.uint16)
+    keys, values = da.from_array(k, chunks=3000), da.from_array(v, chunks=3000)
+    want = pd.Series(v.astype(np.int64)).groupby(k).sum().sort_index()
+    for scheduler in ("sync", "threads", "processes"):
+        d = pdd.aggregate(keys, values, op="add").compute(scheduler=scheduler)
+        assert (str(d.key_type), str(d.value_type)) == ("int32", "uint64")  # as pandas' sum
+        assert _series(d).tolist() == want.tolist()
+    words = da.from_array(_words(k), chunks=4000)
+    c = pdd.aggregate(words, op="count").compute(scheduler="threads")
+    assert c.to_dict() == dict(collections.Counter(_words(k).tolist()))
+
+
+def test_named_tasks_persist_and_progress():
+    from dask.diagnostics import ProgressBar
+
+    df, ddf = _data(n=5000, nparts=4)
+    lazy = pdd.aggregate(ddf.i, ddf.v, op="max", split_every=2)
+    names = {dask.utils.key_split(k) for k in dict(lazy.__dask_graph__())}
+    assert {"pardict-max-chunk", "pardict-max-combine"} <= names
+    with ProgressBar(out=open(os.devnull, "w")):  # noqa: SIM115
+        kept = lazy.persist(scheduler="threads")
+    assert _series(kept.compute()).tolist() == _expect(df, "i", "max").tolist()
+
+
+def test_no_tables_leak_on_the_client(client):
+    df, ddf = _data(n=5000, nparts=3)
+    gc.collect()
+    before = pardict.live_dicts()
+    d = pdd.aggregate(ddf.s, op="count").compute()
+    assert len(d) == df.s.nunique() and pardict.live_dicts() == before + 1
+    frame = pdd.aggregate(ddf.i, ddf.v, split_out=2).compute()
+    assert len(frame) == df.i.nunique()
+    local = pdd.aggregate(ddf.i, ddf.v).compute(scheduler="threads")  # partials built here
+    del d, local
+    gc.collect()
+    assert pardict.live_dicts() == before
+
+
+# ---- bad input: a clear error, before running or from the failing partition ------------------------
+
+
+def test_misaligned_or_unsupported_inputs_fail_before_running():
+    k = da.arange(100, chunks=10)
+    with pytest.raises(ValueError, match="partition 0 has 10 keys and 20 values"):
+        pdd.aggregate(k[:30], da.ones(30, chunks=(20, 5, 5)))
+    with pytest.raises(ValueError, match="10 partitions of keys, 5 of values"):
+        pdd.aggregate(k, da.ones(50, chunks=10))
+    with pytest.raises(TypeError, match="values must be numbers or bools"):
+        pdd.aggregate(k, da.from_array(np.array(["x"] * 100), chunks=10))
+    with pytest.raises(TypeError, match="complex128 are not supported"):
+        pdd.aggregate(k, da.ones(100, chunks=10, dtype=complex))
+    with pytest.raises(TypeError, match="pass one column"):
+        pdd.aggregate(dd.from_pandas(pd.DataFrame({"a": [1]}), npartitions=1), None, op="count")
+    with pytest.raises(TypeError, match="must be a dask array"):
+        pdd.aggregate(np.arange(3), np.arange(3))
+    with pytest.raises(ValueError, match="takes no values"):
+        pdd.aggregate(k, k, op="count")
+    with pytest.raises(ValueError, match="needs values"):
+        pdd.aggregate(k, op="add")
+    with pytest.raises(ValueError, match="unknown op"):
+        pdd.aggregate(k, k, op="mean")
+    with pytest.raises(ValueError, match="split_every must be at least 2"):
+        pdd.aggregate(k, k, split_every=1)
+    with pytest.raises(TypeError, match="numeric values, not bools"):
+        pdd.aggregate(k, k > 3, op="min")
+    with pytest.raises(ValueError, match="must be a 1-d dask array"):
+        pdd.aggregate(da.ones((4, 4), chunks=2), op="count")
+
+
+def test_bad_partitions_fail_at_compute_time_naming_them(client):
+    good = da.from_array(np.arange(10), chunks=5)
+    # declared int64, but the second partition computes to int32
+    odd = da.from_delayed(dask.delayed(np.arange)(5, dtype=np.int32), shape=(5,), dtype=np.int64)
+    keys = da.concatenate([good[:5], odd])
+    with pytest.raises(TypeError, match="partition 1 of the keys has dtype int32"):
+        pdd.aggregate(keys, op="count").compute(scheduler="sync")
+    with pytest.raises(TypeError, match="partition 1 of the keys has dtype int32"):
+        client.compute(pdd.aggregate(keys, op="count")).result(timeout=TIMEOUT)
+    # unknown partition lengths that turn out to differ
+    s1 = dd.from_pandas(pd.Series(np.arange(10)), npartitions=2).clear_divisions()
+    s2 = dd.from_pandas(pd.Series(np.arange(12.0)), npartitions=2).clear_divisions()
+    with pytest.raises(ValueError, match=r"not aligned: partition \d has 5 keys and 6 values"):
+        pdd.aggregate(s1, s2).compute(scheduler="sync")
+    # missing values among str keys, in object columns (Dask keeps them with convert-string off)
+    with dask.config.set({"dataframe.convert-string": False}):
+        s = dd.from_pandas(pd.Series(["a", None, "b", "c"], dtype=object), npartitions=2)
+        with pytest.raises(TypeError, match="partition 0 of the keys holds a NoneType"):
+            pdd.aggregate(s, op="count").compute(scheduler="sync")
+    arrow = dd.from_pandas(pd.Series(["a", None, "b", "c"], dtype="str"), npartitions=2)
+    with pytest.raises(ValueError, match="partition 0 of the keys has 1 missing values"):
+        pdd.aggregate(arrow, op="count").compute(scheduler="sync")
+
+
+def test_importing_pardict_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = "import sys, pardict; assert 'dask' not in sys.modules, sorted(sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_a_cluster_started_with_the_dask_commands(tmp_path):
+    # `dask scheduler` and `dask worker` as separate processes, as on a real cluster.
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scheduler_cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    address = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115
+    scheduler = subprocess.Popen(
+        [*scheduler_cmd, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2"]
+        + ["--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with distributed.Client(address, timeout=60) as c:
+            c.wait_for_workers(2, timeout=TIMEOUT)
+            rng = np.random.default_rng(4)
+            k = rng.integers(0, 300, 30_000)
+            keys = da.from_array(k, chunks=7_000)
+            d = c.compute(pdd.aggregate(keys, op="count")).result(timeout=TIMEOUT)
+            assert d.to_dict() == dict(collections.Counter(k.tolist()))
+    finally:
+        for p in (worker, scheduler):
+            p.terminate()
+        for p in (worker, scheduler):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=30)
+        log.close()
