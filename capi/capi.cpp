@@ -2,11 +2,7 @@
 #include <algorithm>
 #include <new>
 #include <stdexcept>
-#include <thread>
 #include <vector>
-#if defined(__linux__)
-#include <sched.h>
-#endif
 
 #include "blob.hpp"
 #include "combine_fields.hpp"
@@ -15,6 +11,7 @@
 #include "refs.hpp"
 #include "ucs4_bulk.hpp"
 #include "unowned_copies.hpp"
+#include "workers.hpp"
 
 namespace pardict::capi {
 
@@ -136,45 +133,23 @@ bool too_large(std::int64_t n, std::uint32_t key_class, std::uint32_t value_clas
 }  // namespace
 
 namespace {
-// CPUs this process may run on (its affinity mask, so `taskset` and container CPU sets count).
-std::int64_t usable_cpus() noexcept {
-#if defined(__linux__)
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-#endif
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
 // Runs body(begin, end) over [0, n) split into up to `threads` contiguous chunks, the first on the
-// calling thread. Small inputs stay on one thread: starting a thread costs more than a chunk
-// smaller than min_chunk takes.
+// calling thread. Small inputs stay on one thread: starting a thread costs more than a chunk of
+// fewer than 16384 rows takes. No more workers than CPUs: the string path's workers each report
+// every word they did not find, which the caller then inserts once per report.
 template <class Body>
 int32_t parallel_chunks(std::int64_t n, std::int32_t threads, Body&& body) noexcept {
-  constexpr std::int64_t min_chunk = 16384;
-  std::int64_t t = std::clamp<std::int64_t>(threads, 1, 256);
-  t = std::min<std::int64_t>(t, std::max<std::int64_t>(1, n / min_chunk));
-  // More workers than CPUs only time-slice one another: every chunk is the same kind of work, so
-  // the call ends no sooner, and the string path's workers each report every word they did not
-  // find, which the caller then inserts once per report.
-  if (t > 1) t = std::min<std::int64_t>(t, usable_cpus());
+  const auto t = static_cast<std::int64_t>(worker_count(n, threads, 16384));
   std::atomic<int32_t> status{PARDICT_OK};
-  auto run = [&](std::int64_t i) noexcept {
-    const std::int64_t b = n * i / t, e = n * (i + 1) / t;
+  on_workers(static_cast<std::size_t>(t), [&](std::size_t i) noexcept {
+    const std::int64_t chunk = static_cast<std::int64_t>(i);
+    const std::int64_t b = n * chunk / t, e = n * (chunk + 1) / t;
     const int32_t s = guarded([&] {
       body(static_cast<std::size_t>(b), static_cast<std::size_t>(e));
       return PARDICT_OK;
     });
     if (s != PARDICT_OK) status.store(s);
-  };
-  std::vector<std::thread> workers;
-  try {
-    for (std::int64_t i = 1; i < t; ++i) workers.emplace_back(run, i);
-  } catch (...) {
-    // No thread to spare: the calling thread does the remaining chunks itself.
-    for (std::int64_t i = static_cast<std::int64_t>(workers.size()) + 1; i < t; ++i) run(i);
-  }
-  run(0);
-  for (auto& w : workers) w.join();
+  });
   return status.load();
 }
 

@@ -18,7 +18,6 @@
 // outputs included, are advised to use transparent huge pages before they are first touched (as
 // NumPy does for its arrays): a page fault costs microseconds in a VM, and 4 KiB pages would mean
 // tens of thousands of them per call at 10M rows.
-#include <sched.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -36,6 +35,7 @@
 #include "blob.hpp"
 #include "pardict_capi.h"
 #include "ucs4_bulk.hpp"
+#include "workers.hpp"
 
 namespace pardict::capi {
 namespace {
@@ -233,43 +233,18 @@ std::int32_t status_of_current_exception() noexcept {
   }
 }
 
-// How many workers: `threads`, but at least 32768 rows each (starting a thread costs ~20 us, and
-// every extra chunk adds its groups to the merge) and no more than the CPUs this process may run
-// on (its affinity mask: taskset and container CPU sets count).
-std::size_t worker_count(std::int64_t n, std::int32_t threads) noexcept {
-  std::int64_t t = std::clamp<std::int64_t>(threads, 1, 256);
-  t = std::min<std::int64_t>(t, std::max<std::int64_t>(1, n >> 15));
-  if (t > 1) {
-    cpu_set_t set;
-    const std::int64_t cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : t;
-    t = std::min<std::int64_t>(t, std::max<std::int64_t>(1, cpus));
-  }
-  return static_cast<std::size_t>(t);
-}
-
-// Runs work(i) for every i < t on t threads, work(0) on the calling thread (which also runs the
-// work of any thread that cannot be started); rethrows a worker's failure as bad_alloc (out of
+// Runs work(i) for every i < t (see on_workers); rethrows a worker's failure as bad_alloc (out of
 // memory) or runtime_error.
 template <class Work>
-void on_workers(std::size_t t, Work&& work) {
+void run_workers(std::size_t t, Work&& work) {
   std::atomic<std::int32_t> status{PARDICT_OK};
-  auto run = [&](std::size_t i) noexcept {
+  on_workers(t, [&](std::size_t i) noexcept {
     try {
       work(i);
     } catch (...) {
       status.store(status_of_current_exception());
     }
-  };
-  std::vector<std::thread> others;
-  std::size_t started = 1;
-  try {
-    others.reserve(t);
-    for (; started < t; ++started) others.emplace_back(run, started);
-  } catch (...) {
-  }
-  for (std::size_t i = started; i < t; ++i) run(i);  // no thread to spare: done here
-  run(0);
-  for (auto& w : others) w.join();
+  });
   if (status.load() == PARDICT_ERR_NOMEM) throw std::bad_alloc();
   if (status.load() != PARDICT_OK) throw std::runtime_error("pardict_group_indices: worker failed");
 }
@@ -289,8 +264,9 @@ template <class Rows>
 std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
                         std::int64_t* first_rows, std::int64_t* offsets, std::int64_t* indices) {
   // At least one chunk per worker, and under 2^32 rows per chunk (row counts and local ids are
-  // 32-bit); worker i takes chunks i, i + t, ...
-  const std::size_t rows_n = static_cast<std::size_t>(n), t = worker_count(n, threads);
+  // 32-bit); worker i takes chunks i, i + t, ... At least 32768 rows per worker: every extra
+  // chunk adds its groups to the merge.
+  const std::size_t rows_n = static_cast<std::size_t>(n), t = worker_count(n, threads, 32768);
   const std::size_t k = std::max<std::size_t>(t, rows_n / 0xffffffffu + 1);
   auto lo = [&](std::size_t c) { return rows_n / k * c + std::min(c, rows_n % k); };
   zeroed_array<std::uint32_t> local(rows_n);  // each row's local id
@@ -299,7 +275,7 @@ std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
   for (std::size_t c = 0; c < k; ++c) parts.push_back({group_table<Rows>(rows), {}, {}});
 
   // 1. Local groups per chunk.
-  on_workers(t, [&](std::size_t i) {
+  run_workers(t, [&](std::size_t i) {
     for (std::size_t c = i; c < k; c += t) {
       const std::size_t b = lo(c);
       add_all(
@@ -350,7 +326,7 @@ std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
 
   // 4. Every row to its place, in row order. The cursor of row r + 32's group and the line row
   // r + 16 will be written to are prefetched, so that the scattered writes overlap.
-  on_workers(t, [&](std::size_t i) {
+  run_workers(t, [&](std::size_t i) {
     for (std::size_t c = i; c < k; c += t) {
       std::int64_t* next = parts[c].next.data();
       const std::size_t b = lo(c), e = lo(c + 1);
