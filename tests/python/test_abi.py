@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import pardict
-from pardict.numba import abi
+from pardict.numba import abi, datamodel
 
 HEADER = Path(__file__).resolve().parents[2] / "capi" / "pardict_capi.h"
 
@@ -60,15 +60,15 @@ def test_every_declared_c_function_is_exported():
 
 
 def test_installed_numba_matches_the_layout_the_c_side_reads():
-    abi.check_numba_layout()  # what the import already did; raises ImportError otherwise
+    datamodel.check_numba_layout()  # what the import already did; raises ImportError otherwise
 
 
 def test_a_different_data_model_is_an_import_error_naming_the_field():
-    expected = abi.expected_numba_layout()
+    expected = datamodel.expected_numba_layout()
     expected[("unicode", "hash")] += 8
     with pytest.raises(ImportError, match=r"unicode\.hash: the C side reads byte 32"):
-        abi.check_numba_layout(expected)
-    expected = abi.expected_numba_layout()
+        datamodel.check_numba_layout(expected)
+    expected = datamodel.expected_numba_layout()
     expected[("array", "strides_first")] = 40
     with pytest.raises(ImportError, match="array.strides_first: .* no such field"):
-        abi.check_numba_layout(expected)
+        datamodel.check_numba_layout(expected)

@@ -3,7 +3,7 @@
 * Its named numbers, as IntEnums built from what the compiled module exports (the header is their
   one source): Status, Result, Op, Kind, NumbaLayout.
 * A check, at import, that numba's data model still lays arrays and strings out as the C side
-  reads them: an unsupported numba is a clear ImportError, not memory corruption.
+  reads them (datamodel.py): an unsupported numba is a clear ImportError, not memory corruption.
 * How values cross it: keys and values travel as the bytes of their numba data representation in
   stack buffers of the dictionary's size classes; keys are canonicalised first (padding zeroed,
   -0.0 -> 0.0, one NaN) so the C++ side can hash and compare bytes.
@@ -18,7 +18,6 @@ references.
 from enum import IntEnum
 from typing import Any
 
-import numba
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.errors import TypingError
@@ -26,6 +25,7 @@ from numba.core.extending import intrinsic, overload, register_jitable
 from numba.core.imputils import impl_ret_borrowed
 
 from .. import _ext
+from .datamodel import check_numba_layout
 from .types import DictType
 
 _CONSTANTS = _ext.abi()
@@ -52,77 +52,7 @@ NumbaLayout = _enum("NumbaLayout", "numba_layout")
 OP_NAMES = {"assign": Op.ASSIGN, "add": Op.ADD, "min": Op.MIN, "max": Op.MAX}
 
 
-# ---- numba's data model, as the C side assumes it ---------------------------------------------
-
-
-def _field_offsets(ty):
-    """{field name: byte offset} of a numba StructModel type's data representation, and its size.
-    From numba's default data model manager and the host's LLVM target data: no target context
-    (whose first refresh costs ~0.2 s of numba's start-up)."""
-    import llvmlite.binding as ll
-    from numba.core.datamodel.registry import default_manager
-
-    if ty == types.unicode_type:
-        import numba.cpython.unicode  # noqa: F401  (registers the unicode data model)
-
-    ll.initialize_native_target()
-    machine = ll.Target.from_default_triple().create_target_machine()
-    td = ll.create_target_data(str(machine.target_data))
-    model = default_manager[ty]
-    llty = model.get_data_type()
-    offsets = {name: llty.get_element_offset(td, i) for i, name in enumerate(model._fields)}
-    return offsets, llty.get_abi_size(td)
-
-
-def expected_numba_layout():
-    """(struct, field) -> byte offset, as capi/pardict_capi.h states it."""
-    out = {}
-    for name, member in NumbaLayout.__members__.items():  # with the aliases (equal offsets)
-        struct, _, field = name.partition("_")
-        out[(struct.lower(), field.lower())] = int(member)
-    return out
-
-
-_checked_structs: set[str] = set()
-
-
-def check_numba_layout(expected=None, structs=("array", "unicode")):
-    """Raise ImportError unless the installed numba lays out `structs` as the C side reads them
-    (pardict_numba_layout in pardict_capi.h). Each struct is checked once per process."""
-    own = expected is None
-    expected = expected_numba_layout() if own else expected
-    types_of = {"array": types.Array(types.float64, 1, "C"), "unicode": types.unicode_type}
-    actual = {}
-    for struct in structs:
-        offsets, size = _field_offsets(types_of[struct])
-        actual.update({(struct, f): off for f, off in offsets.items()})
-        actual[(struct, "size")] = size
-    wrong = [
-        f"{struct}.{field}: the C side reads byte {off}, numba has "
-        f"{actual.get((struct, field), 'no such field')}"
-        for (struct, field), off in sorted(expected.items())
-        if struct in structs and actual.get((struct, field)) != off
-    ]
-    if wrong:
-        raise ImportError(
-            f"pardict was built for another numba data model than numba "
-            f"{numba.__version__}'s: "
-            + "; ".join(wrong)
-            + ". Install a numba version pardict supports (see pyproject.toml)."
-        )
-    if own:
-        _checked_structs.update(structs)
-
-
-def ensure_numba_layout_checked():
-    """check_numba_layout for the structs not checked yet (the unicode model is only loaded once
-    numba compiles something with strings; checking it at import would load it there)."""
-    missing = tuple(s for s in ("array", "unicode") if s not in _checked_structs)
-    if missing:
-        check_numba_layout(structs=missing)
-
-
-check_numba_layout(structs=("array",))
+check_numba_layout(structs=("array",))  # the unicode struct once strings are used
 
 
 # ---- C prototypes --------------------------------------------------------------------------------

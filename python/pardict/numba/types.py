@@ -157,7 +157,7 @@ class DictType(types.IterableType):
         from .. import _ext
 
         if not all(_is_key_scalar(t) for t in (self.key_type, self.value_type)):
-            from .abi import ensure_numba_layout_checked  # the C side reads arrays and strings
+            from .datamodel import ensure_numba_layout_checked  # the C side reads strings too
 
             ensure_numba_layout_checked()
         k, v = layout_of(self.key_type), layout_of(self.value_type)
