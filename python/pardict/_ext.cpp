@@ -319,23 +319,21 @@ NB_MODULE(_ext, m) {
       "Code points and offsets into a NumPy unicode array's buffer (checked by the caller).");
   m.def(
       "insert_plain",
-      [](std::uintptr_t d, nb::handle keys, nb::handle values, std::int64_t n, std::int32_t op,
-         std::int32_t kind, std::int32_t threads) {
+      [](std::uintptr_t d, nb::handle keys, nb::handle values, std::int64_t n,
+         std::int32_t threads) {
         buffer_view k(keys, false), v(values, false);
         std::int64_t count = 0;
         std::int32_t st;
         {
           nb::gil_scoped_release unlocked;
-          const std::int32_t fields[2] = {0, kind};
-          st = pardict_combine_many(table(d), k.data(), v.data(), n, op,
-                                    op == PARDICT_OP_ASSIGN ? nullptr : fields,
-                                    op == PARDICT_OP_ASSIGN ? 0 : 1, threads, &count);
+          st = pardict_combine_many(table(d), k.data(), v.data(), n, PARDICT_OP_ASSIGN, nullptr, 0,
+                                    threads, &count);
         }
         check_status(st);
         return count;
       },
-      "pardict_combine_many over key and value blob buffers (sizes checked by the caller); the "
-      "number of new keys. The GIL is released.");
+      "pardict_combine_many with PARDICT_OP_ASSIGN over key and value blob buffers (sizes checked "
+      "by the caller); the number of new keys. The GIL is released.");
   m.def(
       "utf8_max_length",
       [](nb::handle data, nb::handle offsets, int offset_bytes, std::size_t first, std::size_t n) {

@@ -41,6 +41,7 @@ and inserted by one jitted loop.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import struct
 import sys
@@ -50,7 +51,6 @@ import numba
 import numpy as np
 from numba import njit
 from numba.core import types
-from numba.cpython.unicode import _empty_string, _set_code_point
 
 from . import _ext
 
@@ -206,13 +206,13 @@ def rebuild(header: Any, *buffers: Any) -> Any:
     d = Dict.empty(kt, vt, n_keys=count)
     if str_keys:
         chars, offsets = _str_keys(raw[0], raw[1], width, count)
-        new = _insert_str_keys(d, chars, offsets, values)
+        new = _str_key_inserter()(d, chars, offsets, values)
     else:
         keys = _typed(raw[0], kt, count, "keys")
         if isinstance(kt, types.Float) and not _canonical(keys):
             raise _fail("a float key is not canonical (-0.0 or a non-standard NaN)")
         new = _ext.insert_plain(
-            d._handle(), _widen(keys, kt), _widen(values, vt), count, -1, 0, _threads()
+            d._handle(), _widen(keys, kt), _widen(values, vt), count, _threads()
         )
     if new != count:
         raise _fail(f"{count - new} duplicate keys")
@@ -264,19 +264,28 @@ def _threads() -> int:
     return int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
 
 
-@njit(nogil=True)
-def _insert_str_keys(d, chars, offsets, values):
-    """d.insert(key i, values[i]) for str keys given as code points and offsets: how many were
-    new. Each key becomes a numba string of the narrowest kind holding it (as CPython's)."""
-    new = 0
-    for i in range(offsets.size - 1):
-        a, b = offsets[i], offsets[i + 1]
-        top = 0
-        for j in range(a, b):
-            top = max(top, np.int64(chars[j]))
-        kind = 1 if top < 256 else (2 if top < 65536 else 4)
-        s = _empty_string(kind, b - a, 1 if top < 128 else 0)
-        for j in range(a, b):
-            _set_code_point(s, j - a, np.int64(chars[j]))
-        new += d.insert(s, values[i])
-    return new
+@functools.cache
+def _str_key_inserter() -> Any:
+    """The jitted insert of str keys, made on first use: numba's unicode internals cost ~50 ms to
+    import, which `import pardict` should not pay."""
+    from numba.cpython.unicode import _empty_string, _set_code_point
+
+    @njit(nogil=True)
+    def insert_str_keys(d, chars, offsets, values):
+        """d.insert(key i, values[i]) for str keys given as code points and offsets: how many
+        were new. Each key becomes a numba string of the narrowest kind holding it (as
+        CPython's)."""
+        new = 0
+        for i in range(offsets.size - 1):
+            a, b = offsets[i], offsets[i + 1]
+            top = 0
+            for j in range(a, b):
+                top = max(top, np.int64(chars[j]))
+            kind = 1 if top < 256 else (2 if top < 65536 else 4)
+            s = _empty_string(kind, b - a, 1 if top < 128 else 0)
+            for j in range(a, b):
+                _set_code_point(s, j - a, np.int64(chars[j]))
+            new += d.insert(s, values[i])
+        return new
+
+    return insert_str_keys

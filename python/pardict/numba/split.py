@@ -21,7 +21,6 @@ from numba import literal_unroll, njit
 from numba.core import types
 from numba.core.errors import TypingError
 from numba.core.extending import intrinsic, overload, overload_method, register_jitable
-from numba.cpython.unicode import _get_code_point
 
 from .bulk import np_scalar
 from .dictobject import new_dict
@@ -74,6 +73,7 @@ def _ol_key_hash(k):
 
         return impl_float
     if k == types.unicode_type:
+        from numba.cpython.unicode import _get_code_point  # here: ~50 ms to import
 
         def impl_str(k):
             h = _U64(0xCBF29CE484222325)
