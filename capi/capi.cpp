@@ -50,13 +50,6 @@ std::int64_t live_refs() noexcept {
   return n;
 }
 
-void dict_base::mark_iters() {
-  const void* me = this_thread_token();
-  std::lock_guard<std::mutex> lk(iters_mutex);
-  for (iter_state* it : iters)
-    if (it->owner == me) it->mutated.store(true, std::memory_order_relaxed);
-}
-
 // The dictionary for a layout's key and value classes; null for classes that have no blob type.
 std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys) {
   std::unique_ptr<dict_base> d;
@@ -477,14 +470,7 @@ namespace {
 void drain(iter_state* s) noexcept {
   dict_base* d = s->dict;
   if (d == nullptr) return;
-  {
-    std::lock_guard<std::mutex> lk(d->iters_mutex);
-    auto pos = std::find(d->iters.begin(), d->iters.end(), s);
-    if (pos != d->iters.end()) {
-      d->iters.erase(pos);
-      d->n_iters.fetch_sub(1);
-    }
-  }
+  d->changes.close();
   const auto& l = d->lay;
   if (l.key_refs | l.value_refs) {
     const std::size_t st = d->stride(), vo = d->value_offset();
@@ -512,13 +498,8 @@ pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int3
       incref_words(&dict_meminfo, word0_mask);
       it->dict_meminfo = dict_meminfo;
     }
-    it->owner = this_thread_token();
-    // Register before the snapshot: a key change by this thread after this point must be seen.
-    {
-      std::lock_guard<std::mutex> lk(D(d)->iters_mutex);
-      D(d)->iters.push_back(it.get());
-    }
-    D(d)->n_iters.fetch_add(1);
+    // The stamp before the snapshot: a key change after this point must be seen.
+    it->stamp = D(d)->changes.open();
     try {
       if (snapshot) it->count = D(d)->snapshot(it->buf);
     } catch (...) {
@@ -543,7 +524,8 @@ pardict_iter* pardict_watch_new(pardict_dict* d, void* dict_meminfo, int32_t* st
 
 int32_t pardict_iter_next(pardict_iter* it, void** key, void** value) {
   iter_state* s = I(it);
-  if (s->mutated.load(std::memory_order_relaxed)) {
+  if (s->mutated || (s->dict != nullptr && s->dict->changes.changed_since(s->stamp))) {
+    s->mutated = true;
     // The caller is about to raise. Jitted code does not unwind its live variables when a callee
     // raises, so this iterator object may never be freed: let go of the snapshot and the
     // dictionary now, so at most the small iterator itself is lost.

@@ -77,8 +77,14 @@ class epoch_domain {
   }
 
   // A small per-thread index (the epoch slot), for spreading per-thread counters. Valid inside
-  // an operation (after enter()); threads without a slot share max_slots.
+  // an operation (after enter()), and after it until the thread exits; threads without a slot
+  // share max_slots. Unique among live threads; a slot passes to a new thread only after its
+  // owner has exited.
   static std::size_t thread_index() noexcept { return tls_.index; }
+  // A number no other thread of the process has: 0 before the thread's first operation, then
+  // fixed for the thread's life. With thread_index(), it tells a slot's owner from the slot's
+  // earlier owners.
+  static std::uint64_t thread_serial() noexcept { return tls_.serial; }
 
   // enter() and leave() run twice per map operation, so they are kept to a few instructions:
   // the thread's state is a trivially destructible thread_local (one %fs-relative access, no
@@ -144,8 +150,9 @@ class epoch_domain {
   struct thread_state {
     slot* my_slot;
     unsigned depth;
-    bool exiting;       // the slot was given back at thread exit; do not take another
-    std::size_t index;  // my_slot's index, max_slots without a slot
+    bool exiting;          // the slot was given back at thread exit; do not take another
+    std::size_t index;     // my_slot's index, max_slots without a slot
+    std::uint64_t serial;  // thread_serial()
   };
   // Gives the thread's slot back at thread exit. A separate thread_local with a destructor, so
   // that only the cold path that takes a slot pays for registering it.
@@ -161,7 +168,7 @@ class epoch_domain {
       ts.exiting = true;
     }
   };
-  static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots};
+  static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots, 0};
 
   epoch_domain() : asymmetric_(register_membarrier()) {}
 
@@ -184,6 +191,7 @@ class epoch_domain {
 
   // First operation of a thread, or a thread that found no free slot (or is exiting).
   [[gnu::noinline]] void enter_without_slot(thread_state& ts) noexcept {
+    if (ts.serial == 0) ts.serial = serials_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (!ts.exiting) {
       static thread_local slot_releaser releaser;
       (void)&releaser;  // odr-use: constructs it (registering its destructor) on first use
@@ -258,6 +266,7 @@ class epoch_domain {
   std::atomic<std::uint64_t> global_{1};
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::int64_t> overflow_active_{0};
+  std::atomic<std::uint64_t> serials_{0};  // thread_serial()s given out
   std::mutex mutex_;
   std::vector<retired> pending_;
   slot slots_[max_slots];
