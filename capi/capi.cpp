@@ -72,6 +72,16 @@ dict_base* D(pardict_dict* d) noexcept { return reinterpret_cast<dict_base*>(d);
 const dict_base* D(const pardict_dict* d) noexcept { return reinterpret_cast<const dict_base*>(d); }
 iter_state* I(pardict_iter* it) noexcept { return reinterpret_cast<iter_state*>(it); }
 
+// A dictionary made before a fork() that found operations in flight: in the child it may be
+// half-changed or locked by a thread that is gone, so every call on it reports PARDICT_ERR_FORKED
+// and freeing it leaks it (see epoch.hpp).
+inline bool spoiled(const dict_base* d) noexcept {
+  return d != nullptr && pardict::detail::epoch_domain::instance().fork_spoiled(d->serial);
+}
+inline bool spoiled(const pardict_dict* d) noexcept {
+  return spoiled(reinterpret_cast<const dict_base*>(d));
+}
+
 // The exception barrier: every entry point runs its body through this.
 template <class F>
 std::int32_t guarded(F&& f) noexcept {
@@ -243,45 +253,59 @@ pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_r
   return out;
 }
 
-void pardict_free(pardict_dict* d) { delete D(d); }
+void pardict_free(pardict_dict* d) {
+  if (spoiled(d)) return;  // leaked: walking it could hang
+  delete D(d);
+}
 
 void pardict_meminfo_dtor(void* payload, size_t, void*) {
   pardict_dict* d = *static_cast<pardict_dict**>(payload);
   pardict_free(d);
 }
 
-int64_t pardict_len(const pardict_dict* d) { return D(d)->size(); }
+int64_t pardict_len(const pardict_dict* d) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  return D(d)->size();
+}
 
 int32_t pardict_set(pardict_dict* d, const void* key, const void* value, void* old_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->set(key, value, old_out); });
 }
 
 int32_t pardict_get(const pardict_dict* d, const void* key, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->get(key, out); });
 }
 
 int32_t pardict_contains(const pardict_dict* d, const void* key) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->contains(key); });
 }
 
 int32_t pardict_pop(pardict_dict* d, const void* key, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->pop(key, out); });
 }
 
 int32_t pardict_popitem(pardict_dict* d, void* key_out, void* value_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->popitem(key_out, value_out); });
 }
 
 int32_t pardict_setdefault(pardict_dict* d, const void* key, const void* dflt, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->setdefault(key, dflt, out); });
 }
 
 int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->insert(key, value); });
 }
 
 int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
                         const int32_t* fields, int32_t n_fields, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
   const field_combine c{to_combine_op(op), fields, n_fields};
   return guarded([&] { return D(d)->combine(key, value, c, out); });
@@ -289,6 +313,7 @@ int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int
 
 int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* value, int32_t op,
                                 const int32_t* fields, int32_t n_fields, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
   const field_combine c{to_combine_op(op), fields, n_fields};
   return guarded([&] { return D(d)->combine_present(key, value, c, out); });
@@ -296,6 +321,7 @@ int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* va
 
 int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, void* values_out,
                          uint8_t* found_out, int32_t threads, int64_t* count_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   const dict_base* b = reinterpret_cast<const dict_base*>(d);
   if (!bulk_ok(b, n, values_out != nullptr) || (n > 0 && keys == nullptr))
     return PARDICT_ERR_INVALID;
@@ -316,6 +342,7 @@ int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, voi
 int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* values, int64_t n,
                              int32_t op, const int32_t* fields, int32_t n_fields, int32_t threads,
                              int64_t* count_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   dict_base* b = D(d);
   const auto& l = b->lay;
   if (!bulk_ok(b, n) || (n > 0 && (keys == nullptr || values == nullptr)) ||
@@ -338,6 +365,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
                                   const void* values, int64_t value_stride, int32_t op,
                                   const int32_t* fields, int32_t n_fields, int32_t threads,
                                   int64_t* miss_rows, void* miss_values, int64_t* n_miss) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   dict_base* b = D(d);
   const auto& l = b->lay;
   const std::size_t vc = l.value_class;
@@ -369,6 +397,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
 int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t width, int64_t n,
                               void* values_out, uint8_t* found_out, int32_t threads,
                               int64_t* count_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   const dict_base* b = reinterpret_cast<const dict_base*>(d);
   const auto& l = b->lay;
   if (!holds_one_str(l) || n < 0 || width < 0 || (values_out != nullptr && l.value_refs != 0) ||
@@ -388,16 +417,19 @@ int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t 
 
 int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt, pardict_update_fn cb,
                        void* ctx, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (D(d)->lay.value_refs != 0 || cb == nullptr) return PARDICT_ERR_INVALID;
   return guarded([&] { return D(d)->update(key, dflt, cb, ctx, out); });
 }
 
 int32_t pardict_visit(pardict_dict* d, const void* key, pardict_update_fn cb, void* ctx) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (cb == nullptr) return PARDICT_ERR_INVALID;
   return guarded([&] { return D(d)->visit(key, cb, ctx); });
 }
 
 int32_t pardict_clear(pardict_dict* d) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] {
     D(d)->clear();
     D(d)->copies.release_all();
@@ -417,11 +449,13 @@ bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
 }  // namespace
 
 int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!holds_arrays(d, ndim) || array == nullptr || out == nullptr) return PARDICT_ERR_INVALID;
   return D(d)->copies.find(array, out) ? PARDICT_FOUND : PARDICT_ABSENT;
 }
 
 int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, int32_t ndim) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!holds_arrays(d, ndim) || key == nullptr || array == nullptr) return PARDICT_ERR_INVALID;
   dict_base* db = D(d);
   return guarded([&] {
@@ -439,12 +473,14 @@ int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, i
 
 int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
                                  const void* copy) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!holds_arrays(d, ndim) || array == nullptr || copy == nullptr) return PARDICT_ERR_INVALID;
   D(d)->copies.remember(array, copy);
   return PARDICT_OK;
 }
 
 int32_t pardict_reserve(pardict_dict* d, int64_t n) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (n < 0) return PARDICT_ERR_INVALID;
   const auto& l = D(d)->lay;
   if (too_large(n, l.key_class, l.value_class)) return PARDICT_ERR_NOMEM;
@@ -456,7 +492,7 @@ int32_t pardict_reserve(pardict_dict* d, int64_t n) {
 
 pardict_dict* pardict_copy(const pardict_dict* d, int32_t* status) {
   pardict_dict* out = nullptr;
-  const int32_t s = guarded([&] {
+  const int32_t s = spoiled(d) ? PARDICT_ERR_FORKED : guarded([&] {
     out = reinterpret_cast<pardict_dict*>(D(d)->clone().release());
     return PARDICT_OK;
   });
@@ -491,7 +527,7 @@ void drain(iter_state* s) noexcept {
 
 pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int32_t* status) {
   iter_state* out = nullptr;
-  const int32_t s = guarded([&] {
+  const int32_t s = spoiled(d) ? PARDICT_ERR_FORKED : guarded([&] {
     auto it = std::make_unique<iter_state>();
     it->dict = D(d);
     if (dict_meminfo != nullptr) {

@@ -87,6 +87,8 @@ class dict_base {
   }
 
   const layout lay;
+  // Tells a dictionary made before a fork from one made after it (epoch_domain::fork_spoiled).
+  const std::uint64_t serial = detail::epoch_domain::instance().object_serial();
   unowned_copies copies;  // used only by dictionaries whose value is one array
 
   // Key changes by each thread while iterators are alive (pardict_iter_next's MUTATED).

@@ -40,7 +40,11 @@ enum pardict_status {
   PARDICT_ERR_REENTRANT = -3,  // called from inside this dictionary's own visitor
   PARDICT_ERR_MUTATED = -4,    // iterator: this thread changed the dictionary's keys meanwhile
   PARDICT_ERR_INTERNAL = -5,
-  PARDICT_ERR_CALLBACK = -6  // pardict_update: the callback failed; nothing was changed
+  PARDICT_ERR_CALLBACK = -6,  // pardict_update: the callback failed; nothing was changed
+  // In a fork() child: the dictionary existed when the process forked while operations on some
+  // dictionary were in flight and did not finish in time; it may be half-changed, so it is not
+  // touched (freeing it leaks it). Dictionaries made in the child work.
+  PARDICT_ERR_FORKED = -7
 };
 
 // What a successful element operation reports (non-negative results). Each function below says

@@ -78,8 +78,9 @@ nb::dict abi_constants() {
 #define NB(x) {#x, PARDICT_NB_##x}
   // clang-format on
   nb::dict d;
-  d["status"] = group({NAME(OK), NAME(ERR_NOMEM), NAME(ERR_INVALID), NAME(ERR_REENTRANT),
-                       NAME(ERR_MUTATED), NAME(ERR_INTERNAL), NAME(ERR_CALLBACK)});
+  d["status"] =
+      group({NAME(OK), NAME(ERR_NOMEM), NAME(ERR_INVALID), NAME(ERR_REENTRANT), NAME(ERR_MUTATED),
+             NAME(ERR_INTERNAL), NAME(ERR_CALLBACK), NAME(ERR_FORKED)});
   d["result"] = group({NAME(ABSENT), NAME(FOUND), NAME(INSERTED), NAME(REPLACED), NAME(NEED_COPY),
                        NAME(NEW_KEY), NAME(OLD_KEY)});
   d["op"] = group({OP(ASSIGN), OP(ADD), OP(MIN), OP(MAX)});

@@ -131,6 +131,16 @@
 // pointer has left. Element objects are destroyed as they are moved out, so retired tables hold
 // only raw memory.
 //
+// fork() rides on the same entry point. A pthread_atfork prepare handler closes a gate that an
+// operation checks right after announcing itself, then waits (bounded) until no operation is in
+// flight. That state is consistent for every map at once: group locks and resize mutexes are
+// held only inside operations, and a migration's chunks are all claimed and moved before the
+// operation that started it returns, so no table is half-migrated. The child then frees the
+// slots of the threads that did not come along. Why not reset locks in the child instead: a
+// group lock held by a dead thread guards a half-written group, which no reset can repair. When
+// the wait times out, the epoch domain records that objects made before the fork are suspect and
+// the C ABI refuses to touch those dictionaries in the child (epoch.hpp, "fork").
+//
 // Counting
 // --------
 // size() sums per-thread cells (one cache line per cell, 32 cells, threads mapped to cells by
