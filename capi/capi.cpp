@@ -82,6 +82,15 @@ inline bool spoiled(const pardict_dict* d) noexcept {
   return spoiled(reinterpret_cast<const dict_base*>(d));
 }
 
+// The result of a call that may insert: one that could not allocate leaves a trace on the
+// dictionary (pardict_take_alloc_failures), since callers such as numba's workqueue prange drop
+// the status of a failed call.
+inline std::int32_t noting_nomem(dict_base* d, std::int32_t r) noexcept {
+  if (r == PARDICT_ERR_NOMEM) [[unlikely]]
+    d->alloc_failures.fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
 // The exception barrier: every entry point runs its body through this.
 template <class F>
 std::int32_t guarded(F&& f) noexcept {
@@ -270,7 +279,7 @@ int64_t pardict_len(const pardict_dict* d) {
 
 int32_t pardict_set(pardict_dict* d, const void* key, const void* value, void* old_out) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
-  return guarded([&] { return D(d)->set(key, value, old_out); });
+  return noting_nomem(D(d), guarded([&] { return D(d)->set(key, value, old_out); }));
 }
 
 int32_t pardict_get(const pardict_dict* d, const void* key, void* out) {
@@ -295,12 +304,12 @@ int32_t pardict_popitem(pardict_dict* d, void* key_out, void* value_out) {
 
 int32_t pardict_setdefault(pardict_dict* d, const void* key, const void* dflt, void* out) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
-  return guarded([&] { return D(d)->setdefault(key, dflt, out); });
+  return noting_nomem(D(d), guarded([&] { return D(d)->setdefault(key, dflt, out); }));
 }
 
 int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
-  return guarded([&] { return D(d)->insert(key, value); });
+  return noting_nomem(D(d), guarded([&] { return D(d)->insert(key, value); }));
 }
 
 int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
@@ -308,7 +317,7 @@ int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int
   if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
   const field_combine c{to_combine_op(op), fields, n_fields};
-  return guarded([&] { return D(d)->combine(key, value, c, out); });
+  return noting_nomem(D(d), guarded([&] { return D(d)->combine(key, value, c, out); }));
 }
 
 int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* value, int32_t op,
@@ -358,7 +367,7 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
     inserted.fetch_add(static_cast<std::int64_t>(k));
   });
   if (count_out != nullptr) *count_out = inserted.load();
-  return s;
+  return noting_nomem(b, s);
 }
 
 int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t width, int64_t n,
@@ -391,7 +400,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
       std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(), m.values.size());
   });
   *n_miss = n_out.load();
-  return s;
+  return noting_nomem(b, s);
 }
 
 int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t width, int64_t n,
@@ -419,7 +428,7 @@ int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt, pardi
                        void* ctx, void* out) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (D(d)->lay.value_refs != 0 || cb == nullptr) return PARDICT_ERR_INVALID;
-  return guarded([&] { return D(d)->update(key, dflt, cb, ctx, out); });
+  return noting_nomem(D(d), guarded([&] { return D(d)->update(key, dflt, cb, ctx, out); }));
 }
 
 int32_t pardict_visit(pardict_dict* d, const void* key, pardict_update_fn cb, void* ctx) {
@@ -458,17 +467,18 @@ int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, i
   if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!holds_arrays(d, ndim) || key == nullptr || array == nullptr) return PARDICT_ERR_INVALID;
   dict_base* db = D(d);
-  return guarded([&] {
-    if (field_at<void*>(array, PARDICT_NB_ARRAY_MEMINFO) != nullptr)
-      return db->set_releasing(key, array);
-    // The stripe holding the copy stays locked while it is stored; its own reference keeps the
-    // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
-    return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
-      alignas(word_bytes) unsigned char value[max_value_class] = {};  // value class bytes
-      std::memcpy(value, copy, db->lay.value_size);
-      return db->set_releasing(key, value);
-    });
-  });
+  return noting_nomem(
+      db, guarded([&] {
+        if (field_at<void*>(array, PARDICT_NB_ARRAY_MEMINFO) != nullptr)
+          return db->set_releasing(key, array);
+        // The stripe holding the copy stays locked while it is stored; its own reference keeps the
+        // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
+        return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
+          alignas(word_bytes) unsigned char value[max_value_class] = {};  // value class bytes
+          std::memcpy(value, copy, db->lay.value_size);
+          return db->set_releasing(key, value);
+        });
+      }));
 }
 
 int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
@@ -590,6 +600,11 @@ void pardict_iter_free(pardict_iter* it) {
 
 void pardict_iter_meminfo_dtor(void* payload, size_t, void*) {
   pardict_iter_free(*static_cast<pardict_iter**>(payload));
+}
+
+int64_t pardict_take_alloc_failures(pardict_dict* d) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  return D(d)->alloc_failures.exchange(0, std::memory_order_relaxed);
 }
 
 int64_t pardict_live_dicts(void) { return g_live_dicts.load(); }

@@ -89,6 +89,9 @@ class dict_base {
   const layout lay;
   // Tells a dictionary made before a fork from one made after it (epoch_domain::fork_spoiled).
   const std::uint64_t serial = detail::epoch_domain::instance().object_serial();
+  // Calls that may insert and failed with PARDICT_ERR_NOMEM since the last
+  // pardict_take_alloc_failures.
+  std::atomic<std::int64_t> alloc_failures{0};
   unowned_copies copies;  // used only by dictionaries whose value is one array
 
   // Key changes by each thread while iterators are alive (pardict_iter_next's MUTATED).

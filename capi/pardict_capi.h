@@ -246,6 +246,13 @@ PARDICT_API int64_t pardict_iter_len(const pardict_iter* it);
 PARDICT_API void pardict_iter_free(pardict_iter* it);
 PARDICT_API void pardict_iter_meminfo_dtor(void* payload, size_t size, void* info);
 
+// Out of memory. Every call that may insert (set, setdefault, insert, combine, update,
+// set_array, combine_many, combine_many_ucs4) and fails with PARDICT_ERR_NOMEM also counts the
+// failure on the dictionary, so that a caller that loses statuses (a parallel loop whose
+// exceptions are dropped) can still find out that inserts are missing. Returns the count since the
+// previous call and resets it (a failed bulk call counts once).
+PARDICT_API int64_t pardict_take_alloc_failures(pardict_dict* d);
+
 // Process-wide counts for leak checks: dictionaries alive, NRT references held by dictionaries
 // and iterators.
 PARDICT_API int64_t pardict_live_dicts(void);

@@ -146,6 +146,7 @@ NB_MODULE(_ext, m) {
     d["pardict_iter_len"] = addr(&pardict_iter_len);
     d["pardict_iter_free"] = addr(&pardict_iter_free);
     d["pardict_iter_meminfo_dtor"] = addr(&pardict_iter_meminfo_dtor);
+    d["pardict_take_alloc_failures"] = addr(&pardict_take_alloc_failures);
     return d;
   });
 
@@ -156,6 +157,12 @@ NB_MODULE(_ext, m) {
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
         "NRT references held by dictionaries and iterators in this process.");
+  m.def(
+      "take_alloc_failures",
+      [](std::uintptr_t d) {
+        return pardict_take_alloc_failures(reinterpret_cast<pardict_dict*>(d));
+      },
+      "Calls on the dictionary that failed to allocate since the last call (then reset to 0).");
   m.def("key_class", &pardict_key_class);
   m.def("value_class", &pardict_value_class);
 
