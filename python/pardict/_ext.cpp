@@ -87,8 +87,9 @@ nb::dict abi_constants() {
 #define NB(x) {#x, PARDICT_NB_##x}
   // clang-format on
   nb::dict d;
-  d["status"] = group({NAME(OK), NAME(ERR_NOMEM), NAME(ERR_INVALID), NAME(ERR_REENTRANT),
-                       NAME(ERR_MUTATED), NAME(ERR_INTERNAL), NAME(ERR_CALLBACK)});
+  d["status"] =
+      group({NAME(OK), NAME(ERR_NOMEM), NAME(ERR_INVALID), NAME(ERR_REENTRANT), NAME(ERR_MUTATED),
+             NAME(ERR_INTERNAL), NAME(ERR_CALLBACK), NAME(ERR_FORKED)});
   d["result"] = group({NAME(ABSENT), NAME(FOUND), NAME(INSERTED), NAME(REPLACED), NAME(NEED_COPY),
                        NAME(NEW_KEY), NAME(OLD_KEY)});
   d["op"] = group({OP(ASSIGN), OP(ADD), OP(MIN), OP(MAX)});
@@ -231,6 +232,7 @@ NB_MODULE(_ext, m) {
     d["pardict_group_indices"] = addr(&pardict_group_indices);
     d["pardict_group_indices_ucs4"] = addr(&pardict_group_indices_ucs4);
     d["pardict_export_many"] = addr(&pardict_export_many);
+    d["pardict_take_alloc_failures"] = addr(&pardict_take_alloc_failures);
     return d;
   });
 
@@ -241,6 +243,12 @@ NB_MODULE(_ext, m) {
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
         "NRT references held by dictionaries and iterators in this process.");
+  m.def(
+      "take_alloc_failures",
+      [](std::uintptr_t d) {
+        return pardict_take_alloc_failures(reinterpret_cast<pardict_dict*>(d));
+      },
+      "Calls on the dictionary that failed to allocate since the last call (then reset to 0).");
   m.def("key_class", &pardict_key_class);
   m.def("value_class", &pardict_value_class);
 

@@ -26,14 +26,29 @@
 //     +--------+----------+----------------+   +--------------------------------------------+
 //
 // The metadata is 2 bytes per slot, so a lookup of an absent key usually touches only the
-// metadata line, and the metadata of even a 10M-entry table mostly lives in L3. The group index is
-// `(low 32 hash bits * n_groups) >> 32` (any group count, so reserve() sizes tables exactly and
-// growth need not waste memory on powers of two); the tag is hash bits 32..39 (0 means empty);
-// the overflow class is bits 40..42. Probing is linear over groups. There are no tombstones: when
-// an insert passes a full group it sets that group's overflow bit for the key's class, and a
-// lookup stops at the first group whose bit for its class is clear (the boost.unordered scheme).
-// Erased slots are reused at once; overflow bits are cleared only by building a new table, which
-// the budget below triggers when erasures from overflowed groups accumulate.
+// metadata line, and the metadata of even a 10M-entry table mostly lives in L3. A key's position
+// on the table's circle is its low 32 hash bits times the table's seed, an odd 32-bit number,
+// mod 2^32; the group index is `(position * n_groups) >> 32` (any group count, so reserve() sizes
+// tables exactly and growth need not waste memory on powers of two); the tag is hash bits 32..39
+// (0 means empty); the overflow class is bits 40..42. Probing is linear over groups. There are no
+// tombstones: when an insert passes a full group it sets that group's overflow bit for the key's
+// class, and a lookup stops at the first group whose bit for its class is clear (the
+// boost.unordered scheme). Erased slots are reused at once; overflow bits are cleared only by
+// building a new table, which the budget below triggers when erasures from overflowed groups
+// accumulate.
+//
+// Why the seed: iteration walks the groups in order, so keys leave a map sorted by position. A map
+// that used the same positions and grew while fed in that order would get, while small, keys from
+// the first stretch of the circle only, which all land in its first groups: an ever longer run
+// that every insert walks, quadratic in time (merging per-partition dicts, copying one into a
+// fresh one, refilling a cleared map from its old items). An odd multiplier is a bijection mod
+// 2^32, and under two unrelated multipliers one map's sorted order is a scrambled order for the
+// other. So every table that starts empty (a shard's first table, the one clear() installs) draws
+// a fresh seed from a process-wide counter (through a bijective mix, started from a per-process
+// value so that maps of two processes differ too), and a migration's new table keeps its old
+// table's seed: positions do not change with the table size, so a chunk of old groups still moves
+// to consecutive new groups. The cost is one 32-bit multiply per operation, and iteration order
+// differs between runs.
 //
 // Lock and memory-ordering protocol
 // ---------------------------------
@@ -116,6 +131,16 @@
 // pointer has left. Element objects are destroyed as they are moved out, so retired tables hold
 // only raw memory.
 //
+// fork() rides on the same entry point. A pthread_atfork prepare handler closes a gate that an
+// operation checks right after announcing itself, then waits (bounded) until no operation is in
+// flight. That state is consistent for every map at once: group locks and resize mutexes are
+// held only inside operations, and a migration's chunks are all claimed and moved before the
+// operation that started it returns, so no table is half-migrated. The child then frees the
+// slots of the threads that did not come along. Why not reset locks in the child instead: a
+// group lock held by a dead thread guards a half-written group, which no reset can repair. When
+// the wait times out, the epoch domain records that objects made before the fork are suspect and
+// the C ABI refuses to touch those dictionaries in the child (epoch.hpp, "fork").
+//
 // Counting
 // --------
 // size() sums per-thread cells (one cache line per cell, 32 cells, threads mapped to cells by
@@ -136,6 +161,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -153,6 +179,7 @@
 #include "pardict/detail/config.hpp"
 #include "pardict/detail/epoch.hpp"
 #include "pardict/detail/group.hpp"
+#include "pardict/hash.hpp"
 
 #ifndef PARDICT_REENTRANCY_CHECK
 #ifdef NDEBUG
@@ -168,6 +195,16 @@ namespace pardict {
 // visiting it, which would otherwise deadlock on the element's group lock.
 struct reentrancy_error : std::logic_error {
   using std::logic_error::logic_error;
+};
+
+// Where the elements sit relative to their home groups (concurrent_map::probe_statistics): a
+// lookup of an element visits its home group and every group up to the element's, so
+// total_groups / elements is the mean number of groups a successful lookup reads, and
+// max_groups the longest such walk.
+struct probe_stats {
+  std::size_t elements = 0;
+  std::size_t max_groups = 0;
+  std::size_t total_groups = 0;
 };
 
 namespace detail {
@@ -229,6 +266,17 @@ struct visiting_scope {
 };
 inline void check_not_reentering(const void*) noexcept {}
 #endif
+
+// The seed of a table that starts empty (see "Layout" in the essay): odd, and different for every
+// call in the process — a counter through a bijective mix, starting from a per-process value so
+// that two processes' maps do not share their sequence of seeds.
+inline std::uint32_t fresh_table_seed() noexcept {
+  static std::atomic<std::uint64_t> counter{mix64(
+      static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&counter)) ^
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()))};
+  const std::uint64_t c = counter.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed);
+  return static_cast<std::uint32_t>(mix64(c) >> 32) | 1u;
+}
 
 // The largest share of a table's slots that may hold elements: a table grows when its elements
 // would fill more (see "Growth" above).
@@ -443,6 +491,21 @@ class concurrent_table {
     return n;
   }
 
+  // Walks every element as visit_all does and measures how far from its home group it sits.
+  probe_stats probe_statistics() {
+    check_not_reentering(this);
+    epoch_guard guard;
+    probe_stats st;
+    for_each_locked([&](shard&, table* t, std::size_t g, unsigned j) {
+      const std::size_t home = home_of(hash_(t->slot(g, j)->first), t);
+      const std::size_t groups = (g >= home ? g - home : g + t->ngroups - home) + 1;
+      ++st.elements;
+      st.total_groups += groups;
+      st.max_groups = std::max(st.max_groups, groups);
+    });
+    return st;
+  }
+
   // Plain-byte elements may still carry references that a reader must acquire while the element
   // cannot change (a refcounted handle copied out and then increfed). With this set, readers take
   // the group lock instead of copying optimistically. Writers are unaffected.
@@ -563,6 +626,9 @@ class concurrent_table {
     group_meta* groups;
     value_type* slots;
     std::size_t ngroups;
+    // Odd multiplier of the hash's low 32 bits in the group index (see "Layout" in the essay).
+    // A migration's new table keeps it; a table that starts empty gets a fresh one.
+    std::uint32_t seed;
     void* block;
     std::size_t block_bytes;
     std::atomic<std::int64_t> budget;  // inserts left before the table must grow
@@ -609,8 +675,13 @@ class concurrent_table {
   // Hash bit assignment
   // ---------------------------------------------------------------------------------------------
   shard& shard_of(std::uint64_t h) const noexcept { return shards_[h >> (64 - shard_bits)]; }
-  static std::size_t home_of(std::uint64_t h, std::size_t ngroups) noexcept {
-    return static_cast<std::size_t>((std::uint64_t{static_cast<std::uint32_t>(h)} * ngroups) >> 32);
+  // The position of h on the table's circle, [0, 2^32): the hash's low 32 bits times the table's
+  // odd seed, mod 2^32 (a bijection). The home group is the position scaled to the group count.
+  static std::uint32_t position_of(std::uint64_t h, const table* t) noexcept {
+    return static_cast<std::uint32_t>(h) * t->seed;
+  }
+  static std::size_t home_of(std::uint64_t h, const table* t) noexcept {
+    return static_cast<std::size_t>((std::uint64_t{position_of(h, t)} * t->ngroups) >> 32);
   }
   static std::uint8_t tag_of(std::uint64_t h) noexcept {
     const auto t = static_cast<std::uint8_t>(h >> 32);
@@ -650,7 +721,7 @@ class concurrent_table {
   // (for a lookup) stopping at the first group whose overflow bit for the key's class is clear.
   struct probe {
     probe(const table* t, std::uint64_t h) noexcept
-        : n(t->ngroups), g(home_of(h, n)), tag(tag_of(h)), obit(overflow_bit(h)) {}
+        : n(t->ngroups), g(home_of(h, t)), tag(tag_of(h)), obit(overflow_bit(h)) {}
     void next() noexcept { g = next_group(g, n); }
     const std::size_t n;  // the table's groups
     std::size_t g;        // the group being looked at
@@ -667,7 +738,7 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // Table allocation and reclamation
   // ---------------------------------------------------------------------------------------------
-  table* allocate_table(std::size_t ngroups) {
+  table* allocate_table(std::size_t ngroups, std::uint32_t seed) {
     if (ngroups > (std::size_t{1} << 32)) throw std::bad_alloc();
     const std::size_t header = (sizeof(table) + 63) & ~std::size_t{63};
     const std::size_t meta = ngroups * sizeof(group_meta);
@@ -685,6 +756,7 @@ class concurrent_table {
     t->groups = reinterpret_cast<group_meta*>(base + header);
     t->slots = reinterpret_cast<value_type*>(base + slot_off);
     t->ngroups = ngroups;
+    t->seed = seed;
     t->block = raw;
     t->block_bytes = bytes;
     const auto cap =
@@ -763,7 +835,7 @@ class concurrent_table {
   void install_first_table(shard& s, std::size_t ngroups) {
     std::lock_guard<std::mutex> lk(s.resize_mutex);
     if (s.cur.load(std::memory_order_acquire) != nullptr) return;
-    s.cur.store(allocate_table(ngroups), std::memory_order_release);
+    s.cur.store(allocate_table(ngroups, fresh_table_seed()), std::memory_order_release);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -847,7 +919,7 @@ class concurrent_table {
   void prefetch_home(std::uint64_t h, bool write) const noexcept {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return;
-    const group_meta* g = &t->groups[home_of(h, t->ngroups)];
+    const group_meta* g = &t->groups[home_of(h, t)];
     if (write) {
       prefetch_write(g);
     } else {
@@ -860,7 +932,7 @@ class concurrent_table {
   void prefetch_candidate(std::uint64_t h, bool write) const noexcept {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return;
-    const std::size_t g = home_of(h, t->ngroups);
+    const std::size_t g = home_of(h, t);
     const std::uint64_t tags = t->groups[g].tags.load(std::memory_order_relaxed);
     std::uint64_t m = match_tag(tags, tag_of(h));
     unsigned j;
@@ -918,7 +990,7 @@ class concurrent_table {
   int read_home(const K& k, std::uint64_t h, F& f) const {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return 0;
-    const std::size_t g = home_of(h, t->ngroups);
+    const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, false);
     const group_meta& gm = t->groups[g];
     const std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
@@ -952,7 +1024,7 @@ class concurrent_table {
     shard& s = shard_of(h);
     table* t = s.cur.load(std::memory_order_acquire);
     if (t == nullptr) return write_outcome::undecided;
-    const std::size_t g = home_of(h, t->ngroups);
+    const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, inserts);
     group_meta& gm = t->groups[g];
     std::uint32_t s0 = gm.seq.load(std::memory_order_relaxed);
@@ -1306,7 +1378,9 @@ class concurrent_table {
         if (!drop && ngroups < t->ngroups) ngroups = freeze_and_fit(t, ngroups);
         table* nt;
         try {
-          nt = allocate_table(ngroups);
+          // Growth and shrinking keep the seed, so that a chunk's elements land in consecutive
+          // groups of the new table; clear() starts over with a new one.
+          nt = allocate_table(ngroups, drop ? fresh_table_seed() : t->seed);
         } catch (...) {
           t->next.store(nullptr, std::memory_order_release);  // undo a freeze
           throw;
@@ -1380,8 +1454,9 @@ class concurrent_table {
     const std::size_t last = std::min(t->ngroups, first + chunk_groups);
     std::int64_t moved = 0;
     std::int64_t dropped = 0;
-    // The group index is monotonic in the hash, so consecutive old groups land on consecutive new
-    // groups: keep the last target group locked while the next element goes to the same one.
+    // The group index is monotonic in the position and both tables have one seed, so consecutive
+    // old groups land on consecutive new groups: keep the last target group locked while the next
+    // element goes to the same one.
     group_lock target;
     for (std::size_t g = first; g < last; ++g) {
       group_meta& gm = t->groups[g];
