@@ -592,7 +592,11 @@ void pardict_iter_meminfo_dtor(void* payload, size_t, void*) {
 
 int64_t pardict_take_alloc_failures(pardict_dict* d) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
-  return D(d)->alloc_failures.exchange(0, std::memory_order_relaxed);
+  // A load first: the interpreter asks before every operation, and an exchange would write the
+  // dictionary's line from every thread that does.
+  auto& failures = D(d)->alloc_failures;
+  if (failures.load(std::memory_order_relaxed) == 0) return 0;
+  return failures.exchange(0, std::memory_order_relaxed);
 }
 
 int64_t pardict_live_dicts(void) { return g_live_dicts.load(); }

@@ -30,6 +30,8 @@ class Scalar(enum.Enum):
 
 NOT_HERE: int
 
+def check_table(d: int) -> None: ...
+
 class TableOwner:
     @property
     def address(self) -> int: ...
