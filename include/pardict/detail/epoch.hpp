@@ -12,12 +12,14 @@
 //   * entering announces `epoch << 1 | 1`; the announcement must be ordered before every later
 //     load of a table pointer (StoreLoad). A seq_cst store does that, but on x86 it is a full
 //     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups
-//     on a DRAM-sized table. So on Linux the fence is made
+//     on a DRAM-sized table. So where the OS has a process-wide barrier the fence is made
 //     asymmetric: the reader's store is a plain store plus a compiler barrier, and the rare
-//     epoch scan first runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which executes a full
-//     barrier on every running thread of the process. Either the scan then sees the
-//     announcement, or the reader's later loads see everything the scanner's thread did before
-//     (the unlink of the retired table). Without membarrier, the seq_cst store is used;
+//     epoch scan first runs platform::process_fence() (Linux membarrier PRIVATE_EXPEDITED,
+//     Windows FlushProcessWriteBuffers; platform.hpp), which executes a full barrier on every
+//     running thread of the process. Either the scan then sees the announcement, or the
+//     reader's later loads see everything the scanner's thread did before (the unlink of the
+//     retired table). Without it (macOS, a kernel or sandbox that refuses membarrier,
+//     PARDICT_SYMMETRIC_FENCES=1), the seq_cst store is used;
 //   * leaving stores 0 (release);
 //   * retire() stamps the object with the global epoch E. The epoch advances only when every
 //     active slot has announced the current epoch; an object stamped E is freed once the global
@@ -31,16 +33,12 @@
 
 #include <atomic>
 #include <cstddef>
-#if defined(__linux__)
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 #include <cstdint>
 #include <mutex>
 #include <vector>
 
 #include "pardict/detail/config.hpp"
+#include "pardict/detail/platform.hpp"
 
 namespace pardict::detail {
 
@@ -118,12 +116,10 @@ class epoch_domain {
   }
 
   void heavy_fence() noexcept {
-#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
     if (asymmetric_) {
-      syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+      platform::process_fence();
       return;
     }
-#endif
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
 
@@ -148,7 +144,10 @@ class epoch_domain {
     std::size_t index;  // my_slot's index, max_slots without a slot
   };
   // Gives the thread's slot back at thread exit. A separate thread_local with a destructor, so
-  // that only the cold path that takes a slot pays for registering it.
+  // that only the cold path that takes a slot pays for registering it. Where thread_local is
+  // emulated (GCC's emutls: mingw-w64), the thread's emulated variables may be torn down before
+  // this runs, so tls_ reads as new and the slot is not given back: later threads then share
+  // the overflow counter (correct, slower to reclaim). MSVC and ELF targets have native TLS.
   struct slot_releaser {
     ~slot_releaser() {
       thread_state& ts = tls_;
@@ -163,7 +162,7 @@ class epoch_domain {
   };
   static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots};
 
-  epoch_domain() : asymmetric_(register_membarrier()) {}
+  epoch_domain() : asymmetric_(platform::process_fence_available()) {}
 
   // Announce an epoch that is still current after the announcement is visible; otherwise a scan
   // that ran in between could already have let the epoch move two steps on.
@@ -183,7 +182,7 @@ class epoch_domain {
   }
 
   // First operation of a thread, or a thread that found no free slot (or is exiting).
-  [[gnu::noinline]] void enter_without_slot(thread_state& ts) noexcept {
+  PARDICT_NOINLINE void enter_without_slot(thread_state& ts) noexcept {
     if (!ts.exiting) {
       static thread_local slot_releaser releaser;
       (void)&releaser;  // odr-use: constructs it (registering its destructor) on first use
@@ -195,16 +194,6 @@ class epoch_domain {
     } else {
       overflow_active_.fetch_add(1, std::memory_order_seq_cst);
     }
-  }
-
-  static bool register_membarrier() noexcept {
-#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
-    const long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
-    return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-#else
-    return false;
-#endif
   }
 
   slot* acquire_slot() noexcept {
