@@ -212,7 +212,7 @@ struct visiting_scope {
   const void* const map;
   const visiting_scope* const prev;
 };
-[[gnu::noinline]] inline void check_visiting_stack(const void* m) {
+PARDICT_NOINLINE inline void check_visiting_stack(const void* m) {
   for (const visiting_scope* v = visiting_top; v != nullptr; v = v->prev) {
     if (v->map == m)
       throw reentrancy_error("pardict: a visitor called back into the map it visits");
@@ -789,7 +789,7 @@ class concurrent_table {
     if (account(s, t, +1, +1)) [[unlikely]]
       grow_after_insert(s, t);
   }
-  [[gnu::noinline]] void grow_after_insert(shard& s, table* t) {
+  PARDICT_NOINLINE void grow_after_insert(shard& s, table* t) {
     try {
       grow(s, t);
     } catch (const std::bad_alloc&) {
@@ -1165,8 +1165,8 @@ class concurrent_table {
   // The general write path, out of line: kept apart, the fast path above saves and restores only
   // the registers it uses.
   template <class Access, class Make, class OnFound>
-  [[gnu::noinline]] write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
-                                                 OnFound& on_found) {
+  PARDICT_NOINLINE write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
+                                                OnFound& on_found) {
     constexpr bool inserts = !std::is_same_v<Make, visit_only>;
     shard& s = shard_of(h);
     for (;;) {
