@@ -961,6 +961,7 @@ class concurrent_table {
                                         std::memory_order_relaxed)) {
       return write_outcome::undecided;
     }
+    fence_after_lock();
     group_lock home(&gm);
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
     const std::uint8_t tag = tag_of(h);

@@ -19,7 +19,7 @@
 //     running thread of the process. Either the scan then sees the announcement, or the
 //     reader's later loads see everything the scanner's thread did before (the unlink of the
 //     retired table). Without it (macOS, a kernel or sandbox that refuses membarrier,
-//     PARDICT_SYMMETRIC_FENCES=1), the seq_cst store is used;
+//     PARDICT_SYMMETRIC_FENCES=1), both sides use seq_cst fences;
 //   * leaving stores 0 (release);
 //   * retire() stamps the object with the global epoch E. The epoch advances only when every
 //     active slot has announced the current epoch; an object stamped E is freed once the global
@@ -169,11 +169,15 @@ class epoch_domain {
   PARDICT_ALWAYS_INLINE void announce(slot* sl) noexcept {
     std::uint64_t e = global_.load(std::memory_order_relaxed);
     for (;;) {
+      // Symmetric: a seq_cst fence, not a seq_cst store. The store alone would order the
+      // announcement before the seq_cst load of global_ below but, in the C++ model, not before
+      // the acquire loads of table pointers that follow; fence against fence (heavy_fence in
+      // try_advance) is the pairing the model guarantees on every CPU.
+      sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
       if (asymmetric_) {
-        sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
         std::atomic_signal_fence(std::memory_order_seq_cst);
       } else {
-        sl->announced.store((e << 1) | 1, std::memory_order_seq_cst);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
       }
       const std::uint64_t now = global_.load(std::memory_order_seq_cst);
       if (now == e) break;
@@ -193,6 +197,7 @@ class epoch_domain {
       announce(ts.my_slot);
     } else {
       overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+      light_fence();  // pairs with try_advance's heavy_fence, as announce() does
     }
   }
 
@@ -232,8 +237,8 @@ class epoch_domain {
 
   bool try_advance() noexcept {
     const std::uint64_t g = global_.load(std::memory_order_seq_cst);
+    heavy_fence();  // before every load of the readers' state, the overflow count included
     if (overflow_active_.load(std::memory_order_seq_cst) != 0) return false;
-    heavy_fence();
     const std::size_t hw = high_water_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < hw; ++i) {
       const std::uint64_t a = slots_[i].announced.load(std::memory_order_seq_cst);

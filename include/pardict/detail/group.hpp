@@ -116,6 +116,19 @@ inline void wait_unlocked(group_meta& g) noexcept {
 
 enum class lock_status { acquired, moved, busy };
 
+// After taking a group lock and before the first store to the group's tags or slots. Optimistic
+// readers (concurrent_table.hpp) load seq, copy, fence(acquire), load seq again, and trust the
+// copy only when both loads agree: that needs every store the holder makes to be ordered after
+// the store of the lock bit. The acquire CAS does not give it: it orders later accesses after its
+// load, not after its store, and arm64 (or POWER) may make a later plain store visible before the
+// CAS's store, so a reader could copy half-written bytes and still read the old seq twice. This
+// release fence, paired with the reader's acquire fence, makes the second load see the lock bit
+// whenever the copy saw any of the holder's stores. x86 (TSO) keeps stores in order: there it
+// is a compiler barrier and costs nothing.
+PARDICT_ALWAYS_INLINE inline void fence_after_lock() noexcept {
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
 // Exclusive group lock. `patient` callers sleep until they get it; impatient ones give up after a
 // short spin (used for a second lock while holding a first one, which is how deadlock is avoided).
 inline lock_status lock_group(group_meta& g, bool patient) noexcept {
@@ -126,6 +139,7 @@ inline lock_status lock_group(group_meta& g, bool patient) noexcept {
     if ((s & locked_bit) == 0) {
       if (g.seq.compare_exchange_weak(s, s | locked_bit, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
+        fence_after_lock();
         return lock_status::acquired;
       }
       continue;
