@@ -1,5 +1,6 @@
 // extern "C" entry points: argument checks, exception barrier, iterator bookkeeping.
 #include <algorithm>
+#include <bit>
 #include <new>
 #include <stdexcept>
 #include <vector>
@@ -124,7 +125,7 @@ bool mask_fits(std::uint32_t mask, std::uint32_t size) noexcept {
 // Every string struct must lie inside the key.
 bool strings_fit(std::uint32_t mask, std::uint32_t size) noexcept {
   for (; mask != 0; mask &= mask - 1) {
-    const std::uint32_t first = static_cast<std::uint32_t>(__builtin_ctz(mask));
+    const std::uint32_t first = static_cast<std::uint32_t>(std::countr_zero(mask));
     if (word_bytes * first + PARDICT_NB_UNICODE_SIZE > size) return false;
   }
   return true;

@@ -148,6 +148,51 @@
 // a charge is flushed to the table's budget every few inserts. size() is exact whenever no
 // operation is in flight.
 //
+// Memory ordering on weakly-ordered CPUs (arm64)
+// ----------------------------------------------
+// x86 keeps stores in order and loads in order (TSO); arm64 and POWER reorder both, so every
+// ordering the protocol needs must come from the C++ orderings themselves. The aarch64 stage of
+// scripts/test.sh runs the suites under qemu-user, which executes the guest's threads on x86
+// cores and so cannot show a reordering: what follows is the review behind "no x86-only
+// assumption", access by access.
+// * Optimistic read (read_optimistic, the batch reader): seq (acquire), tags and slot words
+//   (relaxed), fence(acquire), seq (relaxed) compared. The acquire load keeps the copy after the
+//   first seq load; the acquire fence keeps it before the second. The writer side needs its
+//   stores to the slots and tags ordered after the store that set the lock bit. The lock CAS is
+//   acquire, which orders later accesses after its load, not after its store: on arm64 a later
+//   plain store may become visible first, and a reader could copy half-written bytes and read
+//   the old seq twice. x86 hid this. Fixed: fence_after_lock() (group.hpp), a release fence after
+//   every successful lock CAS (lock_group, upsert_home). Paired with the reader's acquire fence,
+//   any holder store the copy saw makes the second seq load see the lock bit. It is a compiler
+//   barrier on x86 and one dmb on arm64, per write.
+// * Unlock: seq.store(release) publishes the slot and tag stores to a reader or locker whose
+//   acquire load or CAS reads that seq (or a later one: the versions form one modification order).
+// * Sleeping on a group (wait_unlocked / unlock_group) and epoch entry (epoch.hpp) are both
+//   "store, then load the other side's variable" on each side, which no acquire/release pairing
+//   orders (StoreLoad). Each side has a fence: asymmetric, a compiler barrier on the hot side and
+//   a process-wide barrier on the rare side (membarrier on Linux, which runs a full barrier on
+//   every CPU running the process, arm64 included; FlushProcessWriteBuffers on Windows), or
+//   symmetric, seq_cst fences on both sides (macOS, no membarrier, PARDICT_SYMMETRIC_FENCES=1).
+//   Two seq_cst fences are totally ordered, so either the scanner/sleeper sees the announcement/
+//   unlock, or the reader/unlocker sees the unlink/sleeper count. The symmetric announcement was
+//   a seq_cst store; in the C++ model a seq_cst store orders nothing before a later acquire load
+//   of another variable (arm64's stlr happens to, via the ldar of global_ after it). It is now a
+//   relaxed store plus a seq_cst fence, and the overflow path (more than max_slots threads) also
+//   fences after its increment, with try_advance's heavy_fence moved before its overflow check.
+// * Leaving an epoch: announced.store(0, release) orders the operation's table reads before it;
+//   the scanner's loads that see 0 (seq_cst) acquire them, so freeing comes after them.
+// * Migration: copies into the new table are made under its group locks; the old group is then
+//   unlocked with the moved bit (release). A reader that sees moved (acquire) and loads `next`
+//   (acquire; published with a release store) sees the copies. chunks_done is an acq_rel RMW, so
+//   the thread completing the last chunk sees every migrator's writes and its relaxed
+//   moved_elements additions (sequenced before their fetch_add) before installing the table with
+//   cur.store(release), which the acquire loads of `cur` pair with; `done` is release/acquire.
+// * Counters (live cells, pending budget charges, table budget) are relaxed: they decide when to
+//   grow and what size() reports while operations run, never which memory is safe to touch. An
+//   insert that finds no free slot migrates regardless of the budget.
+// * Spinning uses `yield` on arm64 (PARDICT_PAUSE); sleeping uses futex / WaitOnAddress /
+//   libc++'s __ulock, all of which re-check the value in the kernel.
+//
 // Invariants
 // ----------
 // * A key occurs at most once in the union of a shard's current table and the groups of its
@@ -249,7 +294,7 @@ struct visiting_scope {
   const void* const map;
   const visiting_scope* const prev;
 };
-[[gnu::noinline]] inline void check_visiting_stack(const void* m) {
+PARDICT_NOINLINE inline void check_visiting_stack(const void* m) {
   for (const visiting_scope* v = visiting_top; v != nullptr; v = v->prev) {
     if (v->map == m)
       throw reentrancy_error("pardict: a visitor called back into the map it visits");
@@ -861,7 +906,7 @@ class concurrent_table {
     if (account(s, t, +1, +1)) [[unlikely]]
       grow_after_insert(s, t);
   }
-  [[gnu::noinline]] void grow_after_insert(shard& s, table* t) {
+  PARDICT_NOINLINE void grow_after_insert(shard& s, table* t) {
     try {
       grow(s, t);
     } catch (const std::bad_alloc&) {
@@ -1033,6 +1078,7 @@ class concurrent_table {
                                         std::memory_order_relaxed)) {
       return write_outcome::undecided;
     }
+    fence_after_lock();
     group_lock home(&gm);
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
     const std::uint8_t tag = tag_of(h);
@@ -1237,8 +1283,8 @@ class concurrent_table {
   // The general write path, out of line: kept apart, the fast path above saves and restores only
   // the registers it uses.
   template <class Access, class Make, class OnFound>
-  [[gnu::noinline]] write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
-                                                 OnFound& on_found) {
+  PARDICT_NOINLINE write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
+                                                OnFound& on_found) {
     constexpr bool inserts = !std::is_same_v<Make, visit_only>;
     shard& s = shard_of(h);
     for (;;) {

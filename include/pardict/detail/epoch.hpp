@@ -12,12 +12,14 @@
 //   * entering announces `epoch << 1 | 1`; the announcement must be ordered before every later
 //     load of a table pointer (StoreLoad). A seq_cst store does that, but on x86 it is a full
 //     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups
-//     on a DRAM-sized table. So on Linux the fence is made
+//     on a DRAM-sized table. So where the OS has a process-wide barrier the fence is made
 //     asymmetric: the reader's store is a plain store plus a compiler barrier, and the rare
-//     epoch scan first runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which executes a full
-//     barrier on every running thread of the process. Either the scan then sees the
-//     announcement, or the reader's later loads see everything the scanner's thread did before
-//     (the unlink of the retired table). Without membarrier, the seq_cst store is used;
+//     epoch scan first runs platform::process_fence() (Linux membarrier PRIVATE_EXPEDITED,
+//     Windows FlushProcessWriteBuffers; platform.hpp), which executes a full barrier on every
+//     running thread of the process. Either the scan then sees the announcement, or the
+//     reader's later loads see everything the scanner's thread did before (the unlink of the
+//     retired table). Without it (macOS, a kernel or sandbox that refuses membarrier,
+//     PARDICT_SYMMETRIC_FENCES=1), both sides use seq_cst fences;
 //   * leaving stores 0 (release);
 //   * retire() stamps the object with the global epoch E. The epoch advances only when every
 //     active slot has announced the current epoch; an object stamped E is freed once the global
@@ -51,17 +53,13 @@
 #if defined(__linux__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
-#if defined(__linux__)
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 #include <cstdint>
 #include <mutex>
 #include <new>
 #include <vector>
 
 #include "pardict/detail/config.hpp"
+#include "pardict/detail/platform.hpp"
 
 namespace pardict::detail {
 
@@ -160,12 +158,10 @@ class epoch_domain {
   }
 
   void heavy_fence() noexcept {
-#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
     if (asymmetric_) {
-      syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+      platform::process_fence();
       return;
     }
-#endif
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
 
@@ -191,7 +187,10 @@ class epoch_domain {
     std::uint64_t serial;  // thread_serial()
   };
   // Gives the thread's slot back at thread exit. A separate thread_local with a destructor, so
-  // that only the cold path that takes a slot pays for registering it.
+  // that only the cold path that takes a slot pays for registering it. Where thread_local is
+  // emulated (GCC's emutls: mingw-w64), the thread's emulated variables may be torn down before
+  // this runs, so tls_ reads as new and the slot is not given back: later threads then share
+  // the overflow counter (correct, slower to reclaim). MSVC and ELF targets have native TLS.
   struct slot_releaser {
     ~slot_releaser() {
       thread_state& ts = tls_;
@@ -206,7 +205,7 @@ class epoch_domain {
   };
   static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots, 0};
 
-  epoch_domain() : asymmetric_(register_membarrier()) {
+  epoch_domain() : asymmetric_(platform::process_fence_available()) {
 #if defined(__linux__) || defined(__APPLE__)
     pthread_atfork([] { instance().prepare_fork(); }, [] { instance().after_fork_parent(); },
                    [] { instance().after_fork_child(); });
@@ -215,7 +214,7 @@ class epoch_domain {
 
   // An operation that entered while a fork is being prepared steps out and waits for the parent's
   // side of the fork to finish (in the child this thread does not exist).
-  [[gnu::noinline]] void wait_at_gate(thread_state& ts) noexcept {
+  PARDICT_NOINLINE void wait_at_gate(thread_state& ts) noexcept {
     for (;;) {
       if (ts.my_slot != nullptr) {
         ts.my_slot->announced.store(0, std::memory_order_release);
@@ -229,6 +228,7 @@ class epoch_domain {
         announce(ts.my_slot);
       } else {
         overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+        light_fence();  // pairs with try_advance's heavy_fence, as announce() does
       }
       if (!gate_.load(std::memory_order_seq_cst)) return;
     }
@@ -287,7 +287,7 @@ class epoch_domain {
       spoiled_below_.store(objects_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
     // The registration is the process's; make sure the child has one before relying on it.
-    if (asymmetric_ && !register_membarrier()) asymmetric_ = false;
+    if (asymmetric_ && !platform::process_fence_available()) asymmetric_ = false;
     gate_.store(false, std::memory_order_release);
   }
 
@@ -296,11 +296,15 @@ class epoch_domain {
   PARDICT_ALWAYS_INLINE void announce(slot* sl) noexcept {
     std::uint64_t e = global_.load(std::memory_order_relaxed);
     for (;;) {
+      // Symmetric: a seq_cst fence, not a seq_cst store. The store alone would order the
+      // announcement before the seq_cst load of global_ below but, in the C++ model, not before
+      // the acquire loads of table pointers that follow; fence against fence (heavy_fence in
+      // try_advance) is the pairing the model guarantees on every CPU.
+      sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
       if (asymmetric_) {
-        sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
         std::atomic_signal_fence(std::memory_order_seq_cst);
       } else {
-        sl->announced.store((e << 1) | 1, std::memory_order_seq_cst);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
       }
       const std::uint64_t now = global_.load(std::memory_order_seq_cst);
       if (now == e) break;
@@ -309,7 +313,7 @@ class epoch_domain {
   }
 
   // First operation of a thread, or a thread that found no free slot (or is exiting).
-  [[gnu::noinline]] void enter_without_slot(thread_state& ts) noexcept {
+  PARDICT_NOINLINE void enter_without_slot(thread_state& ts) noexcept {
     if (ts.serial == 0) ts.serial = serials_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (!ts.exiting) {
       static thread_local slot_releaser releaser;
@@ -321,18 +325,9 @@ class epoch_domain {
       announce(ts.my_slot);
     } else {
       overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+      light_fence();  // pairs with try_advance's heavy_fence, as announce() does
     }
     if (gate_.load(std::memory_order_seq_cst)) wait_at_gate(ts);
-  }
-
-  static bool register_membarrier() noexcept {
-#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
-    const long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
-    return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-#else
-    return false;
-#endif
   }
 
   slot* acquire_slot() noexcept {
@@ -371,8 +366,8 @@ class epoch_domain {
 
   bool try_advance() noexcept {
     const std::uint64_t g = global_.load(std::memory_order_seq_cst);
+    heavy_fence();  // before every load of the readers' state, the overflow count included
     if (overflow_active_.load(std::memory_order_seq_cst) != 0) return false;
-    heavy_fence();
     const std::size_t hw = high_water_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < hw; ++i) {
       const std::uint64_t a = slots_[i].announced.load(std::memory_order_seq_cst);
