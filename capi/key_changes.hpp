@@ -89,7 +89,7 @@ class key_change_log {
     std::atomic<std::uint64_t> stamp{0};
   };
 
-  [[gnu::noinline]] void record() noexcept {
+  PARDICT_NOINLINE void record() noexcept {
     const std::uint64_t now = clock_.load(std::memory_order_relaxed);
     const std::uint64_t me = detail::epoch_domain::thread_serial();
     const std::size_t i = detail::epoch_domain::thread_index();
