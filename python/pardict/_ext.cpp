@@ -19,8 +19,10 @@
 
 namespace nb = nanobind;
 
-// _interp.cpp: tables owned from Python, element operations on scalar keys and values.
+// _interp.cpp: tables owned from Python, element operations on scalar keys and values; the
+// exception for a C ABI error status.
 void bind_interpreter_path(nb::module_& m);
+[[noreturn]] void raise_status(std::int32_t st);
 
 namespace {
 
@@ -147,9 +149,7 @@ pardict_dict* table(std::uintptr_t handle) {
 }
 
 void check_status(std::int32_t st) {
-  if (st == PARDICT_ERR_NOMEM) throw std::bad_alloc();
-  if (st < 0)
-    throw std::runtime_error("pardict: C ABI call failed with status " + std::to_string(st));
+  if (st < 0) raise_status(st);
 }
 
 // CRC-32C of several buffers, each on its own thread when it is large (the pickled keys and values
@@ -256,7 +256,7 @@ NB_MODULE(_ext, m) {
   m.def("watch_new", [](std::uintptr_t d) {
     std::int32_t st = 0;
     pardict_iter* w = pardict_watch_new(reinterpret_cast<pardict_dict*>(d), nullptr, &st);
-    if (st != PARDICT_OK) throw std::bad_alloc();
+    if (st != PARDICT_OK) check_status(st < 0 ? st : PARDICT_ERR_INTERNAL);
     return reinterpret_cast<std::uintptr_t>(w);
   });
   m.def("watch_free",

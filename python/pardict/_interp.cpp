@@ -61,20 +61,23 @@ void check_table(std::uintptr_t d) {
   throw nb::python_error();
 }
 
-[[noreturn]] void raise_status(std::int32_t st);
+}  // namespace
 
-// raise_status for a call on table d: a NOMEM raised here is not reported again by check_table.
-[[noreturn]] void raise_for(std::uintptr_t d, std::int32_t st) {
-  if (st == PARDICT_ERR_NOMEM) (void)pardict_take_alloc_failures(table(d));
-  raise_status(st);
-}
-
+// The exception for a C ABI error status (also used by _ext.cpp).
 [[noreturn]] void raise_status(std::int32_t st) {
   if (st == PARDICT_ERR_NOMEM) throw std::bad_alloc();  // callers reset the count first
   if (st == PARDICT_ERR_MUTATED)
     throw std::runtime_error("dictionary changed size during iteration");
   if (st == PARDICT_ERR_FORKED) throw std::runtime_error(forked_message);
   throw std::runtime_error("pardict: C ABI error " + std::to_string(st));
+}
+
+namespace {
+
+// raise_status for a call on table d: a NOMEM raised here is not reported again by check_table.
+[[noreturn]] void raise_for(std::uintptr_t d, std::int32_t st) {
+  if (st == PARDICT_ERR_NOMEM) (void)pardict_take_alloc_failures(table(d));
+  raise_status(st);
 }
 
 // A blob of one scalar; 8 bytes hold every class the direct path uses (4 for bool, 8 otherwise).
