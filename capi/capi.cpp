@@ -74,7 +74,7 @@ iter_state* I(pardict_iter* it) noexcept { return reinterpret_cast<iter_state*>(
 // half-changed or locked by a thread that is gone, so every call on it reports PARDICT_ERR_FORKED
 // and freeing it leaks it (see epoch.hpp).
 inline bool spoiled(const dict_base* d) noexcept {
-  return d != nullptr && pardict::detail::epoch_domain::instance().fork_spoiled(d->serial);
+  return d != nullptr && pardict::detail::epoch_domain::fork_spoiled(d->serial);
 }
 inline bool spoiled(const pardict_dict* d) noexcept {
   return spoiled(reinterpret_cast<const dict_base*>(d));

@@ -111,7 +111,9 @@ class epoch_domain {
   std::uint64_t object_serial() noexcept {
     return objects_.fetch_add(1, std::memory_order_relaxed) + 1;
   }
-  bool fork_spoiled(std::uint64_t serial) const noexcept {
+  // Static, so that the C ABI's check on every call is one load of a constant-initialised global
+  // (instance() would add its initialisation guard).
+  static bool fork_spoiled(std::uint64_t serial) noexcept {
     return serial < spoiled_below_.load(std::memory_order_relaxed);
   }
   // How long a fork waits for operations in flight before giving up on the maps it copies.
@@ -380,8 +382,8 @@ class epoch_domain {
   bool asymmetric_;  // changed only by the fork child handler, with no other thread left
   std::atomic<bool> gate_{false};  // a fork is being prepared: operations wait before entering
   bool fork_drained_ = true;       // the last prepare_fork saw no operation in flight
-  std::atomic<std::uint64_t> objects_{0};        // object_serial()s given out
-  std::atomic<std::uint64_t> spoiled_below_{0};  // see fork_spoiled()
+  std::atomic<std::uint64_t> objects_{0};  // object_serial()s given out
+  static inline constinit std::atomic<std::uint64_t> spoiled_below_{0};  // see fork_spoiled()
   std::atomic<std::uint64_t> global_{1};
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::int64_t> overflow_active_{0};
