@@ -129,7 +129,13 @@ run_suite() {  # name, then environment assignments for the run
   passed+=("$name $(grep -oE '[0-9]+' <<<"$line" | head -n 1) passed")
 }
 
-run_suite unit
+if [[ $target == aarch64 ]]; then
+  # qemu-user maps the guest's address space itself, so RLIMIT_AS caps qemu, not the program: the
+  # out-of-memory test cannot make only the dictionary's allocations fail there (it runs natively).
+  run_suite unit "GTEST_FILTER=-CapiOutOfMemory.*"
+else
+  run_suite unit
+fi
 if [[ $target == mingw && -z ${PARDICT_MINGW_CONCURRENCY:-} ]]; then
   # Known problem, under investigation: since the hardening merge (fork gate, iterator clocks,
   # per-table seed), the concurrency suite built with mingw-w64 hangs under wine 8 in a different
