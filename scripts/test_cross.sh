@@ -136,17 +136,7 @@ if [[ $target == aarch64 ]]; then
 else
   run_suite unit
 fi
-if [[ $target == mingw && -z ${PARDICT_MINGW_CONCURRENCY:-} ]]; then
-  # Known problem, under investigation: since the hardening merge (fork gate, iterator clocks,
-  # per-table seed), the concurrency suite built with mingw-w64 hangs under wine 8 in a different
-  # test each run (watchdog: "did not finish within 120s"), on a quiet machine every time and on a
-  # busy one sometimes. The unit suite passes. Until it is fixed the suite is not run here;
-  # PARDICT_MINGW_CONCURRENCY=1 runs it.
-  echo "-- mingw: concurrency SKIPPED (known hang under wine, see scripts/test_cross.sh)"
-  passed+=("concurrency skipped (known hang under wine)")
-else
-  run_suite concurrency
-fi
+run_suite concurrency
 if [[ $target != mingw ]]; then  # mingw already runs symmetric (above)
   run_suite concurrency-symmetric PARDICT_SYMMETRIC_FENCES=1
 fi

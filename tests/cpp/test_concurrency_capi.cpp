@@ -7,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <latch>
 #include <thread>
 #include <vector>
 
@@ -36,7 +35,7 @@ TEST(CapiConcurrency, RefcountedValuesUnderContention) {
   ASSERT_EQ(st, PARDICT_OK);
   // One meminfo per (thread, round): each starts with the writer's reference.
   std::vector<fake_meminfo> mis(threads * rounds);
-  std::latch start(threads);
+  pardict_test::start_latch start(threads);
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
@@ -84,7 +83,7 @@ TEST(CapiConcurrency, CombineLosesNoUpdate) {
   ASSERT_EQ(st, PARDICT_OK);
   const std::int32_t f_sum[] = {0, PARDICT_KIND_I64, 8, PARDICT_KIND_F64};
   const std::int32_t f_max[] = {0, PARDICT_KIND_I64};
-  std::latch start(threads);
+  pardict_test::start_latch start(threads);
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
@@ -204,7 +203,7 @@ TEST(CapiConcurrency, UnownedCopiesFromManyThreads) {
   std::vector<fake_meminfo> mis(threads * rounds);
   std::vector<std::array<float, 3>> datas(threads * rounds, {1, 2, 3});
   std::atomic<long> hits{0};
-  std::latch start(threads);
+  pardict_test::start_latch start(threads);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {

@@ -1479,10 +1479,13 @@ class concurrent_table {
     wait_while_zero(t->done);
   }
 
+  // platform::wait_on, not w.wait(): where libstdc++ has no futex (mingw-w64) its atomic wait
+  // falls back to a shared pool of condition variables, which was seen under wine to miss a
+  // wake-up (tests/cpp/support/counting.hpp); WaitOnAddress has no such pool.
   static void wait_while_zero(std::atomic<std::uint32_t>& w) noexcept {
     backoff b;
     while (w.load(std::memory_order_acquire) == 0) {
-      if (b.pause()) w.wait(0, std::memory_order_acquire);
+      if (b.pause()) platform::wait_on(w, 0);
     }
   }
 
@@ -1491,7 +1494,7 @@ class concurrent_table {
     nt->budget.fetch_sub(moved, std::memory_order_relaxed);
     s.cur.store(nt, std::memory_order_release);
     t->done.store(1, std::memory_order_release);
-    t->done.notify_all();
+    platform::wake_all(t->done);
     retire(t);
   }
 

@@ -109,9 +109,9 @@ inline void msvc_relaxed_store(W* p, W v) noexcept {
 #error "pardict: relaxed word access needs GCC, clang or MSVC"
 #endif
 
-// ---- environment
-// --------------------------------------------------------------------------------- True when the
-// variable is set to something other than "" or "0".
+// ---- environment -------------------------------------------------------------------------------
+
+// True when the variable is set to something other than "" or "0".
 inline bool env_flag(const char* name) noexcept {
 #if defined(_MSC_VER)
   char* v = nullptr;
@@ -157,9 +157,9 @@ inline void process_fence() noexcept {
 #endif
 }
 
-// ---- sleeping on an address
-// ---------------------------------------------------------------------- Returns when *a may no
-// longer equal `old` (spurious returns allowed: callers re-check).
+// ---- sleeping on an address --------------------------------------------------------------------
+
+// Returns when *a may no longer equal `old` (spurious returns allowed: callers re-check).
 inline void wait_on(std::atomic<std::uint32_t>& a, std::uint32_t old) noexcept {
 #if defined(_WIN32)
   static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));

@@ -14,14 +14,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <future>
-#include <latch>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -216,11 +217,36 @@ class move_only {
 // Threads.
 // -------------------------------------------------------------------------------------------------
 
-// Runs f(thread_index) on `threads` threads that are all released together by a std::latch, joins
-// them, and rethrows the first exception any of them threw.
+// Releases a fixed number of threads together: each calls arrive_and_wait(), and all return once
+// the last one has arrived. std::latch would do, except where libstdc++ has no futex to build it
+// on (mingw-w64): its GCC 12 fallback (a shared pool of condition variables) was seen under wine
+// to leave one thread asleep in arrive_and_wait() after the others had passed and exited, which
+// hung the suite in a different test each run. A mutex and a condition variable have no such
+// pool; the latch is only ever waited on once per test, so their cost does not matter.
+class start_latch {
+ public:
+  explicit start_latch(std::size_t count) : left_(count) {}
+  void arrive_and_wait() {
+    std::unique_lock<std::mutex> lk(m_);
+    if (--left_ == 0) {
+      lk.unlock();
+      cv_.notify_all();
+      return;
+    }
+    cv_.wait(lk, [&] { return left_ == 0; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::size_t left_;
+};
+
+// Runs f(thread_index) on `threads` threads that are all released together by a start_latch,
+// joins them, and rethrows the first exception any of them threw.
 template <class F>
 void run_threads(std::size_t threads, F&& f) {
-  std::latch start(static_cast<std::ptrdiff_t>(threads));
+  start_latch start(threads);
   std::vector<std::exception_ptr> errors(threads);
   std::vector<std::thread> pool;
   pool.reserve(threads);
