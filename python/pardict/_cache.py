@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +70,36 @@ _LOCATORS = [
 ]
 
 
+def _spread_unique_ids() -> None:
+    """Start numba's function-id counter at a random point of a 2**62 range.
+
+    numba names every compiled function by its qualified name, its argument types and an id from
+    a per-process counter that starts at 1 (the `v<id>` ABI tag), and links the functions of the
+    libraries it loads from its cache by those names, sharing one body per name (numba issue
+    10486, open). Two processes that compile in the same order give the same ids to different
+    functions that share a name and argument types: pardict's bulk methods are such functions
+    (one closure per op, e.g. set_many's assign and add_many's add). A third process that loaded
+    both from the cache ran one body for both: set_many added after an add_many had run
+    (tests/python/test_cache.py). With every process starting at its own random point, ids from
+    different processes do not meet (two processes of 10**6 compilations each overlap with
+    probability ~1e-12). Functions compiled before pardict was imported keep their small ids;
+    none of them is in pardict's cached helpers. Left alone if something else has already
+    replaced numba's counter."""
+    from numba.core import bytecode
+
+    ident = bytecode.FunctionIdentity
+    if type(ident._unique_ids) is itertools.count and not _spread[0]:
+        ident._unique_ids = itertools.count(secrets.randbits(62) | 1 << 61)
+        _spread[0] = True
+
+
+_spread = [False]
+
+
 def install() -> None:
-    """Put pardict's locators first (idempotent); other files still get numba's own."""
+    """Put pardict's locators first (idempotent); other files still get numba's own. Spread
+    numba's function ids (see _spread_unique_ids)."""
+    _spread_unique_ids()
     classes = caching.CacheImpl._locator_classes
     for loc in reversed(_LOCATORS):
         if loc not in classes:

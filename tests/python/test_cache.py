@@ -142,3 +142,48 @@ def test_cache_across_processes(tmp_path):
     assert {k: second[k] for k in expect} == expect
     assert second["hits"] == 5 and second["misses"] == 0
     assert _cache_files(tmp_path) == files  # nothing recompiled or rewritten
+
+
+BULK_OPS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from numba import types
+    import pardict
+
+    out = {}
+    for op in sys.argv[1:]:
+        d = pardict.Dict.empty(types.int64, types.float64)
+        k = np.arange(4, dtype=np.int64)
+        getattr(d, op)(k, np.full(4, 10.0))
+        getattr(d, op)(k, np.full(4, 3.0))
+        out[op] = [d[i] for i in range(4)]
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_bulk_methods_compiled_in_different_processes_keep_their_op(tmp_path):
+    """numba names a compiled function by name, argument types and a per-process counter, and
+    shares one body per name among the libraries it loads from its cache (numba issue 10486).
+    set_many and add_many are one closure per op with the same name and argument types: when
+    each was first compiled by its own fresh process, the counters agreed, and a third process
+    that loaded both ran one body for both (set_many added, or add_many assigned)."""
+    (tmp_path / "bulk_ops.py").write_text(BULK_OPS)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run(*ops):
+        p = subprocess.run(
+            [sys.executable, str(tmp_path / "bulk_ops.py"), *ops],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=str(tmp_path),
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        (line,) = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+        return json.loads(line[len("RESULT ") :])
+
+    expect = {"set_many": [3.0] * 4, "add_many": [13.0] * 4}
+    assert run("add_many") == {"add_many": expect["add_many"]}  # compiles and caches add_many
+    assert run("set_many") == {"set_many": expect["set_many"]}  # compiles and caches set_many
+    assert run("add_many", "set_many") == expect  # both from the cache
+    assert run("set_many", "add_many") == expect
