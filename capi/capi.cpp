@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "blob.hpp"
@@ -11,6 +12,7 @@
 #include "refs.hpp"
 #include "ucs4_bulk.hpp"
 #include "unowned_copies.hpp"
+#include "utf8_bulk.hpp"
 #include "workers.hpp"
 
 namespace pardict::capi {
@@ -344,6 +346,48 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
     if (count != 0)
       std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(), m.values.size());
   });
+  *n_miss = n_out.load();
+  return s;
+}
+
+int32_t pardict_combine_many_utf8(pardict_dict* d, const void* data, int64_t data_size,
+                                  const void* offsets, int32_t offset_bytes, int64_t first,
+                                  int64_t n, const void* values, int64_t value_stride, int32_t op,
+                                  const int32_t* fields, int32_t n_fields, int32_t threads,
+                                  int64_t* miss_rows, void* miss_values, int64_t* n_miss) {
+  dict_base* b = D(d);
+  const auto& l = b->lay;
+  const std::size_t vc = l.value_class;
+  if (!holds_one_str(l) || n < 0 || first < 0 || data_size < 0 ||
+      (offset_bytes != 4 && offset_bytes != 8) || !combine_args_ok(l, op, fields, n_fields) ||
+      (value_stride != 0 && value_stride != static_cast<int64_t>(vc)) ||
+      (n > 0 && (offsets == nullptr || values == nullptr || miss_rows == nullptr ||
+                 miss_values == nullptr || (data == nullptr && data_size != 0))) ||
+      n_miss == nullptr)
+    return PARDICT_ERR_INVALID;
+  *n_miss = 0;
+  if (n == 0) return PARDICT_OK;
+  const field_combine c{to_combine_op(op), fields, n_fields};
+  auto* miss_out = static_cast<unsigned char*>(miss_values);
+  std::atomic<std::int64_t> n_out{0};
+  auto run = [&](const auto* offs) -> int32_t {
+    offs += first;
+    if (!utf8_offsets_ok(offs, n, data_size)) return PARDICT_ERR_INVALID;
+    using offset_type = std::remove_cv_t<std::remove_pointer_t<decltype(offs)>>;
+    const utf8_array<offset_type> rows{static_cast<const unsigned char*>(data), offs};
+    return parallel_chunks(n, threads, [&](std::size_t lo, std::size_t hi) {
+      const word_misses m = combine_utf8_rows(*b, rows, static_cast<const unsigned char*>(values),
+                                              static_cast<std::size_t>(value_stride), lo, hi, c);
+      // As pardict_combine_many_ucs4: one miss per (worker, word), so n slots always suffice.
+      const auto count = static_cast<std::int64_t>(m.rows.size());
+      const std::int64_t at = n_out.fetch_add(count);
+      std::copy(m.rows.begin(), m.rows.end(), miss_rows + at);
+      if (count != 0)
+        std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(), m.values.size());
+    });
+  };
+  const int32_t s = offset_bytes == 4 ? run(static_cast<const std::int32_t*>(offsets))
+                                      : run(static_cast<const std::int64_t*>(offsets));
   *n_miss = n_out.load();
   return s;
 }

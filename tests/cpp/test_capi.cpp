@@ -505,6 +505,92 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
   pardict_free(d);
 }
 
+TEST_F(CapiTest, CombineManyUtf8AggregatesArrowStringsPerWord) {
+  // A str -> int64 dict holding "ab" (kind 1) and "é" (kind 4), fed Arrow strings: row 0 ("zz")
+  // lies before `first`; then "ab", "x", "ab", "", "x", "ab", "é" (2 UTF-8 bytes), "a\xff"
+  // (malformed: 'a' and U+FFFD).
+  pardict_dict* d = make(48, 8, /*krefs=*/1u << 4, /*kstrs=*/1u);
+  fake_meminfo m;
+  const char ab[] = "ab";
+  const std::uint32_t e_acute[] = {0xe9};
+  key_buf stored_ab{{ab, 2, 1, 0, -1, &m, nullptr}};
+  key_buf stored_e{{e_acute, 1, 4, 0, -1, &m, nullptr}};
+  std::int64_t v = 100;
+  ASSERT_EQ(pardict_set(d, &stored_ab, &v, nullptr), PARDICT_INSERTED);
+  ASSERT_EQ(pardict_set(d, &stored_e, &v, nullptr), PARDICT_INSERTED);
+  const unsigned char data[] = {'z', 'z', 'a', 'b',  'x',  'a', 'b',
+                                'x', 'a', 'b', 0xc3, 0xa9, 'a', 0xff};
+  const std::int32_t off32[] = {0, 2, 4, 5, 7, 7, 8, 10, 12, 14};
+  const std::int64_t off64[] = {0, 2, 4, 5, 7, 7, 8, 10, 12, 14};
+  const std::int64_t n = 8;
+  const std::int64_t vals[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  for (const int offset_bytes : {4, 8}) {
+    SCOPED_TRACE(offset_bytes);
+    const void* offsets = offset_bytes == 4 ? static_cast<const void*>(off32) : off64;
+    std::vector<std::int64_t> miss_rows(n, -1), miss_vals(n, -1);
+    std::int64_t n_miss = -1;
+    ASSERT_EQ(pardict_combine_many_utf8(d, data, sizeof data, offsets, offset_bytes, 1, n, vals, 8,
+                                        PARDICT_OP_ADD, fields, 1, 1, miss_rows.data(),
+                                        miss_vals.data(), &n_miss),
+              PARDICT_OK);
+    std::int64_t out = 0;
+    ASSERT_EQ(pardict_get(d, &stored_ab, &out), PARDICT_FOUND);
+    const std::int64_t pass = offset_bytes / 4;  // 1, then 2: the second pass adds the same again
+    EXPECT_EQ(out, 100 + pass * (1 + 3 + 6));  // combined in place, whatever the stored kind
+    ASSERT_EQ(pardict_get(d, &stored_e, &out), PARDICT_FOUND);
+    EXPECT_EQ(out, 100 + pass * 7);
+    EXPECT_EQ(pardict_len(d), 2);  // nothing inserted
+    ASSERT_EQ(n_miss, 3);          // "x", "" and "a\ufffd": rows relative to first
+    std::map<std::int64_t, std::int64_t> by_row;
+    for (std::int64_t i = 0; i < n_miss; ++i) by_row[miss_rows[i]] = miss_vals[i];
+    EXPECT_EQ(by_row, (std::map<std::int64_t, std::int64_t>{{1, 2 + 5}, {3, 4}, {7, 8}}));
+  }
+
+  // One value for every row (stride 0), split over threads: every row counted once.
+  std::vector<unsigned char> text;
+  std::vector<std::int64_t> offs{0};
+  for (std::size_t i = 0; i < 40000; ++i) {
+    text.push_back('a');
+    text.push_back(i % 2 == 0 ? 'b' : 'c');  // "ab" present, "ac" new
+    offs.push_back(static_cast<std::int64_t>(text.size()));
+  }
+  const std::int64_t one = 1;
+  std::vector<std::int64_t> miss_rows(40000, -1), miss_vals(40000, -1);
+  std::int64_t n_miss = -1;
+  ASSERT_EQ(pardict_combine_many_utf8(d, text.data(), static_cast<std::int64_t>(text.size()),
+                                      offs.data(), 8, 0, 40000, &one, 0, PARDICT_OP_ADD, fields, 1,
+                                      4, miss_rows.data(), miss_vals.data(), &n_miss),
+            PARDICT_OK);
+  std::int64_t out = 0;
+  ASSERT_EQ(pardict_get(d, &stored_ab, &out), PARDICT_FOUND);
+  EXPECT_EQ(out, 120 + 20000);
+  std::int64_t new_total = 0;
+  for (std::int64_t i = 0; i < n_miss; ++i) {
+    EXPECT_EQ(miss_rows[i] % 2, 1);  // only "ac" is missing (reported once per worker)
+    new_total += miss_vals[i];
+  }
+  EXPECT_EQ(new_total, 20000);
+
+  // Bad arguments: offsets past the data or out of order, an offset width, an assign op, a
+  // stride that is not the value class, a non-string key layout.
+  const std::int32_t past[] = {0, 2, 99};
+  const std::int32_t backwards[] = {0, 4, 2};
+  auto call = [&](pardict_dict* t, const void* o, int ob, std::int64_t stride, std::int32_t op) {
+    return pardict_combine_many_utf8(t, data, sizeof data, o, ob, 0, 2, vals, stride, op, fields, 1,
+                                     1, miss_rows.data(), miss_vals.data(), &n_miss);
+  };
+  EXPECT_EQ(call(d, past, 4, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, backwards, 4, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, off32, 2, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, off32, 4, 8, PARDICT_OP_ASSIGN), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, off32, 4, 4, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  pardict_dict* ints = make(8, 8);
+  EXPECT_EQ(call(ints, off32, 4, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  pardict_free(ints);
+  pardict_free(d);
+}
+
 TEST_F(CapiTest, GetManyTestsMembershipOfValuesHoldingReferences) {
   // int64 -> {meminfo, payload}: get_many may not copy such values out, but a membership test
   // (values_out null) reads none of them.
