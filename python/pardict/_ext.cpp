@@ -219,6 +219,7 @@ NB_MODULE(_ext, m) {
     d["pardict_combine_many"] = addr(&pardict_combine_many);
     d["pardict_combine_many_ucs4"] = addr(&pardict_combine_many_ucs4);
     d["pardict_get_many_ucs4"] = addr(&pardict_get_many_ucs4);
+    d["pardict_combine_many_utf8"] = addr(&pardict_combine_many_utf8);
     d["pardict_clear"] = addr(&pardict_clear);
     d["pardict_reserve"] = addr(&pardict_reserve);
     d["pardict_copy"] = addr(&pardict_copy);
@@ -334,6 +335,38 @@ NB_MODULE(_ext, m) {
       },
       "pardict_combine_many with PARDICT_OP_ASSIGN over key and value blob buffers (sizes checked "
       "by the caller); the number of new keys. The GIL is released.");
+  m.def(
+      "combine_many_utf8",
+      [](std::uintptr_t d, nb::handle data, nb::handle offsets, int offset_bytes,
+         std::int64_t first, std::int64_t n, nb::handle values, std::int64_t value_stride,
+         std::int32_t op, std::int32_t kind, std::int32_t threads, std::size_t value_class) {
+        buffer_view dv(data, false), ov(offsets, false), vv(values, false);
+        if ((offset_bytes != 4 && offset_bytes != 8) || first < 0 || n < 0 ||
+            ov.size() < static_cast<std::size_t>(first + n + 1) * offset_bytes ||
+            vv.size() <
+                (value_stride == 0 ? value_class : static_cast<std::size_t>(n * value_stride)))
+          throw std::invalid_argument("combine_many_utf8: buffer sizes do not match");
+        // Room for n misses, as the C ABI asks; pages never written are never touched.
+        pardict::wire::owned_bytes rows, misses;
+        rows.allocate(static_cast<std::size_t>(n) * sizeof(std::int64_t));
+        misses.allocate(static_cast<std::size_t>(n) * value_class);
+        const std::int32_t fields[2] = {0, kind};
+        std::int64_t m = 0;
+        std::int32_t st;
+        {
+          nb::gil_scoped_release unlocked;
+          st = pardict_combine_many_utf8(
+              table(d), dv.data(), static_cast<std::int64_t>(dv.size()), ov.data(), offset_bytes,
+              first, n, vv.data(), value_stride, op, fields, 1, threads,
+              reinterpret_cast<std::int64_t*>(rows.get()), misses.get(), &m);
+        }
+        check_status(st);
+        rows.size = static_cast<std::size_t>(m) * sizeof(std::int64_t);
+        misses.size = static_cast<std::size_t>(m) * value_class;
+        return nb::make_tuple(to_numpy(std::move(rows)), to_numpy(std::move(misses)));
+      },
+      "pardict_combine_many_utf8 over an Arrow string array's buffers, one scalar value field of "
+      "`kind`: (miss rows as int64 bytes, their aggregated value blobs). The GIL is released.");
   m.def(
       "utf8_max_length",
       [](nb::handle data, nb::handle offsets, int offset_bytes, std::size_t first, std::size_t n) {

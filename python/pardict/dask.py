@@ -51,6 +51,9 @@ partial)."""
 
 _MERGE_OP = {"add": "add", "min": "min", "max": "max", "count": "add", "assign": "assign"}
 _BULK = {"add": "add_many", "min": "min_many", "max": "max_many", "assign": "set_many"}
+# Arrow str keys are combined from their UTF-8 buffers (Dict._combine_arrow); False: converted to
+# NumPy unicode arrays first, as before (kept to measure the difference: bench/wc_profile.py).
+_ARROW_DIRECT = True
 _STR_BATCH_BYTES = 64 << 20  # NumPy unicode rows converted at once (UCS4: 4 bytes per character)
 
 
@@ -346,6 +349,13 @@ def _stored_dtype(op: str, value_dtype: np.dtype | None) -> np.dtype:
 def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
     """One partition as a pardict.Dict (a task: runs on a worker)."""
     d = Dict.empty(spec.key_type(), spec.value_type())
+    direct = _ARROW_DIRECT and spec.key_dtype is None and spec.op != "assign"
+    arrow = _arrow_strings(keys_part) if direct else None
+    if arrow is not None:
+        if spec.split:
+            arrow = _arrow_words(arrow, spec.sep)
+        _chunk_arrow(d, arrow, values_part, spec, index)
+        return d
     if spec.key_dtype is None:
         key_batches = list(_str_batches(keys_part, "keys", index, spec.split, spec.sep))
     else:
@@ -371,6 +381,36 @@ def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
         bulk(keys, values[at : at + keys.size], threads=spec.threads)
         at += keys.size
     return d
+
+
+def _chunk_arrow(d: Dict, chunks, values_part: Any, spec: _Spec, index: int) -> None:
+    """A partition of Arrow str keys combined into d straight from the UTF-8 buffers (no NumPy
+    unicode array, so no numba specialisation per string width)."""
+    for c in chunks:
+        if c.null_count:
+            raise ValueError(
+                f"pardict.dask: partition {index} of the keys has {c.null_count} missing "
+                f"values (dropna() them first)"
+            )
+    if spec.op == "count":
+        for c in chunks:
+            d._combine_arrow(c, None, "count", spec.threads)
+        return
+    assert spec.value_dtype is not None
+    values = _as_numeric(values_part, spec.value_dtype, "values", index)
+    n_keys = sum(len(c) for c in chunks)
+    if n_keys != values.size:
+        raise ValueError(
+            f"pardict.dask: keys and values are not aligned: partition {index} has {n_keys} "
+            f"keys and {values.size} values"
+        )
+    stored = _stored_dtype(spec.op, spec.value_dtype)
+    if values.dtype != stored:
+        values = values.astype(stored)
+    at = 0
+    for c in chunks:
+        d._combine_arrow(c, values[at : at + len(c)], spec.op, spec.threads)
+        at += len(c)
 
 
 def _combine(parts: Sequence[Dict], op: str, threads: int | None) -> Dict:

@@ -1,6 +1,7 @@
 """Bulk operations on NumPy arrays (set_many, add_many, min_many, max_many, count_many, get_many,
 contains_many, to_arrays, from_arrays) against NumPy oracles, at several thread counts."""
 
+import collections
 import threading
 
 import numpy as np
@@ -622,3 +623,39 @@ def test_bulk_threads_must_be_positive(threads):
         d.get_many(np.array([1]), threads=threads)
     with pytest.raises(TypeError, match="threads must be an int"):
         d.count_many(np.array([1]), threads=1.5)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("large", [False, True])
+def test_str_bulk_reads_arrow_strings_in_place(threads, large):
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(5)
+    vocab = [f"w{i}" for i in range(3000)] + ["", "é", "日本", "😀", "a" * 40, "x\x00y"]
+    tokens = [vocab[i] for i in rng.zipf(1.2, 80_000) % len(vocab)]
+    typ = pa.large_string() if large else pa.string()
+    arr = pa.array(["skipped"] * 7 + tokens + ["skipped"], type=typ).slice(7, len(tokens))
+    assert arr.offset == 7  # a slice: the offsets start past the buffer's first string
+    d = Dict.empty(types.unicode_type, types.int64)
+    d["w0"] = 5
+    d["日本"] = 1
+    assert d.count_many(arr, threads=threads) == len(set(tokens)) - 2
+    want = collections.Counter(tokens)
+    want["w0"] += 5
+    want["日本"] += 1
+    assert d.to_dict() == dict(want)
+    # a chunked array, and add/min/max with values (the misses' aggregates inserted once)
+    chunked = pa.chunked_array([arr.slice(0, 30_000), arr.slice(30_000)])
+    vals = rng.integers(0, 5, len(tokens)).astype(np.float32)
+    for op in ("add", "min", "max"):
+        e = Dict.empty(types.unicode_type, types.float32)
+        e["w0"] = np.float32(3)
+        getattr(e, f"{op}_many")(chunked, vals, threads=threads)
+        assert e.to_dict() == _oracle(op, np.array(tokens, dtype=object), vals, {"w0": 3})
+
+
+def test_str_bulk_arrow_refuses_nulls():
+    pa = pytest.importorskip("pyarrow")
+    d = Dict.empty(types.unicode_type, types.int64)
+    with pytest.raises(ValueError, match="1 missing values"):
+        d.count_many(pa.array(["a", None]))
+    assert len(d) == 0
