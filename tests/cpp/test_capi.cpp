@@ -537,7 +537,7 @@ TEST_F(CapiTest, CombineManyUtf8AggregatesArrowStringsPerWord) {
     std::int64_t out = 0;
     ASSERT_EQ(pardict_get(d, &stored_ab, &out), PARDICT_FOUND);
     const std::int64_t pass = offset_bytes / 4;  // 1, then 2: the second pass adds the same again
-    EXPECT_EQ(out, 100 + pass * (1 + 3 + 6));  // combined in place, whatever the stored kind
+    EXPECT_EQ(out, 100 + pass * (1 + 3 + 6));    // combined in place, whatever the stored kind
     ASSERT_EQ(pardict_get(d, &stored_e, &out), PARDICT_FOUND);
     EXPECT_EQ(out, 100 + pass * 7);
     EXPECT_EQ(pardict_len(d), 2);  // nothing inserted
