@@ -353,7 +353,9 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     # ---- bulk operations on NumPy arrays ----------------------------------------------------------
     # Each is the jitted method of the same name (numba/bulk.py), run with the GIL released and
     # split over `threads` C++ threads (default: numba's thread count). Every element operation is
-    # atomic; the batch as a whole is not.
+    # atomic; the batch as a whole is not. count/add/min/max_many of a str-keyed dict also take a
+    # pyarrow string (or large_string) Array or ChunkedArray without nulls, read in place
+    # (_combine_arrow).
 
     def _bulk(self, fn, keys, *args):
         if not self._typed:
