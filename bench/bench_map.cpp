@@ -8,7 +8,7 @@
 // built).
 //
 // Maps:      pardict pardict_bulk tbb_hm tbb_um cuckoo absl_sharded std_mutex plain plain_touched
-// raw_read Workloads: W1 W2 W3 W4 W5 W6 W7i W7l   (see bench/README.md)
+// raw_read Workloads: W1 W2 W3 W4 W5 W6 W7i W7l W8r W8s   (see bench/README.md)
 //
 // Environment: PARDICT_BENCH_BLOCK = keys per bulk call for pardict_bulk (default 512).
 //
@@ -298,16 +298,20 @@ u64 next_pow2(u64 x) { return x <= 1 ? 1 : u64{1} << (64 - __builtin_clzll(x - 1
 // ------------------------------------------------------------------------------------------------
 // Configuration
 
-enum class W { W1, W2, W3, W4, W5, W6, W7i, W7l };
+enum class W { W1, W2, W3, W4, W5, W6, W7i, W7l, W8r, W8s };
 struct WInfo {
   const char* name;
   W w;
 };
-constexpr WInfo kWorkloads[] = {{"W1", W::W1}, {"W2", W::W2}, {"W3", W::W3},   {"W4", W::W4},
-                                {"W5", W::W5}, {"W6", W::W6}, {"W7i", W::W7i}, {"W7l", W::W7l}};
+constexpr WInfo kWorkloads[] = {{"W1", W::W1},   {"W2", W::W2},  {"W3", W::W3},   {"W4", W::W4},
+                                {"W5", W::W5},   {"W6", W::W6},  {"W7i", W::W7i}, {"W7l", W::W7l},
+                                {"W8r", W::W8r}, {"W8s", W::W8s}};
 
 bool is_insert(W w) { return w == W::W1 || w == W::W2 || w == W::W7i; }
 bool is_lookup(W w) { return w == W::W3 || w == W::W4 || w == W::W7l; }
+// Re-insertion: N keys inserted into an empty map in another map's iteration order (W8r) or in
+// that order shuffled (W8s).
+bool is_reinsert(W w) { return w == W::W8r || w == W::W8s; }
 
 constexpr u64 kZipfRanks = u64{1} << 20;
 
@@ -805,6 +809,36 @@ struct Runner {
     return s;
   }
 
+  // W8r, W8s: thread t inserts keys[j] for j == t (mod T), in order.
+  double timed_insert_keys(Map& m, const std::vector<u64>& keys, u64& inserted) {
+    std::vector<u64> per(c.T, 0);
+    const size_t B = c.block;
+    const u64 n = keys.size();
+    double s = run_threads(c.T, [&](int t) {
+      u64 local = 0;
+      if constexpr (kBulk) {
+        std::vector<u64> ks(B);
+        std::vector<V> vs(B);
+        u64 j = t;
+        while (j < n) {
+          size_t b = 0;
+          for (; b < B && j < n; ++b, j += c.T) {
+            ks[b] = keys[j];
+            vs[b] = val_of<V>(index_of(keys[j]));
+          }
+          local +=
+              m.insert_many(std::span<const u64>(ks.data(), b), std::span<const V>(vs.data(), b));
+        }
+      } else {
+        for (u64 j = t; j < n; j += c.T) local += m.insert(keys[j], val_of<V>(index_of(keys[j])));
+      }
+      per[t] = local;
+    });
+    inserted = 0;
+    for (auto x : per) inserted += x;
+    return s;
+  }
+
   double timed_lookup(const Map& m, bool absent, LookupTally& tally) {
     std::vector<LookupTally> per(c.T);
     const size_t B = c.block;
@@ -947,6 +981,29 @@ struct Runner {
             check(tally.bad == 0, "wrong values returned: " + std::to_string(tally.bad));
           }
           check(shared->size() == c.n, "size changed by lookups");
+        } else if (is_reinsert(w)) {
+          std::vector<u64> keys;
+          keys.reserve(c.n);
+          {
+            Map source(0);
+            prefill(source);
+            source.for_each([&](u64 k, const V&) { keys.push_back(k); });
+          }
+          check(keys.size() == c.n, "source map iterated " + std::to_string(keys.size()) + " keys");
+          if (w == W::W8s) {  // Fisher-Yates with a fixed seed
+            Rng rng(thread_seed(8, 0));
+            for (u64 i = keys.size() - 1; i > 0; --i)
+              std::swap(keys[i], keys[lemire(rng.next(), i + 1)]);
+          }
+          row.baseline_kb = mem_baseline_kb();  // the source map is gone
+          Map m(0);
+          u64 inserted = 0;
+          row.before = usage_now();
+          row.seconds = timed_insert_keys(m, keys, inserted);
+          finish_row(row);
+          check(inserted == c.n, "inserted " + std::to_string(inserted) + " != N");
+          check(m.size() == c.n, "size " + std::to_string(m.size()) + " != N");
+          row.entries = check_entries<V>([&](auto&& f) { m.for_each(f); }, c.n, nullptr, c.n);
         } else if (w == W::W5) {
           Map m(0);
           prefill(m);
@@ -1088,6 +1145,7 @@ int run_plain(const Config& c, bool pretouch) {
   if constexpr (!std::is_same_v<V, i64>) {
     if (w == W::W6) return 3;
   }
+  if (is_reinsert(w)) return 3;  // per-thread tables: no other map's order to take
   std::optional<ZipfStream> zipf;
   if (w == W::W6) zipf.emplace(make_zipf(op_count(c)));
   std::optional<W5Expect> w5;

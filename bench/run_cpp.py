@@ -47,7 +47,7 @@ EXTRA_MAPS = ["plain_touched"]  # accepted by --maps, not run by default
 PEERS = ["tbb_hm", "tbb_um", "cuckoo", "absl_sharded", "std_mutex"]
 OURS = ["pardict", "pardict_bulk"]
 LIMITS = ["plain", "plain_touched", "raw_read"]
-ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7i", "W7l"]
+ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7i", "W7l", "W8r", "W8s"]
 
 MAP_LABEL = {
     "pardict": "pardict::concurrent_map (single-key API)",
@@ -70,6 +70,8 @@ WORKLOAD_TITLE = {
     "W6": "W6 count occurrences: 2N increments over Zipf(1.0) keys from 2^20 ranks",
     "W7i": "W7i insert N keys with std::array<float,4> values, no reserve",
     "W7l": "W7l N successful lookups with std::array<float,4> values",
+    "W8r": "W8r insert N keys in another map's iteration order, no reserve",
+    "W8s": "W8s insert the keys of W8r shuffled, no reserve",
 }
 INSERTS = {"W1", "W2", "W7i"}
 
@@ -81,6 +83,8 @@ def applies(m: str, w: str) -> bool:
         return w in ("W3", "W7l")  # W4's array is W3's; the W3 number is its reference
     if m == "plain_touched":
         return w in INSERTS or w == "W6"
+    if m == "plain":
+        return w not in ("W8r", "W8s")  # per-thread tables: no other map's order to take
     return True
 
 

@@ -2,6 +2,7 @@
 // hashing and equality that understand numba unicode strings embedded in keys. Internal.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -158,7 +159,7 @@ struct key_layout {
     l.str_mask = str_mask;
     l.plain_mask = nwords >= mask_bits ? ~0u : ((1u << nwords) - 1);
     for (std::uint32_t m = str_mask; m != 0; m &= m - 1) {
-      const unsigned i = static_cast<unsigned>(__builtin_ctz(m));
+      const unsigned i = static_cast<unsigned>(std::countr_zero(m));
       for (unsigned j = i; j < i + unicode_words && j < mask_bits; ++j) l.plain_mask &= ~(1u << j);
     }
     return l;

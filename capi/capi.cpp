@@ -1,5 +1,6 @@
 // extern "C" entry points: argument checks, exception barrier, iterator bookkeeping.
 #include <algorithm>
+#include <bit>
 #include <new>
 #include <stdexcept>
 #include <type_traits>
@@ -49,13 +50,6 @@ std::int64_t live_refs() noexcept {
   return n;
 }
 
-void dict_base::mark_iters() {
-  const void* me = this_thread_token();
-  std::lock_guard<std::mutex> lk(iters_mutex);
-  for (iter_state* it : iters)
-    if (it->owner == me) it->mutated.store(true, std::memory_order_relaxed);
-}
-
 // The dictionary for a layout's key and value classes; null for classes that have no blob type.
 std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys) {
   std::unique_ptr<dict_base> d;
@@ -77,6 +71,25 @@ namespace {
 dict_base* D(pardict_dict* d) noexcept { return reinterpret_cast<dict_base*>(d); }
 const dict_base* D(const pardict_dict* d) noexcept { return reinterpret_cast<const dict_base*>(d); }
 iter_state* I(pardict_iter* it) noexcept { return reinterpret_cast<iter_state*>(it); }
+
+// A dictionary made before a fork() that found operations in flight: in the child it may be
+// half-changed or locked by a thread that is gone, so every call on it reports PARDICT_ERR_FORKED
+// and freeing it leaks it (see epoch.hpp).
+inline bool spoiled(const dict_base* d) noexcept {
+  return d != nullptr && pardict::detail::epoch_domain::fork_spoiled(d->serial);
+}
+inline bool spoiled(const pardict_dict* d) noexcept {
+  return spoiled(reinterpret_cast<const dict_base*>(d));
+}
+
+// The result of a call that may insert: one that could not allocate leaves a trace on the
+// dictionary (pardict_take_alloc_failures), since callers such as numba's workqueue prange drop
+// the status of a failed call.
+inline std::int32_t noting_nomem(dict_base* d, std::int32_t r) noexcept {
+  if (r == PARDICT_ERR_NOMEM) [[unlikely]]
+    d->alloc_failures.fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
 
 // The exception barrier: every entry point runs its body through this.
 template <class F>
@@ -114,7 +127,7 @@ bool mask_fits(std::uint32_t mask, std::uint32_t size) noexcept {
 // Every string struct must lie inside the key.
 bool strings_fit(std::uint32_t mask, std::uint32_t size) noexcept {
   for (; mask != 0; mask &= mask - 1) {
-    const std::uint32_t first = static_cast<std::uint32_t>(__builtin_ctz(mask));
+    const std::uint32_t first = static_cast<std::uint32_t>(std::countr_zero(mask));
     if (word_bytes * first + PARDICT_NB_UNICODE_SIZE > size) return false;
   }
   return true;
@@ -227,52 +240,67 @@ pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_r
   return out;
 }
 
-void pardict_free(pardict_dict* d) { delete D(d); }
+void pardict_free(pardict_dict* d) {
+  if (spoiled(d)) return;  // leaked: walking it could hang
+  delete D(d);
+}
 
 void pardict_meminfo_dtor(void* payload, size_t, void*) {
   pardict_dict* d = *static_cast<pardict_dict**>(payload);
   pardict_free(d);
 }
 
-int64_t pardict_len(const pardict_dict* d) { return D(d)->size(); }
+int64_t pardict_len(const pardict_dict* d) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  return D(d)->size();
+}
 
 int32_t pardict_set(pardict_dict* d, const void* key, const void* value, void* old_out) {
-  return guarded([&] { return D(d)->set(key, value, old_out); });
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  return noting_nomem(D(d), guarded([&] { return D(d)->set(key, value, old_out); }));
 }
 
 int32_t pardict_get(const pardict_dict* d, const void* key, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->get(key, out); });
 }
 
 int32_t pardict_contains(const pardict_dict* d, const void* key) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->contains(key); });
 }
 
 int32_t pardict_pop(pardict_dict* d, const void* key, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->pop(key, out); });
 }
 
 int32_t pardict_popitem(pardict_dict* d, void* key_out, void* value_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->popitem(key_out, value_out); });
 }
 
 int32_t pardict_setdefault(pardict_dict* d, const void* key, const void* dflt, void* out) {
-  return guarded([&] { return D(d)->setdefault(key, dflt, out); });
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  return noting_nomem(D(d), guarded([&] { return D(d)->setdefault(key, dflt, out); }));
 }
 
 int32_t pardict_insert(pardict_dict* d, const void* key, const void* value) {
-  return guarded([&] { return D(d)->insert(key, value); });
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  return noting_nomem(D(d), guarded([&] { return D(d)->insert(key, value); }));
 }
 
 int32_t pardict_combine(pardict_dict* d, const void* key, const void* value, int32_t op,
                         const int32_t* fields, int32_t n_fields, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
   const field_combine c{to_combine_op(op), fields, n_fields};
-  return guarded([&] { return D(d)->combine(key, value, c, out); });
+  return noting_nomem(D(d), guarded([&] { return D(d)->combine(key, value, c, out); }));
 }
 
 int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* value, int32_t op,
                                 const int32_t* fields, int32_t n_fields, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!combine_args_ok(D(d)->lay, op, fields, n_fields)) return PARDICT_ERR_INVALID;
   const field_combine c{to_combine_op(op), fields, n_fields};
   return guarded([&] { return D(d)->combine_present(key, value, c, out); });
@@ -280,6 +308,7 @@ int32_t pardict_combine_present(pardict_dict* d, const void* key, const void* va
 
 int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, void* values_out,
                          uint8_t* found_out, int32_t threads, int64_t* count_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   const dict_base* b = reinterpret_cast<const dict_base*>(d);
   if (!bulk_ok(b, n, values_out != nullptr) || (n > 0 && keys == nullptr))
     return PARDICT_ERR_INVALID;
@@ -300,6 +329,7 @@ int32_t pardict_get_many(const pardict_dict* d, const void* keys, int64_t n, voi
 int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* values, int64_t n,
                              int32_t op, const int32_t* fields, int32_t n_fields, int32_t threads,
                              int64_t* count_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   dict_base* b = D(d);
   const auto& l = b->lay;
   if (!bulk_ok(b, n) || (n > 0 && (keys == nullptr || values == nullptr)) ||
@@ -315,13 +345,14 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
     inserted.fetch_add(static_cast<std::int64_t>(k));
   });
   if (count_out != nullptr) *count_out = inserted.load();
-  return s;
+  return noting_nomem(b, s);
 }
 
 int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t width, int64_t n,
                                   const void* values, int64_t value_stride, int32_t op,
                                   const int32_t* fields, int32_t n_fields, int32_t threads,
                                   int64_t* miss_rows, void* miss_values, int64_t* n_miss) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   dict_base* b = D(d);
   const auto& l = b->lay;
   const std::size_t vc = l.value_class;
@@ -347,7 +378,7 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
       std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(), m.values.size());
   });
   *n_miss = n_out.load();
-  return s;
+  return noting_nomem(b, s);
 }
 
 int32_t pardict_combine_many_utf8(pardict_dict* d, const void* data, int64_t data_size,
@@ -395,6 +426,7 @@ int32_t pardict_combine_many_utf8(pardict_dict* d, const void* data, int64_t dat
 int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* chars, int64_t width, int64_t n,
                               void* values_out, uint8_t* found_out, int32_t threads,
                               int64_t* count_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   const dict_base* b = reinterpret_cast<const dict_base*>(d);
   const auto& l = b->lay;
   if (!holds_one_str(l) || n < 0 || width < 0 || (values_out != nullptr && l.value_refs != 0) ||
@@ -427,16 +459,19 @@ int32_t pardict_export_many(const pardict_dict* d, void* keys_out, void* values_
 
 int32_t pardict_update(pardict_dict* d, const void* key, const void* dflt, pardict_update_fn cb,
                        void* ctx, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (D(d)->lay.value_refs != 0 || cb == nullptr) return PARDICT_ERR_INVALID;
-  return guarded([&] { return D(d)->update(key, dflt, cb, ctx, out); });
+  return noting_nomem(D(d), guarded([&] { return D(d)->update(key, dflt, cb, ctx, out); }));
 }
 
 int32_t pardict_visit(pardict_dict* d, const void* key, pardict_update_fn cb, void* ctx) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (cb == nullptr) return PARDICT_ERR_INVALID;
   return guarded([&] { return D(d)->visit(key, cb, ctx); });
 }
 
 int32_t pardict_clear(pardict_dict* d) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] {
     D(d)->clear();
     D(d)->copies.release_all();
@@ -456,34 +491,39 @@ bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
 }  // namespace
 
 int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim, void* out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!holds_arrays(d, ndim) || array == nullptr || out == nullptr) return PARDICT_ERR_INVALID;
   return D(d)->copies.find(array, out) ? PARDICT_FOUND : PARDICT_ABSENT;
 }
 
 int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, int32_t ndim) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!holds_arrays(d, ndim) || key == nullptr || array == nullptr) return PARDICT_ERR_INVALID;
   dict_base* db = D(d);
-  return guarded([&] {
-    if (field_at<void*>(array, PARDICT_NB_ARRAY_MEMINFO) != nullptr)
-      return db->set_releasing(key, array);
-    // The stripe holding the copy stays locked while it is stored; its own reference keeps the
-    // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
-    return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
-      alignas(word_bytes) unsigned char value[max_value_class] = {};  // value class bytes
-      std::memcpy(value, copy, db->lay.value_size);
-      return db->set_releasing(key, value);
-    });
-  });
+  return noting_nomem(
+      db, guarded([&] {
+        if (field_at<void*>(array, PARDICT_NB_ARRAY_MEMINFO) != nullptr)
+          return db->set_releasing(key, array);
+        // The stripe holding the copy stays locked while it is stored; its own reference keeps the
+        // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
+        return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
+          alignas(word_bytes) unsigned char value[max_value_class] = {};  // value class bytes
+          std::memcpy(value, copy, db->lay.value_size);
+          return db->set_releasing(key, value);
+        });
+      }));
 }
 
 int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
                                  const void* copy) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (!holds_arrays(d, ndim) || array == nullptr || copy == nullptr) return PARDICT_ERR_INVALID;
   D(d)->copies.remember(array, copy);
   return PARDICT_OK;
 }
 
 int32_t pardict_reserve(pardict_dict* d, int64_t n) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
   if (n < 0) return PARDICT_ERR_INVALID;
   const auto& l = D(d)->lay;
   if (too_large(n, l.key_class, l.value_class)) return PARDICT_ERR_NOMEM;
@@ -495,7 +535,7 @@ int32_t pardict_reserve(pardict_dict* d, int64_t n) {
 
 pardict_dict* pardict_copy(const pardict_dict* d, int32_t* status) {
   pardict_dict* out = nullptr;
-  const int32_t s = guarded([&] {
+  const int32_t s = spoiled(d) ? PARDICT_ERR_FORKED : guarded([&] {
     out = reinterpret_cast<pardict_dict*>(D(d)->clone().release());
     return PARDICT_OK;
   });
@@ -509,14 +549,7 @@ namespace {
 void drain(iter_state* s) noexcept {
   dict_base* d = s->dict;
   if (d == nullptr) return;
-  {
-    std::lock_guard<std::mutex> lk(d->iters_mutex);
-    auto pos = std::find(d->iters.begin(), d->iters.end(), s);
-    if (pos != d->iters.end()) {
-      d->iters.erase(pos);
-      d->n_iters.fetch_sub(1);
-    }
-  }
+  d->changes.close();
   const auto& l = d->lay;
   if (l.key_refs | l.value_refs) {
     const std::size_t st = d->stride(), vo = d->value_offset();
@@ -537,20 +570,15 @@ void drain(iter_state* s) noexcept {
 
 pardict_iter* open_iter(pardict_dict* d, void* dict_meminfo, bool snapshot, int32_t* status) {
   iter_state* out = nullptr;
-  const int32_t s = guarded([&] {
+  const int32_t s = spoiled(d) ? PARDICT_ERR_FORKED : guarded([&] {
     auto it = std::make_unique<iter_state>();
     it->dict = D(d);
     if (dict_meminfo != nullptr) {
       incref_words(&dict_meminfo, word0_mask);
       it->dict_meminfo = dict_meminfo;
     }
-    it->owner = this_thread_token();
-    // Register before the snapshot: a key change by this thread after this point must be seen.
-    {
-      std::lock_guard<std::mutex> lk(D(d)->iters_mutex);
-      D(d)->iters.push_back(it.get());
-    }
-    D(d)->n_iters.fetch_add(1);
+    // The stamp before the snapshot: a key change after this point must be seen.
+    it->stamp = D(d)->changes.open();
     try {
       if (snapshot) it->count = D(d)->snapshot(it->buf);
     } catch (...) {
@@ -575,7 +603,8 @@ pardict_iter* pardict_watch_new(pardict_dict* d, void* dict_meminfo, int32_t* st
 
 int32_t pardict_iter_next(pardict_iter* it, void** key, void** value) {
   iter_state* s = I(it);
-  if (s->mutated.load(std::memory_order_relaxed)) {
+  if (s->mutated || (s->dict != nullptr && s->dict->changes.changed_since(s->stamp))) {
+    s->mutated = true;
     // The caller is about to raise. Jitted code does not unwind its live variables when a callee
     // raises, so this iterator object may never be freed: let go of the snapshot and the
     // dictionary now, so at most the small iterator itself is lost.
@@ -604,6 +633,15 @@ void pardict_iter_free(pardict_iter* it) {
 
 void pardict_iter_meminfo_dtor(void* payload, size_t, void*) {
   pardict_iter_free(*static_cast<pardict_iter**>(payload));
+}
+
+int64_t pardict_take_alloc_failures(pardict_dict* d) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  // A load first: the interpreter asks before every operation, and an exchange would write the
+  // dictionary's line from every thread that does.
+  auto& failures = D(d)->alloc_failures;
+  if (failures.load(std::memory_order_relaxed) == 0) return 0;
+  return failures.exchange(0, std::memory_order_relaxed);
 }
 
 int64_t pardict_live_dicts(void) { return g_live_dicts.load(); }

@@ -17,6 +17,7 @@
 
 #include "blob.hpp"
 #include "combine_fields.hpp"
+#include "key_changes.hpp"
 #include "pardict/concurrent_map.hpp"
 #include "pardict_capi.h"
 #include "preaggregate.hpp"
@@ -36,15 +37,6 @@ struct layout {
 struct callback_failed {};
 
 using update_fn = std::int32_t (*)(void* ctx, void* value);
-
-// ---- iterator registry: same-thread mutation during iteration -----------------------------------
-
-struct iter_state;
-
-inline const void* this_thread_token() noexcept {
-  static thread_local char token;
-  return &token;
-}
 
 // ---- the interface ------------------------------------------------------------------------------
 
@@ -99,12 +91,15 @@ class dict_base {
   }
 
   const layout lay;
+  // Tells a dictionary made before a fork from one made after it (epoch_domain::fork_spoiled).
+  const std::uint64_t serial = detail::epoch_domain::instance().object_serial();
+  // Calls that may insert and failed with PARDICT_ERR_NOMEM since the last
+  // pardict_take_alloc_failures.
+  std::atomic<std::int64_t> alloc_failures{0};
   unowned_copies copies;  // used only by dictionaries whose value is one array
 
-  // Iterators created on some thread and still alive. Mutators look at the count only.
-  std::atomic<int> n_iters{0};
-  std::mutex iters_mutex;
-  std::vector<iter_state*> iters;
+  // Key changes by each thread while iterators are alive (pardict_iter_next's MUTATED).
+  key_change_log changes;
 
   // set(), releasing a replaced value itself instead of handing it to the caller (called outside
   // every engine lock: the release may run destructors).
@@ -115,17 +110,14 @@ class dict_base {
     return r;
   }
 
-  PARDICT_ALWAYS_INLINE void note_key_change() {
-    if (n_iters.load(std::memory_order_relaxed) != 0) mark_iters();
-  }
-  void mark_iters();
+  PARDICT_ALWAYS_INLINE void note_key_change() noexcept { changes.note(); }
 };
 
 struct iter_state {
   dict_base* dict;  // kept alive by the reference to its MemInfo below; nullptr once drained
   void* dict_meminfo = nullptr;
-  const void* owner;
-  std::atomic<bool> mutated{false};
+  std::uint64_t stamp = 0;  // from dict->changes.open()
+  bool mutated = false;     // reported once, then every later step reports it again
   std::vector<unsigned char> buf;
   std::size_t count = 0, pos = 0;
 };

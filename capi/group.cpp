@@ -18,7 +18,10 @@
 // outputs included, are advised to use transparent huge pages before they are first touched (as
 // NumPy does for its arrays): a page fault costs microseconds in a VM, and 4 KiB pages would mean
 // tens of thousands of them per call at 10M rows.
+#if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
+#define PARDICT_GROUP_MMAP 1  // large zeroed arrays straight from the kernel
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "blob.hpp"
+#include "pardict/detail/group.hpp"
 #include "pardict_capi.h"
 #include "ucs4_bulk.hpp"
 #include "workers.hpp"
@@ -84,7 +88,12 @@ constexpr std::size_t huge_page = std::size_t{2} << 20;
 void advise_huge(void* p, std::size_t bytes) noexcept {
   const auto b = (reinterpret_cast<std::uintptr_t>(p) + huge_page - 1) & ~(huge_page - 1);
   const auto e = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge_page - 1);
+#if defined(MADV_HUGEPAGE)
   if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+#else
+  (void)b;
+  (void)e;
+#endif
 }
 
 // n zeroed T: calloc'ed when small; when large, fresh pages from the kernel (zero already),
@@ -95,14 +104,16 @@ class zeroed_array {
   zeroed_array() = default;
   explicit zeroed_array(std::size_t n) : bytes_(std::max<std::size_t>(n * sizeof(T), 1)) {
     static_assert(std::is_trivial_v<T>);
-    if (bytes_ < huge_page) {
+    if (!mapped()) {
       p_ = static_cast<T*>(std::calloc(bytes_, 1));
     } else {
+#if defined(PARDICT_GROUP_MMAP)
       void* m = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (m != MAP_FAILED) {
         advise_huge(m, bytes_);
         p_ = static_cast<T*>(m);
       }
+#endif
     }
     if (p_ == nullptr) throw std::bad_alloc();
   }
@@ -115,15 +126,26 @@ class zeroed_array {
   }
   ~zeroed_array() {
     if (p_ == nullptr) return;
-    if (bytes_ < huge_page) {
+    if (!mapped()) {
       std::free(p_);
     } else {
+#if defined(PARDICT_GROUP_MMAP)
       munmap(p_, bytes_);
+#endif
     }
   }
   T& operator[](std::size_t i) const noexcept { return p_[i]; }
 
  private:
+  // Large arrays come from mmap where there is one (calloc elsewhere).
+  bool mapped() const noexcept {
+#if defined(PARDICT_GROUP_MMAP)
+    return bytes_ >= huge_page;
+#else
+    return false;
+#endif
+  }
+
   T* p_ = nullptr;
   std::size_t bytes_ = 0;
 };
@@ -150,7 +172,9 @@ class group_table {
       }
     }
   }
-  void prefetch(std::uint64_t h) const noexcept { __builtin_prefetch(&slots_[h & mask_]); }
+  void prefetch(std::uint64_t h) const noexcept {
+    pardict::detail::prefetch_read(&slots_[h & mask_]);
+  }
   std::size_t size() const noexcept { return first.size(); }
 
   // The row count of every group, by id.
@@ -331,8 +355,8 @@ std::int64_t group_rows(const Rows& rows, std::int64_t n, std::int32_t threads,
       std::int64_t* next = parts[c].next.data();
       const std::size_t b = lo(c), e = lo(c + 1);
       for (std::size_t r = b; r < e; ++r) {
-        if (r + 32 < e) __builtin_prefetch(&next[local[r + 32]]);
-        if (r + 16 < e) __builtin_prefetch(&indices[next[local[r + 16]]], 1);
+        if (r + 32 < e) pardict::detail::prefetch_read(&next[local[r + 32]]);
+        if (r + 16 < e) pardict::detail::prefetch_write(&indices[next[local[r + 16]]]);
         indices[next[local[r]]++] = static_cast<std::int64_t>(r);
       }
     }

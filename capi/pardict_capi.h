@@ -40,7 +40,11 @@ enum pardict_status {
   PARDICT_ERR_REENTRANT = -3,  // called from inside this dictionary's own visitor
   PARDICT_ERR_MUTATED = -4,    // iterator: this thread changed the dictionary's keys meanwhile
   PARDICT_ERR_INTERNAL = -5,
-  PARDICT_ERR_CALLBACK = -6  // pardict_update: the callback failed; nothing was changed
+  PARDICT_ERR_CALLBACK = -6,  // pardict_update: the callback failed; nothing was changed
+  // In a fork() child: the dictionary existed when the process forked while operations on some
+  // dictionary were in flight and did not finish in time; it may be half-changed, so it is not
+  // touched (freeing it leaks it). Dictionaries made in the child work.
+  PARDICT_ERR_FORKED = -7
 };
 
 // What a successful element operation reports (non-negative results). Each function below says
@@ -250,8 +254,10 @@ PARDICT_API pardict_dict* pardict_copy(const pardict_dict* d, int32_t* status);
 
 // Iteration over a snapshot taken element by element under the elements' locks: every element
 // present for the whole walk appears exactly once; elements inserted or erased by other threads
-// meanwhile may or may not appear. If the creating thread inserts or erases a key of d while the
-// iterator is alive, pardict_iter_next reports PARDICT_ERR_MUTATED (as CPython raises).
+// meanwhile may or may not appear. When the thread that calls pardict_iter_next has inserted or
+// erased a key of d since the iterator was made (on this thread or another), it reports
+// PARDICT_ERR_MUTATED (as CPython raises), and from then on at every call. The check costs a key
+// change O(1) whatever the number of live iterators.
 // dict_meminfo (may be null): the NRT MemInfo owning d; the iterator holds a reference to it.
 PARDICT_API pardict_iter* pardict_iter_new(pardict_dict* d, void* dict_meminfo, int32_t* status);
 // An iterator over nothing that only watches for key changes by this thread (interpreter loops).
@@ -261,6 +267,13 @@ PARDICT_API int32_t pardict_iter_next(pardict_iter* it, void** key, void** value
 PARDICT_API int64_t pardict_iter_len(const pardict_iter* it);
 PARDICT_API void pardict_iter_free(pardict_iter* it);
 PARDICT_API void pardict_iter_meminfo_dtor(void* payload, size_t size, void* info);
+
+// Out of memory. Every call that may insert (set, setdefault, insert, combine, update,
+// set_array, combine_many, combine_many_ucs4) and fails with PARDICT_ERR_NOMEM also counts the
+// failure on the dictionary, so that a caller that loses statuses (a parallel loop whose
+// exceptions are dropped) can still find out that inserts are missing. Returns the count since the
+// previous call and resets it (a failed bulk call counts once).
+PARDICT_API int64_t pardict_take_alloc_failures(pardict_dict* d);
 
 // Process-wide counts for leak checks: dictionaries alive, NRT references held by dictionaries
 // and iterators.

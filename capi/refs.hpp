@@ -9,11 +9,13 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "blob.hpp"
+#include "pardict/detail/platform.hpp"  // PARDICT_NOINLINE
 
 namespace pardict::capi {
 
@@ -47,14 +49,15 @@ enum class ref_op {
 // case) costs its caller one mask test (see ref_action), and GCC does not inline a loop that reads
 // 8-byte words into callers whose blob is 4 bytes (it would warn that the read is out of bounds).
 template <ref_op Op>
-[[gnu::noinline]] void each_ref(const void* blob, std::uint32_t mask) noexcept {
+PARDICT_NOINLINE void each_ref(const void* blob, std::uint32_t mask) noexcept {
   constexpr bool releases = Op == ref_op::release || Op == ref_op::release_disowned;
   [[maybe_unused]] const release_fn release =
       releases ? g_release.load(std::memory_order_relaxed) : nullptr;
   std::int64_t n = 0;
   for (; mask != 0; mask &= mask - 1) {
     void* mi;
-    std::memcpy(&mi, static_cast<const char*>(blob) + word_bytes * __builtin_ctz(mask), sizeof mi);
+    std::memcpy(&mi, static_cast<const char*>(blob) + word_bytes * std::countr_zero(mask),
+                sizeof mi);
     if (mi == nullptr) continue;
     ++n;
     if constexpr (Op == ref_op::incref) {

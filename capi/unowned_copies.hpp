@@ -142,11 +142,21 @@ class unowned_copies {
     }
     return t + thread_stripe() * stride_;
   }
+  // std::atomic_ref where the standard library has it; libc++ before 19 (Apple clang's included)
+  // does not, and there the compiler is clang, whose __atomic builtins do the same.
   static bool try_lock(std::uint64_t* e) noexcept {
+#if defined(__cpp_lib_atomic_ref)
     return std::atomic_ref<std::uint64_t>(e[busy_at]).exchange(1, std::memory_order_acquire) == 0;
+#else
+    return __atomic_exchange_n(&e[busy_at], std::uint64_t{1}, __ATOMIC_ACQUIRE) == 0;
+#endif
   }
   static void unlock(std::uint64_t* e) noexcept {
+#if defined(__cpp_lib_atomic_ref)
     std::atomic_ref<std::uint64_t>(e[busy_at]).store(0, std::memory_order_release);
+#else
+    __atomic_store_n(&e[busy_at], std::uint64_t{0}, __ATOMIC_RELEASE);
+#endif
   }
   // With the stripe locked: store (source data pointer, copy), or clear it when copy is null;
   // then unlock and release the copy it held, whose destructor may run (not under the stripe).

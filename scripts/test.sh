@@ -6,9 +6,18 @@
 #   fuzz     libFuzzer target for 60 s (only when clang is installed)
 #   python   pytest tests/python (the package built by setup.sh; numba, every threading layer)
 #   install  scripts/test_install.sh: install, then build a find_package consumer
+#   mingw    scripts/test_cross.sh mingw: Windows x86-64 build (mingw-w64) of the C ABI and both
+#            test executables, run under wine
+#   aarch64  scripts/test_cross.sh aarch64: Linux aarch64 build of the same, run under qemu-user
+#   libcxx   scripts/test_cross.sh libcxx: the same built with clang++ -stdlib=libc++
+#   wheel    scripts/test_wheel.sh: sdist and wheel (python -m build), auditwheel repair, the
+#            manylinux wheel installed into a fresh venv and run without a compiler on PATH
 #   format   scripts/format.sh --check (clang-format, ruff format); ruff check (Python lint);
 #            mypy over python/pardict (pyproject.toml configures both)
-# Build dirs: build/{release,tsan,asan,fuzz}. FUZZ_SECONDS overrides the fuzzing time.
+# mingw, aarch64 and libcxx are skipped, with the reason in the summary, when their toolchains
+# are not installed (scripts/setup.sh installs them where the package index has them).
+# Build dirs: build/{release,tsan,asan,fuzz,mingw,aarch64,libcxx,wheel}. FUZZ_SECONDS overrides the
+# fuzzing time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,7 +116,30 @@ begin_stage install "install into a temporary prefix and build tests/cmake_consu
 bash scripts/test_install.sh
 end_stage
 
-# (g) Formatting ---------------------------------------------------------------------------------------
+# (g) Other platforms and standard libraries -------------------------------------------------------
+declare -A cross_what=(
+  [mingw]="Windows x86-64 build (mingw-w64) of the C ABI and both test executables, run under wine"
+  [aarch64]="Linux aarch64 build of the C ABI and both test executables, run under qemu-user"
+  [libcxx]="clang++ -stdlib=libc++ build of the C ABI and both test executables"
+)
+for target in mingw aarch64 libcxx; do
+  if ! why=$(bash scripts/test_cross.sh "$target" --check); then
+    summary+=("$(printf '  %-8s %-6s %4s  %s' "$target" skip - "$why")")
+    continue
+  fi
+  begin_stage "$target" "${cross_what[$target]}"
+  mkdir -p build
+  bash scripts/test_cross.sh "$target" 2>&1 | tee "build/$target.log"
+  end_stage "$(tail -n 1 "build/$target.log")"
+done
+
+# (h) Wheel ------------------------------------------------------------------------------------------
+begin_stage wheel "sdist + wheel, auditwheel repair, install into a fresh venv, run without a compiler"
+mkdir -p build
+bash scripts/test_wheel.sh 2>&1 | tee build/wheel.log
+end_stage "$(tail -n 1 build/wheel.log)"
+
+# (i) Formatting ---------------------------------------------------------------------------------------
 begin_stage format "clang-format and ruff format check; ruff lint; mypy"
 bash scripts/format.sh --check
 .venv/bin/python -m ruff check --no-cache .
@@ -116,6 +148,7 @@ end_stage
 
 printf '\n==> all test stages passed\n'
 printf '%s\n' "${summary[@]}"
+printf '  %-8s %-6s %4ds  %s\n' total "" "$SECONDS" "setup included"
 echo
 echo "$ctest_line"
 # ctest's line changes between versions; the last line is the plain count of ctest's tests.

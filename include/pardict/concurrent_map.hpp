@@ -200,6 +200,11 @@ class concurrent_map {
     const size_type b = bucket_count();
     return b == 0 ? 0.0 : static_cast<double>(size()) / static_cast<double>(b);
   }
+  // How many groups (of 8 slots) lookups of the present elements walk: the longest walk and the
+  // total (see pardict::probe_stats). A diagnostic; it reads every element as cvisit_all does.
+  probe_stats probe_statistics() const {
+    return const_cast<table_type&>(table_).probe_statistics();
+  }
   // The load factor past which a table grows (fixed).
   static constexpr double max_load_factor() noexcept { return detail::max_load; }
   void reserve(size_type n) { table_.reserve(n); }

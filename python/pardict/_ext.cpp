@@ -19,8 +19,10 @@
 
 namespace nb = nanobind;
 
-// _interp.cpp: tables owned from Python, element operations on scalar keys and values.
+// _interp.cpp: tables owned from Python, element operations on scalar keys and values; the
+// exception for a C ABI error status.
 void bind_interpreter_path(nb::module_& m);
+[[noreturn]] void raise_status(std::int32_t st);
 
 namespace {
 
@@ -87,8 +89,9 @@ nb::dict abi_constants() {
 #define NB(x) {#x, PARDICT_NB_##x}
   // clang-format on
   nb::dict d;
-  d["status"] = group({NAME(OK), NAME(ERR_NOMEM), NAME(ERR_INVALID), NAME(ERR_REENTRANT),
-                       NAME(ERR_MUTATED), NAME(ERR_INTERNAL), NAME(ERR_CALLBACK)});
+  d["status"] =
+      group({NAME(OK), NAME(ERR_NOMEM), NAME(ERR_INVALID), NAME(ERR_REENTRANT), NAME(ERR_MUTATED),
+             NAME(ERR_INTERNAL), NAME(ERR_CALLBACK), NAME(ERR_FORKED)});
   d["result"] = group({NAME(ABSENT), NAME(FOUND), NAME(INSERTED), NAME(REPLACED), NAME(NEED_COPY),
                        NAME(NEW_KEY), NAME(OLD_KEY)});
   d["op"] = group({OP(ASSIGN), OP(ADD), OP(MIN), OP(MAX)});
@@ -146,9 +149,7 @@ pardict_dict* table(std::uintptr_t handle) {
 }
 
 void check_status(std::int32_t st) {
-  if (st == PARDICT_ERR_NOMEM) throw std::bad_alloc();
-  if (st < 0)
-    throw std::runtime_error("pardict: C ABI call failed with status " + std::to_string(st));
+  if (st < 0) raise_status(st);
 }
 
 // CRC-32C of several buffers, each on its own thread when it is large (the pickled keys and values
@@ -232,6 +233,7 @@ NB_MODULE(_ext, m) {
     d["pardict_group_indices"] = addr(&pardict_group_indices);
     d["pardict_group_indices_ucs4"] = addr(&pardict_group_indices_ucs4);
     d["pardict_export_many"] = addr(&pardict_export_many);
+    d["pardict_take_alloc_failures"] = addr(&pardict_take_alloc_failures);
     return d;
   });
 
@@ -242,6 +244,12 @@ NB_MODULE(_ext, m) {
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
         "NRT references held by dictionaries and iterators in this process.");
+  m.def(
+      "take_alloc_failures",
+      [](std::uintptr_t d) {
+        return pardict_take_alloc_failures(reinterpret_cast<pardict_dict*>(d));
+      },
+      "Calls on the dictionary that failed to allocate since the last call (then reset to 0).");
   m.def("key_class", &pardict_key_class);
   m.def("value_class", &pardict_value_class);
 
@@ -249,7 +257,7 @@ NB_MODULE(_ext, m) {
   m.def("watch_new", [](std::uintptr_t d) {
     std::int32_t st = 0;
     pardict_iter* w = pardict_watch_new(reinterpret_cast<pardict_dict*>(d), nullptr, &st);
-    if (st != PARDICT_OK) throw std::bad_alloc();
+    if (st != PARDICT_OK) check_status(st < 0 ? st : PARDICT_ERR_INTERNAL);
     return reinterpret_cast<std::uintptr_t>(w);
   });
   m.def("watch_free",

@@ -14,7 +14,7 @@ from numba import njit, typeof
 from numba.core import types
 from numba.core.errors import TypingError
 
-from . import _cache
+from . import _cache, _ext
 from .numba.abi import Result
 from .numba.abi import c_popitem as _c_popitem
 from .numba.dictobject import new_dict
@@ -141,17 +141,32 @@ def entry_call(d, fn, *args):
     ep = _entry_points.get((fn, id(d._dict_type), *map(type, args)))
     if ep is None:
         return NO_ENTRY
+    _ext.check_table(d._table)
     try:
         return ep(d, *args)
     except OverflowError:
         return NO_ENTRY
+    except MemoryError:
+        _forget_alloc_failures(d)
+        raise
+
+
+def _forget_alloc_failures(d):
+    """After a MemoryError that reached the caller: the failures it reports are not reported
+    again by the next call's check_table."""
+    if d._table:
+        _ext.take_alloc_failures(d._table)
 
 
 def typed_call(d, fn, *args):
     """Run a jitted helper; a typing failure of the arguments becomes a TypeError that names the
     dictionary's key and value types (numba's own message follows)."""
+    _ext.check_table(d._table)
     try:
         out = fn(d, *args)
+    except MemoryError:
+        _forget_alloc_failures(d)
+        raise
     except TypingError as e:
         ty = d._dict_type
         got = ", ".join(_type_name(a) for a in args)

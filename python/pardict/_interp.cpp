@@ -38,11 +38,46 @@ meminfo_data_fn g_meminfo_data = nullptr;
 
 pardict_dict* table(std::uintptr_t d) { return reinterpret_cast<pardict_dict*>(d); }
 
-void raise_status(std::int32_t st) {
-  if (st == PARDICT_ERR_NOMEM) throw std::bad_alloc();
+const char* const forked_message =
+    "pardict: this dictionary was inherited through fork() while operations on pardict "
+    "dictionaries were in flight in the parent, and may be half-changed, so the child cannot use "
+    "it (dictionaries made in the child work; or fork while no thread uses a dictionary)";
+
+// Inserts that failed for lack of memory where no exception could reach their caller (a prange
+// on numba's workqueue layer drops it) are counted on the dictionary: the next interpreter-side
+// call raises MemoryError, so that missing entries never go unnoticed. A dictionary spoiled by
+// fork() raises RuntimeError. Needs the GIL.
+void check_table(std::uintptr_t d) {
+  if (d == 0) return;
+  const std::int64_t lost = pardict_take_alloc_failures(table(d));
+  if (lost == 0) [[likely]]
+    return;
+  if (lost == PARDICT_ERR_FORKED) throw std::runtime_error(forked_message);
+  PyErr_Format(PyExc_MemoryError,
+               "pardict: %lld call(s) that insert into this dictionary failed for lack of memory "
+               "where the error could not be raised (e.g. inside a prange); their entries are "
+               "missing",
+               static_cast<long long>(lost));
+  throw nb::python_error();
+}
+
+}  // namespace
+
+// The exception for a C ABI error status (also used by _ext.cpp).
+[[noreturn]] void raise_status(std::int32_t st) {
+  if (st == PARDICT_ERR_NOMEM) throw std::bad_alloc();  // callers reset the count first
   if (st == PARDICT_ERR_MUTATED)
     throw std::runtime_error("dictionary changed size during iteration");
+  if (st == PARDICT_ERR_FORKED) throw std::runtime_error(forked_message);
   throw std::runtime_error("pardict: C ABI error " + std::to_string(st));
+}
+
+namespace {
+
+// raise_status for a call on table d: a NOMEM raised here is not reported again by check_table.
+[[noreturn]] void raise_for(std::uintptr_t d, std::int32_t st) {
+  if (st == PARDICT_ERR_NOMEM) (void)pardict_take_alloc_failures(table(d));
+  raise_status(st);
 }
 
 // A blob of one scalar; 8 bytes hold every class the direct path uses (4 for bool, 8 otherwise).
@@ -143,6 +178,9 @@ void bind_interpreter_path(nb::module_& m) {
       .value("float64", scalar::float64)
       .value("boolean", scalar::boolean);
   m.attr("NOT_HERE") = not_here;
+  m.def("check_table", &check_table,
+        "Raise what the C ABI noted on the table since the last call: MemoryError for inserts "
+        "that failed where no exception could be raised, RuntimeError if fork() spoiled it.");
 
   m.def(
       "set_nrt",
@@ -179,37 +217,45 @@ void bind_interpreter_path(nb::module_& m) {
       },
       nb::rv_policy::take_ownership);
 
-  m.def("length", [](std::uintptr_t d) { return pardict_len(table(d)); });
-  m.def(
-      "clear",
-      [](std::uintptr_t d) {
-        const std::int32_t st = pardict_clear(table(d));
-        if (st < 0) raise_status(st);
-      },
-      nb::call_guard<nb::gil_scoped_release>());
+  m.def("length", [](std::uintptr_t d) {
+    check_table(d);
+    return pardict_len(table(d));
+  });
+  m.def("clear", [](std::uintptr_t d) {
+    check_table(d);
+    std::int32_t st;
+    {
+      nb::gil_scoped_release nogil;
+      st = pardict_clear(table(d));
+    }
+    if (st < 0) raise_for(d, st);
+  });
   m.def("reserve", [](std::uintptr_t d, std::int64_t n) {
+    check_table(d);
     const std::int32_t st = pardict_reserve(table(d), n);
-    if (st < 0) raise_status(st);
+    if (st < 0) raise_for(d, st);
   });
 
   // d[key] = value: INSERTED, REPLACED, or not_here.
   m.def(
       "set",
       [](std::uintptr_t d, scalar kt, scalar vt, nb::handle key, nb::handle value) {
+        check_table(d);
         blob k, v, old;
         if (!to_blob(key, kt, true, k) || !to_blob(value, vt, false, v)) return not_here;
         const std::int32_t st = pardict_set(table(d), k.bytes, v.bytes, old.bytes);
-        if (st < 0) raise_status(st);
+        if (st < 0) raise_for(d, st);
         return st;
       },
       nb::arg("d"), nb::arg("kt"), nb::arg("vt"), nb::arg("key").none(), nb::arg("value").none());
   // d[key] for get/pop/contains: (FOUND or ABSENT, value or None); (not_here, None).
   auto lookup = [](auto cfn) {
     return [cfn](std::uintptr_t d, scalar kt, scalar vt, nb::handle key) {
+      check_table(d);
       blob k, out;
       if (!to_blob(key, kt, true, k)) return std::make_pair(not_here, nb::object(nb::none()));
       const std::int32_t st = cfn(table(d), k.bytes, out.bytes);
-      if (st < 0) raise_status(st);
+      if (st < 0) raise_for(d, st);
       return std::make_pair(st, st == PARDICT_FOUND ? from_blob(out.bytes, vt) : nb::none());
     };
   };
@@ -223,23 +269,25 @@ void bind_interpreter_path(nb::module_& m) {
   m.def(
       "contains",
       [](std::uintptr_t d, scalar kt, nb::handle key) {
+        check_table(d);
         blob k;
         if (!to_blob(key, kt, true, k)) return not_here;
         const std::int32_t st = pardict_contains(table(d), k.bytes);
-        if (st < 0) raise_status(st);
+        if (st < 0) raise_for(d, st);
         return st;
       },
       nb::arg("d"), nb::arg("kt"), nb::arg("key").none());
 
   // A snapshot of every element as a list: keys, values, or (key, value) tuples.
   m.def("snapshot", [](std::uintptr_t d, scalar kt, scalar vt, bool keys, bool values) {
+    check_table(d);
     std::int32_t st = PARDICT_OK;
     pardict_iter* it;
     {
       nb::gil_scoped_release nogil;
       it = pardict_iter_new(table(d), nullptr, &st);
     }
-    if (it == nullptr) raise_status(st);
+    if (it == nullptr) raise_for(d, st);
     struct closer {
       pardict_iter* it;
       ~closer() { pardict_iter_free(it); }
@@ -253,7 +301,7 @@ void bind_interpreter_path(nb::module_& m) {
         out.append(keys ? from_blob(kp, kt) : from_blob(vp, vt));
       }
     }
-    if (st < 0) raise_status(st);
+    if (st < 0) raise_for(d, st);
     return out;
   });
 }

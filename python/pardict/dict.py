@@ -136,7 +136,10 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         """The NRT MemInfo owning the table, which unboxing hands to jitted code. A table made
         from the interpreter is owned by a plain C++ object until this is first asked for: making
         a MemInfo needs numba's runtime, whose start costs ~0.2 s in a fresh process, and a
-        program that never passes the dict to jitted code should not pay for it."""
+        program that never passes the dict to jitted code should not pay for it. Raises what
+        _ext.check_table reports (inserts lost for lack of memory, a dict spoiled by fork()), so
+        that passing the dict to a jitted function reports them too."""
+        _ext.check_table(self._table)
         mi = self._meminfo
         if mi is None and self._owner is not None:
             with _MEMINFO_LOCK:

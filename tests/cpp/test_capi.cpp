@@ -193,6 +193,59 @@ TEST_F(CapiTest, SameThreadKeyChangeFlagsTheIterator) {
   pardict_free(d);
 }
 
+// The check is about the thread that advances the iterator, wherever the iterator was made: an
+// iterator made on one thread and advanced by another reports MUTATED once that other thread has
+// inserted or erased a key of the dictionary after the iterator was made, and only then.
+TEST_F(CapiTest, KeyChangeFlagsTheIteratorForTheThreadThatAdvancesIt) {
+  pardict_dict* d = make(8, 8);
+  for (std::int64_t i = 0; i < 10; ++i) pardict_set(d, &i, &i, nullptr);
+  const std::int64_t before = 1000;
+  std::int64_t old;
+  // A key change by the other thread before the iterator exists does not count.
+  std::thread([&] { EXPECT_EQ(pardict_set(d, &before, &before, &old), PARDICT_INSERTED); }).join();
+  std::int32_t st;
+  pardict_iter* it = pardict_iter_new(d, nullptr, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  void *kp, *vp;
+  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
+  std::thread([&] {
+    // This thread has changed nothing since the iterator was made, and replacing a value is no
+    // key change.
+    const std::int64_t k = 3, v = 33;
+    EXPECT_EQ(pardict_set(d, &k, &v, &old), PARDICT_REPLACED);
+    EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
+    // Now it inserts a key, and its next step reports it.
+    const std::int64_t k2 = 2000;
+    EXPECT_EQ(pardict_set(d, &k2, &k2, &old), PARDICT_INSERTED);
+    EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);
+  }).join();
+  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);  // it stays flagged
+  pardict_iter_free(it);
+
+  // The making thread changes nothing; another thread erases a key. Steps on the making thread
+  // go on; a step on a thread that changed keys before, but not since, goes on as well.
+  it = pardict_iter_new(d, nullptr, &st);
+  ASSERT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
+  std::thread([&] {
+    const std::int64_t k = 2000;
+    EXPECT_EQ(pardict_pop(d, &k, &old), PARDICT_FOUND);
+  }).join();
+  EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
+  pardict_iter* it2 = pardict_iter_new(d, nullptr, &st);  // made after that erase
+  std::thread([&] { EXPECT_EQ(pardict_iter_next(it2, &kp, &vp), PARDICT_FOUND); }).join();
+  pardict_iter_free(it2);
+  // Threads that end are replaced by new ones that may take over their per-thread state: a new
+  // thread does not inherit a finished thread's key changes.
+  for (int round = 0; round < 20; ++round) {
+    const std::int64_t k = 3000 + round;
+    std::thread([&] { EXPECT_EQ(pardict_set(d, &k, &k, &old), PARDICT_INSERTED); }).join();
+    std::thread([&] { EXPECT_GE(pardict_iter_next(it, &kp, &vp), 0); }).join();  // or the end
+    std::thread([&] { EXPECT_EQ(pardict_pop(d, &k, &old), PARDICT_FOUND); }).join();
+  }
+  pardict_iter_free(it);
+  pardict_free(d);
+}
+
 // Jitted code that raises never frees its iterator: the iterator must already have let go of its
 // snapshot and of the dictionary when it reports the mutation.
 TEST_F(CapiTest, MutatedIteratorReleasesEverythingBeforeReporting) {

@@ -1075,6 +1075,12 @@ TEST(Concurrency, CopyOfAMapUnderModificationIsAConsistentSubset) {
 // counter that holds back reclamation. 1.5x max_slots threads run one after another, each
 // inserting while the table grows, and each must hold a real slot during its operations.
 TEST(Concurrency, ShortLivedThreadsGiveTheirEpochSlotsBack) {
+#if defined(__MINGW32__)
+  // mingw-w64's GCC emulates thread_local (emutls), and tears a thread's emulated variables down
+  // before the thread_local destructors run, so the releaser in epoch.hpp finds no slot to give
+  // back. MSVC builds, which the Windows wheels are, have native TLS.
+  GTEST_SKIP() << "thread_local destructors under emutls (mingw-w64) do not see the thread's slot";
+#endif
   using domain = pardict::detail::epoch_domain;
   run_with_timeout(
       "short-lived threads",

@@ -5,11 +5,14 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <latch>
 #include <thread>
 #include <vector>
 
 #include "pardict_capi.h"
+#include "support/counting.hpp"
 #include "support/fake_nrt.hpp"
 
 using pardict_test::array1d;
@@ -225,4 +228,119 @@ TEST(CapiConcurrency, UnownedCopiesFromManyThreads) {
   pardict_free(d);
   for (auto& mi : mis) EXPECT_EQ(mi.refct.load(), 1u);
   EXPECT_EQ(pardict_live_refs(), refs0);
+}
+
+// A key change costs the same whatever the number of live iterators (it compares a per-dictionary
+// clock with the changing thread's own cell): with 20,000 half-consumed iterators alive, 200,000
+// inserts and erases must take less than 5 times as long as with none (a walk over every live
+// iterator per change made it ~1000 times slower). Each side is the fastest of three runs.
+TEST(CapiConcurrency, KeyChangesCostTheSameWithManyLiveIterators) {
+  std::int32_t st;
+  pardict_dict* d = pardict_new(8, 8, 0, 0, 0, 0, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  for (std::int64_t k = 0; k < 4; ++k) pardict_set(d, &k, &k, nullptr);
+  auto churn = [&] {  // 200k key changes, the dictionary back as it was
+    const auto t0 = std::chrono::steady_clock::now();
+    std::int64_t old;
+    for (std::int64_t i = 0; i < 100000; ++i) {
+      const std::int64_t k = 100 + i % 1000;
+      EXPECT_EQ(pardict_set(d, &k, &i, &old), PARDICT_INSERTED);
+      EXPECT_EQ(pardict_pop(d, &k, &old), PARDICT_FOUND);
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto fastest_of_3 = [&] { return std::min({churn(), churn(), churn()}); };
+  const double without = fastest_of_3();
+
+  constexpr int n_iters = 20000;
+  std::vector<pardict_iter*> iters(n_iters);
+  void *kp, *vp;
+  for (auto& it : iters) {
+    it = pardict_iter_new(d, nullptr, &st);
+    ASSERT_EQ(st, PARDICT_OK);
+    ASSERT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_FOUND);
+  }
+  const double with = fastest_of_3();
+  EXPECT_LT(with, 5 * without + 0.05) << "without iterators " << without << " s, with " << n_iters
+                                      << " live iterators " << with << " s";
+  // This thread changed keys after making them: every one of them reports it.
+  for (auto* it : iters) EXPECT_EQ(pardict_iter_next(it, &kp, &vp), PARDICT_ERR_MUTATED);
+  for (auto* it : iters) pardict_iter_free(it);
+  pardict_free(d);
+}
+
+// pardict_copy while other threads keep inserting into the dictionary and growing it. The copy
+// walks the dictionary shard by shard (holding a shard's resize mutex) and inserts into a clone
+// presized for the size at the start; the shards not yet walked keep growing meanwhile, so the
+// clone's shards overfill and grow while fed in the source's iteration order. With the group index
+// a function of the hash alone that order piled up in the clone's first groups and the copy went
+// quadratic (minutes at 1M entries, the writers blocked on the shard it held); each table's own
+// seed makes it linear. A deadline, not a speed target: the copy must end, hold every key present
+// throughout, and the writers must get on with their inserts afterwards.
+TEST(CapiConcurrency, CopyWhileOthersInsertAndGrowFinishes) {
+  const auto n = static_cast<std::int64_t>(pardict_test::scaled(1 << 20, 1 << 15));
+  std::int32_t st;
+  pardict_dict* d = pardict_new(8, 8, 0, 0, 0, 0, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<std::int64_t>(pardict_test::mix64(static_cast<std::uint64_t>(i)));
+    ASSERT_EQ(pardict_set(d, &k, &i, nullptr), PARDICT_INSERTED);
+  }
+  constexpr int writers = 2;
+  std::atomic<bool> stop{false};
+  std::atomic<std::int64_t> inserted{0};
+  std::vector<std::thread> ws;
+  for (int w = 0; w < writers; ++w) {
+    ws.emplace_back([&, w] {
+      std::uint64_t i = (std::uint64_t{1} << 40) * static_cast<std::uint64_t>(w + 1);
+      while (!stop.load(std::memory_order_relaxed)) {
+        const auto k = static_cast<std::int64_t>(pardict_test::mix64(i++));
+        std::int64_t old;
+        EXPECT_EQ(pardict_set(d, &k, &k, &old), PARDICT_INSERTED);
+        inserted.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  while (inserted.load() < n / 4) std::this_thread::yield();  // the writers are under way
+
+  std::atomic<bool> done{false};
+  pardict_dict* c = nullptr;
+  std::int32_t cst = PARDICT_ERR_INTERNAL;
+  double seconds = 0;
+  std::thread copier([&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    c = pardict_copy(d, &cst);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    done.store(true);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const bool in_time = done.load();
+  const std::int64_t during = inserted.load();
+  stop.store(true);
+  for (auto& w : ws) w.join();
+  copier.join();
+  EXPECT_TRUE(in_time) << "pardict_copy of " << n << "+ entries under inserts took over 60 s";
+  ASSERT_EQ(cst, PARDICT_OK);
+  ASSERT_NE(c, nullptr);
+  std::printf("copy of %lld entries under %d inserting threads: %.3f s (%lld inserts so far)\n",
+              static_cast<long long>(pardict_len(c)), writers, seconds,
+              static_cast<long long>(during));
+  EXPECT_GE(pardict_len(c), n);
+  EXPECT_LE(pardict_len(c), pardict_len(d));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<std::int64_t>(pardict_test::mix64(static_cast<std::uint64_t>(i)));
+    std::int64_t v = -1;
+    ASSERT_EQ(pardict_get(c, &k, &v), PARDICT_FOUND) << i;
+    ASSERT_EQ(v, i);
+  }
+  // Both go on working: the writers' keys land in d, not in the copy.
+  const std::int64_t extra = -12345;
+  ASSERT_EQ(pardict_set(d, &extra, &extra, nullptr), PARDICT_INSERTED);
+  std::int64_t v = 0;
+  ASSERT_EQ(pardict_get(c, &extra, &v), PARDICT_ABSENT);
+  pardict_free(c);
+  pardict_free(d);
 }

@@ -245,7 +245,8 @@ TYPED_TEST(ReentrancyTest, EveryCallBackIntoTheSameMapThrowsAndLeavesItUsable) {
   map_type m;
   TestFixture::fill(m);
   for (const auto& [outer_name, outer] : TestFixture::outer_ops()) {
-    for (const auto& [inner_name, inner] : TestFixture::inner_ops()) {
+    for (const auto& [inner_name, inner_op] : TestFixture::inner_ops()) {
+      const auto& inner = inner_op;  // clang < 16 cannot capture a structured binding
       const std::string what = std::string(inner_name) + " from inside " + outer_name;
       SCOPED_TRACE(what);
       int inner_calls = 0;

@@ -149,3 +149,12 @@ def test_bulk_calls_from_interpreter_threads(layer):
     """Four interpreter threads run str-key and numeric bulk calls on shared dicts at once: exact
     totals, and no abort on workqueue (bulk calls start C++ workers, never numba kernels)."""
     _run_worker("threads_bulk_worker.py", [], layer, 2)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_out_of_memory_in_a_prange_is_never_silent(layer):
+    """A prange that runs out of memory (RLIMIT_AS) while inserting: numba drops (workqueue) or
+    disguises (tbb, omp: SystemError) the MemoryError, so the next interpreter-side operation on
+    the dict raises MemoryError naming the lost inserts; the dict stays exact and usable."""
+    res = _run_worker("oom_worker.py", [], layer, 2)
+    assert res["loop_raised"] == "MemoryError" or "failed for lack of memory" in res["report"]

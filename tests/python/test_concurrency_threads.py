@@ -321,3 +321,84 @@ def test_array_values_replaced_while_read(no_leaks):
         a = d[k]
         assert (a == a[0]).all()
     del d, a
+
+
+# ---- fork while another thread grows the dict ----------------------------------------------------
+
+
+@njit(nogil=True)
+def grow_until(d, lo, stop):
+    """Insert fresh keys from lo on until stop[0] is set; returns how many."""
+    i = lo
+    while stop[0] == 0:
+        d[i] = i
+        i += 1
+    return i - lo
+
+
+def _wait_child(pid, timeout):
+    """The child's exit status, or None if it had to be killed after timeout seconds."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["njit-loop", "set_many"])
+def test_fork_while_a_thread_grows_the_dict(bulk):
+    """os.fork() while another thread inserts into the same dict (a nogil jitted loop, or bulk
+    set_many calls): the child writes to the inherited dict, reads it back and exits; it must
+    never hang (it used to block forever in a futex in 1-2 forks out of 10)."""
+    import os
+    import time
+    import warnings
+
+    d = pardict.Dict.empty(types.int64, types.int64)
+    stop = np.zeros(1, dtype=np.int64)
+    grow_until(pardict.Dict.empty(types.int64, types.int64), 0, np.ones(1, dtype=np.int64))
+
+    def writer():
+        if not bulk:
+            grow_until(d, 1 << 40, stop)
+            return
+        lo = 1 << 41
+        while stop[0] == 0:
+            keys = np.arange(lo, lo + 50_000, dtype=np.int64)
+            d.set_many(keys, keys)
+            lo += 50_000
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        for rnd in range(20):
+            time.sleep(0.01 + 0.005 * rnd)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    n0 = len(d)
+                    for k in range(1000):
+                        d[-1 - k] = k
+                    ok = len(d) == n0 + 1000 and all(d[-1 - k] == k for k in range(1000))
+                    code = 0 if ok else 2
+                finally:
+                    os._exit(code)
+            rc = _wait_child(pid, 60)
+            assert rc is not None, f"fork {rnd}: the child hung"
+            assert rc == 0, f"fork {rnd}: the child exited with {rc}"
+    finally:
+        stop[0] = 1
+        th.join(JOIN_TIMEOUT)
+    assert not th.is_alive()
+    assert len(d) > 0

@@ -26,14 +26,29 @@
 //     +--------+----------+----------------+   +--------------------------------------------+
 //
 // The metadata is 2 bytes per slot, so a lookup of an absent key usually touches only the
-// metadata line, and the metadata of even a 10M-entry table mostly lives in L3. The group index is
-// `(low 32 hash bits * n_groups) >> 32` (any group count, so reserve() sizes tables exactly and
-// growth need not waste memory on powers of two); the tag is hash bits 32..39 (0 means empty);
-// the overflow class is bits 40..42. Probing is linear over groups. There are no tombstones: when
-// an insert passes a full group it sets that group's overflow bit for the key's class, and a
-// lookup stops at the first group whose bit for its class is clear (the boost.unordered scheme).
-// Erased slots are reused at once; overflow bits are cleared only by building a new table, which
-// the budget below triggers when erasures from overflowed groups accumulate.
+// metadata line, and the metadata of even a 10M-entry table mostly lives in L3. A key's position
+// on the table's circle is its low 32 hash bits times the table's seed, an odd 32-bit number,
+// mod 2^32; the group index is `(position * n_groups) >> 32` (any group count, so reserve() sizes
+// tables exactly and growth need not waste memory on powers of two); the tag is hash bits 32..39
+// (0 means empty); the overflow class is bits 40..42. Probing is linear over groups. There are no
+// tombstones: when an insert passes a full group it sets that group's overflow bit for the key's
+// class, and a lookup stops at the first group whose bit for its class is clear (the
+// boost.unordered scheme). Erased slots are reused at once; overflow bits are cleared only by
+// building a new table, which the budget below triggers when erasures from overflowed groups
+// accumulate.
+//
+// Why the seed: iteration walks the groups in order, so keys leave a map sorted by position. A map
+// that used the same positions and grew while fed in that order would get, while small, keys from
+// the first stretch of the circle only, which all land in its first groups: an ever longer run
+// that every insert walks, quadratic in time (merging per-partition dicts, copying one into a
+// fresh one, refilling a cleared map from its old items). An odd multiplier is a bijection mod
+// 2^32, and under two unrelated multipliers one map's sorted order is a scrambled order for the
+// other. So every table that starts empty (a shard's first table, the one clear() installs) draws
+// a fresh seed from a process-wide counter (through a bijective mix, started from a per-process
+// value so that maps of two processes differ too), and a migration's new table keeps its old
+// table's seed: positions do not change with the table size, so a chunk of old groups still moves
+// to consecutive new groups. The cost is one 32-bit multiply per operation, and iteration order
+// differs between runs.
 //
 // Lock and memory-ordering protocol
 // ---------------------------------
@@ -116,12 +131,67 @@
 // pointer has left. Element objects are destroyed as they are moved out, so retired tables hold
 // only raw memory.
 //
+// fork() rides on the same entry point. A pthread_atfork prepare handler closes a gate that an
+// operation checks right after announcing itself, then waits (bounded) until no operation is in
+// flight. That state is consistent for every map at once: group locks and resize mutexes are
+// held only inside operations, and a migration's chunks are all claimed and moved before the
+// operation that started it returns, so no table is half-migrated. The child then frees the
+// slots of the threads that did not come along. Why not reset locks in the child instead: a
+// group lock held by a dead thread guards a half-written group, which no reset can repair. When
+// the wait times out, the epoch domain records that objects made before the fork are suspect and
+// the C ABI refuses to touch those dictionaries in the child (epoch.hpp, "fork").
+//
 // Counting
 // --------
 // size() sums per-thread cells (one cache line per cell, 32 cells, threads mapped to cells by
 // their epoch slot). Each cell holds the net insert count and per-shard pending budget charges;
 // a charge is flushed to the table's budget every few inserts. size() is exact whenever no
 // operation is in flight.
+//
+// Memory ordering on weakly-ordered CPUs (arm64)
+// ----------------------------------------------
+// x86 keeps stores in order and loads in order (TSO); arm64 and POWER reorder both, so every
+// ordering the protocol needs must come from the C++ orderings themselves. The aarch64 stage of
+// scripts/test.sh runs the suites under qemu-user, which executes the guest's threads on x86
+// cores and so cannot show a reordering: what follows is the review behind "no x86-only
+// assumption", access by access.
+// * Optimistic read (read_optimistic, the batch reader): seq (acquire), tags and slot words
+//   (relaxed), fence(acquire), seq (relaxed) compared. The acquire load keeps the copy after the
+//   first seq load; the acquire fence keeps it before the second. The writer side needs its
+//   stores to the slots and tags ordered after the store that set the lock bit. The lock CAS is
+//   acquire, which orders later accesses after its load, not after its store: on arm64 a later
+//   plain store may become visible first, and a reader could copy half-written bytes and read
+//   the old seq twice. x86 hid this. Fixed: fence_after_lock() (group.hpp), a release fence after
+//   every successful lock CAS (lock_group, upsert_home). Paired with the reader's acquire fence,
+//   any holder store the copy saw makes the second seq load see the lock bit. It is a compiler
+//   barrier on x86 and one dmb on arm64, per write.
+// * Unlock: seq.store(release) publishes the slot and tag stores to a reader or locker whose
+//   acquire load or CAS reads that seq (or a later one: the versions form one modification order).
+// * Sleeping on a group (wait_unlocked / unlock_group) and epoch entry (epoch.hpp) are both
+//   "store, then load the other side's variable" on each side, which no acquire/release pairing
+//   orders (StoreLoad). Each side has a fence: asymmetric, a compiler barrier on the hot side and
+//   a process-wide barrier on the rare side (membarrier on Linux, which runs a full barrier on
+//   every CPU running the process, arm64 included; FlushProcessWriteBuffers on Windows), or
+//   symmetric, seq_cst fences on both sides (macOS, no membarrier, PARDICT_SYMMETRIC_FENCES=1).
+//   Two seq_cst fences are totally ordered, so either the scanner/sleeper sees the announcement/
+//   unlock, or the reader/unlocker sees the unlink/sleeper count. The symmetric announcement was
+//   a seq_cst store; in the C++ model a seq_cst store orders nothing before a later acquire load
+//   of another variable (arm64's stlr happens to, via the ldar of global_ after it). It is now a
+//   relaxed store plus a seq_cst fence, and the overflow path (more than max_slots threads) also
+//   fences after its increment, with try_advance's heavy_fence moved before its overflow check.
+// * Leaving an epoch: announced.store(0, release) orders the operation's table reads before it;
+//   the scanner's loads that see 0 (seq_cst) acquire them, so freeing comes after them.
+// * Migration: copies into the new table are made under its group locks; the old group is then
+//   unlocked with the moved bit (release). A reader that sees moved (acquire) and loads `next`
+//   (acquire; published with a release store) sees the copies. chunks_done is an acq_rel RMW, so
+//   the thread completing the last chunk sees every migrator's writes and its relaxed
+//   moved_elements additions (sequenced before their fetch_add) before installing the table with
+//   cur.store(release), which the acquire loads of `cur` pair with; `done` is release/acquire.
+// * Counters (live cells, pending budget charges, table budget) are relaxed: they decide when to
+//   grow and what size() reports while operations run, never which memory is safe to touch. An
+//   insert that finds no free slot migrates regardless of the budget.
+// * Spinning uses `yield` on arm64 (PARDICT_PAUSE); sleeping uses futex / WaitOnAddress /
+//   libc++'s __ulock, all of which re-check the value in the kernel.
 //
 // Invariants
 // ----------
@@ -136,6 +206,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -153,6 +224,7 @@
 #include "pardict/detail/config.hpp"
 #include "pardict/detail/epoch.hpp"
 #include "pardict/detail/group.hpp"
+#include "pardict/hash.hpp"
 
 #ifndef PARDICT_REENTRANCY_CHECK
 #ifdef NDEBUG
@@ -168,6 +240,16 @@ namespace pardict {
 // visiting it, which would otherwise deadlock on the element's group lock.
 struct reentrancy_error : std::logic_error {
   using std::logic_error::logic_error;
+};
+
+// Where the elements sit relative to their home groups (concurrent_map::probe_statistics): a
+// lookup of an element visits its home group and every group up to the element's, so
+// total_groups / elements is the mean number of groups a successful lookup reads, and
+// max_groups the longest such walk.
+struct probe_stats {
+  std::size_t elements = 0;
+  std::size_t max_groups = 0;
+  std::size_t total_groups = 0;
 };
 
 namespace detail {
@@ -212,7 +294,7 @@ struct visiting_scope {
   const void* const map;
   const visiting_scope* const prev;
 };
-[[gnu::noinline]] inline void check_visiting_stack(const void* m) {
+PARDICT_NOINLINE inline void check_visiting_stack(const void* m) {
   for (const visiting_scope* v = visiting_top; v != nullptr; v = v->prev) {
     if (v->map == m)
       throw reentrancy_error("pardict: a visitor called back into the map it visits");
@@ -229,6 +311,17 @@ struct visiting_scope {
 };
 inline void check_not_reentering(const void*) noexcept {}
 #endif
+
+// The seed of a table that starts empty (see "Layout" in the essay): odd, and different for every
+// call in the process — a counter through a bijective mix, starting from a per-process value so
+// that two processes' maps do not share their sequence of seeds.
+inline std::uint32_t fresh_table_seed() noexcept {
+  static std::atomic<std::uint64_t> counter{mix64(
+      static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&counter)) ^
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()))};
+  const std::uint64_t c = counter.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed);
+  return static_cast<std::uint32_t>(mix64(c) >> 32) | 1u;
+}
 
 // The largest share of a table's slots that may hold elements: a table grows when its elements
 // would fill more (see "Growth" above).
@@ -443,6 +536,21 @@ class concurrent_table {
     return n;
   }
 
+  // Walks every element as visit_all does and measures how far from its home group it sits.
+  probe_stats probe_statistics() {
+    check_not_reentering(this);
+    epoch_guard guard;
+    probe_stats st;
+    for_each_locked([&](shard&, table* t, std::size_t g, unsigned j) {
+      const std::size_t home = home_of(hash_(t->slot(g, j)->first), t);
+      const std::size_t groups = (g >= home ? g - home : g + t->ngroups - home) + 1;
+      ++st.elements;
+      st.total_groups += groups;
+      st.max_groups = std::max(st.max_groups, groups);
+    });
+    return st;
+  }
+
   // Plain-byte elements may still carry references that a reader must acquire while the element
   // cannot change (a refcounted handle copied out and then increfed). With this set, readers take
   // the group lock instead of copying optimistically. Writers are unaffected.
@@ -563,6 +671,9 @@ class concurrent_table {
     group_meta* groups;
     value_type* slots;
     std::size_t ngroups;
+    // Odd multiplier of the hash's low 32 bits in the group index (see "Layout" in the essay).
+    // A migration's new table keeps it; a table that starts empty gets a fresh one.
+    std::uint32_t seed;
     void* block;
     std::size_t block_bytes;
     std::atomic<std::int64_t> budget;  // inserts left before the table must grow
@@ -609,8 +720,13 @@ class concurrent_table {
   // Hash bit assignment
   // ---------------------------------------------------------------------------------------------
   shard& shard_of(std::uint64_t h) const noexcept { return shards_[h >> (64 - shard_bits)]; }
-  static std::size_t home_of(std::uint64_t h, std::size_t ngroups) noexcept {
-    return static_cast<std::size_t>((std::uint64_t{static_cast<std::uint32_t>(h)} * ngroups) >> 32);
+  // The position of h on the table's circle, [0, 2^32): the hash's low 32 bits times the table's
+  // odd seed, mod 2^32 (a bijection). The home group is the position scaled to the group count.
+  static std::uint32_t position_of(std::uint64_t h, const table* t) noexcept {
+    return static_cast<std::uint32_t>(h) * t->seed;
+  }
+  static std::size_t home_of(std::uint64_t h, const table* t) noexcept {
+    return static_cast<std::size_t>((std::uint64_t{position_of(h, t)} * t->ngroups) >> 32);
   }
   static std::uint8_t tag_of(std::uint64_t h) noexcept {
     const auto t = static_cast<std::uint8_t>(h >> 32);
@@ -650,7 +766,7 @@ class concurrent_table {
   // (for a lookup) stopping at the first group whose overflow bit for the key's class is clear.
   struct probe {
     probe(const table* t, std::uint64_t h) noexcept
-        : n(t->ngroups), g(home_of(h, n)), tag(tag_of(h)), obit(overflow_bit(h)) {}
+        : n(t->ngroups), g(home_of(h, t)), tag(tag_of(h)), obit(overflow_bit(h)) {}
     void next() noexcept { g = next_group(g, n); }
     const std::size_t n;  // the table's groups
     std::size_t g;        // the group being looked at
@@ -667,7 +783,7 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // Table allocation and reclamation
   // ---------------------------------------------------------------------------------------------
-  table* allocate_table(std::size_t ngroups) {
+  table* allocate_table(std::size_t ngroups, std::uint32_t seed) {
     if (ngroups > (std::size_t{1} << 32)) throw std::bad_alloc();
     const std::size_t header = (sizeof(table) + 63) & ~std::size_t{63};
     const std::size_t meta = ngroups * sizeof(group_meta);
@@ -685,6 +801,7 @@ class concurrent_table {
     t->groups = reinterpret_cast<group_meta*>(base + header);
     t->slots = reinterpret_cast<value_type*>(base + slot_off);
     t->ngroups = ngroups;
+    t->seed = seed;
     t->block = raw;
     t->block_bytes = bytes;
     const auto cap =
@@ -763,7 +880,7 @@ class concurrent_table {
   void install_first_table(shard& s, std::size_t ngroups) {
     std::lock_guard<std::mutex> lk(s.resize_mutex);
     if (s.cur.load(std::memory_order_acquire) != nullptr) return;
-    s.cur.store(allocate_table(ngroups), std::memory_order_release);
+    s.cur.store(allocate_table(ngroups, fresh_table_seed()), std::memory_order_release);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -789,7 +906,7 @@ class concurrent_table {
     if (account(s, t, +1, +1)) [[unlikely]]
       grow_after_insert(s, t);
   }
-  [[gnu::noinline]] void grow_after_insert(shard& s, table* t) {
+  PARDICT_NOINLINE void grow_after_insert(shard& s, table* t) {
     try {
       grow(s, t);
     } catch (const std::bad_alloc&) {
@@ -847,7 +964,7 @@ class concurrent_table {
   void prefetch_home(std::uint64_t h, bool write) const noexcept {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return;
-    const group_meta* g = &t->groups[home_of(h, t->ngroups)];
+    const group_meta* g = &t->groups[home_of(h, t)];
     if (write) {
       prefetch_write(g);
     } else {
@@ -860,7 +977,7 @@ class concurrent_table {
   void prefetch_candidate(std::uint64_t h, bool write) const noexcept {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return;
-    const std::size_t g = home_of(h, t->ngroups);
+    const std::size_t g = home_of(h, t);
     const std::uint64_t tags = t->groups[g].tags.load(std::memory_order_relaxed);
     std::uint64_t m = match_tag(tags, tag_of(h));
     unsigned j;
@@ -918,7 +1035,7 @@ class concurrent_table {
   int read_home(const K& k, std::uint64_t h, F& f) const {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return 0;
-    const std::size_t g = home_of(h, t->ngroups);
+    const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, false);
     const group_meta& gm = t->groups[g];
     const std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
@@ -952,7 +1069,7 @@ class concurrent_table {
     shard& s = shard_of(h);
     table* t = s.cur.load(std::memory_order_acquire);
     if (t == nullptr) return write_outcome::undecided;
-    const std::size_t g = home_of(h, t->ngroups);
+    const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, inserts);
     group_meta& gm = t->groups[g];
     std::uint32_t s0 = gm.seq.load(std::memory_order_relaxed);
@@ -961,6 +1078,7 @@ class concurrent_table {
                                         std::memory_order_relaxed)) {
       return write_outcome::undecided;
     }
+    fence_after_lock();
     group_lock home(&gm);
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
     const std::uint8_t tag = tag_of(h);
@@ -1165,8 +1283,8 @@ class concurrent_table {
   // The general write path, out of line: kept apart, the fast path above saves and restores only
   // the registers it uses.
   template <class Access, class Make, class OnFound>
-  [[gnu::noinline]] write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
-                                                 OnFound& on_found) {
+  PARDICT_NOINLINE write_outcome upsert_general(const K& k, std::uint64_t h, Make& make,
+                                                OnFound& on_found) {
     constexpr bool inserts = !std::is_same_v<Make, visit_only>;
     shard& s = shard_of(h);
     for (;;) {
@@ -1306,7 +1424,9 @@ class concurrent_table {
         if (!drop && ngroups < t->ngroups) ngroups = freeze_and_fit(t, ngroups);
         table* nt;
         try {
-          nt = allocate_table(ngroups);
+          // Growth and shrinking keep the seed, so that a chunk's elements land in consecutive
+          // groups of the new table; clear() starts over with a new one.
+          nt = allocate_table(ngroups, drop ? fresh_table_seed() : t->seed);
         } catch (...) {
           t->next.store(nullptr, std::memory_order_release);  // undo a freeze
           throw;
@@ -1380,8 +1500,9 @@ class concurrent_table {
     const std::size_t last = std::min(t->ngroups, first + chunk_groups);
     std::int64_t moved = 0;
     std::int64_t dropped = 0;
-    // The group index is monotonic in the hash, so consecutive old groups land on consecutive new
-    // groups: keep the last target group locked while the next element goes to the same one.
+    // The group index is monotonic in the position and both tables have one seed, so consecutive
+    // old groups land on consecutive new groups: keep the last target group locked while the next
+    // element goes to the same one.
     group_lock target;
     for (std::size_t g = first; g < last; ++g) {
       group_meta& gm = t->groups[g];

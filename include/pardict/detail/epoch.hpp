@@ -12,12 +12,14 @@
 //   * entering announces `epoch << 1 | 1`; the announcement must be ordered before every later
 //     load of a table pointer (StoreLoad). A seq_cst store does that, but on x86 it is a full
 //     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups
-//     on a DRAM-sized table. So on Linux the fence is made
+//     on a DRAM-sized table. So where the OS has a process-wide barrier the fence is made
 //     asymmetric: the reader's store is a plain store plus a compiler barrier, and the rare
-//     epoch scan first runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which executes a full
-//     barrier on every running thread of the process. Either the scan then sees the
-//     announcement, or the reader's later loads see everything the scanner's thread did before
-//     (the unlink of the retired table). Without membarrier, the seq_cst store is used;
+//     epoch scan first runs platform::process_fence() (Linux membarrier PRIVATE_EXPEDITED,
+//     Windows FlushProcessWriteBuffers; platform.hpp), which executes a full barrier on every
+//     running thread of the process. Either the scan then sees the announcement, or the
+//     reader's later loads see everything the scanner's thread did before (the unlink of the
+//     retired table). Without it (macOS, a kernel or sandbox that refuses membarrier,
+//     PARDICT_SYMMETRIC_FENCES=1), both sides use seq_cst fences;
 //   * leaving stores 0 (release);
 //   * retire() stamps the object with the global epoch E. The epoch advances only when every
 //     active slot has announced the current epoch; an object stamped E is freed once the global
@@ -27,20 +29,37 @@
 // Guards nest (a visitor may call into a second map): only the outermost one announces. More than
 // `max_slots` simultaneous threads fall back to a shared counter that blocks advancement while
 // non-zero — correct, merely slower to reclaim.
+//
+// fork(): the child has one thread, a copy of the forking one, and every lock, slot and
+// half-done operation of the others as they were. So a pthread_atfork prepare handler closes a
+// gate that operations check right after announcing themselves (the same store-then-load
+// handshake as the epoch scan: either the handler sees the announcement, or the entering thread
+// sees the gate, steps out again and waits in the parent until the fork is over), and waits, up to
+// fork_drain_timeout, for the operations already in flight to leave. With none in flight no group
+// lock or resize mutex is held and every migration has been finished (all chunks of a migration
+// are claimed and done before the operation that started it returns), so the child may use every
+// map; its handler gives the dead threads' slots back and re-registers membarrier. If the wait
+// times out (an operation blocked, e.g. a visitor waiting for a lock the forking thread holds),
+// the child records that objects made before the fork may be half-changed: fork_spoiled(serial)
+// is then true for every object_serial() handed out before the fork, and the C ABI refuses to
+// touch those dictionaries (PARDICT_ERR_FORKED). The forking thread's own operation, if it forks
+// from inside a visitor, is not waited for.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
-#if defined(__linux__)
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include <thread>
+#if defined(__linux__) || defined(__APPLE__)
+#include <pthread.h>
 #endif
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "pardict/detail/config.hpp"
+#include "pardict/detail/platform.hpp"
 
 namespace pardict::detail {
 
@@ -77,8 +96,28 @@ class epoch_domain {
   }
 
   // A small per-thread index (the epoch slot), for spreading per-thread counters. Valid inside
-  // an operation (after enter()); threads without a slot share max_slots.
+  // an operation (after enter()), and after it until the thread exits; threads without a slot
+  // share max_slots. Unique among live threads; a slot passes to a new thread only after its
+  // owner has exited.
   static std::size_t thread_index() noexcept { return tls_.index; }
+  // A number no other thread of the process has: 0 before the thread's first operation, then
+  // fixed for the thread's life. With thread_index(), it tells a slot's owner from the slot's
+  // earlier owners.
+  static std::uint64_t thread_serial() noexcept { return tls_.serial; }
+
+  // fork (see the comment at the top). An object (a C-ABI dictionary) takes a serial when it is
+  // made; in a child whose fork found operations still in flight, fork_spoiled() is true for the
+  // serials of objects made before the fork.
+  std::uint64_t object_serial() noexcept {
+    return objects_.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+  // Static, so that the C ABI's check on every call is one load of a constant-initialised global
+  // (instance() would add its initialisation guard).
+  static bool fork_spoiled(std::uint64_t serial) noexcept {
+    return serial < spoiled_below_.load(std::memory_order_relaxed);
+  }
+  // How long a fork waits for operations in flight before giving up on the maps it copies.
+  static constexpr std::chrono::milliseconds fork_drain_timeout{2000};
 
   // enter() and leave() run twice per map operation, so they are kept to a few instructions:
   // the thread's state is a trivially destructible thread_local (one %fs-relative access, no
@@ -93,6 +132,9 @@ class epoch_domain {
       return;
     }
     announce(sl);
+    // seq_cst: a plain load on x86; pairs with the gate's store and heavy_fence in prepare_fork.
+    if (gate_.load(std::memory_order_seq_cst)) [[unlikely]]
+      wait_at_gate(ts);
   }
 
   PARDICT_ALWAYS_INLINE void leave() noexcept {
@@ -118,12 +160,10 @@ class epoch_domain {
   }
 
   void heavy_fence() noexcept {
-#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
     if (asymmetric_) {
-      syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+      platform::process_fence();
       return;
     }
-#endif
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
 
@@ -144,11 +184,15 @@ class epoch_domain {
   struct thread_state {
     slot* my_slot;
     unsigned depth;
-    bool exiting;       // the slot was given back at thread exit; do not take another
-    std::size_t index;  // my_slot's index, max_slots without a slot
+    bool exiting;          // the slot was given back at thread exit; do not take another
+    std::size_t index;     // my_slot's index, max_slots without a slot
+    std::uint64_t serial;  // thread_serial()
   };
   // Gives the thread's slot back at thread exit. A separate thread_local with a destructor, so
-  // that only the cold path that takes a slot pays for registering it.
+  // that only the cold path that takes a slot pays for registering it. Where thread_local is
+  // emulated (GCC's emutls: mingw-w64), the thread's emulated variables may be torn down before
+  // this runs, so tls_ reads as new and the slot is not given back: later threads then share
+  // the overflow counter (correct, slower to reclaim). MSVC and ELF targets have native TLS.
   struct slot_releaser {
     ~slot_releaser() {
       thread_state& ts = tls_;
@@ -161,20 +205,108 @@ class epoch_domain {
       ts.exiting = true;
     }
   };
-  static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots};
+  static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots, 0};
 
-  epoch_domain() : asymmetric_(register_membarrier()) {}
+  epoch_domain() : asymmetric_(platform::process_fence_available()) {
+#if defined(__linux__) || defined(__APPLE__)
+    pthread_atfork([] { instance().prepare_fork(); }, [] { instance().after_fork_parent(); },
+                   [] { instance().after_fork_child(); });
+#endif
+  }
+
+  // An operation that entered while a fork is being prepared steps out and waits for the parent's
+  // side of the fork to finish (in the child this thread does not exist).
+  PARDICT_NOINLINE void wait_at_gate(thread_state& ts) noexcept {
+    for (;;) {
+      if (ts.my_slot != nullptr) {
+        ts.my_slot->announced.store(0, std::memory_order_release);
+      } else {
+        overflow_active_.fetch_sub(1, std::memory_order_release);
+      }
+      while (gate_.load(std::memory_order_acquire)) {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+      if (ts.my_slot != nullptr) {
+        announce(ts.my_slot);
+      } else {
+        overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+        light_fence();  // pairs with try_advance's heavy_fence, as announce() does
+      }
+      if (!gate_.load(std::memory_order_seq_cst)) return;
+    }
+  }
+
+  // pthread_atfork handlers. prepare_fork runs in the forking thread before fork(); the others
+  // after it, in the parent and in the child.
+  void prepare_fork() noexcept {
+    gate_.store(true, std::memory_order_seq_cst);
+    heavy_fence();
+    const thread_state& me = tls_;
+    const slot* mine = me.depth != 0 ? me.my_slot : nullptr;  // our own operation is not waited for
+    const std::int64_t own_overflow = me.depth != 0 && me.my_slot == nullptr ? 1 : 0;
+    const auto deadline = std::chrono::steady_clock::now() + fork_drain_timeout;
+    bool drained = true;
+    const std::size_t hw = high_water_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < hw && drained; ++i) {
+      if (&slots_[i] == mine) continue;
+      while ((slots_[i].announced.load(std::memory_order_seq_cst) & 1) != 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          drained = false;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    }
+    while (drained && overflow_active_.load(std::memory_order_seq_cst) != own_overflow) {
+      if (std::chrono::steady_clock::now() > deadline) drained = false;
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    fork_drained_ = drained;
+    // Outside operations only retire()'s callers and reclaim() take it, briefly.
+    if (drained) mutex_.lock();
+  }
+
+  void after_fork_parent() noexcept {
+    if (fork_drained_) mutex_.unlock();
+    gate_.store(false, std::memory_order_release);
+  }
+
+  void after_fork_child() noexcept {
+    // One thread now: give back the slots of the threads that did not come along.
+    thread_state& me = tls_;
+    for (std::size_t i = 0; i < max_slots; ++i) {
+      if (&slots_[i] == me.my_slot) continue;
+      slots_[i].announced.store(0, std::memory_order_relaxed);
+      slots_[i].owned.store(false, std::memory_order_relaxed);
+    }
+    overflow_active_.store(me.depth != 0 && me.my_slot == nullptr ? 1 : 0,
+                           std::memory_order_relaxed);
+    if (fork_drained_) {
+      mutex_.unlock();
+    } else {
+      // mutex_ may be held by a thread that is gone, and the maps half-changed.
+      new (&mutex_) std::mutex();
+      spoiled_below_.store(objects_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    // The registration is the process's; make sure the child has one before relying on it.
+    if (asymmetric_ && !platform::process_fence_available()) asymmetric_ = false;
+    gate_.store(false, std::memory_order_release);
+  }
 
   // Announce an epoch that is still current after the announcement is visible; otherwise a scan
   // that ran in between could already have let the epoch move two steps on.
   PARDICT_ALWAYS_INLINE void announce(slot* sl) noexcept {
     std::uint64_t e = global_.load(std::memory_order_relaxed);
     for (;;) {
+      // Symmetric: a seq_cst fence, not a seq_cst store. The store alone would order the
+      // announcement before the seq_cst load of global_ below but, in the C++ model, not before
+      // the acquire loads of table pointers that follow; fence against fence (heavy_fence in
+      // try_advance) is the pairing the model guarantees on every CPU.
+      sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
       if (asymmetric_) {
-        sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
         std::atomic_signal_fence(std::memory_order_seq_cst);
       } else {
-        sl->announced.store((e << 1) | 1, std::memory_order_seq_cst);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
       }
       const std::uint64_t now = global_.load(std::memory_order_seq_cst);
       if (now == e) break;
@@ -183,7 +315,8 @@ class epoch_domain {
   }
 
   // First operation of a thread, or a thread that found no free slot (or is exiting).
-  [[gnu::noinline]] void enter_without_slot(thread_state& ts) noexcept {
+  PARDICT_NOINLINE void enter_without_slot(thread_state& ts) noexcept {
+    if (ts.serial == 0) ts.serial = serials_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (!ts.exiting) {
       static thread_local slot_releaser releaser;
       (void)&releaser;  // odr-use: constructs it (registering its destructor) on first use
@@ -194,17 +327,9 @@ class epoch_domain {
       announce(ts.my_slot);
     } else {
       overflow_active_.fetch_add(1, std::memory_order_seq_cst);
+      light_fence();  // pairs with try_advance's heavy_fence, as announce() does
     }
-  }
-
-  static bool register_membarrier() noexcept {
-#if defined(__linux__) && defined(__NR_membarrier) && !defined(PARDICT_NO_MEMBARRIER)
-    const long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
-    return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-#else
-    return false;
-#endif
+    if (gate_.load(std::memory_order_seq_cst)) wait_at_gate(ts);
   }
 
   slot* acquire_slot() noexcept {
@@ -243,8 +368,8 @@ class epoch_domain {
 
   bool try_advance() noexcept {
     const std::uint64_t g = global_.load(std::memory_order_seq_cst);
+    heavy_fence();  // before every load of the readers' state, the overflow count included
     if (overflow_active_.load(std::memory_order_seq_cst) != 0) return false;
-    heavy_fence();
     const std::size_t hw = high_water_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < hw; ++i) {
       const std::uint64_t a = slots_[i].announced.load(std::memory_order_seq_cst);
@@ -254,10 +379,15 @@ class epoch_domain {
     return global_.compare_exchange_strong(expected, g + 1, std::memory_order_seq_cst);
   }
 
-  const bool asymmetric_;
+  bool asymmetric_;  // changed only by the fork child handler, with no other thread left
+  std::atomic<bool> gate_{false};  // a fork is being prepared: operations wait before entering
+  bool fork_drained_ = true;       // the last prepare_fork saw no operation in flight
+  std::atomic<std::uint64_t> objects_{0};  // object_serial()s given out
+  static inline constinit std::atomic<std::uint64_t> spoiled_below_{0};  // see fork_spoiled()
   std::atomic<std::uint64_t> global_{1};
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::int64_t> overflow_active_{0};
+  std::atomic<std::uint64_t> serials_{0};  // thread_serial()s given out
   std::mutex mutex_;
   std::vector<retired> pending_;
   slot slots_[max_slots];

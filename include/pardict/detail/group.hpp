@@ -12,15 +12,7 @@
 
 #include "pardict/detail/config.hpp"
 #include "pardict/detail/epoch.hpp"
-
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#include <immintrin.h>
-#define PARDICT_PAUSE() _mm_pause()
-#elif defined(__aarch64__)
-#define PARDICT_PAUSE() asm volatile("yield" ::: "memory")
-#else
-#define PARDICT_PAUSE() ((void)0)
-#endif
+#include "pardict/detail/platform.hpp"  // PARDICT_PAUSE, wait_on/wake_all, relaxed word access
 
 namespace pardict::detail {
 
@@ -117,12 +109,25 @@ inline void wait_unlocked(group_meta& g) noexcept {
     g.overflow.fetch_add(sleeper_one, std::memory_order_relaxed);
     epoch_domain::instance().heavy_fence();
     s = g.seq.load(std::memory_order_acquire);
-    if (s & locked_bit) g.seq.wait(s, std::memory_order_acquire);
+    if (s & locked_bit) platform::wait_on(g.seq, s);
     g.overflow.fetch_sub(sleeper_one, std::memory_order_relaxed);
   }
 }
 
 enum class lock_status { acquired, moved, busy };
+
+// After taking a group lock and before the first store to the group's tags or slots. Optimistic
+// readers (concurrent_table.hpp) load seq, copy, fence(acquire), load seq again, and trust the
+// copy only when both loads agree: that needs every store the holder makes to be ordered after
+// the store of the lock bit. The acquire CAS does not give it: it orders later accesses after its
+// load, not after its store, and arm64 (or POWER) may make a later plain store visible before the
+// CAS's store, so a reader could copy half-written bytes and still read the old seq twice. This
+// release fence, paired with the reader's acquire fence, makes the second load see the lock bit
+// whenever the copy saw any of the holder's stores. x86 (TSO) keeps stores in order: there it
+// is a compiler barrier and costs nothing.
+PARDICT_ALWAYS_INLINE inline void fence_after_lock() noexcept {
+  std::atomic_thread_fence(std::memory_order_release);
+}
 
 // Exclusive group lock. `patient` callers sleep until they get it; impatient ones give up after a
 // short spin (used for a second lock while holding a first one, which is how deadlock is avoided).
@@ -134,6 +139,7 @@ inline lock_status lock_group(group_meta& g, bool patient) noexcept {
     if ((s & locked_bit) == 0) {
       if (g.seq.compare_exchange_weak(s, s | locked_bit, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
+        fence_after_lock();
         return lock_status::acquired;
       }
       continue;
@@ -146,8 +152,8 @@ inline lock_status lock_group(group_meta& g, bool patient) noexcept {
 
 // Out of line and cold: the futex wake-up (libstdc++'s atomic notify) is large, and unlock is
 // inlined into every write path.
-[[gnu::noinline, gnu::cold]] inline void wake_sleepers(group_meta& g) noexcept {
-  g.seq.notify_all();
+PARDICT_NOINLINE PARDICT_COLD inline void wake_sleepers(group_meta& g) noexcept {
+  platform::wake_all(g.seq);
 }
 
 // Release: bump the version (so optimistic readers that overlapped retry), clear the lock bit,
@@ -195,28 +201,28 @@ class group_lock {
 // type's size and alignment allow. The words are accessed through may_alias types: the same bytes
 // are also read and written as the element type, and without may_alias the compiler may assume
 // the two never overlap (g++ -O2 did drop such a copy of a pair<int, float>).
-typedef std::uint64_t __attribute__((__may_alias__)) alias_u64;
-typedef std::uint32_t __attribute__((__may_alias__)) alias_u32;
-typedef std::uint16_t __attribute__((__may_alias__)) alias_u16;
-typedef std::uint8_t __attribute__((__may_alias__)) alias_u8;
+typedef std::uint64_t PARDICT_MAY_ALIAS alias_u64;
+typedef std::uint32_t PARDICT_MAY_ALIAS alias_u32;
+typedef std::uint16_t PARDICT_MAY_ALIAS alias_u16;
+typedef std::uint8_t PARDICT_MAY_ALIAS alias_u8;
 
 // The may_alias typedefs are spelled out in each specialisation: used as a template argument, the
 // attribute would be dropped.
 template <std::size_t Bytes>
 struct word_copy;
-#define PARDICT_WORD_COPY(BYTES, ALIAS)                                                    \
-  template <>                                                                              \
-  struct word_copy<BYTES> {                                                                \
-    static void load(void* dst, const void* src, std::size_t n) noexcept {                 \
-      ALIAS* d = static_cast<ALIAS*>(dst);                                                 \
-      const ALIAS* s = static_cast<const ALIAS*>(src);                                     \
-      for (std::size_t i = 0; i < n; ++i) d[i] = __atomic_load_n(s + i, __ATOMIC_RELAXED); \
-    }                                                                                      \
-    static void store(void* dst, const void* src, std::size_t n) noexcept {                \
-      ALIAS* d = static_cast<ALIAS*>(dst);                                                 \
-      const ALIAS* s = static_cast<const ALIAS*>(src);                                     \
-      for (std::size_t i = 0; i < n; ++i) __atomic_store_n(d + i, s[i], __ATOMIC_RELAXED); \
-    }                                                                                      \
+#define PARDICT_WORD_COPY(BYTES, ALIAS)                                       \
+  template <>                                                                 \
+  struct word_copy<BYTES> {                                                   \
+    static void load(void* dst, const void* src, std::size_t n) noexcept {    \
+      ALIAS* d = static_cast<ALIAS*>(dst);                                    \
+      const ALIAS* s = static_cast<const ALIAS*>(src);                        \
+      for (std::size_t i = 0; i < n; ++i) d[i] = PARDICT_RELAXED_LOAD(s + i); \
+    }                                                                         \
+    static void store(void* dst, const void* src, std::size_t n) noexcept {   \
+      ALIAS* d = static_cast<ALIAS*>(dst);                                    \
+      const ALIAS* s = static_cast<const ALIAS*>(src);                        \
+      for (std::size_t i = 0; i < n; ++i) PARDICT_RELAXED_STORE(d + i, s[i]); \
+    }                                                                         \
   };
 PARDICT_WORD_COPY(8, alias_u64)
 PARDICT_WORD_COPY(4, alias_u32)
@@ -250,10 +256,16 @@ inline void racy_store(T* dst, const void* src) noexcept {
 // is a side effect the optimiser must keep. Write prefetches use prefetcht0 too: prefetchw
 // faults on CPUs without PRFCHW, and a line read into an otherwise uncached state arrives
 // exclusive anyway.
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 PARDICT_ALWAYS_INLINE inline void prefetch_read(const void* p) noexcept {
   asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
 }
+#elif defined(_MSC_VER) && !defined(__clang__) && (defined(_M_X64) || defined(_M_IX86))
+inline void prefetch_read(const void* p) noexcept {  // MSVC has no GNU asm; GCC's issue is not its
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
+#elif defined(_MSC_VER) && !defined(__clang__) && defined(_M_ARM64)
+inline void prefetch_read(const void* p) noexcept { __prefetch(p); }
 #else
 PARDICT_ALWAYS_INLINE inline void prefetch_read(const void* p) noexcept {
   __builtin_prefetch(p, 0, 3);

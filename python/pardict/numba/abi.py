@@ -265,6 +265,11 @@ def _ol_raise_status(status):
             raise RuntimeError("dictionary changed size during iteration")
         if status == Status.ERR_CALLBACK:
             raise RuntimeError("pardict.update: the update function failed")
+        if status == Status.ERR_FORKED:
+            raise RuntimeError(
+                "pardict: this dictionary was inherited through fork() while operations on "
+                "pardict dictionaries were in flight in the parent; the child cannot use it"
+            )
         raise RuntimeError("pardict: internal error")
 
     return impl
