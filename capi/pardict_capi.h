@@ -201,9 +201,11 @@ PARDICT_API int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars
 // (r < n) is the UTF-8 bytes data[offsets[first + r] .. offsets[first + r + 1]), the offsets being
 // int32 (offset_bytes 4) or int64 (offset_bytes 8), and data holding data_size bytes. Rows are
 // aggregated per word by their bytes (no conversion, no numba string), and each distinct word is
-// decoded once to combine it into the dictionary. Misses as in pardict_combine_many_ucs4: rows
-// (0 .. n - 1, relative to first) and aggregated values, room for n of each. Malformed UTF-8
-// decodes to U+FFFD per bad byte; offsets out of order or past data_size give PARDICT_ERR_INVALID.
+// decoded once to combine it into the dictionary. value_stride 0: every row has the value at
+// `values` (a count). Misses as in pardict_combine_many_ucs4 (rows 0 .. n - 1, relative to first,
+// and aggregated values, room for n of each), except that each distinct byte string is reported
+// at most once, however many threads saw it. Malformed UTF-8 decodes to U+FFFD per bad byte;
+// offsets out of order or past data_size give PARDICT_ERR_INVALID.
 PARDICT_API int32_t pardict_combine_many_utf8(pardict_dict* d, const void* data, int64_t data_size,
                                               const void* offsets, int32_t offset_bytes,
                                               int64_t first, int64_t n, const void* values,
