@@ -395,8 +395,8 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         """add/min/max (values aligned with chunk) or count (values None) of the words of a
         pyarrow (large_)string array without nulls into this dict of str keys and numeric
         values, in C++ straight from the array's UTF-8 buffers (pardict_combine_many_utf8, GIL
-        released). Only the words this dict lacks are then inserted from Python. Returns how many
-        keys were new."""
+        released). The words this dict lacked are then made into strings and inserted by one jitted
+        loop. Returns how many keys were new."""
         n = len(chunk)
         if n == 0:
             return 0
@@ -428,12 +428,18 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         rows = rows.view(np.int64)
         if rows.size == 0:
             return 0
-        words = chunk.take(_pa().array(rows)).to_pylist()
-        longest = max(1, max(map(len, words)))
-        width = max(16, 1 << (longest - 1).bit_length())  # few widths: few numba specialisations
-        keys = np.array(words, dtype=f"<U{width}")
+        # The misses (each distinct word at most once): decoded in C++ from the Arrow buffers and
+        # made into numba strings by one jitted loop, without a Python object per word.
+        points, starts = _ext.utf8_gather(
+            data if data is not None else b"", offsets, 8 if large else 4, chunk.offset, n, rows
+        )
         got = misses.reshape(rows.size, vc)[:, : dt.itemsize].copy().view(dt).ravel()
-        return self._bulk(_MISS_BULK[op], keys, got, threads)
+        # Room for every new word first: a dict that grows while they go in re-inserts what it
+        # holds at every step (the first chunk of a partition starts from an empty dict).
+        self.reserve(len(self) + rows.size)
+        return int(
+            _wire.str_key_combiner(op)(self, points.view(np.uint32), starts.view(np.int64), got)
+        )
 
     def set_many(self, keys: ArrayLike, values: ArrayLike, threads: int | None = None) -> int:
         """d[k] = v for every pair; returns how many keys were new."""
@@ -740,7 +746,6 @@ def _str_arrays(d):
 
 
 _ARROW_BULK = {h.count_many: "count", h.add_many: "add", h.min_many: "min", h.max_many: "max"}
-_MISS_BULK = {"add": h.add_many, "min": h.min_many, "max": h.max_many}
 
 _REPR_MAX = 1000
 _REPR_EDGE = 3
