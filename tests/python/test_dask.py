@@ -154,6 +154,13 @@ def test_word_count_from_a_bag_and_a_column(client):
     assert dict(zip(parts.key, parts.value, strict=True)) == dict(want)
 
 
+def test_bulk_calls_in_a_worker_task_use_one_thread_unless_told(client):
+    # A worker runs one task per thread it was given, each meant to use one core.
+    assert client.submit(pdd._task_threads, None, pure=False).result() == 1
+    assert client.submit(pdd._task_threads, 3, pure=False).result() == 3
+    assert pdd._task_threads(None) is None  # not in a worker: the bulk methods' default
+
+
 def test_arrow_str_columns_match_pandas_value_counts():
     pa = pytest.importorskip("pyarrow")
     rng = np.random.default_rng(8)
