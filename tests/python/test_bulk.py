@@ -724,3 +724,14 @@ def test_utf8_gather_refuses_rows_and_offsets_outside_the_array():
             _ext.utf8_gather(b"abcd\xc3\xa9", offsets, 4, 0, 2, np.array(rows, dtype=np.int64))
     with pytest.raises(ValueError, match="bad rows or offsets"):  # past the data
         _ext.utf8_gather(b"ab", offsets, 4, 0, 2, np.array([1], dtype=np.int64))
+
+
+def test_str_bulk_arrow_words_longer_than_a_slot_records():
+    # A slot keeps sizes below 2^16 exactly; longer words, and words equal in their first 16 bytes
+    # and in length but not after, are told apart by their bytes.
+    pa = pytest.importorskip("pyarrow")
+    big = "x" * 70_000
+    tokens = [big, big + "x", big, big[:-1] + "y", "y", big + "x", "é" * 40_000] * 3
+    d = Dict.empty(types.unicode_type, types.int64)
+    assert d.count_many(pa.array(tokens), threads=2) == 5
+    assert d.to_dict() == dict(collections.Counter(tokens))
