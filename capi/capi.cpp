@@ -1,8 +1,11 @@
 // extern "C" entry points: argument checks, exception barrier, iterator bookkeeping.
 #include <algorithm>
+#include <atomic>
 #include <bit>
+#include <memory>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "blob.hpp"
@@ -12,6 +15,7 @@
 #include "refs.hpp"
 #include "ucs4_bulk.hpp"
 #include "unowned_copies.hpp"
+#include "utf8_bulk.hpp"
 #include "workers.hpp"
 
 namespace pardict::capi {
@@ -375,6 +379,87 @@ int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t wi
     if (count != 0)
       std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(), m.values.size());
   });
+  *n_miss = n_out.load();
+  return noting_nomem(b, s);
+}
+
+int32_t pardict_combine_many_utf8(pardict_dict* d, const void* data, int64_t data_size,
+                                  const void* offsets, int32_t offset_bytes, int64_t first,
+                                  int64_t n, const void* values, int64_t value_stride, int32_t op,
+                                  const int32_t* fields, int32_t n_fields, int32_t threads,
+                                  int64_t* miss_rows, void* miss_values, int64_t* n_miss) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  dict_base* b = D(d);
+  const auto& l = b->lay;
+  const std::size_t vc = l.value_class;
+  if (!holds_one_str(l) || n < 0 || first < 0 || data_size < 0 ||
+      (offset_bytes != 4 && offset_bytes != 8) || !combine_args_ok(l, op, fields, n_fields) ||
+      (value_stride != 0 && value_stride != static_cast<int64_t>(vc)) ||
+      (n > 0 && (offsets == nullptr || values == nullptr || miss_rows == nullptr ||
+                 miss_values == nullptr || (data == nullptr && data_size != 0))) ||
+      n_miss == nullptr || static_cast<std::uint64_t>(n) >= utf8_word_table<std::int64_t>::max_rows)
+    return PARDICT_ERR_INVALID;
+  *n_miss = 0;
+  if (n == 0) return PARDICT_OK;
+  const field_combine c{to_combine_op(op), fields, n_fields};
+  auto* miss_out = static_cast<unsigned char*>(miss_values);
+  std::atomic<std::int64_t> n_out{0};
+  auto run = [&](const auto* offs) -> int32_t {
+    offs += first;
+    if (!utf8_offsets_ok(offs, n, data_size)) return PARDICT_ERR_INVALID;
+    using offset_type = std::remove_cv_t<std::remove_pointer_t<decltype(offs)>>;
+    using table_type = utf8_word_table<offset_type>;
+    const utf8_array<offset_type> rows{static_cast<const unsigned char*>(data), offs};
+    const auto* data_end = static_cast<const unsigned char*>(data) + data_size;
+    const auto* vals = static_cast<const unsigned char*>(values);
+    const bool counting = value_stride == 0;
+    // Phase 1: every worker aggregates its share of rows per word in a private table.
+    const std::size_t t = worker_count(n, threads, 16384);
+    std::vector<std::unique_ptr<table_type>> tables(t);
+    std::atomic<int32_t> status{PARDICT_OK};
+    auto note = [&](int32_t s) {
+      if (s != PARDICT_OK) status.store(s);
+    };
+    on_workers(t, [&](std::size_t i) noexcept {
+      note(guarded([&] {
+        tables[i] = std::make_unique<table_type>(rows, data_end, counting, vc);
+        aggregate_utf8_rows(*tables[i], vals, static_cast<std::size_t>(value_stride),
+                            static_cast<std::size_t>(n) * i / t,
+                            static_cast<std::size_t>(n) * (i + 1) / t, c);
+        return PARDICT_OK;
+      }));
+    });
+    if (status.load() != PARDICT_OK) return status.load();
+    // The workers' tables folded into one, so each distinct word meets the dictionary once and is
+    // reported at most once (several reports of a word would each make its string).
+    note(guarded([&] {
+      for (std::size_t i = 1; i < t; ++i) {
+        tables[0]->merge_from(*tables[i], c);
+        tables[i].reset();
+      }
+      return PARDICT_OK;
+    }));
+    if (status.load() != PARDICT_OK) return status.load();
+    // Phase 2: the workers combine the words of their share of the slots into the dictionary.
+    const table_type& words = *tables[0];
+    const std::size_t cap = words.capacity();
+    on_workers(t, [&](std::size_t i) noexcept {
+      note(guarded([&] {
+        const word_misses m =
+            combine_utf8_words(*b, words, vals, cap * i / t, cap * (i + 1) / t, c, counting);
+        const auto count = static_cast<std::int64_t>(m.rows.size());
+        const std::int64_t at = n_out.fetch_add(count);
+        std::copy(m.rows.begin(), m.rows.end(), miss_rows + at);
+        if (count != 0)
+          std::memcpy(miss_out + static_cast<std::size_t>(at) * vc, m.values.data(),
+                      m.values.size());
+        return PARDICT_OK;
+      }));
+    });
+    return status.load();
+  };
+  const int32_t s = offset_bytes == 4 ? run(static_cast<const std::int32_t*>(offsets))
+                                      : run(static_cast<const std::int64_t*>(offsets));
   *n_miss = n_out.load();
   return noting_nomem(b, s);
 }

@@ -197,6 +197,22 @@ PARDICT_API int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars
                                               int32_t op, const int32_t* fields, int32_t n_fields,
                                               int32_t threads, int64_t* miss_rows,
                                               void* miss_values, int64_t* n_miss);
+// pardict_combine_many_ucs4 from Arrow strings (utf8 / large_utf8 without nulls): string r
+// (r < n) is the UTF-8 bytes data[offsets[first + r] .. offsets[first + r + 1]), the offsets being
+// int32 (offset_bytes 4) or int64 (offset_bytes 8), and data holding data_size bytes. Rows are
+// aggregated per word by their bytes (no conversion, no numba string), and each distinct word is
+// decoded once to combine it into the dictionary. value_stride 0: every row has the value at
+// `values` (a count). Misses as in pardict_combine_many_ucs4 (rows 0 .. n - 1, relative to first,
+// and aggregated values, room for n of each), except that each distinct byte string is reported
+// at most once, however many threads saw it. Malformed UTF-8 decodes to U+FFFD per bad byte;
+// offsets out of order or past data_size give PARDICT_ERR_INVALID.
+PARDICT_API int32_t pardict_combine_many_utf8(pardict_dict* d, const void* data, int64_t data_size,
+                                              const void* offsets, int32_t offset_bytes,
+                                              int64_t first, int64_t n, const void* values,
+                                              int64_t value_stride, int32_t op,
+                                              const int32_t* fields, int32_t n_fields,
+                                              int32_t threads, int64_t* miss_rows,
+                                              void* miss_values, int64_t* n_miss);
 // pardict_get_many for a dictionary whose key is one string, from a NumPy fixed-width unicode
 // array (n elements of `width` UCS4 code points, trailing NULs are padding), looked up through
 // borrowed views (no numba string is built). values_out needs a value layout without references;

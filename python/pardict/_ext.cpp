@@ -220,6 +220,7 @@ NB_MODULE(_ext, m) {
     d["pardict_combine_many"] = addr(&pardict_combine_many);
     d["pardict_combine_many_ucs4"] = addr(&pardict_combine_many_ucs4);
     d["pardict_get_many_ucs4"] = addr(&pardict_get_many_ucs4);
+    d["pardict_combine_many_utf8"] = addr(&pardict_combine_many_utf8);
     d["pardict_clear"] = addr(&pardict_clear);
     d["pardict_reserve"] = addr(&pardict_reserve);
     d["pardict_copy"] = addr(&pardict_copy);
@@ -342,6 +343,86 @@ NB_MODULE(_ext, m) {
       },
       "pardict_combine_many with PARDICT_OP_ASSIGN over key and value blob buffers (sizes checked "
       "by the caller); the number of new keys. The GIL is released.");
+  m.def(
+      "combine_many_utf8",
+      [](std::uintptr_t d, nb::handle data, nb::handle offsets, int offset_bytes,
+         std::int64_t first, std::int64_t n, nb::handle values, std::int64_t value_stride,
+         std::int32_t op, std::int32_t kind, std::int32_t threads, std::size_t value_class) {
+        buffer_view dv(data, false), ov(offsets, false), vv(values, false);
+        if ((offset_bytes != 4 && offset_bytes != 8) || first < 0 || n < 0 ||
+            ov.size() < static_cast<std::size_t>(first + n + 1) * offset_bytes ||
+            vv.size() <
+                (value_stride == 0 ? value_class : static_cast<std::size_t>(n * value_stride)))
+          throw std::invalid_argument("combine_many_utf8: buffer sizes do not match");
+        // Room for n misses, as the C ABI asks; pages never written are never touched.
+        pardict::wire::owned_bytes rows, misses;
+        rows.allocate(static_cast<std::size_t>(n) * sizeof(std::int64_t));
+        misses.allocate(static_cast<std::size_t>(n) * value_class);
+        const std::int32_t fields[2] = {0, kind};
+        std::int64_t m = 0;
+        std::int32_t st;
+        {
+          nb::gil_scoped_release unlocked;
+          st = pardict_combine_many_utf8(
+              table(d), dv.data(), static_cast<std::int64_t>(dv.size()), ov.data(), offset_bytes,
+              first, n, vv.data(), value_stride, op, fields, 1, threads,
+              reinterpret_cast<std::int64_t*>(rows.get()), misses.get(), &m);
+        }
+        check_status(st);
+        rows.size = static_cast<std::size_t>(m) * sizeof(std::int64_t);
+        misses.size = static_cast<std::size_t>(m) * value_class;
+        return nb::make_tuple(to_numpy(std::move(rows)), to_numpy(std::move(misses)));
+      },
+      "pardict_combine_many_utf8 over an Arrow string array's buffers, one scalar value field of "
+      "`kind`: (miss rows as int64 bytes, their aggregated value blobs). The GIL is released.");
+  m.def(
+      "utf8_gather",
+      [](nb::handle data, nb::handle offsets, int offset_bytes, std::size_t first, std::size_t n,
+         nb::handle rows) {
+        buffer_view dv(data, false), ov(offsets, false), rv(rows, false);
+        if ((offset_bytes != 4 && offset_bytes != 8) ||
+            ov.size() < (first + n + 1) * static_cast<std::size_t>(offset_bytes) ||
+            rv.size() % sizeof(std::int64_t) != 0)
+          throw std::invalid_argument("utf8_gather: buffer sizes do not match");
+        const std::size_t n_rows = rv.size() / sizeof(std::int64_t);
+        std::vector<std::int64_t> picked(n_rows);
+        if (n_rows != 0) std::memcpy(picked.data(), rv.data(), rv.size());
+        pardict::wire::owned_bytes points, offs;
+        {
+          nb::gil_scoped_release unlocked;
+          // Every row inside the array, every string inside the data: then the decode cannot
+          // read out of bounds. Room: a code point takes at least one byte.
+          std::size_t bytes = 0;
+          bool ok = true;
+          for (const std::int64_t r : picked) {
+            if (r < 0 || static_cast<std::size_t>(r) >= n) {
+              ok = false;
+              break;
+            }
+            const std::size_t at = first + static_cast<std::size_t>(r);
+            const std::int64_t a = pardict::wire::offset_at(ov.data(), offset_bytes, at);
+            const std::int64_t b = pardict::wire::offset_at(ov.data(), offset_bytes, at + 1);
+            if (a < 0 || b < a || static_cast<std::size_t>(b) > dv.size()) {
+              ok = false;
+              break;
+            }
+            bytes += static_cast<std::size_t>(b - a);
+          }
+          if (ok) {
+            points.allocate(bytes * sizeof(std::uint32_t));
+            offs.allocate((n_rows + 1) * sizeof(std::int64_t));
+            const std::int64_t got =
+                pardict::wire::utf8_gather(dv.data(), ov.data(), offset_bytes, first, picked.data(),
+                                           n_rows, reinterpret_cast<std::uint32_t*>(points.get()),
+                                           reinterpret_cast<std::int64_t*>(offs.get()));
+            points.size = static_cast<std::size_t>(got) * sizeof(std::uint32_t);
+          }
+        }
+        if (offs.get() == nullptr) throw std::invalid_argument("utf8_gather: bad rows or offsets");
+        return nb::make_tuple(to_numpy(std::move(points)), to_numpy(std::move(offs)));
+      },
+      "The UTF-8 strings at `rows` (int64, relative to first) of an Arrow string array, decoded: "
+      "(code points as uint32 bytes, n_rows + 1 int64 offsets as bytes). The GIL is released.");
   m.def(
       "utf8_max_length",
       [](nb::handle data, nb::handle offsets, int offset_bytes, std::size_t first, std::size_t n) {

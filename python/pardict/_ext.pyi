@@ -62,6 +62,23 @@ def export_plain(d: int, key_class: int, value_class: int) -> tuple[Any, Any]: .
 def export_str(d: int, value_class: int) -> tuple[Any, int, Any, Any]: ...
 def to_ucs4(chars: Any, width: int, offsets: Any, out: Any, out_width: int) -> None: ...
 def insert_plain(d: int, keys: Any, values: Any, n: int, threads: int) -> int: ...
+def combine_many_utf8(
+    d: int,
+    data: Any,
+    offsets: Any,
+    offset_bytes: int,
+    first: int,
+    n: int,
+    values: Any,
+    value_stride: int,
+    op: int,
+    kind: int,
+    threads: int,
+    value_class: int,
+) -> tuple[Any, Any]: ...
+def utf8_gather(
+    data: Any, offsets: Any, offset_bytes: int, first: int, n: int, rows: Any
+) -> tuple[Any, Any]: ...
 def utf8_max_length(data: Any, offsets: Any, offset_bytes: int, first: int, n: int) -> int: ...
 def utf8_to_ucs4(
     data: Any, offsets: Any, offset_bytes: int, first: int, n: int, out: Any, out_width: int

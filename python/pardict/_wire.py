@@ -265,27 +265,65 @@ def _threads() -> int:
 
 
 @functools.cache
-def _str_key_inserter() -> Any:
-    """The jitted insert of str keys, made on first use: numba's unicode internals cost ~50 ms to
-    import, which `import pardict` should not pay."""
+def _str_maker() -> Any:
+    """The jitted maker of a numba string from code points chars[a:b], made on first use: numba's
+    unicode internals cost ~50 ms to import, which `import pardict` should not pay."""
     from numba.cpython.unicode import _empty_string, _set_code_point
+
+    @njit(nogil=True)
+    def str_at(chars, a, b):
+        """chars[a:b] as a numba string of the narrowest kind holding it (as CPython's)."""
+        top = 0
+        for j in range(a, b):
+            top = max(top, np.int64(chars[j]))
+        kind = 1 if top < 256 else (2 if top < 65536 else 4)
+        s = _empty_string(kind, b - a, 1 if top < 128 else 0)
+        for j in range(a, b):
+            _set_code_point(s, j - a, np.int64(chars[j]))
+        return s
+
+    return str_at
+
+
+@functools.cache
+def _str_key_inserter() -> Any:
+    """The jitted insert of str keys (see _str_maker)."""
+    str_at = _str_maker()
 
     @njit(nogil=True)
     def insert_str_keys(d, chars, offsets, values):
         """d.insert(key i, values[i]) for str keys given as code points and offsets: how many
-        were new. Each key becomes a numba string of the narrowest kind holding it (as
-        CPython's)."""
+        were new."""
         new = 0
         for i in range(offsets.size - 1):
-            a, b = offsets[i], offsets[i + 1]
-            top = 0
-            for j in range(a, b):
-                top = max(top, np.int64(chars[j]))
-            kind = 1 if top < 256 else (2 if top < 65536 else 4)
-            s = _empty_string(kind, b - a, 1 if top < 128 else 0)
-            for j in range(a, b):
-                _set_code_point(s, j - a, np.int64(chars[j]))
-            new += d.insert(s, values[i])
+            new += d.insert(str_at(chars, offsets[i], offsets[i + 1]), values[i])
         return new
 
     return insert_str_keys
+
+
+@functools.cache
+def str_key_combiner(op: str) -> Any:
+    """The jitted d.add/min/max(key i, values[i]) for str keys given as code points and offsets
+    (see _str_maker), returning how many keys were new: the words a bulk call on Arrow strings
+    found missing. A key is inserted if absent, else combined (another thread may have stored it
+    since it was found missing), so each call makes each key's string once."""
+    str_at = _str_maker()
+    code = {"add": 0, "min": 1, "max": 2}[op]
+
+    @njit(nogil=True)
+    def combine_str_keys(d, chars, offsets, values):
+        new = 0
+        for i in range(offsets.size - 1):
+            s = str_at(chars, offsets[i], offsets[i + 1])
+            if d.insert(s, values[i]):
+                new += 1
+            elif code == 0:
+                d.add(s, values[i])
+            elif code == 1:
+                d.min(s, values[i])
+            else:
+                d.max(s, values[i])
+        return new
+
+    return combine_str_keys

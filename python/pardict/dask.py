@@ -51,6 +51,9 @@ partial)."""
 
 _MERGE_OP = {"add": "add", "min": "min", "max": "max", "count": "add", "assign": "assign"}
 _BULK = {"add": "add_many", "min": "min_many", "max": "max_many", "assign": "set_many"}
+# Arrow str keys are combined from their UTF-8 buffers (Dict._combine_arrow); False: converted to
+# NumPy unicode arrays first, as before (kept to measure the difference: bench/wc_profile.py).
+_ARROW_DIRECT = True
 _STR_BATCH_BYTES = 64 << 20  # NumPy unicode rows converted at once (UCS4: 4 bytes per character)
 
 
@@ -343,16 +346,42 @@ def _stored_dtype(op: str, value_dtype: np.dtype | None) -> np.dtype:
     return value_dtype
 
 
+def _task_threads(threads: int | None) -> int | None:
+    """The C++ threads of a bulk call inside a task: `threads` when given; on a distributed
+    worker, 1, since the worker runs one task per thread it was given (threads_per_worker /
+    --nthreads) and each of those threads is meant to use one core: more per call would time-slice
+    with the other task threads and worker processes (measured: bench/wc_profile.py --threads);
+    elsewhere (the threaded or synchronous scheduler) None, the bulk methods' default."""
+    if threads is not None:
+        return threads
+    worker = sys.modules.get("distributed")
+    if worker is not None:
+        try:
+            worker.get_worker()
+        except ValueError:  # not inside a distributed worker's task
+            return None
+        return 1
+    return None
+
+
 def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
     """One partition as a pardict.Dict (a task: runs on a worker)."""
     d = Dict.empty(spec.key_type(), spec.value_type())
+    threads = _task_threads(spec.threads)
+    direct = _ARROW_DIRECT and spec.key_dtype is None and spec.op != "assign"
+    arrow = _arrow_strings(keys_part) if direct else None
+    if arrow is not None:
+        if spec.split:
+            arrow = _arrow_words(arrow, spec.sep)
+        _chunk_arrow(d, arrow, values_part, spec, index, threads)
+        return d
     if spec.key_dtype is None:
         key_batches = list(_str_batches(keys_part, "keys", index, spec.split, spec.sep))
     else:
         key_batches = [_as_numeric(keys_part, spec.key_dtype, "keys", index)]
     if spec.op == "count":
         for keys in key_batches:
-            d.count_many(keys, threads=spec.threads)
+            d.count_many(keys, threads=threads)
         return d
     assert spec.value_dtype is not None
     values = _as_numeric(values_part, spec.value_dtype, "values", index)
@@ -368,14 +397,47 @@ def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
     bulk = getattr(d, _BULK[spec.op])
     at = 0
     for keys in key_batches:
-        bulk(keys, values[at : at + keys.size], threads=spec.threads)
+        bulk(keys, values[at : at + keys.size], threads=threads)
         at += keys.size
     return d
+
+
+def _chunk_arrow(
+    d: Dict, chunks, values_part: Any, spec: _Spec, index: int, threads: int | None
+) -> None:
+    """A partition of Arrow str keys combined into d straight from the UTF-8 buffers (no NumPy
+    unicode array, so no numba specialisation per string width)."""
+    for c in chunks:
+        if c.null_count:
+            raise ValueError(
+                f"pardict.dask: partition {index} of the keys has {c.null_count} missing "
+                f"values (dropna() them first)"
+            )
+    if spec.op == "count":
+        for c in chunks:
+            d._combine_arrow(c, None, "count", threads)
+        return
+    assert spec.value_dtype is not None
+    values = _as_numeric(values_part, spec.value_dtype, "values", index)
+    n_keys = sum(len(c) for c in chunks)
+    if n_keys != values.size:
+        raise ValueError(
+            f"pardict.dask: keys and values are not aligned: partition {index} has {n_keys} "
+            f"keys and {values.size} values"
+        )
+    stored = _stored_dtype(spec.op, spec.value_dtype)
+    if values.dtype != stored:
+        values = values.astype(stored)
+    at = 0
+    for c in chunks:
+        d._combine_arrow(c, values[at : at + len(c)], spec.op, threads)
+        at += len(c)
 
 
 def _combine(parts: Sequence[Dict], op: str, threads: int | None) -> Dict:
     """The partial dicts merged into a new one (the inputs stay as they are: Dask may hold them
     for another task, or run this task again after a failure)."""
+    threads = _task_threads(threads)
     largest = max(range(len(parts)), key=lambda i: len(parts[i]))
     out = parts[largest].copy()
     for i, p in enumerate(parts):
@@ -495,7 +557,8 @@ def aggregate(
     op="count". op: "add" (sum), "min", "max", "count" (occurrences of each key) or "assign"
     (some value of each key). Each partition becomes a pardict.Dict on its worker, and the partial
     dicts are merged in a tree of fan-in split_every. threads: the C++ threads of each bulk call
-    (default numba's thread count; the C side never runs more than the worker's CPUs).
+    (default: 1 on a distributed worker, whose task threads each stand for a core; numba's thread
+    count under the local schedulers; the C side never runs more than the process's CPUs).
 
     Returns, with split_out == 1, a dask Delayed whose .compute() is the pardict.Dict
     {key: aggregate}; with split_out > 1, a dask DataFrame of split_out partitions with columns

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import operator
+import sys
 import threading
 import warnings
 from abc import ABCMeta
@@ -27,6 +28,8 @@ from numba.core.errors import NumbaTypeSafetyWarning
 from . import _ext, _wire
 from . import _helpers as h
 from .numba import boxing, split
+from .numba.abi import Kind as _Kind
+from .numba.abi import Op as _Op
 from .numba.abi import Result
 from .numba.atomic import combinable
 from .numba.types import DictType, _as_type
@@ -353,7 +356,9 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     # ---- bulk operations on NumPy arrays ----------------------------------------------------------
     # Each is the jitted method of the same name (numba/bulk.py), run with the GIL released and
     # split over `threads` C++ threads (default: numba's thread count). Every element operation is
-    # atomic; the batch as a whole is not.
+    # atomic; the batch as a whole is not. count/add/min/max_many of a str-keyed dict also take a
+    # pyarrow string (or large_string) Array or ChunkedArray without nulls, read in place
+    # (_combine_arrow).
 
     def _bulk(self, fn, keys, *args):
         if not self._typed:
@@ -361,10 +366,80 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                 "bulk operations need a typed pardict.Dict (use Dict.empty or Dict.from_arrays)"
             )
         if self.key_type == types.unicode_type:
+            op = _ARROW_BULK.get(fn)
+            chunks = _arrow_chunks(keys) if op is not None else None
+            if chunks is not None:
+                return self._bulk_arrow(op, chunks, *args)
             keys = _str_keys(keys)
         else:
             keys = _array_1d(keys, "keys")
         return h.typed_call(self, fn, keys, *args)
+
+    def _bulk_arrow(self, op, chunks, *args):
+        """count/add/min/max_many with pyarrow string keys (args as the jitted method's)."""
+        values = None if op == "count" else _array_1d(args[0], "values")
+        threads = args[-1]
+        n = sum(len(c) for c in chunks)
+        if values is not None and values.size != n:
+            raise ValueError("keys and values differ in length")
+        new = at = 0
+        for c in chunks:
+            if c.null_count:
+                raise ValueError(f"keys have {c.null_count} missing values (drop them first)")
+            part = None if values is None else values[at : at + len(c)]
+            new += self._combine_arrow(c, part, op, threads)
+            at += len(c)
+        return new
+
+    def _combine_arrow(self, chunk, values, op: str, threads: int | None) -> int:
+        """add/min/max (values aligned with chunk) or count (values None) of the words of a
+        pyarrow (large_)string array without nulls into this dict of str keys and numeric
+        values, in C++ straight from the array's UTF-8 buffers (pardict_combine_many_utf8, GIL
+        released). The words this dict lacked are then made into strings and inserted by one jitted
+        loop. Returns how many keys were new."""
+        n = len(chunk)
+        if n == 0:
+            return 0
+        dt = _np_dtype(self.value_type)
+        if dt is None:
+            raise TypeError(f"bulk operations need numeric or bool values, not {self.value_type}")
+        _, _, _, vc = self._dict_type.layouts
+        if op == "count":
+            values, stride, op = np.ones(1, dtype=dt), 0, "add"
+        else:
+            values, stride = _exact_cast(values, dt), vc
+        blobs = _value_blobs(values, vc)
+        _, offsets, data = chunk.buffers()
+        large = chunk.type.equals(_pa().large_string())
+        rows, misses = _ext.combine_many_utf8(
+            self._handle(),
+            data if data is not None else b"",
+            offsets,
+            8 if large else 4,
+            chunk.offset,
+            n,
+            blobs,
+            stride,
+            int(_Op[op.upper()]),
+            int(_value_kind(dt)),
+            _threads(threads),
+            vc,
+        )
+        rows = rows.view(np.int64)
+        if rows.size == 0:
+            return 0
+        # The misses (each distinct word at most once): decoded in C++ from the Arrow buffers and
+        # made into numba strings by one jitted loop, without a Python object per word.
+        points, starts = _ext.utf8_gather(
+            data if data is not None else b"", offsets, 8 if large else 4, chunk.offset, n, rows
+        )
+        got = misses.reshape(rows.size, vc)[:, : dt.itemsize].copy().view(dt).ravel()
+        # Room for every new word first: a dict that grows while they go in re-inserts what it
+        # holds at every step (the first chunk of a partition starts from an empty dict).
+        self.reserve(len(self) + rows.size)
+        return int(
+            _wire.str_key_combiner(op)(self, points.view(np.uint32), starts.view(np.int64), got)
+        )
 
     def set_many(self, keys: ArrayLike, values: ArrayLike, threads: int | None = None) -> int:
         """d[k] = v for every pair; returns how many keys were new."""
@@ -670,6 +745,8 @@ def _str_arrays(d):
     return keys, _wire._narrow(vblobs, d.value_type)
 
 
+_ARROW_BULK = {h.count_many: "count", h.add_many: "add", h.min_many: "min", h.max_many: "max"}
+
 _REPR_MAX = 1000
 _REPR_EDGE = 3
 
@@ -712,6 +789,58 @@ def _array_1d(arr, what):
     if a.ndim != 1:
         raise ValueError(f"{what} must be a 1-d array, got shape {a.shape}")
     return a
+
+
+def _pa():
+    import pyarrow
+
+    return pyarrow
+
+
+def _arrow_chunks(keys):
+    """The chunks of a pyarrow (large_)string Array or ChunkedArray, else None (pyarrow is not
+    imported for anything else)."""
+    pa = sys.modules.get("pyarrow")
+    if pa is None or not isinstance(keys, (pa.Array, pa.ChunkedArray)):
+        return None
+    chunks = keys.chunks if isinstance(keys, pa.ChunkedArray) else [keys]
+    if all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in chunks):
+        return chunks
+    return None
+
+
+def _exact_cast(values, dt):
+    """values as a contiguous array of dt, refusing a cast that changes a value."""
+    if values.dtype == dt:
+        return np.ascontiguousarray(values)
+    out = values.astype(dt)
+    if not np.array_equal(out, values, equal_nan=values.dtype.kind == "f"):
+        raise ValueError(f"values of dtype {values.dtype} do not fit the dict's {dt}")
+    return np.ascontiguousarray(out)
+
+
+def _value_blobs(values, vc):
+    """Values as value blobs of vc bytes each (the value in the first bytes, little-endian)."""
+    size = values.dtype.itemsize
+    if size == vc:
+        return values.view(np.uint8)
+    out = np.zeros((values.size, vc), dtype=np.uint8)
+    out[:, :size] = values.view(np.uint8).reshape(values.size, size)
+    return out.ravel()
+
+
+def _value_kind(dt):
+    if dt.kind == "b":
+        return _Kind.U8
+    return _Kind[f"{'F' if dt.kind == 'f' else 'I' if dt.kind == 'i' else 'U'}{dt.itemsize * 8}"]
+
+
+def _threads(threads):
+    if threads is None:
+        import numba
+
+        return int(numba.get_num_threads())
+    return int(threads)
 
 
 def _str_keys(keys):

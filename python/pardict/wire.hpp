@@ -248,49 +248,77 @@ inline std::int64_t utf8_max_length(const unsigned char* data, std::size_t data_
   return longest;
 }
 
+// Decodes the UTF-8 bytes data[j .. end) into at most `room` code points at out; returns how many.
+// Malformed UTF-8 (Arrow validates its strings, so only a foreign buffer has it) decodes to U+FFFD
+// rather than reading past the string's end.
+inline std::size_t utf8_decode(const unsigned char* data, std::int64_t j, std::int64_t end,
+                               std::uint32_t* out, std::size_t room) noexcept {
+  std::size_t k = 0;
+  while (j < end && k < room) {
+    const unsigned char b = data[j];
+    std::uint32_t c;
+    int extra;
+    if (b < 0x80) {
+      c = b;
+      extra = 0;
+    } else if ((b & 0xE0) == 0xC0) {
+      c = b & 0x1Fu;
+      extra = 1;
+    } else if ((b & 0xF0) == 0xE0) {
+      c = b & 0x0Fu;
+      extra = 2;
+    } else if ((b & 0xF8) == 0xF0) {
+      c = b & 0x07u;
+      extra = 3;
+    } else {
+      c = 0xFFFD;
+      extra = 0;
+    }
+    ++j;
+    for (int e = 0; e < extra; ++e, ++j) {
+      if (j >= end || (data[j] & 0xC0) != 0x80) {
+        c = 0xFFFD;
+        break;
+      }
+      c = (c << 6) | (data[j] & 0x3Fu);
+    }
+    out[k++] = c;
+  }
+  return k;
+}
+
 // Decodes strings first .. first + n - 1 into n rows of out_width UCS4 code points (NUL-padded).
-// The offsets were checked by utf8_max_length. Malformed UTF-8 (Arrow validates its strings, so
-// only a foreign buffer has it) decodes to U+FFFD rather than reading past a string's end.
+// The offsets were checked by utf8_max_length.
 inline void utf8_to_ucs4(const unsigned char* data, const void* offsets, int offset_bytes,
                          std::size_t first, std::size_t n, std::size_t out_width,
                          std::uint32_t* out) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     std::uint32_t* row = out + i * out_width;
-    std::int64_t j = offset_at(offsets, offset_bytes, first + i);
-    const std::int64_t end = offset_at(offsets, offset_bytes, first + i + 1);
-    std::size_t k = 0;
-    while (j < end && k < out_width) {
-      const unsigned char b = data[j];
-      std::uint32_t c;
-      int extra;
-      if (b < 0x80) {
-        c = b;
-        extra = 0;
-      } else if ((b & 0xE0) == 0xC0) {
-        c = b & 0x1Fu;
-        extra = 1;
-      } else if ((b & 0xF0) == 0xE0) {
-        c = b & 0x0Fu;
-        extra = 2;
-      } else if ((b & 0xF8) == 0xF0) {
-        c = b & 0x07u;
-        extra = 3;
-      } else {
-        c = 0xFFFD;
-        extra = 0;
-      }
-      ++j;
-      for (int e = 0; e < extra; ++e, ++j) {
-        if (j >= end || (data[j] & 0xC0) != 0x80) {
-          c = 0xFFFD;
-          break;
-        }
-        c = (c << 6) | (data[j] & 0x3Fu);
-      }
-      row[k++] = c;
-    }
+    const std::size_t k =
+        utf8_decode(data, offset_at(offsets, offset_bytes, first + i),
+                    offset_at(offsets, offset_bytes, first + i + 1), row, out_width);
     std::fill(row + k, row + out_width, 0u);
   }
+}
+
+// The strings first + rows[i] (i < n_rows) decoded into code points, one after another:
+// points_out gets them (room for every byte of those strings: a code point takes at least one),
+// offsets_out[i] .. offsets_out[i + 1] delimits string i. The caller checked the offsets and that
+// every row is below the array's length. Returns the number of code points.
+inline std::int64_t utf8_gather(const unsigned char* data, const void* offsets, int offset_bytes,
+                                std::size_t first, const std::int64_t* rows, std::size_t n_rows,
+                                std::uint32_t* points_out, std::int64_t* offsets_out) noexcept {
+  std::int64_t at = 0;
+  offsets_out[0] = 0;
+  for (std::size_t i = 0; i < n_rows; ++i) {
+    const std::size_t r = first + static_cast<std::size_t>(rows[i]);
+    const std::int64_t a = offset_at(offsets, offset_bytes, r);
+    const std::int64_t b = offset_at(offsets, offset_bytes, r + 1);
+    at += static_cast<std::int64_t>(
+        utf8_decode(data, a, b, points_out + at, static_cast<std::size_t>(b - a)));
+    offsets_out[i + 1] = at;
+  }
+  return at;
 }
 
 }  // namespace pardict::wire

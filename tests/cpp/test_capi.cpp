@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 #if defined(__linux__)
@@ -556,6 +557,182 @@ TEST_F(CapiTest, CombineManyUcs4AggregatesPerWordAndReportsNewWords) {
             PARDICT_ERR_INVALID);
   pardict_free(ints);
   pardict_free(d);
+}
+
+TEST_F(CapiTest, CombineManyUtf8AggregatesArrowStringsPerWord) {
+  // A str -> int64 dict holding "ab" (kind 1) and "é" (kind 4), fed Arrow strings: row 0 ("zz")
+  // lies before `first`; then "ab", "x", "ab", "", "x", "ab", "é" (2 UTF-8 bytes), "a\xff"
+  // (malformed: 'a' and U+FFFD).
+  pardict_dict* d = make(48, 8, /*krefs=*/1u << 4, /*kstrs=*/1u);
+  fake_meminfo m;
+  const char ab[] = "ab";
+  const std::uint32_t e_acute[] = {0xe9};
+  key_buf stored_ab{{ab, 2, 1, 0, -1, &m, nullptr}};
+  key_buf stored_e{{e_acute, 1, 4, 0, -1, &m, nullptr}};
+  std::int64_t v = 100;
+  ASSERT_EQ(pardict_set(d, &stored_ab, &v, nullptr), PARDICT_INSERTED);
+  ASSERT_EQ(pardict_set(d, &stored_e, &v, nullptr), PARDICT_INSERTED);
+  const unsigned char data[] = {'z', 'z', 'a', 'b',  'x',  'a', 'b',
+                                'x', 'a', 'b', 0xc3, 0xa9, 'a', 0xff};
+  const std::int32_t off32[] = {0, 2, 4, 5, 7, 7, 8, 10, 12, 14};
+  const std::int64_t off64[] = {0, 2, 4, 5, 7, 7, 8, 10, 12, 14};
+  const std::int64_t n = 8;
+  const std::int64_t vals[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  for (const int offset_bytes : {4, 8}) {
+    SCOPED_TRACE(offset_bytes);
+    const void* offsets = offset_bytes == 4 ? static_cast<const void*>(off32) : off64;
+    std::vector<std::int64_t> miss_rows(n, -1), miss_vals(n, -1);
+    std::int64_t n_miss = -1;
+    ASSERT_EQ(pardict_combine_many_utf8(d, data, sizeof data, offsets, offset_bytes, 1, n, vals, 8,
+                                        PARDICT_OP_ADD, fields, 1, 1, miss_rows.data(),
+                                        miss_vals.data(), &n_miss),
+              PARDICT_OK);
+    std::int64_t out = 0;
+    ASSERT_EQ(pardict_get(d, &stored_ab, &out), PARDICT_FOUND);
+    const std::int64_t pass = offset_bytes / 4;  // 1, then 2: the second pass adds the same again
+    EXPECT_EQ(out, 100 + pass * (1 + 3 + 6));    // combined in place, whatever the stored kind
+    ASSERT_EQ(pardict_get(d, &stored_e, &out), PARDICT_FOUND);
+    EXPECT_EQ(out, 100 + pass * 7);
+    EXPECT_EQ(pardict_len(d), 2);  // nothing inserted
+    ASSERT_EQ(n_miss, 3);          // "x", "" and "a\ufffd": rows relative to first
+    std::map<std::int64_t, std::int64_t> by_row;
+    for (std::int64_t i = 0; i < n_miss; ++i) by_row[miss_rows[i]] = miss_vals[i];
+    EXPECT_EQ(by_row, (std::map<std::int64_t, std::int64_t>{{1, 2 + 5}, {3, 4}, {7, 8}}));
+  }
+
+  // One value for every row (stride 0), split over threads: every row counted once.
+  std::vector<unsigned char> text;
+  std::vector<std::int64_t> offs{0};
+  for (std::size_t i = 0; i < 40000; ++i) {
+    text.push_back('a');
+    text.push_back(i % 2 == 0 ? 'b' : 'c');  // "ab" present, "ac" new
+    offs.push_back(static_cast<std::int64_t>(text.size()));
+  }
+  const std::int64_t one = 1;
+  std::vector<std::int64_t> miss_rows(40000, -1), miss_vals(40000, -1);
+  std::int64_t n_miss = -1;
+  ASSERT_EQ(pardict_combine_many_utf8(d, text.data(), static_cast<std::int64_t>(text.size()),
+                                      offs.data(), 8, 0, 40000, &one, 0, PARDICT_OP_ADD, fields, 1,
+                                      4, miss_rows.data(), miss_vals.data(), &n_miss),
+            PARDICT_OK);
+  std::int64_t out = 0;
+  ASSERT_EQ(pardict_get(d, &stored_ab, &out), PARDICT_FOUND);
+  EXPECT_EQ(out, 120 + 20000);
+  // Only "ac" is missing: both workers saw it, and their reports are merged into one.
+  ASSERT_EQ(n_miss, 1);
+  EXPECT_EQ(miss_rows[0] % 2, 1);
+  EXPECT_EQ(miss_vals[0], 20000);
+
+  // Bad arguments: offsets past the data or out of order, an offset width, an assign op, a
+  // stride that is not the value class, a non-string key layout.
+  const std::int32_t past[] = {0, 2, 99};
+  const std::int32_t backwards[] = {0, 4, 2};
+  auto call = [&](pardict_dict* t, const void* o, int ob, std::int64_t stride, std::int32_t op) {
+    return pardict_combine_many_utf8(t, data, sizeof data, o, ob, 0, 2, vals, stride, op, fields, 1,
+                                     1, miss_rows.data(), miss_vals.data(), &n_miss);
+  };
+  EXPECT_EQ(call(d, past, 4, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, backwards, 4, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, off32, 2, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, off32, 4, 8, PARDICT_OP_ASSIGN), PARDICT_ERR_INVALID);
+  EXPECT_EQ(call(d, off32, 4, 4, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  pardict_dict* ints = make(8, 8);
+  EXPECT_EQ(call(ints, off32, 4, 8, PARDICT_OP_ADD), PARDICT_ERR_INVALID);
+  pardict_free(ints);
+  pardict_free(d);
+}
+
+TEST_F(CapiTest, CombineManyUtf8MatchesASerialCountOnEveryThreadCount) {
+  // 200k rows over 5000 words of 0 to 40 bytes: ASCII, 2- and 3-byte UTF-8, words that share
+  // their first 16 bytes and differ in the tail, the empty word; the dictionary holds every
+  // third word. Whatever the thread count and value stride, the misses name each absent word
+  // once, and the combined plus reported values equal a serial count.
+  std::vector<std::string> vocab;
+  for (int w = 0; w < 5000; ++w) {
+    std::string s;
+    const int len = (w * 7919) % 41;
+    for (int i = 0; i < len; ++i) s.push_back(static_cast<char>('a' + (w + i * 31) % 26));
+    if (w % 5 == 1) s += "\xc3\xa9";      // é
+    if (w % 7 == 2) s += "\xe2\x82\xac";  // €
+    if (w % 11 == 3) s = "0123456789abcdef_long_tail_" + std::to_string(w);
+    vocab.push_back(s);
+  }
+  std::sort(vocab.begin(), vocab.end());
+  vocab.erase(std::unique(vocab.begin(), vocab.end()), vocab.end());
+  std::vector<unsigned char> text;
+  std::vector<std::int32_t> offs{0};
+  std::vector<std::int64_t> vals;
+  std::uint64_t x = 12345;
+  for (int r = 0; r < 200000; ++r) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const std::size_t rank = (x >> 33) % vocab.size();
+    const std::size_t w = rank % 3 == 0 ? rank : (rank * rank) % vocab.size();  // some skew
+    text.insert(text.end(), vocab[w].begin(), vocab[w].end());
+    offs.push_back(static_cast<std::int32_t>(text.size()));
+    vals.push_back(r % 3 + 1);
+  }
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  for (const std::int64_t stride : {0, 8}) {
+    for (const std::int32_t threads : {1, 2, 4}) {
+      SCOPED_TRACE(::testing::Message() << "stride " << stride << " threads " << threads);
+      pardict_dict* d = make(48, 8, /*krefs=*/1u << 4, /*kstrs=*/1u);
+      fake_meminfo m;
+      std::vector<std::vector<std::uint32_t>> stored_points;
+      std::vector<key_buf> stored;
+      stored_points.reserve(vocab.size());
+      stored.reserve(vocab.size());
+      for (std::size_t w = 0; w < vocab.size(); w += 3) {  // every third word, stored as UCS4
+        std::vector<std::uint32_t> pts;
+        const auto* p = reinterpret_cast<const unsigned char*>(vocab[w].data());
+        for (std::size_t i = 0; i < vocab[w].size();) {
+          const unsigned char b = p[i];
+          const int extra = b < 0x80 ? 0 : (b & 0xE0) == 0xC0 ? 1 : 2;
+          std::uint32_t c = extra == 0 ? b : extra == 1 ? (b & 0x1Fu) : (b & 0x0Fu);
+          for (int e = 1; e <= extra; ++e) c = (c << 6) | (p[i + e] & 0x3Fu);
+          pts.push_back(c);
+          i += 1 + extra;
+        }
+        stored_points.push_back(std::move(pts));
+        const auto& sp = stored_points.back();
+        stored.push_back(
+            key_buf{{sp.data(), static_cast<std::int64_t>(sp.size()), 4, 0, -1, &m, nullptr}});
+        const std::int64_t zero = 0;
+        ASSERT_EQ(pardict_set(d, &stored.back(), &zero, nullptr), PARDICT_INSERTED);
+      }
+      const std::int64_t one = 1;
+      const std::int64_t n = static_cast<std::int64_t>(offs.size()) - 1;
+      std::vector<std::int64_t> miss_rows(n, -1), miss_vals(n, -1);
+      std::int64_t n_miss = -1;
+      ASSERT_EQ(pardict_combine_many_utf8(d, text.data(), static_cast<std::int64_t>(text.size()),
+                                          offs.data(), 4, 0, n, stride == 0 ? &one : vals.data(),
+                                          stride, PARDICT_OP_ADD, fields, 1, threads,
+                                          miss_rows.data(), miss_vals.data(), &n_miss),
+                PARDICT_OK);
+      std::map<std::string, std::int64_t> want_sum;  // the expected total per word
+      for (std::int64_t r = 0; r < n; ++r) {
+        const std::string w(text.begin() + offs[r], text.begin() + offs[r + 1]);
+        want_sum[w] += stride == 0 ? 1 : vals[r];
+      }
+      std::map<std::string, std::int64_t> got;
+      for (std::int64_t i = 0; i < n_miss; ++i) {
+        const auto r = miss_rows[i];
+        ASSERT_GE(r, 0);
+        ASSERT_LT(r, n);
+        const std::string w(text.begin() + offs[r], text.begin() + offs[r + 1]);
+        EXPECT_TRUE(got.emplace(w, miss_vals[i]).second) << "reported twice: " << w;
+      }
+      for (std::size_t i = 0; i < stored.size(); ++i) {
+        std::int64_t out = -1;
+        ASSERT_EQ(pardict_get(d, &stored[i], &out), PARDICT_FOUND);
+        const std::string& w = vocab[3 * i];
+        if (out != 0) EXPECT_TRUE(got.emplace(w, out).second) << "present and reported: " << w;
+      }
+      EXPECT_EQ(got, want_sum);
+      EXPECT_EQ(pardict_len(d), static_cast<std::int64_t>(stored.size()));
+      pardict_free(d);
+    }
+  }
 }
 
 TEST_F(CapiTest, GetManyTestsMembershipOfValuesHoldingReferences) {

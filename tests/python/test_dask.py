@@ -154,6 +154,32 @@ def test_word_count_from_a_bag_and_a_column(client):
     assert dict(zip(parts.key, parts.value, strict=True)) == dict(want)
 
 
+def test_bulk_calls_in_a_worker_task_use_one_thread_unless_told(client):
+    # A worker runs one task per thread it was given, each meant to use one core.
+    assert client.submit(pdd._task_threads, None, pure=False).result() == 1
+    assert client.submit(pdd._task_threads, 3, pure=False).result() == 3
+    assert pdd._task_threads(None) is None  # not in a worker: the bulk methods' default
+
+
+def test_arrow_str_columns_match_pandas_value_counts():
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(8)
+    vocab = np.array(
+        [f"w{i}" for i in range(1500)] + ["", "é", "日本", "😀", "b" * 50], dtype=object
+    )
+    words = vocab[rng.zipf(1.3, 30_000) % vocab.size]
+    vals = rng.integers(0, 9, words.size).astype(np.float64)
+    for typ in (pa.string(), pa.large_string()):
+        pdf = pd.DataFrame({"w": pd.Series(words, dtype=pd.ArrowDtype(typ)), "v": vals})
+        ddf = dd.from_pandas(pdf, npartitions=4)
+        counts = pdd.aggregate(ddf.w, op="count").compute(scheduler="sync")
+        want = pdf.w.value_counts()
+        assert counts.to_dict() == {str(k): int(v) for k, v in want.items()}
+        sums = pdd.aggregate(ddf.w, ddf.v, op="min").compute(scheduler="sync")
+        want = pdf.groupby("w").v.min()
+        assert sums.to_dict() == {str(k): float(v) for k, v in want.items()}
+
+
 def test_arrays_on_the_local_schedulers():
     rng = np.random.default_rng(3)
     k = rng.integers(0, 500, 20_000).astype(np.int32)
