@@ -726,7 +726,9 @@ TEST_F(CapiTest, CombineManyUtf8MatchesASerialCountOnEveryThreadCount) {
         std::int64_t out = -1;
         ASSERT_EQ(pardict_get(d, &stored[i], &out), PARDICT_FOUND);
         const std::string& w = vocab[3 * i];
-        if (out != 0) EXPECT_TRUE(got.emplace(w, out).second) << "present and reported: " << w;
+        if (out != 0) {
+          EXPECT_TRUE(got.emplace(w, out).second) << "present and reported: " << w;
+        }
       }
       EXPECT_EQ(got, want_sum);
       EXPECT_EQ(pardict_len(d), static_cast<std::int64_t>(stored.size()));
