@@ -409,18 +409,18 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
             + " |"
         )
         L.append("|---|" + "---|" * (2 * len(threads)))
+
+        def vs(a: str, b: str, w: str, t: int) -> str:
+            x = idx.get((a, w, t), {}).get("mops")
+            y = idx.get((b, w, t), {}).get("mops")
+            return f"{x / y:.2f}" if x and y else "–"
+
         for w in wl_present:
-
-            def vs(a: str, b: str, t: int) -> str:
-                x = idx.get((a, w, t), {}).get("mops")
-                y = idx.get((b, w, t), {}).get("mops")
-                return f"{x / y:.2f}" if x and y else "–"
-
             L.append(
                 f"| {w} | "
-                + " | ".join(vs("pardict", "boost", t) for t in threads)
+                + " | ".join(vs("pardict", "boost", w, t) for t in threads)
                 + " | "
-                + " | ".join(vs("pardict_bulk", "boost_bulk", t) for t in threads)
+                + " | ".join(vs("pardict_bulk", "boost_bulk", w, t) for t in threads)
                 + " |"
             )
         L.append("")
