@@ -24,6 +24,7 @@
 #include "pardict/hash.hpp"
 #include "pardict_capi.h"
 #include "ucs4_bulk.hpp"
+#include "utf8.hpp"
 
 namespace pardict::capi {
 
@@ -42,46 +43,6 @@ bool utf8_offsets_ok(const Offset* offsets, std::int64_t n, std::int64_t data_si
   for (std::int64_t i = 0; i < n; ++i)
     if (offsets[i + 1] < offsets[i]) return false;
   return static_cast<std::int64_t>(offsets[n]) <= data_size;
-}
-
-// Decodes UTF-8 into code points (out has room for `size` points: never more than bytes).
-// Malformed UTF-8 (Arrow validates its strings, so only a foreign buffer has it) decodes to U+FFFD
-// per bad byte, as pardict.dask's NumPy conversion does. Returns the number of code points.
-inline std::int64_t decode_utf8(const unsigned char* p, std::size_t size,
-                                std::uint32_t* out) noexcept {
-  std::size_t j = 0;
-  std::int64_t k = 0;
-  while (j < size) {
-    const unsigned char b = p[j];
-    std::uint32_t c;
-    int extra;
-    if (b < 0x80) {
-      c = b;
-      extra = 0;
-    } else if ((b & 0xE0) == 0xC0) {
-      c = b & 0x1Fu;
-      extra = 1;
-    } else if ((b & 0xF0) == 0xE0) {
-      c = b & 0x0Fu;
-      extra = 2;
-    } else if ((b & 0xF8) == 0xF0) {
-      c = b & 0x07u;
-      extra = 3;
-    } else {
-      c = 0xFFFD;
-      extra = 0;
-    }
-    ++j;
-    for (int e = 0; e < extra; ++e, ++j) {
-      if (j >= size || (p[j] & 0xC0) != 0x80) {
-        c = 0xFFFD;
-        break;
-      }
-      c = (c << 6) | (p[j] & 0x3Fu);
-    }
-    out[k++] = c;
-  }
-  return k;
 }
 
 // A worker's private table of words for pardict_combine_many_utf8: one entry per distinct word,
@@ -341,7 +302,8 @@ class borrowed_utf8 {
       write_borrowed(blob_, p, static_cast<std::int64_t>(size), 1, 1);
     } else {
       if (points_.size() < size + 1) points_.resize(size + 1);
-      const std::int64_t length = decode_utf8(p, size, points_.data());
+      const auto length = static_cast<std::int64_t>(
+          utf8_decode(p, 0, static_cast<std::int64_t>(size), points_.data(), size));
       write_borrowed(blob_, points_.data(), length, ucs4_kind, 0);
     }
     return blob_;

@@ -383,23 +383,26 @@ def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
         for keys in key_batches:
             d.count_many(keys, threads=threads)
         return d
-    assert spec.value_dtype is not None
-    values = _as_numeric(values_part, spec.value_dtype, "values", index)
-    n_keys = sum(k.size for k in key_batches)
-    if n_keys != values.size:
-        raise ValueError(
-            f"pardict.dask: keys and values are not aligned: partition {index} has {n_keys} "
-            f"keys and {values.size} values"
-        )
-    stored = _stored_dtype(spec.op, spec.value_dtype)
-    if values.dtype != stored:
-        values = values.astype(stored)
+    values = _aligned_values(values_part, spec, index, sum(k.size for k in key_batches))
     bulk = getattr(d, _BULK[spec.op])
     at = 0
     for keys in key_batches:
         bulk(keys, values[at : at + keys.size], threads=threads)
         at += keys.size
     return d
+
+
+def _aligned_values(values_part: Any, spec: _Spec, index: int, n_keys: int) -> np.ndarray:
+    """A partition's values as the stored dtype of spec.op, checked to be as many as its keys."""
+    assert spec.value_dtype is not None
+    values = _as_numeric(values_part, spec.value_dtype, "values", index)
+    if n_keys != values.size:
+        raise ValueError(
+            f"pardict.dask: keys and values are not aligned: partition {index} has {n_keys} "
+            f"keys and {values.size} values"
+        )
+    stored = _stored_dtype(spec.op, spec.value_dtype)
+    return values if values.dtype == stored else values.astype(stored)
 
 
 def _chunk_arrow(
@@ -417,17 +420,7 @@ def _chunk_arrow(
         for c in chunks:
             d._combine_arrow(c, None, "count", threads)
         return
-    assert spec.value_dtype is not None
-    values = _as_numeric(values_part, spec.value_dtype, "values", index)
-    n_keys = sum(len(c) for c in chunks)
-    if n_keys != values.size:
-        raise ValueError(
-            f"pardict.dask: keys and values are not aligned: partition {index} has {n_keys} "
-            f"keys and {values.size} values"
-        )
-    stored = _stored_dtype(spec.op, spec.value_dtype)
-    if values.dtype != stored:
-        values = values.astype(stored)
+    values = _aligned_values(values_part, spec, index, sum(len(c) for c in chunks))
     at = 0
     for c in chunks:
         d._combine_arrow(c, values[at : at + len(c)], spec.op, threads)
