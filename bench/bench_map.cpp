@@ -7,8 +7,8 @@
 // (exit 1 = wrong result, 2 = usage error, 3 = map/workload combination not applicable or map not
 // built).
 //
-// Maps:      pardict pardict_bulk boost boost_bulk tbb_hm tbb_um cuckoo absl_sharded std_mutex plain
-// plain_touched raw_read Workloads: W1 W2 W3 W4 W5 W6 W7i W7l W8r W8s   (see bench/README.md)
+// Maps:      pardict pardict_bulk boost boost_bulk tbb_hm tbb_um cuckoo absl_sharded std_mutex
+// plain plain_touched raw_read Workloads: W1 W2 W3 W4 W5 W6 W7i W7l W8r W8s   (see bench/README.md)
 //
 // Environment: PARDICT_BENCH_BLOCK = keys per bulk call for pardict_bulk (default 512).
 //
@@ -1451,9 +1451,9 @@ int dispatch(const Config& c) {
   return Runner<A, i64>(c).run();
 }
 
-const char* const kAllMaps[] = {"pardict",      "pardict_bulk", "boost",     "boost_bulk",
-                                "tbb_hm",       "tbb_um",       "cuckoo",    "absl_sharded",
-                                "std_mutex",    "plain",        "plain_touched", "raw_read"};
+const char* const kAllMaps[] = {"pardict",   "pardict_bulk", "boost",         "boost_bulk",
+                                "tbb_hm",    "tbb_um",       "cuckoo",        "absl_sharded",
+                                "std_mutex", "plain",        "plain_touched", "raw_read"};
 
 bool map_built(std::string_view m) {
 #if !defined(PARDICT_BENCH_HAVE_PARDICT)
