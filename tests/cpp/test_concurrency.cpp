@@ -489,6 +489,56 @@ TEST(Concurrency, BulkReadersNeverMissPresentKeysDuringGrowth) {
   EXPECT_EQ(m.size(), prefill + grow);
 }
 
+// find_many finds each key's table and home group in its first stage and uses them 2D keys later
+// (read_pipeline). A migration can replace the table in between: the stale table must then send
+// the lookup to the general path (its groups are marked moved), never answer from it. Here the
+// key set never changes while one thread rehashes the map back and forth between two sizes, so
+// every table is replaced over and over during the readers' calls; present keys must always be
+// found with their values and absent keys never.
+TEST(Concurrency, BulkReadersCarryingTablesAcrossStagesSurviveRehashes) {
+  const std::uint64_t n = 20000;
+  const std::uint64_t rounds = scaled(200, 20);
+  i64_map m;
+  for (std::uint64_t i = 0; i < n; ++i) ASSERT_TRUE(m.insert({key_of(i), value_of(key_of(i))}));
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> misses{0}, false_hits{0}, wrong{0}, calls{0};
+  run_with_timeout(
+      "bulk readers during rehashes",
+      [&] {
+        run_threads(3, [&](std::size_t t) {
+          if (t == 0) {
+            for (std::uint64_t r = 0; r < rounds; ++r) m.rehash(r % 2 ? n : 8 * n);
+            done.store(true);
+            return;
+          }
+          std::mt19937_64 rng(t + 77);
+          std::vector<std::int64_t> keys(100);
+          std::vector<std::int64_t> out(keys.size());
+          auto found = std::make_unique<bool[]>(keys.size());
+          std::uint64_t local_calls = 0;
+          while (!done.load() || local_calls == 0) {
+            // Even positions present, odd positions absent (indices n.. were never inserted).
+            for (std::size_t i = 0; i < keys.size(); ++i)
+              keys[i] = key_of(i % 2 == 0 ? rng() % n : n + rng() % n);
+            m.find_many(keys, out, {found.get(), keys.size()});
+            ++local_calls;
+            for (std::size_t i = 0; i < keys.size(); ++i) {
+              if (i % 2 == 0 && !found[i]) misses.fetch_add(1);
+              if (i % 2 == 1 && found[i]) false_hits.fetch_add(1);
+              if (i % 2 == 0 && found[i] && out[i] != value_of(keys[i])) wrong.fetch_add(1);
+            }
+          }
+          calls.fetch_add(local_calls);
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(misses.load(), 0u);
+  EXPECT_EQ(false_hits.load(), 0u);
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_GT(calls.load(), 0u);
+  EXPECT_EQ(m.size(), n);
+}
+
 // Erasing and re-inserting keys reuses slots at once. A reader racing with that must never pair a
 // key with another key's value (value_of(k) is unique per key), whatever the read path.
 template <class Map, class MakeKey, class ValueOf>
