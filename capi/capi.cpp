@@ -1,5 +1,6 @@
 // extern "C" entry points: argument checks, exception barrier, iterator bookkeeping.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <memory>
@@ -348,6 +349,93 @@ int32_t pardict_combine_many(pardict_dict* d, const void* keys, const void* valu
   });
   if (count_out != nullptr) *count_out = inserted.load();
   return noting_nomem(b, s);
+}
+
+int32_t pardict_load_many(pardict_dict* d, const void* keys, const void* values, int64_t n,
+                          const uint32_t* seeds, const uint64_t* groups, int32_t threads,
+                          int64_t* count_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  dict_base* b = D(d);
+  if (!bulk_ok(b, n) || (n > 0 && (keys == nullptr || values == nullptr)))
+    return PARDICT_ERR_INVALID;
+  const std::size_t kc = b->lay.key_class, vc = b->lay.value_class;
+  const auto* ks = static_cast<const unsigned char*>(keys);
+  const auto* vs = static_cast<const unsigned char*>(values);
+  const auto rows = static_cast<std::size_t>(n);
+  // Where each shard's run starts, found by binary search as if the rows were grouped by shard.
+  // Whatever the order, the runs partition the rows, and load_shard refuses a run holding a row
+  // of another shard (it then goes to the ordinary path), so every row is stored exactly once.
+  std::array<std::size_t, PARDICT_SHARDS + 1> start{};
+  start[PARDICT_SHARDS] = rows;
+  for (std::size_t s = 1; s < PARDICT_SHARDS; ++s) {
+    std::size_t lo = start[s - 1], hi = rows;
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (b->shard_index(ks + mid * kc) < s) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    start[s] = lo;
+  }
+  // Two phases: a shard being loaded must have no other user, and a run refused by load_shard
+  // may hold rows of any shard, so the refused runs go to the ordinary path only after every
+  // load has finished.
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::int64_t> inserted{0};
+  std::atomic<int32_t> status{PARDICT_OK};
+  std::array<std::atomic<bool>, PARDICT_SHARDS> refused{};
+  const std::size_t t = worker_count(n, threads, 16384);
+  on_workers(t, [&](std::size_t) noexcept {
+    for (std::size_t s; (s = next.fetch_add(1)) < PARDICT_SHARDS;) {
+      const std::size_t lo = start[s], m = start[s + 1] - lo;
+      if (m == 0) continue;
+      const int32_t st = guarded([&] {
+        // The exporter's group count is capped at ~3x what m rows need, so that a foreign
+        // geometry cannot ask for absurd tables; the order holds at any size (a position scales
+        // with the group count).
+        const std::size_t min_groups =
+            groups != nullptr
+                ? static_cast<std::size_t>(std::min<std::uint64_t>(groups[s], m / 2 + 16))
+                : 0;
+        const std::size_t k = b->load_shard(s, ks + lo * kc, vs + lo * vc, m, min_groups,
+                                            seeds != nullptr ? seeds[s] : 0);
+        if (k == static_cast<std::size_t>(-1)) {
+          refused[s].store(true);
+        } else {
+          inserted.fetch_add(static_cast<std::int64_t>(k));
+        }
+        return PARDICT_OK;
+      });
+      if (st != PARDICT_OK) status.store(st);
+    }
+  });
+  next.store(0);
+  on_workers(t, [&](std::size_t) noexcept {
+    for (std::size_t s; (s = next.fetch_add(1)) < PARDICT_SHARDS;) {
+      if (!refused[s].load()) continue;
+      const std::size_t lo = start[s], m = start[s + 1] - lo;
+      const int32_t st = guarded([&] {
+        inserted.fetch_add(static_cast<std::int64_t>(
+            b->combine_many(ks + lo * kc, vs + lo * vc, m,
+                            field_combine{to_combine_op(PARDICT_OP_ASSIGN), nullptr, 0})));
+        return PARDICT_OK;
+      });
+      if (st != PARDICT_OK) status.store(st);
+    }
+  });
+  if (count_out != nullptr) *count_out = inserted.load();
+  return noting_nomem(b, status.load());
+}
+
+int32_t pardict_shard_geometry(const pardict_dict* d, uint32_t* seeds_out, uint64_t* groups_out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  if (seeds_out == nullptr || groups_out == nullptr) return PARDICT_ERR_INVALID;
+  return guarded([&] {
+    D(d)->shard_geometry(seeds_out, groups_out);
+    return PARDICT_OK;
+  });
 }
 
 int32_t pardict_combine_many_ucs4(pardict_dict* d, const void* chars, int64_t width, int64_t n,

@@ -82,6 +82,14 @@ class dict_base {
   // table's order, at most `capacity`; returns how many the walk met (more than capacity when the
   // table grew meanwhile). Only for layouts without references or string keys (the caller checks).
   virtual std::size_t export_many(void* keys, void* values, std::size_t capacity) const = 0;
+  // Same layouts: the engine's one-pass shard load (concurrent_map::load_shard) of n rows that
+  // belong to `shard`, with assign semantics for a key met twice; npos when the shard cannot be
+  // loaded that way (it holds elements, or a row belongs elsewhere), having changed nothing.
+  virtual std::size_t load_shard(std::size_t shard, const void* keys, const void* values,
+                                 std::size_t n, std::size_t min_groups, std::uint32_t seed) = 0;
+  virtual std::size_t shard_index(const void* key) const = 0;
+  // The seed and group count of each shard's table (0 without one).
+  virtual void shard_geometry(std::uint32_t* seeds, std::uint64_t* groups) const = 0;
   // Snapshot entry layout: key at 0, value at value_offset(), entries stride() bytes apart, all
   // word-aligned so jitted code can load them directly.
   std::size_t value_offset() const noexcept { return round_up(lay.key_class); }
@@ -439,6 +447,28 @@ class dict_impl final : public dict_base {
       ++n;
     });
     return n;
+  }
+
+  std::size_t load_shard(std::size_t shard, const void* keys, const void* values, std::size_t n,
+                         std::size_t min_groups, std::uint32_t seed) override {
+    const auto* ks = static_cast<const K*>(keys);
+    const auto* vs = static_cast<const unsigned char*>(values);
+    const std::size_t added = map_.load_shard(
+        shard, std::span<const K>(ks, n), min_groups, seed,
+        [&](std::size_t i, void* where) {
+          ::new (where) value_type(ks[i], load<V>(vs + i * sizeof(V)));
+        },
+        [&](std::size_t i, value_type& x) { x.second = load<V>(vs + i * sizeof(V)); });
+    if (added != 0 && added != static_cast<std::size_t>(-1)) note_key_change();
+    return added;
+  }
+  std::size_t shard_index(const void* key) const override { return map_.shard_index(load<K>(key)); }
+  void shard_geometry(std::uint32_t* seeds, std::uint64_t* groups) const override {
+    for (std::size_t s = 0; s < map_type::shard_count; ++s) {
+      const auto [seed, ngroups] = map_.shard_geometry(s);
+      seeds[s] = seed;
+      groups[s] = ngroups;
+    }
   }
 
   map_type& map() noexcept { return map_; }

@@ -228,6 +228,24 @@ PARDICT_API int32_t pardict_get_many_ucs4(const pardict_dict* d, const void* cha
 // throughout the walk is copied once.
 PARDICT_API int32_t pardict_export_many(const pardict_dict* d, void* keys_out, void* values_out,
                                         int64_t capacity, int64_t* count_out);
+// Building a dictionary from another one's export. The key space is split over PARDICT_SHARDS
+// shards, and pardict_export_many yields the elements grouped by shard. pardict_load_many stores
+// n key and value blobs as pardict_combine_many with PARDICT_OP_ASSIGN does (same result, same
+// *count_out: the keys that were new), but each shard that holds nothing yet and whose rows come
+// as one contiguous run is built in one pass on a private table, one probe and one store per
+// row, then installed; other rows take pardict_combine_many's path. Shards are spread over
+// `threads` threads. The dictionary must not be used by other threads during the call.
+// seeds/groups (both may be NULL): PARDICT_SHARDS entries each from pardict_shard_geometry of
+// the exporting dictionary; with them the rows of a shard are placed as the exporter placed them
+// and written front to back. groups are a lower bound on each table's size (a larger export's
+// geometry only costs memory); a seed of 0 draws a fresh one.
+#define PARDICT_SHARDS 64
+PARDICT_API int32_t pardict_load_many(pardict_dict* d, const void* keys, const void* values,
+                                      int64_t n, const uint32_t* seeds, const uint64_t* groups,
+                                      int32_t threads, int64_t* count_out);
+// Each shard's table seed and group count (0 for a shard without a table), PARDICT_SHARDS each.
+PARDICT_API int32_t pardict_shard_geometry(const pardict_dict* d, uint32_t* seeds_out,
+                                           uint64_t* groups_out);
 // Also drops the copies pardict_unowned_remember kept.
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);

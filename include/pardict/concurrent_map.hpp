@@ -255,6 +255,23 @@ class concurrent_map {
         [&](std::size_t i, value_type& x) { detail::combine(x.second, values[i], op); });
   }
 
+  // Building a map before it is shared, one shard at a time (threads may load different shards
+  // at once; nothing else may use a shard while it loads). Input grouped by shard_index, as
+  // another map's iteration yields it, loads with one probe and one slot store per element.
+  // load_shard returns how many keys it added, or npos having changed nothing when the shard is
+  // not empty or a key belongs to another shard (see detail::concurrent_table::load_shard).
+  static constexpr size_type shard_count = table_type::shard_count;
+  size_type shard_index(const K& k) const { return table_.shard_index(k); }
+  template <class Make, class OnAgain>
+  size_type load_shard(size_type shard, std::span<const K> keys, size_type min_groups,
+                       std::uint32_t seed, Make make, OnAgain on_again) {
+    return table_.load_shard(shard, keys.data(), keys.size(), min_groups, seed, make, on_again);
+  }
+  // The seed and group count of a shard's table ({0, 0} without one), for an exporter.
+  std::pair<std::uint32_t, size_type> shard_geometry(size_type shard) const {
+    return table_.shard_geometry(shard);
+  }
+
   // Generic bulk forms (prefetching pipeline): for each i, f(i, element) on the element of
   // keys[i] under its protection (cvisit_many: read-only, returns how many were found); or, when
   // keys[i] is absent, make(i, where) placement-constructs the element (emplace_or_visit_many,

@@ -5,7 +5,9 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -328,21 +330,45 @@ NB_MODULE(_ext, m) {
       "Code points and offsets into a NumPy unicode array's buffer (checked by the caller).");
   m.def(
       "insert_plain",
-      [](std::uintptr_t d, nb::handle keys, nb::handle values, std::int64_t n,
-         std::int32_t threads) {
+      [](std::uintptr_t d, nb::handle keys, nb::handle values, std::int64_t n, nb::handle seeds,
+         nb::handle groups, std::int32_t threads) {
         buffer_view k(keys, false), v(values, false);
+        // Copied out: the buffers may come from anywhere in a pickle stream, unaligned.
+        const bool geometry = !seeds.is_none() && !groups.is_none();
+        std::array<std::uint32_t, PARDICT_SHARDS> seed{};
+        std::array<std::uint64_t, PARDICT_SHARDS> group{};
+        if (geometry) {
+          buffer_view sv(seeds, false), gv(groups, false);
+          if (sv.size() != sizeof seed || gv.size() != sizeof group)
+            throw std::invalid_argument("insert_plain: a shard geometry has 64 entries");
+          std::memcpy(seed.data(), sv.data(), sizeof seed);
+          std::memcpy(group.data(), gv.data(), sizeof group);
+        }
         std::int64_t count = 0;
         std::int32_t st;
         {
           nb::gil_scoped_release unlocked;
-          st = pardict_combine_many(table(d), k.data(), v.data(), n, PARDICT_OP_ASSIGN, nullptr, 0,
-                                    threads, &count);
+          st = pardict_load_many(table(d), k.data(), v.data(), n, geometry ? seed.data() : nullptr,
+                                 geometry ? group.data() : nullptr, threads, &count);
         }
         check_status(st);
         return count;
       },
-      "pardict_combine_many with PARDICT_OP_ASSIGN over key and value blob buffers (sizes checked "
-      "by the caller); the number of new keys. The GIL is released.");
+      nb::arg("d"), nb::arg("keys"), nb::arg("values"), nb::arg("n"), nb::arg("seeds").none(),
+      nb::arg("groups").none(), nb::arg("threads"),
+      "pardict_load_many over key and value blob buffers (sizes checked by the caller), with the "
+      "exporter's shard geometry (64 uint32 seeds, 64 uint64 group counts) or None; the number of "
+      "new keys. The GIL is released.");
+  m.def(
+      "shard_geometry",
+      [](std::uintptr_t d) {
+        std::uint32_t seeds[PARDICT_SHARDS];
+        std::uint64_t groups[PARDICT_SHARDS];
+        check_status(pardict_shard_geometry(table(d), seeds, groups));
+        return nb::make_tuple(nb::bytes(reinterpret_cast<const char*>(seeds), sizeof seeds),
+                              nb::bytes(reinterpret_cast<const char*>(groups), sizeof groups));
+      },
+      "(seeds, group counts) of the table's 64 shards as bytes (uint32 / uint64, native order).");
   m.def(
       "combine_many_utf8",
       [](std::uintptr_t d, nb::handle data, nb::handle offsets, int offset_bytes,

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <thread>
 #include <vector>
@@ -187,6 +188,111 @@ TEST(CapiConcurrency, BulkCombineAndGetManyMatchASerialModel) {
             PARDICT_ERR_INVALID);
   EXPECT_EQ(pardict_get_many(r, probe.data(), 1, nullptr, nullptr, 1, nullptr), PARDICT_OK);
   pardict_free(r);
+}
+
+// pardict_load_many builds what pardict_combine_many with PARDICT_OP_ASSIGN would, on several
+// threads, from another dictionary's export (shards loaded in one pass, with or without the
+// exporter's geometry), from rows in no useful order (every shard refused, the ordinary path),
+// and into a dictionary that already holds some keys (their shards refused).
+TEST(CapiConcurrency, LoadManyBuildsWhatAnAssignWouldFromAnyOrder) {
+  constexpr std::int64_t n = 120000;
+  std::vector<std::int64_t> keys(n), vals(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    keys[i] = static_cast<std::int64_t>(static_cast<std::uint64_t>(i) * 0x9e3779b97f4a7c15ULL);
+    vals[i] = 3 * i + 1;
+  }
+  std::int32_t st;
+  pardict_dict* src = pardict_new(8, 8, 0, 0, 0, 0, &st);
+  ASSERT_EQ(pardict_combine_many(src, keys.data(), vals.data(), n, PARDICT_OP_ASSIGN, nullptr, 0, 2,
+                                 nullptr),
+            PARDICT_OK);
+  std::vector<std::int64_t> ek(n), ev(n);
+  std::int64_t met = 0;
+  ASSERT_EQ(pardict_export_many(src, ek.data(), ev.data(), n, &met), PARDICT_OK);
+  ASSERT_EQ(met, n);
+  std::array<std::uint32_t, PARDICT_SHARDS> seeds{};
+  std::array<std::uint64_t, PARDICT_SHARDS> groups{};
+  ASSERT_EQ(pardict_shard_geometry(src, seeds.data(), groups.data()), PARDICT_OK);
+  for (std::size_t s = 0; s < PARDICT_SHARDS; ++s) EXPECT_GT(groups[s], 0u);
+  std::vector<std::int64_t> rk(ek.rbegin(), ek.rend()), rv(ev.rbegin(), ev.rend());
+
+  struct load_case {
+    const char* name;
+    const std::vector<std::int64_t>& k;
+    const std::vector<std::int64_t>& v;
+    bool geometry;
+    std::int64_t prefill;
+  };
+  const load_case cases[] = {{"export, geometry", ek, ev, true, 0},
+                             {"export", ek, ev, false, 0},
+                             {"reversed", rk, rv, true, 0},
+                             {"export into a non-empty dict", ek, ev, true, 500}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    pardict_dict* d = pardict_new(8, 8, 0, 0, 0, 0, &st);
+    for (std::int64_t i = 0; i < c.prefill; ++i) {
+      const std::int64_t other = -1;
+      pardict_set(d, &keys[i], &other, nullptr);
+    }
+    std::int64_t added = -1;
+    ASSERT_EQ(pardict_load_many(d, c.k.data(), c.v.data(), n, c.geometry ? seeds.data() : nullptr,
+                                c.geometry ? groups.data() : nullptr, 4, &added),
+              PARDICT_OK);
+    EXPECT_EQ(added, n - c.prefill);
+    EXPECT_EQ(pardict_len(d), n);
+    std::vector<std::int64_t> got(n, -7);
+    std::int64_t found = 0;
+    ASSERT_EQ(pardict_get_many(d, keys.data(), n, got.data(), nullptr, 2, &found), PARDICT_OK);
+    EXPECT_EQ(found, n);
+    EXPECT_EQ(got, vals);
+    // The loaded tables are ordinary ones: n more keys make every shard grow.
+    std::vector<std::int64_t> more(n);
+    for (std::int64_t i = 0; i < n; ++i) more[i] = keys[i] + 1;
+    ASSERT_EQ(pardict_combine_many(d, more.data(), vals.data(), n, PARDICT_OP_ASSIGN, nullptr, 0, 2,
+                                   &added),
+              PARDICT_OK);
+    EXPECT_EQ(added, n);
+    EXPECT_EQ(pardict_len(d), 2 * n);
+    pardict_free(d);
+  }
+
+  // Rows repeated (the second copy out of shard order): assigned once, counted once.
+  std::vector<std::int64_t> twice(ek), twice_v(ev);
+  twice.insert(twice.end(), ek.begin(), ek.begin() + 1000);
+  twice_v.insert(twice_v.end(), 1000, 5);
+  pardict_dict* d = pardict_new(8, 8, 0, 0, 0, 0, &st);
+  std::int64_t added = -1;
+  ASSERT_EQ(
+      pardict_load_many(d, twice.data(), twice_v.data(), static_cast<std::int64_t>(twice.size()),
+                        seeds.data(), groups.data(), 2, &added),
+      PARDICT_OK);
+  EXPECT_EQ(added, n);
+  EXPECT_EQ(pardict_len(d), n);
+  std::int64_t v = 0;
+  ASSERT_EQ(pardict_get(d, &ek[10], &v), PARDICT_FOUND);
+  EXPECT_EQ(v, 5);
+  pardict_free(d);
+
+  // Bad arguments: status codes, nothing touched.
+  d = pardict_new(8, 8, 0, 0, 0, 0, &st);
+  EXPECT_EQ(pardict_load_many(d, nullptr, ev.data(), 1, nullptr, nullptr, 1, nullptr),
+            PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_load_many(d, ek.data(), ev.data(), -1, nullptr, nullptr, 1, nullptr),
+            PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_shard_geometry(d, nullptr, groups.data()), PARDICT_ERR_INVALID);
+  // An absurd exporter group count only costs a capped amount of memory.
+  std::array<std::uint64_t, PARDICT_SHARDS> huge{};
+  huge.fill(std::uint64_t{1} << 40);
+  ASSERT_EQ(pardict_load_many(d, ek.data(), ev.data(), 1000, seeds.data(), huge.data(), 1, &added),
+            PARDICT_OK);
+  EXPECT_EQ(added, 1000);
+  EXPECT_EQ(pardict_len(d), 1000);
+  pardict_free(d);
+  pardict_dict* r = pardict_new(8, 16, 0, 0, 1u, 0, &st);  // values hold a reference
+  EXPECT_EQ(pardict_load_many(r, ek.data(), ev.data(), 1, nullptr, nullptr, 1, nullptr),
+            PARDICT_ERR_INVALID);
+  pardict_free(r);
+  pardict_free(src);
 }
 
 // Threads finding and remembering copies of one source at once (more threads than stripes, so

@@ -185,7 +185,7 @@ def test_size_is_the_raw_bytes_plus_a_header():
     bufs = []
     data = pickle.dumps(d, protocol=5, buffer_callback=bufs.append)
     payload = sum(b.raw().nbytes for b in bufs)
-    assert payload == 16 * n and len(data) < 200
+    assert payload == 16 * n and len(data) < 200 + _wire.GEOMETRY.size
     assert len(pickle.dumps(d, protocol=5)) < 16 * n * 1.01  # in-band: the same bytes
 
 
@@ -289,8 +289,9 @@ def test_a_corrupted_header_is_refused(numeric):
 def test_a_future_version_and_foreign_payloads_are_named(numeric):
     header, *bufs = _wire.dump(numeric)[1]
     future = bytearray(header)
-    future[8:10] = (2).to_bytes(2, "little")
-    with pytest.raises(pickle.UnpicklingError, match="version 2, newer than the version"):
+    future[8:10] = (_wire.FORMAT_VERSION + 1).to_bytes(2, "little")
+    newer = f"version {_wire.FORMAT_VERSION + 1}, newer than the version"
+    with pytest.raises(pickle.UnpicklingError, match=newer):
         _wire.rebuild(bytes(future), *bufs)
     with pytest.raises(pickle.UnpicklingError, match="not a pardict payload"):
         _wire.rebuild(b"PK\x03\x04" + bytes(60), *bufs)
@@ -308,12 +309,20 @@ def test_a_truncated_in_band_pickle_raises(numeric, words):
                 pickle.loads(data[:cut])
 
 
-def _craft(key_code, value_code, width, count, buffers):
-    """A payload with valid checksums whose content pardict would never write."""
+def _craft(key_code, value_code, width, count, buffers, geometry=None, version=1, flags=None):
+    """A payload with valid checksums whose content pardict would never write (version 1 unless
+    a geometry is given)."""
     buffers = [np.ascontiguousarray(b).view(np.uint8) for b in buffers]
+    if geometry is not None:
+        version, flags = 2, _wire.FLAG_GEOMETRY if flags is None else flags
     header = _wire.HEADER_FIXED.pack(
-        _wire.MAGIC, 1, key_code, value_code, width, len(buffers), 0, count
+        _wire.MAGIC, version, key_code, value_code, width, len(buffers), flags or 0, count
     )
+    if geometry is not None:
+        seeds, groups = geometry
+        header += _wire.GEOMETRY.pack(
+            np.asarray(seeds, "<u4").tobytes(), np.asarray(groups, "<u8").tobytes()
+        )
     for b in buffers:
         header += _wire.BUFFER_ENTRY.pack(b.nbytes, _ext.crc32c(b), 0)
     header += _wire.HEADER_CRC.pack(_ext.crc32c(header))
@@ -347,3 +356,73 @@ def test_well_formed_but_impossible_contents_are_refused():
     for what, (header, bufs) in cases.items():
         with pytest.raises(pickle.UnpicklingError, match=re.escape(what)):
             _wire.rebuild(header, *bufs)
+
+
+def _payload_of(d):
+    bufs = []
+    data = pickle.dumps(d, protocol=5, buffer_callback=bufs.append)
+    return data, bufs
+
+
+def test_large_numeric_dicts_carry_their_placement_and_rebuild_it():
+    n = 3 * _wire.GEOMETRY_MIN_COUNT
+    rng = np.random.default_rng(3)
+    d = Dict.from_arrays(rng.permutation(10 * n)[:n].astype(np.int64), rng.random(n))
+    header, *bufs = _wire.dump(d)[1]
+    flags = _wire.HEADER_FIXED.unpack_from(header)[6]
+    assert flags == _wire.FLAG_GEOMETRY and len(header) > _wire.GEOMETRY.size
+    r = _wire.rebuild(header, *bufs)
+    assert r == d and len(r) == n
+    # Same seeds (placement), each shard table at least the sender's size.
+    (s1, g1), (s2, g2) = (_ext.shard_geometry(x._handle()) for x in (d, r))
+    assert s1 == s2
+    assert np.all(np.frombuffer(g2, np.uint64) >= np.frombuffer(g1, np.uint64))
+    # A small dict's header has no geometry.
+    small = Dict.from_arrays(np.arange(10, dtype=np.int64), np.ones(10))
+    assert _wire.HEADER_FIXED.unpack_from(_wire.dump(small)[1][0])[6] == 0
+
+
+def test_a_geometry_is_only_a_hint():
+    """Keys out of the sender's order, seeds of another dict, absurd group counts: the same dict,
+    exactly (the placement hint changes speed and memory, never contents)."""
+    I64, F = (_wire.TYPE_CODES[t] for t in (types.int64, types.float64))
+    n = 40_000
+    rng = np.random.default_rng(4)
+    keys = rng.choice(1 << 40, n, replace=False).astype(np.int64)
+    values = rng.random(n)
+    model = dict(zip(keys.tolist(), values.tolist(), strict=True))
+    geometries = {
+        "fresh seeds": (np.zeros(64), np.zeros(64)),
+        "odd and even seeds": (rng.integers(0, 1 << 32, 64), np.full(64, 100)),
+        "absurd sizes": (rng.integers(0, 1 << 32, 64), np.full(64, 1 << 62)),
+    }
+    for what, geo in geometries.items():
+        header, bufs = _craft(I64, F, 0, n, [keys, values], geometry=geo)
+        r = _wire.rebuild(header, *bufs)
+        assert r.to_dict() == model, what
+        assert len(r) == n
+    # Duplicates are still found when the keys come grouped by shard with a geometry.
+    d = Dict.from_arrays(keys, values)
+    header, *bufs = _wire.dump(d)[1]
+    k = np.frombuffer(bufs[0].raw(), np.int64).copy()
+    k[-1] = k[-2]  # same shard, adjacent
+    v = np.frombuffer(bufs[1].raw(), np.float64)
+    geo_bytes = header[_wire.HEADER_FIXED.size : _wire.HEADER_FIXED.size + _wire.GEOMETRY.size]
+    seeds = np.frombuffer(geo_bytes[:256], "<u4")
+    groups = np.frombuffer(geo_bytes[256:], "<u8")
+    bad, bad_bufs = _craft(I64, F, 0, n, [k, v], geometry=(seeds, groups))
+    with pytest.raises(pickle.UnpicklingError, match="1 duplicate keys"):
+        _wire.rebuild(bad, *bad_bufs)
+
+
+def test_flags_are_checked_against_the_version():
+    I64, F = (_wire.TYPE_CODES[t] for t in (types.int64, types.float64))
+    keys, values = np.array([1, 2, 3]), np.ones(3)
+    header, bufs = _craft(I64, F, 0, 3, [keys, values], version=1, flags=_wire.FLAG_GEOMETRY)
+    with pytest.raises(pickle.UnpicklingError, match="unknown header flags 0x1 in a version 1"):
+        _wire.rebuild(header, *bufs)
+    header, bufs = _craft(
+        I64, F, 0, 3, [keys, values], geometry=(np.ones(64), np.ones(64)), flags=6
+    )
+    with pytest.raises(pickle.UnpicklingError, match="unknown header flags"):
+        _wire.rebuild(header, *bufs)

@@ -674,6 +674,109 @@ class concurrent_table {
     }
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Loading a shard in one pass (building a map before it is shared)
+  // ---------------------------------------------------------------------------------------------
+  // The shard a key belongs to. A map's iteration (and so export_many's output) visits the shards
+  // in index order, so one map's elements arrive at another grouped by shard.
+  std::size_t shard_index(const K& k) const { return hash_(k) >> (64 - shard_bits); }
+
+  // Builds shard si from keys[0..n) in one pass: a private table of the right size (at least
+  // `ngroups` groups) is filled without locks, atomic read-modify-writes or budget accounting and
+  // then installed, so that a shard's worth of inserts costs a probe and a slot store each
+  // (unpickling a 10M-entry dict: see docs/dask.md). make(i, where) constructs element i; a key
+  // met again calls on_again(i, value_type&). Returns the elements added, or npos, having changed
+  // nothing, when the shard already holds an element or a key belongs to another shard: the
+  // caller then takes the ordinary path.
+  //
+  // Requires that no other thread uses shard si meanwhile (threads loading different shards of
+  // one map may run at once). The seed, when not 0, places elements as the table that exported
+  // them did (it is made odd); fed in that table's order, the private table is then written
+  // front to back.
+  template <class Make, class OnAgain>
+  std::size_t load_shard(std::size_t si, const K* keys, std::size_t n, std::size_t ngroups,
+                         std::uint32_t seed, Make&& make, OnAgain&& on_again) {
+    constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    check_not_reentering(this);
+    epoch_guard guard;
+    shard& s = shards_[si];
+    std::lock_guard<std::mutex> lk(s.resize_mutex);
+    table* old = s.cur.load(std::memory_order_acquire);
+    if (old != nullptr) {
+      if (old->next.load(std::memory_order_acquire) != nullptr) return npos;
+      for (std::size_t g = 0; g < old->ngroups; ++g) {
+        if (old->groups[g].tags.load(std::memory_order_relaxed) != 0) return npos;
+      }
+    }
+    if (n == 0) return 0;
+    table* t = allocate_table(std::max(ngroups, groups_for(n)),
+                              seed != 0 ? seed | 1u : fresh_table_seed());
+    std::size_t added = 0;
+    bool foreign = false;
+    try {
+      for (std::size_t i = 0; i < n && !foreign; ++i) {
+        const std::uint64_t h = hash_(keys[i]);
+        if ((h >> (64 - shard_bits)) != si) {
+          foreign = true;
+          break;
+        }
+        // No element is ever erased here, so the first group with a free slot ends the walk:
+        // a key passed it only while it was full.
+        for (probe p(t, h);; p.next()) {
+          group_meta& gm = t->groups[p.g];
+          const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
+          value_type* hit = nullptr;
+          for (std::uint64_t m = match_tag(tags, p.tag); m; m &= m - 1) {
+            value_type* e = t->slot(p.g, first_slot(m));
+            if (eq_(e->first, keys[i])) {
+              hit = e;
+              break;
+            }
+          }
+          if (hit != nullptr) {
+            visiting_scope vs(this);
+            on_again(i, *hit);
+            break;
+          }
+          const std::uint64_t empty = match_empty(tags);
+          if (empty != 0) {
+            const unsigned j = pick_free(empty, h);
+            auto make_i = [&](void* where) { make(i, where); };
+            construct_in(t, p.g, j, make_i);
+            gm.tags.store(with_tag(tags, j, p.tag), std::memory_order_relaxed);
+            ++added;
+            break;
+          }
+          gm.overflow.store(gm.overflow.load(std::memory_order_relaxed) | p.obit,
+                            std::memory_order_relaxed);
+        }
+      }
+    } catch (...) {
+      destroy_elements(t);
+      free_table_memory(t, byte_alloc(alloc_));
+      throw;
+    }
+    if (foreign) {
+      destroy_elements(t);
+      free_table_memory(t, byte_alloc(alloc_));
+      return npos;
+    }
+    t->budget.fetch_sub(static_cast<std::int64_t>(added), std::memory_order_relaxed);
+    s.cur.store(t, std::memory_order_release);
+    if (old != nullptr) retire(old);
+    add_live(my_cell(), static_cast<std::int64_t>(added));
+    return added;
+  }
+
+  // The seed and group count of shard si's table (0, 0 without one), for an exporter whose
+  // receiver loads with load_shard.
+  std::pair<std::uint32_t, std::size_t> shard_geometry(std::size_t si) const {
+    epoch_guard guard;
+    const table* t = shards_[si].cur.load(std::memory_order_acquire);
+    if (t == nullptr) return {0, 0};
+    return {t->seed, t->ngroups};
+  }
+
   void clear() {
     check_not_reentering(this);
     epoch_guard guard;
