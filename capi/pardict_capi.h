@@ -246,6 +246,15 @@ PARDICT_API int32_t pardict_load_many(pardict_dict* d, const void* keys, const v
 // Each shard's table seed and group count (0 for a shard without a table), PARDICT_SHARDS each.
 PARDICT_API int32_t pardict_shard_geometry(const pardict_dict* d, uint32_t* seeds_out,
                                            uint64_t* groups_out);
+// Every element of src into d, whose layout must be the same (key and value sizes and masks):
+// stored (PARDICT_OP_ASSIGN, any layout) or combined (a combining op and its fields, values
+// without references), each as pardict_set / pardict_combine would, on `threads` threads. The
+// elements are first copied out of src (weakly consistent, as iteration), so no lock of src is
+// held while d is written and src may be d. *count_out (may be NULL) gets the number of keys
+// that were new to d. Each element is one atomic step; the merge as a whole is not.
+PARDICT_API int32_t pardict_merge(pardict_dict* d, const pardict_dict* src, int32_t op,
+                                  const int32_t* fields, int32_t n_fields, int32_t threads,
+                                  int64_t* count_out);
 // Also drops the copies pardict_unowned_remember kept.
 PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);

@@ -235,6 +235,7 @@ NB_MODULE(_ext, m) {
     d["pardict_group_indices"] = addr(&pardict_group_indices);
     d["pardict_group_indices_ucs4"] = addr(&pardict_group_indices_ucs4);
     d["pardict_export_many"] = addr(&pardict_export_many);
+    d["pardict_merge"] = addr(&pardict_merge);
     d["pardict_take_alloc_failures"] = addr(&pardict_take_alloc_failures);
     return d;
   });

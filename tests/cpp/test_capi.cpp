@@ -413,6 +413,48 @@ TEST_F(CapiTest, StringKeysCompareByCodePointsAcrossKinds) {
   pardict_free(d);
 }
 
+// pardict_merge with string keys: stored keys hold their own references, the snapshot's are all
+// released, counts and sums are exact, and mismatched layouts or ops are refused.
+TEST_F(CapiTest, MergeCombinesStringKeyedDictsAndReleasesItsSnapshot) {
+  constexpr int n = 300;
+  std::vector<std::string> text(n);
+  std::vector<fake_meminfo> mis(n);
+  std::vector<key_buf> keys(n);
+  for (int i = 0; i < n; ++i) {
+    text[i] = "word " + std::to_string(i);
+    keys[i] = key_buf{
+        {text[i].data(), static_cast<std::int64_t>(text[i].size()), 1, 1, -1, &mis[i], nullptr}};
+  }
+  pardict_dict* a = make(48, 8, 1u << 4, 1u);
+  pardict_dict* b = make(48, 8, 1u << 4, 1u);
+  for (int i = 0; i < 200; ++i) {  // a: words 0..199 -> i; b: words 100..299 -> 1000 + i
+    const std::int64_t va = i, vb = 1000 + i + 100;
+    ASSERT_EQ(pardict_set(a, &keys[i], &va, nullptr), PARDICT_INSERTED);
+    ASSERT_EQ(pardict_set(b, &keys[i + 100], &vb, nullptr), PARDICT_INSERTED);
+  }
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  std::int64_t added = -1;
+  ASSERT_EQ(pardict_merge(a, b, PARDICT_OP_ADD, fields, 1, 2, &added), PARDICT_OK);
+  EXPECT_EQ(added, 100);
+  EXPECT_EQ(pardict_len(a), n);
+  for (int i = 0; i < n; ++i) {
+    std::int64_t v = 0;
+    ASSERT_EQ(pardict_get(a, &keys[i], &v), PARDICT_FOUND);
+    EXPECT_EQ(v, (i < 200 ? i : 0) + (i >= 100 ? 1000 + i : 0)) << i;
+    // The test's reference, a's, and b's for the words b holds.
+    EXPECT_EQ(mis[i].refct.load(), 1u + 1u + (i >= 100 ? 1u : 0u)) << i;
+  }
+  ASSERT_EQ(pardict_merge(a, a, PARDICT_OP_ASSIGN, nullptr, 0, 1, &added), PARDICT_OK);
+  EXPECT_EQ(added, 0);
+  pardict_dict* other = make(48, 16, 1u << 4, 1u);
+  EXPECT_EQ(pardict_merge(a, other, PARDICT_OP_ASSIGN, nullptr, 0, 1, &added), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_merge(a, b, PARDICT_OP_ADD, nullptr, -1, 1, &added), PARDICT_ERR_INVALID);
+  pardict_free(other);
+  pardict_free(a);
+  pardict_free(b);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(mis[i].refct.load(), 1u) << i;
+}
+
 namespace {
 // ctx: {dict, calls}. Adds 10; fails when the value reaches 25; key 99 tries to reenter the dict.
 struct upd_ctx {

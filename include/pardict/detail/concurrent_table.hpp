@@ -141,6 +141,23 @@
 // the wait times out, the epoch domain records that objects made before the fork are suspect and
 // the C ABI refuses to touch those dictionaries in the child (epoch.hpp, "fork").
 //
+// Loading
+// -------
+// A map that no other thread can reach yet (unpickling, pardict_load_many) can be built shard by
+// shard with load_shard: a private table sized for the shard's rows is filled without locks,
+// version bumps, per-thread charges or overflow-bit RMWs, then installed with one release store
+// (and the count added to the loading thread's cell). The first group with a free slot ends each
+// walk, since nothing is erased during the load. The input that makes it fast is another map's
+// iteration: it comes grouped by shard, and in position order within a shard, so with the
+// exporter's seed (shard_geometry) the private table is written front to back, at about the
+// speed of a copy, where inserting the same rows into a table with its own seed hits a random
+// place in it for every row. Sharing a seed with the exporter is harmless: the quadratic case of
+// "Why the seed" needs a small table that grows while fed in another table's order, and a loaded
+// table is built at its full size; both maps keep it through later growth, and a map that
+// starts empty again (clear) draws a fresh one. A shard that already holds an element, or a row
+// of another shard, makes load_shard return having changed nothing (the private table is
+// destroyed), and the caller uses the ordinary insert.
+//
 // Counting
 // --------
 // size() sums per-thread cells (one cache line per cell, 32 cells, threads mapped to cells by

@@ -90,6 +90,7 @@ PROTOTYPES = {
     ),
     "pardict_get_many_ucs4": (i32, [i8p, i8p, i64, i64, i8p, i8p, i32, _i64p]),
     "pardict_export_many": (i32, [i8p, i8p, i8p, i64, _i64p]),
+    "pardict_merge": (i32, [i8p, i8p, i32, _i32p, i32, i32, _i64p]),
     "pardict_clear": (i32, [i8p]),
     "pardict_reserve": (i32, [i8p, i64]),
     "pardict_copy": (i8p, [i8p, _i32p]),
@@ -787,3 +788,27 @@ def c_export_many(typingctx, d, keys, values):
 
     sig = _STATUS_COUNT(d, keys, values)
     return sig, _bulk_codegen("pardict_export_many", d, middle)
+
+
+@intrinsic(prefer_literal=True)
+def c_merge(typingctx, d, other, op, threads):
+    """pardict_merge of another dict of the same type into d (op a constant Op; ASSIGN stores,
+    the others combine every numeric field of the value): (status, number of new keys)."""
+    check_dict(d)
+    check_dict(other)
+    if other != d:
+        raise TypingError(f"c_merge: both dicts must have one type, got {d} and {other}")
+    if not isinstance(op, types.IntegerLiteral):
+        raise TypingError(f"pardict: a merge op must be a constant Op, got {op}")
+
+    def middle(context, builder, sig, args):
+        opv = sig.args[2].literal_value
+        if opv == Op.ASSIGN:
+            fields, n_fields = cgutils.get_null_value(_i32p), i32(0)
+        else:
+            flist = combine_fields(context, d.value_type)
+            fields, n_fields = fields_constant(builder, flist), i32(len(flist))
+        return [handle(context, builder, other, args[1]), i32(opv), fields, n_fields, args[3]]
+
+    sig = _STATUS_COUNT(d, other, op, types.int32)
+    return sig, _bulk_codegen("pardict_merge", d, middle)

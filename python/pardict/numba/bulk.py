@@ -578,6 +578,17 @@ def _ol_merge(d, other, op="assign", threads=None):
             return combine_arrays(d, k, v, opv, threads)
 
         return impl_bulk
+    if other == d:
+        # One type (str keys, tuple values, ...): the C++ merge (pardict_merge) copies other's
+        # elements out once and stores or combines them on `threads` workers, without making a
+        # numba object per item.
+
+        def impl_same(d, other, op="assign", threads=None):
+            st, n = abi.c_merge(d, other, opv, nthreads(threads))
+            check(st)
+            return n
+
+        return impl_same
     if opc == Op.ASSIGN:
         inserted = int(Result.INSERTED)
 
