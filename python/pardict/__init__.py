@@ -16,9 +16,18 @@ def _register_symbols():
 
     for name, address in _ext.symbols().items():
         ll.add_symbol(name, address)
+    from numba.core import config
+
     helpers = _nrt_python.c_helpers
     _ext.set_release(helpers["MemInfo_release"])
-    _ext.set_nrt(helpers["MemInfo_alloc_dtor"], helpers["MemInfo_data"])
+    # Strings made in C++ are allocated as numba allocates its own (numba.core.runtime.context).
+    alloc = "MemInfo_alloc_safe" if config.DEBUG_NRT else "MemInfo_alloc"
+    _ext.set_nrt(
+        helpers["MemInfo_alloc_dtor"],
+        helpers[alloc],
+        helpers["MemInfo_data"],
+        helpers["MemInfo_release"],
+    )
 
 
 _register_symbols()

@@ -10,13 +10,16 @@
 //   where numba's implicit-cast rules have nothing to do; everything else is reported as
 //   `not_here` and the caller runs the jitted helper, so behaviour is the same either way.
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <type_traits>
 
 #include "pardict_capi.h"
 
@@ -32,9 +35,77 @@ constexpr std::int32_t not_here = std::numeric_limits<std::int32_t>::min();
 
 // numba's NRT_MemInfo_alloc_dtor and NRT_MemInfo_data (set once at import).
 using alloc_dtor_fn = void* (*)(std::size_t, void (*)(void*, std::size_t, void*));
+using alloc_fn = void* (*)(std::size_t);
 using meminfo_data_fn = void* (*)(void*);
+using release_fn = void (*)(void*);
 alloc_dtor_fn g_alloc_dtor = nullptr;
+alloc_fn g_alloc = nullptr;  // what numba's own strings are made with (_malloc_string)
 meminfo_data_fn g_meminfo_data = nullptr;
+release_fn g_release = nullptr;
+
+// A new numba string of code points cp[0..n) (each < 0x110000), made as numba makes one: the
+// narrowest kind that holds every code point, a NUL after the last, hash -1 (not computed yet),
+// no parent. Written into `blob` (a key of the one-string class, zero past the struct); the
+// caller owns its one reference.
+template <class T>
+void make_numba_string(const T* cp, std::int64_t n, unsigned char* blob) {
+  std::uint32_t top = 0;
+  for (std::int64_t i = 0; i < n; ++i) top = std::max<std::uint32_t>(top, cp[i]);
+  const std::int32_t kind = top < 256 ? 1 : (top < 65536 ? 2 : 4);
+  const std::int32_t ascii = top < 128;
+  void* mi = g_alloc(static_cast<std::size_t>(n + 1) * static_cast<std::size_t>(kind));
+  if (mi == nullptr) throw std::bad_alloc();
+  void* data = g_meminfo_data(mi);
+  auto fill = [&](auto* out) {
+    for (std::int64_t i = 0; i < n; ++i)
+      out[i] = static_cast<std::remove_pointer_t<decltype(out)>>(cp[i]);
+    out[n] = 0;
+  };
+  if (kind == 1) {
+    fill(static_cast<std::uint8_t*>(data));
+  } else if (kind == 2) {
+    fill(static_cast<std::uint16_t*>(data));
+  } else {
+    fill(static_cast<std::uint32_t*>(data));
+  }
+  const std::int64_t no_hash = -1;
+  std::memset(blob, 0, PARDICT_NB_UNICODE_SIZE);
+  std::memcpy(blob + PARDICT_NB_UNICODE_DATA, &data, sizeof data);
+  std::memcpy(blob + PARDICT_NB_UNICODE_LENGTH, &n, sizeof n);
+  std::memcpy(blob + PARDICT_NB_UNICODE_KIND, &kind, sizeof kind);
+  std::memcpy(blob + PARDICT_NB_UNICODE_IS_ASCII, &ascii, sizeof ascii);
+  std::memcpy(blob + PARDICT_NB_UNICODE_HASH, &no_hash, sizeof no_hash);
+  std::memcpy(blob + PARDICT_NB_UNICODE_MEMINFO, &mi, sizeof mi);
+}
+
+// Key i as a new numba string from code points points[starts[i] .. starts[i + 1]) (width bytes
+// each), stored with value blob i of vc bytes: op PARDICT_OP_ASSIGN inserts it only when the key
+// is absent (pardict_insert), a combining op combines it into the stored value
+// (pardict_combine, one field of `kind`). Returns how many keys were new, or a C ABI status.
+// The offsets and code points were checked by the caller.
+template <class T>
+std::int64_t insert_new_strings(pardict_dict* d, const T* points, const std::int64_t* starts,
+                                std::int64_t n, const unsigned char* values, std::size_t vc,
+                                std::int32_t op, std::int32_t kind) {
+  // The key class of one string is 64 bytes; the words past the struct are compared as plain
+  // bytes, so they stay zero.
+  alignas(8) unsigned char blob[64] = {};
+  const std::int32_t fields[2] = {0, kind};
+  std::int64_t added = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    make_numba_string(points + starts[i], starts[i + 1] - starts[i], blob);
+    const unsigned char* v = values + static_cast<std::size_t>(i) * vc;
+    const std::int32_t st = op == PARDICT_OP_ASSIGN
+                                ? pardict_insert(d, blob, v)
+                                : pardict_combine(d, blob, v, op, fields, 1, nullptr);
+    void* mi;
+    std::memcpy(&mi, blob + PARDICT_NB_UNICODE_MEMINFO, sizeof mi);
+    g_release(mi);  // the dictionary holds its own reference to a key it stored
+    if (st < 0) return st;
+    added += st == PARDICT_NEW_KEY;
+  }
+  return added;
+}
 
 pardict_dict* table(std::uintptr_t d) { return reinterpret_cast<pardict_dict*>(d); }
 
@@ -184,11 +255,63 @@ void bind_interpreter_path(nb::module_& m) {
 
   m.def(
       "set_nrt",
-      [](std::uintptr_t alloc_dtor, std::uintptr_t meminfo_data) {
+      [](std::uintptr_t alloc_dtor, std::uintptr_t alloc, std::uintptr_t meminfo_data,
+         std::uintptr_t release) {
         g_alloc_dtor = reinterpret_cast<alloc_dtor_fn>(alloc_dtor);
+        g_alloc = reinterpret_cast<alloc_fn>(alloc);
         g_meminfo_data = reinterpret_cast<meminfo_data_fn>(meminfo_data);
+        g_release = reinterpret_cast<release_fn>(release);
       },
-      "Install numba's NRT_MemInfo_alloc_dtor and NRT_MemInfo_data.");
+      "Install numba's NRT_MemInfo_alloc_dtor, NRT_MemInfo_alloc (as numba's own strings use it), "
+      "NRT_MemInfo_data and NRT_MemInfo_release.");
+
+  m.def(
+      "insert_new_strings",
+      [](std::uintptr_t d, nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu> points,
+         nb::ndarray<const std::int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> starts,
+         nb::ndarray<const std::uint8_t, nb::c_contig, nb::device::cpu> values,
+         std::size_t value_class, std::int32_t op, std::int32_t kind) {
+        check_table(d);
+        if (g_alloc == nullptr || g_release == nullptr)
+          throw std::runtime_error("pardict: numba's runtime is not set");
+        const std::size_t width = points.itemsize();
+        const std::int64_t n = static_cast<std::int64_t>(starts.shape(0)) - 1;
+        const auto n_points = static_cast<std::int64_t>(points.size());
+        const std::int64_t* st = starts.data();
+        bool ok =
+            (width == 1 || width == 2 || width == 4) && n >= 0 && value_class > 0 &&
+            values.size() >= static_cast<std::size_t>(std::max<std::int64_t>(n, 0)) * value_class &&
+            st[0] >= 0 && st[n] <= n_points;
+        for (std::int64_t i = 0; ok && i < n; ++i) ok = st[i] <= st[i + 1];
+        if (ok && width == 4) {
+          const auto* cp = static_cast<const std::uint32_t*>(points.data());
+          for (std::int64_t i = st[0]; ok && i < st[n]; ++i) ok = cp[i] < 0x110000;
+        }
+        if (!ok) throw std::invalid_argument("insert_new_strings: bad code points or offsets");
+        std::int64_t r;
+        {
+          nb::gil_scoped_release unlocked;
+          const void* p = points.data();
+          const auto* v = values.data();
+          r = width == 1 ? insert_new_strings(table(d), static_cast<const std::uint8_t*>(p), st, n,
+                                              v, value_class, op, kind)
+              : width == 2 ? insert_new_strings(table(d), static_cast<const std::uint16_t*>(p), st,
+                                                n, v, value_class, op, kind)
+                           : insert_new_strings(table(d), static_cast<const std::uint32_t*>(p), st,
+                                                n, v, value_class, op, kind);
+        }
+        if (r < 0) {
+          check_table(d);
+          raise_status(static_cast<std::int32_t>(r));
+        }
+        return r;
+      },
+      nb::arg("d"), nb::arg("points").noconvert(), nb::arg("starts").noconvert(),
+      nb::arg("values").noconvert(), nb::arg("value_class"), nb::arg("op"), nb::arg("kind"),
+      "Key i as a new numba string of code points points[starts[i]:starts[i + 1]] with value "
+      "blob i (value_class bytes each): op -1 (assign) inserts it when absent, a combining op "
+      "(pardict_op, value field of pardict_kind `kind`) combines it. How many keys were new. The "
+      "GIL is released.");
 
   nb::class_<table_owner>(m, "TableOwner")
       .def_prop_ro("address", &table_owner::address)

@@ -43,12 +43,11 @@ cannot vouch for, a payload written by something else) canonical float keys, val
 code points, bools that are 0 or 1, no duplicate key. Any failure is a pickle.UnpicklingError
 naming it. The dict is then built by one bulk insert: numeric keys go to the C++ table on several
 threads with the GIL released (pardict_load_many); str keys need a numba string each, made
-and inserted by one jitted loop.
+in C++ as numba makes one (NRT_MemInfo_alloc) and inserted in the same pass, with the GIL released.
 """
 
 from __future__ import annotations
 
-import functools
 import pickle
 import struct
 import sys
@@ -56,7 +55,6 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import njit
 from numba.core import types
 
 from . import _ext
@@ -243,7 +241,10 @@ def rebuild(header: Any, *buffers: Any) -> Any:
     d = Dict.empty(kt, vt, n_keys=count if str_keys else 0)
     if str_keys:
         chars, offsets = _str_keys(raw[0], raw[1], width, count)
-        new = _str_key_inserter()(d, chars, offsets, values)
+        vc = d._dict_type.layouts[3]
+        new = _ext.insert_new_strings(
+            d._handle(), chars, offsets, _widen(values, vt).view(np.uint8), vc, -1, 0
+        )
     else:
         keys = _typed(raw[0], kt, count, "keys")
         if isinstance(kt, types.Float) and not _canonical(keys):
@@ -302,68 +303,3 @@ def _threads() -> int:
     # numba's thread count, as the bulk methods default to (the C side never runs more workers
     # than the CPUs the process may use); read from the config, which starts no thread pool.
     return int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
-
-
-@functools.cache
-def _str_maker() -> Any:
-    """The jitted maker of a numba string from code points chars[a:b], made on first use: numba's
-    unicode internals cost ~50 ms to import, which `import pardict` should not pay."""
-    from numba.cpython.unicode import _empty_string, _set_code_point
-
-    @njit(nogil=True)
-    def str_at(chars, a, b):
-        """chars[a:b] as a numba string of the narrowest kind holding it (as CPython's)."""
-        top = 0
-        for j in range(a, b):
-            top = max(top, np.int64(chars[j]))
-        kind = 1 if top < 256 else (2 if top < 65536 else 4)
-        s = _empty_string(kind, b - a, 1 if top < 128 else 0)
-        for j in range(a, b):
-            _set_code_point(s, j - a, np.int64(chars[j]))
-        return s
-
-    return str_at
-
-
-@functools.cache
-def _str_key_inserter() -> Any:
-    """The jitted insert of str keys (see _str_maker)."""
-    str_at = _str_maker()
-
-    @njit(nogil=True)
-    def insert_str_keys(d, chars, offsets, values):
-        """d.insert(key i, values[i]) for str keys given as code points and offsets: how many
-        were new."""
-        new = 0
-        for i in range(offsets.size - 1):
-            new += d.insert(str_at(chars, offsets[i], offsets[i + 1]), values[i])
-        return new
-
-    return insert_str_keys
-
-
-@functools.cache
-def str_key_combiner(op: str) -> Any:
-    """The jitted d.add/min/max(key i, values[i]) for str keys given as code points and offsets
-    (see _str_maker), returning how many keys were new: the words a bulk call on Arrow strings
-    found missing. A key is inserted if absent, else combined (another thread may have stored it
-    since it was found missing), so each call makes each key's string once."""
-    str_at = _str_maker()
-    code = {"add": 0, "min": 1, "max": 2}[op]
-
-    @njit(nogil=True)
-    def combine_str_keys(d, chars, offsets, values):
-        new = 0
-        for i in range(offsets.size - 1):
-            s = str_at(chars, offsets[i], offsets[i + 1])
-            if d.insert(s, values[i]):
-                new += 1
-            elif code == 0:
-                d.add(s, values[i])
-            elif code == 1:
-                d.min(s, values[i])
-            else:
-                d.max(s, values[i])
-        return new
-
-    return combine_str_keys

@@ -429,16 +429,25 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         if rows.size == 0:
             return 0
         # The misses (each distinct word at most once): decoded in C++ from the Arrow buffers and
-        # made into numba strings by one jitted loop, without a Python object per word.
+        # made into numba strings in C++, without a Python object per word.
         points, starts = _ext.utf8_gather(
             data if data is not None else b"", offsets, 8 if large else 4, chunk.offset, n, rows
         )
-        got = misses.reshape(rows.size, vc)[:, : dt.itemsize].copy().view(dt).ravel()
         # Room for every new word first: a dict that grows while they go in re-inserts what it
         # holds at every step (the first chunk of a partition starts from an empty dict).
         self.reserve(len(self) + rows.size)
+        # A word is inserted if still absent, else combined: another thread may have stored it
+        # since it was found missing.
         return int(
-            _wire.str_key_combiner(op)(self, points.view(np.uint32), starts.view(np.int64), got)
+            _ext.insert_new_strings(
+                self._handle(),
+                points.view(np.uint32),
+                starts.view(np.int64),
+                misses.view(np.uint8),
+                vc,
+                int(_Op[op.upper()]),
+                int(_value_kind(dt)),
+            )
         )
 
     def set_many(self, keys: ArrayLike, values: ArrayLike, threads: int | None = None) -> int:

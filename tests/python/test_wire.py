@@ -426,3 +426,42 @@ def test_flags_are_checked_against_the_version():
     )
     with pytest.raises(pickle.UnpicklingError, match="unknown header flags"):
         _wire.rebuild(header, *bufs)
+
+
+def test_strings_made_in_cpp_are_numba_strings(no_leaks):
+    """_ext.insert_new_strings (str unpickling, the misses of bulk calls on Arrow strings) makes
+    each key as numba makes a string: found by keys made in Python and in njit, of every kind,
+    equal to them, hashed alike; bad code points or offsets are refused before anything is made."""
+    words = ["", "a", "abc", "é", "日本", "😀x", "x\x00y", "a" * 100]
+    for width, dt in ((1, np.uint8), (2, np.uint16), (4, np.uint32)):
+        ws = [w for w in words if all(ord(c) < 1 << (8 * width) for c in w)]
+        points = np.array([ord(c) for w in ws for c in w], dtype=dt)
+        starts = np.cumsum([0] + [len(w) for w in ws]).astype(np.int64)
+        d = Dict.empty(types.unicode_type, types.int64)
+        d["abc"] = 100
+        values = np.arange(len(ws), dtype=np.int64)
+        new = _ext.insert_new_strings(d._handle(), points, starts, values.view(np.uint8), 8, -1, 0)
+        assert new == len(ws) - ("abc" in ws)
+        want = {w: i for i, w in enumerate(ws)}
+        if "abc" in ws:
+            want["abc"] = 100  # insert keeps an existing key's value
+        assert d.to_dict() == want
+        assert all(w in d for w in ws) and {hash(k) for k in d} == {hash(w) for w in ws}
+        # A combining op (add, int64 field) adds to the keys now present.
+        blobs = values.view(np.uint8)
+        assert _ext.insert_new_strings(d._handle(), points, starts, blobs, 8, 0, 4) == 0
+        assert d.to_dict() == {w: v + ws.index(w) for w, v in want.items()}
+        del d
+    d = Dict.empty(types.unicode_type, types.int64)
+    one = np.zeros(8, np.uint8)
+    bad = {
+        "decreasing": (np.array([97, 98], np.uint32), np.array([0, 2, 1], np.int64)),
+        "past the end": (np.array([97], np.uint32), np.array([0, 2], np.int64)),
+        "not a code point": (np.array([0x110000], np.uint32), np.array([0, 1], np.int64)),
+    }
+    for what, (points, starts) in bad.items():
+        with pytest.raises(ValueError, match="bad code points or offsets"):
+            _ext.insert_new_strings(d._handle(), points, starts, np.zeros(16, np.uint8), 8, -1, 0)
+        assert len(d) == 0, what
+    with pytest.raises(TypeError):  # no silent conversion of the value blobs
+        _ext.insert_new_strings(d._handle(), one, np.array([0, 1]), np.ones(1), 8, -1, 0)
