@@ -395,8 +395,8 @@ class Dict(MutableMapping, metaclass=_DictMeta):
         """add/min/max (values aligned with chunk) or count (values None) of the words of a
         pyarrow (large_)string array without nulls into this dict of str keys and numeric
         values, in C++ straight from the array's UTF-8 buffers (pardict_combine_many_utf8, GIL
-        released). The words this dict lacked are then made into strings and inserted by one jitted
-        loop. Returns how many keys were new."""
+        released). The words this dict lacked are then made into numba strings and inserted in C++
+        (_ext.insert_new_strings). Returns how many keys were new."""
         n = len(chunk)
         if n == 0:
             return 0
@@ -510,8 +510,9 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def merge(self, other: Dict, op: str = "assign", threads: int | None = None) -> int:
         """Every item of other into self: op='assign' stores it, 'add'/'min'/'max' combine it as
         d.add/min/max do. Returns how many keys were new. The reduction step of per-partition
-        dicts: numeric dicts of one type merge in parallel in C++ (`threads`, GIL released),
-        others in one jitted loop. Each item is one atomic step; the merge as a whole is not."""
+        dicts: dicts of one type merge in parallel in C++ (`threads`, GIL released; numeric ones
+        through the bulk path, others through pardict_merge), dicts of two types in one jitted
+        loop. Each item is one atomic step; the merge as a whole is not."""
         if op not in h.MERGE:
             raise ValueError(f"unknown op {op!r}: use 'assign', 'add', 'min' or 'max'")
         if not isinstance(other, Dict):

@@ -548,8 +548,8 @@ def merge_op(op):
 @overload_method(DictType, "merge", prefer_literal=True)
 def _ol_merge(d, other, op="assign", threads=None):
     """d.merge(other, op='assign', threads=None): every item of other into d, by assignment or by
-    d.add/min/max; returns how many keys were new to d. Numeric dicts of one type merge through
-    the C++ bulk path on `threads` workers. Each item is one atomic step; the merge as a whole is
+    d.add/min/max; returns how many keys were new to d. Dicts of one type merge in C++ on
+    `threads` workers (numeric ones through the bulk path, others through pardict_merge). Each item is one atomic step; the merge as a whole is
     not."""
     if not isinstance(other, DictType):
         raise TypingError(
