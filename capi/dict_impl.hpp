@@ -3,6 +3,8 @@
 // types. Internal; see pardict_capi.h for the contract.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <mutex>
 #include <new>
 #include <span>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -516,8 +519,61 @@ class dict_impl final : public dict_base {
     return inserted;
   }
 
+  // Large batches go shard by shard (apply_by_shard), smaller ones straight to the pipeline.
   std::size_t apply_many(const K* keys, const unsigned char* vs, std::size_t n,
                          const field_combine& c) {
+    if (n >= by_shard_rows) return apply_by_shard(keys, vs, n, c);
+    return apply_pipelined(keys, vs, n, c);
+  }
+
+  // A batch of rows whose keys fall anywhere in a table larger than the cache costs a cache miss
+  // per row, however well the pipeline overlaps them. Here each block of rows is first
+  // partitioned by shard (a counting sort, stable, so that a key's rows keep their order), and
+  // each shard's rows are applied right after its table was streamed into cache: a 1/64 slice of
+  // the map, which the rows then hit in cache.
+  static constexpr std::size_t by_shard_rows = std::size_t{1} << 17;
+  static constexpr std::size_t by_shard_block = std::size_t{1} << 20;
+  std::size_t apply_by_shard(const K* keys, const unsigned char* vs, std::size_t n,
+                             const field_combine& c) {
+    constexpr std::size_t shards = map_type::shard_count;
+    const std::size_t room = std::min(n, by_shard_block);
+    std::vector<K> bk(room);
+    std::vector<V> bv(room);
+    std::vector<std::uint8_t> sid(room);
+    std::size_t inserted = 0;
+    for (std::size_t b0 = 0; b0 < n; b0 += by_shard_block) {
+      const std::size_t m = std::min(by_shard_block, n - b0);
+      std::array<std::size_t, shards + 1> start{};
+      for (std::size_t i = 0; i < m; ++i) {
+        sid[i] = static_cast<std::uint8_t>(map_.shard_index(keys[b0 + i]));
+        ++start[sid[i] + 1];
+      }
+      for (std::size_t s = 0; s < shards; ++s) start[s + 1] += start[s];
+      std::array<std::size_t, shards> at{};
+      std::copy(start.begin(), start.end() - 1, at.begin());
+      for (std::size_t i = 0; i < m; ++i) {
+        const std::size_t pos = at[sid[i]]++;
+        bk[pos] = keys[b0 + i];
+        bv[pos] = load<V>(vs + (b0 + i) * sizeof(V));
+      }
+      // Workers of one bulk call start at different shards, so that they do not fight over one
+      // shard's groups (and its cache lines) at a time.
+      const std::size_t first = std::hash<std::thread::id>{}(std::this_thread::get_id()) % shards;
+      for (std::size_t j = 0; j < shards; ++j) {
+        const std::size_t s = (first + j) % shards;
+        const std::size_t rows = start[s + 1] - start[s];
+        if (rows == 0) continue;
+        map_.warm_shard(s);
+        inserted +=
+            apply_pipelined(bk.data() + start[s],
+                            reinterpret_cast<const unsigned char*>(bv.data() + start[s]), rows, c);
+      }
+    }
+    return inserted;
+  }
+
+  std::size_t apply_pipelined(const K* keys, const unsigned char* vs, std::size_t n,
+                              const field_combine& c) {
     std::span<const K> ks(keys, n);
     const std::size_t inserted = map_.emplace_or_visit_many(
         ks,

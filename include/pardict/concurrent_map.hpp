@@ -267,6 +267,8 @@ class concurrent_map {
                        std::uint32_t seed, Make make, OnAgain on_again) {
     return table_.load_shard(shard, keys.data(), keys.size(), min_groups, seed, make, on_again);
   }
+  // Fetches a shard's table into cache (a batch of its keys is about to arrive); its bytes.
+  size_type warm_shard(size_type shard) const { return table_.warm_shard(shard); }
   // The seed and group count of a shard's table ({0, 0} without one), for an exporter.
   std::pair<std::uint32_t, size_type> shard_geometry(size_type shard) const {
     return table_.shard_geometry(shard);

@@ -190,6 +190,55 @@ TEST(CapiConcurrency, BulkCombineAndGetManyMatchASerialModel) {
   pardict_free(r);
 }
 
+// Batches large enough to be applied shard by shard (more than 2^17 rows per worker), with
+// repeated keys: sums are exact on every thread count, and with one thread an assign keeps each
+// key's last row (the partition by shard is stable).
+TEST(CapiConcurrency, LargeBatchesGoShardByShardAndKeepEachKeysOrder) {
+  constexpr std::int64_t n = 700000, distinct = 90000;
+  std::vector<std::int64_t> keys(n), vals(n);
+  std::vector<std::int64_t> sum(distinct, 0), last(distinct, -1);
+  std::uint64_t x = 0x243f6a8885a308d3ULL;
+  for (std::int64_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    keys[i] = static_cast<std::int64_t>(x % distinct) * 1000003;
+    vals[i] = static_cast<std::int64_t>(x >> 40) % 1000;
+    sum[keys[i] / 1000003] += vals[i];
+    last[keys[i] / 1000003] = vals[i];
+  }
+  const std::int32_t fields[] = {0, PARDICT_KIND_I64};
+  for (const std::int32_t threads : {1, 2, 4}) {
+    std::int32_t st;
+    pardict_dict* add = pardict_new(8, 8, 0, 0, 0, 0, &st);
+    pardict_dict* set = pardict_new(8, 8, 0, 0, 0, 0, &st);
+    std::int64_t added = -1, assigned = -1;
+    ASSERT_EQ(pardict_combine_many(add, keys.data(), vals.data(), n, PARDICT_OP_ADD, fields, 1,
+                                   threads, &added),
+              PARDICT_OK);
+    ASSERT_EQ(pardict_combine_many(set, keys.data(), vals.data(), n, PARDICT_OP_ASSIGN, nullptr, 0,
+                                   threads, &assigned),
+              PARDICT_OK);
+    const auto present = static_cast<std::int64_t>(
+        std::count_if(last.begin(), last.end(), [](std::int64_t v) { return v >= 0; }));
+    EXPECT_EQ(added, present);
+    EXPECT_EQ(assigned, present);
+    for (std::int64_t k = 0; k < distinct; ++k) {
+      if (last[k] < 0) continue;
+      const std::int64_t key = k * 1000003;
+      std::int64_t v = 0;
+      ASSERT_EQ(pardict_get(add, &key, &v), PARDICT_FOUND);
+      EXPECT_EQ(v, sum[k]) << k;
+      if (threads == 1) {
+        ASSERT_EQ(pardict_get(set, &key, &v), PARDICT_FOUND);
+        EXPECT_EQ(v, last[k]) << k;
+      }
+    }
+    pardict_free(add);
+    pardict_free(set);
+  }
+}
+
 // pardict_load_many builds what pardict_combine_many with PARDICT_OP_ASSIGN would, on several
 // threads, from another dictionary's export (shards loaded in one pass, with or without the
 // exporter's geometry), from rows in no useful order (every shard refused, the ordinary path),
