@@ -85,20 +85,27 @@ inline str_view str_at(const std::uint64_t* w) noexcept {
           field_at<std::uint32_t>(w, PARDICT_NB_UNICODE_KIND)};
 }
 
-// Writes at `at` (PARDICT_NB_UNICODE_SIZE bytes) a numba unicode struct that borrows `length`
-// UCS4 code points from `points`: no MemInfo (nothing owns the memory), no parent, hash not
-// computed. Such a key is only hashed and compared, never stored.
-inline void write_borrowed_ucs4(void* at, const std::uint32_t* points,
-                                std::int64_t length) noexcept {
+// Writes at `at` (PARDICT_NB_UNICODE_SIZE bytes) a numba unicode struct of `length` code units
+// of `kind` bytes at `data`, owned by `meminfo` (null: borrowed), with no parent and its hash not
+// computed yet (-1), as numba's own strings start.
+inline void write_unicode_struct(void* at, const void* data, std::int64_t length, std::int32_t kind,
+                                 std::int32_t is_ascii, void* meminfo) noexcept {
   auto* b = static_cast<unsigned char*>(at);
-  const std::int32_t not_ascii = 0;
   const std::int64_t no_hash = -1;
   std::memset(b, 0, PARDICT_NB_UNICODE_SIZE);
-  std::memcpy(b + PARDICT_NB_UNICODE_DATA, &points, sizeof points);
+  std::memcpy(b + PARDICT_NB_UNICODE_DATA, &data, sizeof data);
   std::memcpy(b + PARDICT_NB_UNICODE_LENGTH, &length, sizeof length);
-  std::memcpy(b + PARDICT_NB_UNICODE_KIND, &ucs4_kind, sizeof ucs4_kind);
-  std::memcpy(b + PARDICT_NB_UNICODE_IS_ASCII, &not_ascii, sizeof not_ascii);
+  std::memcpy(b + PARDICT_NB_UNICODE_KIND, &kind, sizeof kind);
+  std::memcpy(b + PARDICT_NB_UNICODE_IS_ASCII, &is_ascii, sizeof is_ascii);
   std::memcpy(b + PARDICT_NB_UNICODE_HASH, &no_hash, sizeof no_hash);
+  std::memcpy(b + PARDICT_NB_UNICODE_MEMINFO, &meminfo, sizeof meminfo);
+}
+
+// A struct that borrows `length` UCS4 code points from `points`: no MemInfo (nothing owns the
+// memory). Such a key is only hashed and compared, never stored.
+inline void write_borrowed_ucs4(void* at, const std::uint32_t* points,
+                                std::int64_t length) noexcept {
+  write_unicode_struct(at, points, length, ucs4_kind, 0, nullptr);
 }
 
 // fn(units): the string's code units as an array of their type (a kind is the bytes of a unit).

@@ -299,29 +299,17 @@ class borrowed_utf8 {
     bool ascii = true;
     for (std::size_t i = 0; i < size; ++i) ascii &= p[i] < 0x80;
     if (ascii) {
-      write_borrowed(blob_, p, static_cast<std::int64_t>(size), 1, 1);
+      write_unicode_struct(blob_, p, static_cast<std::int64_t>(size), 1, 1, nullptr);
     } else {
       if (points_.size() < size + 1) points_.resize(size + 1);
       const auto length = static_cast<std::int64_t>(
           utf8_decode(p, 0, static_cast<std::int64_t>(size), points_.data(), size));
-      write_borrowed(blob_, points_.data(), length, ucs4_kind, 0);
+      write_unicode_struct(blob_, points_.data(), length, ucs4_kind, 0, nullptr);
     }
     return blob_;
   }
 
  private:
-  static void write_borrowed(void* at, const void* data, std::int64_t length, std::int32_t kind,
-                             std::int32_t ascii) noexcept {
-    auto* b = static_cast<unsigned char*>(at);
-    const std::int64_t no_hash = -1;
-    std::memset(b, 0, PARDICT_NB_UNICODE_SIZE);
-    std::memcpy(b + PARDICT_NB_UNICODE_DATA, &data, sizeof data);
-    std::memcpy(b + PARDICT_NB_UNICODE_LENGTH, &length, sizeof length);
-    std::memcpy(b + PARDICT_NB_UNICODE_KIND, &kind, sizeof kind);
-    std::memcpy(b + PARDICT_NB_UNICODE_IS_ASCII, &ascii, sizeof ascii);
-    std::memcpy(b + PARDICT_NB_UNICODE_HASH, &no_hash, sizeof no_hash);
-  }
-
   std::uint64_t blob_[max_key_class / word_bytes] = {};  // padding past the struct stays zero
   std::vector<std::uint32_t> points_ = std::vector<std::uint32_t>(64);
 };

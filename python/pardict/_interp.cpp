@@ -21,6 +21,7 @@
 #include <new>
 #include <type_traits>
 
+#include "blob.hpp"  // write_unicode_struct
 #include "pardict_capi.h"
 
 namespace nb = nanobind;
@@ -68,14 +69,7 @@ void make_numba_string(const T* cp, std::int64_t n, unsigned char* blob) {
   } else {
     fill(static_cast<std::uint32_t*>(data));
   }
-  const std::int64_t no_hash = -1;
-  std::memset(blob, 0, PARDICT_NB_UNICODE_SIZE);
-  std::memcpy(blob + PARDICT_NB_UNICODE_DATA, &data, sizeof data);
-  std::memcpy(blob + PARDICT_NB_UNICODE_LENGTH, &n, sizeof n);
-  std::memcpy(blob + PARDICT_NB_UNICODE_KIND, &kind, sizeof kind);
-  std::memcpy(blob + PARDICT_NB_UNICODE_IS_ASCII, &ascii, sizeof ascii);
-  std::memcpy(blob + PARDICT_NB_UNICODE_HASH, &no_hash, sizeof no_hash);
-  std::memcpy(blob + PARDICT_NB_UNICODE_MEMINFO, &mi, sizeof mi);
+  pardict::capi::write_unicode_struct(blob, data, n, kind, ascii, mi);
 }
 
 // Key i as a new numba string from code points points[starts[i] .. starts[i + 1]) (width bytes
