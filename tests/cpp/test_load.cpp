@@ -78,7 +78,8 @@ class LoadShardTest : public ::testing::Test {
     for (std::size_t s = 0; s < map::shard_count; ++s) {
       std::size_t hi = lo;
       while (hi < ks.size() && m.shard_index(ks[hi]) == s) ++hi;
-      const auto [seed, groups] = geometry ? source.shard_geometry(s) : std::pair{0u, 0ul};
+      const auto [seed, groups] =
+          geometry ? source.shard_geometry(s) : std::pair<std::uint32_t, std::size_t>{0, 0};
       const std::size_t added = m.load_shard(
           s, std::span<const K>(ks.data() + lo, hi - lo), groups, seed,
           [&](std::size_t i, void* where) {
