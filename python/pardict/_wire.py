@@ -4,7 +4,10 @@ small header and a few flat buffers.
 With pickle protocol 5, Dict.__reduce_ex__ returns (rebuild, (header, *buffers)) where each buffer
 is a pickle.PickleBuffer over a NumPy array: with a buffer_callback (Dask, Ray, mpi4py's pkl5,
 multiprocessing's shared memory tools) they travel out of band, as separate frames, without being
-copied through Python objects; without one, pickle writes them in-band as bytes.
+copied through Python objects; without one, pickle writes them in-band as bytes. With protocol 4
+the buffers are bytes objects (one copy each): protocol 4 is Python's default before 3.14, and
+Dask's scheduler speaks it, so results gathered to a Dask client through the scheduler travel in
+it. Protocols 0 to 3 pickle the items (protocol 3 cannot hold a bytes object over 4 GiB).
 
 Header (little-endian, HEADER_FIXED.size [+ GEOMETRY.size] + BUFFER_ENTRY.size * n_buffers + 4
 bytes):
@@ -131,8 +134,10 @@ def _native(little: bytes, dtype: str) -> bytes:
 # ---- writing -------------------------------------------------------------------------------------
 
 
-def dump(d: Any) -> tuple:
-    """The (callable, args) of d's protocol-5 pickle (d's types satisfy supports())."""
+def dump(d: Any, in_band: bool = False) -> tuple:
+    """The (callable, args) of d's pickle (d's types satisfy supports()): the buffers as
+    pickle.PickleBuffer (protocol 5), or as bytes when in_band (protocol 4, which has no
+    out-of-band buffers: one copy of each buffer, and still no Python object per entry)."""
     ty = d._numba_type_
     kt, vt = ty.key_type, ty.value_type
     _, _, kc, vc = ty.layouts
@@ -168,6 +173,8 @@ def dump(d: Any) -> tuple:
         BUFFER_ENTRY.pack(b.nbytes, c, 0) for b, c in zip(buffers, crcs, strict=True)
     )
     header += HEADER_CRC.pack(_ext.crc32c(header))
+    if in_band:
+        return rebuild, (header, *(b.tobytes() for b in buffers))
     return rebuild, (header, *(pickle.PickleBuffer(b) for b in buffers))
 
 

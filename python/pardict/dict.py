@@ -391,15 +391,13 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             at += len(c)
         return new
 
-    def _combine_arrow(self, chunk, values, op: str, threads: int | None) -> int:
+    def _aggregate_arrow(self, chunk, values, op: str, threads: int | None) -> tuple:
         """add/min/max (values aligned with chunk) or count (values None) of the words of a
         pyarrow (large_)string array without nulls into this dict of str keys and numeric
         values, in C++ straight from the array's UTF-8 buffers (pardict_combine_many_utf8, GIL
-        released). The words this dict lacked are then made into numba strings and inserted in C++
-        (_ext.insert_new_strings). Returns how many keys were new."""
-        n = len(chunk)
-        if n == 0:
-            return 0
+        released), for the words this dict holds. Returns the others: (rows, aggregates, op),
+        one row of chunk per missing word (int64), its aggregate over the chunk (value blobs of
+        the dict's value class, uint8) and the op that inserts it ("count" becomes "add")."""
         dt = _np_dtype(self.value_type)
         if dt is None:
             raise TypeError(f"bulk operations need numeric or bool values, not {self.value_type}")
@@ -417,7 +415,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             offsets,
             8 if large else 4,
             chunk.offset,
-            n,
+            len(chunk),
             blobs,
             stride,
             int(_Op[op.upper()]),
@@ -425,9 +423,21 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             _threads(threads),
             vc,
         )
-        rows = rows.view(np.int64)
+        return rows.view(np.int64), misses.view(np.uint8), op
+
+    def _combine_arrow(self, chunk, values, op: str, threads: int | None) -> int:
+        """_aggregate_arrow, then the words this dict lacked made into numba strings and inserted
+        in C++ (_ext.insert_new_strings). Returns how many keys were new."""
+        n = len(chunk)
+        if n == 0:
+            return 0
+        rows, misses, op = self._aggregate_arrow(chunk, values, op, threads)
         if rows.size == 0:
             return 0
+        dt = _np_dtype(self.value_type)
+        _, _, _, vc = self._dict_type.layouts
+        _, offsets, data = chunk.buffers()
+        large = chunk.type.equals(_pa().large_string())
         # The misses (each distinct word at most once): decoded in C++ from the Arrow buffers and
         # made into numba strings in C++, without a Python object per word.
         points, starts = _ext.utf8_gather(
@@ -443,7 +453,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
                 self._handle(),
                 points.view(np.uint32),
                 starts.view(np.int64),
-                misses.view(np.uint8),
+                misses,
                 vc,
                 int(_Op[op.upper()]),
                 int(_value_kind(dt)),
@@ -678,13 +688,11 @@ class Dict(MutableMapping, metaclass=_DictMeta):
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple:
         """Protocol 5 and later: numeric and bool keys and values (and str keys with such
         values) travel as a checksummed header and flat out-of-band buffers (pardict/_wire.py
-        describes the format); everything else, and protocols 0-4, as __reduce__: the items."""
-        if (
-            operator.index(protocol) >= 5
-            and self._typed
-            and _wire.supports(self.key_type, self.value_type)
-        ):
-            return _wire.dump(self)
+        describes the format); protocol 4 the same buffers in band, as bytes; everything else,
+        and protocols 0-3, as __reduce__: the items."""
+        proto = operator.index(protocol)
+        if proto >= 4 and self._typed and _wire.supports(self.key_type, self.value_type):
+            return _wire.dump(self, in_band=proto < 5)
         return self.__reduce__()
 
 
