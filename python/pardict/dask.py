@@ -244,13 +244,37 @@ def _arrow_strings(part: Any):
     return chunks
 
 
+def _zero_padded(c):
+    """A copy of a (large_)string array without nulls whose data buffer has 64 zero bytes past its
+    last string. pyarrow's utf8_split_whitespace (26.0.1 included; scikit-hep/awkward#4151 traced
+    it in earlier versions) reads one byte past the data buffer's end while scanning a last string
+    that ends in whitespace, and splits a " " word off it when that byte is non-ASCII. Arrow's own
+    buffers are padded, but a column that Dask received from another process sits in an
+    exactly-sized frame, and whatever follows it in memory decides the words (a wrong word, " "
+    counted once, in about one run in three of tests/python/test_dask.py)."""
+    import pyarrow as pa
+
+    if c.null_count or len(c) == 0:
+        return c
+    _, offsets, data = c.buffers()
+    large = c.type.equals(pa.large_string())
+    offs = np.frombuffer(offsets, np.int64 if large else np.int32)[c.offset : c.offset + len(c) + 1]
+    lo, hi = int(offs[0]), int(offs[-1])
+    raw = np.zeros(hi - lo + 64, np.uint8)
+    if data is not None:
+        raw[: hi - lo] = np.frombuffer(data, np.uint8)[lo:hi]
+    return pa.Array.from_buffers(
+        c.type, len(c), [None, pa.py_buffer(offs - offs[0]), pa.py_buffer(raw)]
+    )
+
+
 def _arrow_words(chunks, sep):
     import pyarrow.compute as pc
 
     out = []
     for c in chunks:
         if sep is None:
-            words = pc.utf8_split_whitespace(c).flatten()
+            words = pc.utf8_split_whitespace(_zero_padded(c)).flatten()
             # as str.split(): no empty words (Arrow yields them around leading/trailing space)
             out.append(pc.filter(words, pc.not_equal(words, "")))
         else:

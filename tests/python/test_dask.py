@@ -326,3 +326,17 @@ def test_a_cluster_started_with_the_dask_commands(tmp_path):
                 p.kill()
                 p.wait(timeout=30)
         log.close()
+
+
+def test_word_count_of_texts_in_an_exactly_sized_buffer():
+    # pyarrow's utf8_split_whitespace reads one byte past the data buffer while scanning a last
+    # text that ends in whitespace, and splits a " " word off it when that byte is non-ASCII;
+    # Dask hands a worker columns in exactly-sized frames, so the next byte is whatever follows.
+    pa = pytest.importorskip("pyarrow")
+    text = "  é 日本 the\tdog  "
+    raw = np.frombuffer(text.encode() + b"\xe6" + b"Q" * 16, np.uint8)
+    n = len(text.encode())
+    for typ, dt in ((pa.large_string(), np.int64), (pa.string(), np.int32)):
+        offsets = pa.py_buffer(np.array([0, n], dt))
+        arr = pa.Array.from_buffers(typ, 1, [None, offsets, pa.py_buffer(raw[:n])])
+        assert [w.to_pylist() for w in pdd._arrow_words([arr], None)] == [text.split()]
