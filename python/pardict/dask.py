@@ -40,7 +40,7 @@ from dask.sizeof import sizeof
 from numba.core import types
 
 from . import _ext
-from .dict import Dict
+from .dict import Dict, _np_dtype
 
 __all__ = ["aggregate", "word_count", "OPS"]
 
@@ -342,6 +342,8 @@ class _Spec:
         self.threads = threads
         self.split = split
         self.sep = sep
+        # Chunks of Arrow str keys hand on _Words, not Dicts (set by _build)
+        self.words = False
 
     def key_type(self) -> types.Type:
         if self.key_dtype is None:
@@ -397,8 +399,7 @@ def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
     if arrow is not None:
         if spec.split:
             arrow = _arrow_words(arrow, spec.sep)
-        _chunk_arrow(d, arrow, values_part, spec, index, threads)
-        return d
+        return _chunk_arrow(d, arrow, values_part, spec, index, threads)
     if spec.key_dtype is None:
         key_batches = list(_str_batches(keys_part, "keys", index, spec.split, spec.sep))
     else:
@@ -431,9 +432,9 @@ def _aligned_values(values_part: Any, spec: _Spec, index: int, n_keys: int) -> n
 
 def _chunk_arrow(
     d: Dict, chunks, values_part: Any, spec: _Spec, index: int, threads: int | None
-) -> None:
-    """A partition of Arrow str keys combined into d straight from the UTF-8 buffers (no NumPy
-    unicode array, so no numba specialisation per string width)."""
+) -> Dict | _Words:
+    """A partition of Arrow str keys combined straight from the UTF-8 buffers (no NumPy unicode
+    array, so no numba specialisation per string width): into d, or as _Words (spec.words)."""
     for c in chunks:
         if c.null_count:
             raise ValueError(
@@ -441,36 +442,170 @@ def _chunk_arrow(
                 f"values (dropna() them first)"
             )
     if spec.op == "count":
-        for c in chunks:
-            d._combine_arrow(c, None, "count", threads)
-        return
-    values = _aligned_values(values_part, spec, index, sum(len(c) for c in chunks))
+        values = None
+    else:
+        values = _aligned_values(values_part, spec, index, sum(len(c) for c in chunks))
+    if spec.words:
+        return _Words.aggregate(chunks, values, spec.op, spec.value_type(), threads)
     at = 0
     for c in chunks:
-        d._combine_arrow(c, values[at : at + len(c)], spec.op, threads)
+        d._combine_arrow(c, None if values is None else values[at : at + len(c)], spec.op, threads)
         at += len(c)
+    return d
 
 
-def _combine(parts: Sequence[Dict], op: str, threads: int | None) -> Dict:
-    """The partial dicts merged into a new one (the inputs stay as they are: Dask may hold them
-    for another task, or run this task again after a failure)."""
+class _Words:
+    """A partial aggregate of str keys that is not a Dict yet: its distinct words as the buffers
+    of an Arrow large_string array (UTF-8 bytes, int64 offsets) and their aggregates (a NumPy
+    array of the stored dtype).
+
+    Chunks of Arrow str keys and the inner combines of the tree (split_out == 1) pass these, and
+    only the root makes the Dict. A Dict of str keys holds a numba string per key (an NRT
+    allocation each): making those for every partial, pickling them as code points, making them
+    again on the receiving worker and merging key by key through pointers to them cost more than
+    counting the rows (bench/wc_profile.py: of a 6.25M-word, 100K-distinct partition, ~0.04 s
+    to make the strings, ~0.03 s to unpickle, ~0.03 s per merge). Words are three flat arrays
+    that pickle out of band, and partials combine by aggregating their words again in C++
+    (Dict._aggregate_arrow: per-worker tables keyed by the UTF-8 bytes)."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> None:
+        self.data = data  # uint8
+        self.offsets = offsets  # int64, len(values) + 1, from 0
+        self.values = values
+
+    def __len__(self) -> int:
+        return self.values.size
+
+    def arrow(self):
+        import pyarrow as pa
+
+        return pa.LargeStringArray.from_buffers(
+            len(self), pa.py_buffer(self.offsets), pa.py_buffer(self.data)
+        )
+
+    @classmethod
+    def aggregate(
+        cls, chunks, values: np.ndarray | None, op: str, value_type: types.Type, threads
+    ) -> _Words:
+        """The words of Arrow (large_)string chunks without nulls and their aggregates by op
+        (values aligned with the chunks' rows; None for count)."""
+        import pyarrow as pa
+
+        d = Dict.empty(types.unicode_type, value_type)
+        dt = _np_dtype(value_type)
+        vc = d._dict_type.layouts[3]
+        words, aggregates, at = [], [], 0
+        for c in chunks:
+            part = None if values is None else values[at : at + len(c)]
+            at += len(c)
+            if len(c) == 0:
+                continue
+            rows, blobs, merge_op = d._aggregate_arrow(c, part, op, threads)
+            words.append(c.take(pa.array(rows)).cast(pa.large_string()))
+            aggregates.append(
+                blobs.reshape(rows.size, vc)[:, : dt.itemsize].copy().view(dt).ravel()
+            )
+        if not words:
+            return cls(np.zeros(0, np.uint8), np.zeros(1, np.int64), np.zeros(0, dt))
+        if len(words) > 1:  # a word may be in several chunks: aggregate the chunks' words again
+            return cls.aggregate(
+                [pa.concat_arrays(words)], np.concatenate(aggregates), merge_op, value_type, threads
+            )
+        return cls.of_arrow(words[0], aggregates[0])
+
+    @classmethod
+    def of_arrow(cls, w, values: np.ndarray) -> _Words:
+        """Words from a pyarrow large_string array without nulls (values aligned with it)."""
+        _, offsets, data = w.buffers()
+        offsets = np.frombuffer(offsets, np.int64)[w.offset : w.offset + len(w) + 1]
+        data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+        return cls(data[offsets[0] : offsets[-1]], offsets - offsets[0], values)
+
+    def unicode(self) -> np.ndarray:
+        """The words as a NumPy unicode array (decoded in C++)."""
+        n = len(self)
+        width = max(1, _ext.utf8_max_length(self.data, self.offsets, 8, 0, n) if n else 1)
+        out = np.empty(n, dtype=f"<U{width}")
+        if n:
+            _ext.utf8_to_ucs4(self.data, self.offsets, 8, 0, n, out, width)
+        return out
+
+    def split(self, n: int) -> tuple[_Words, ...]:
+        """The words in n parts, word k in part pardict.partition_of(k, n) (as Dict.split)."""
+        import pyarrow as pa
+
+        from .dict import partition_of
+
+        parts = partition_of(self.unicode(), n)
+        words = self.arrow()
+        out = []
+        for j in range(n):
+            rows = np.flatnonzero(parts == j)
+            out.append(_Words.of_arrow(words.take(pa.array(rows)), self.values[rows]))
+        return tuple(out)
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Words]) -> _Words:
+        """The words of every part, one after another (a word may appear several times)."""
+        if len(parts) == 1:
+            return parts[0]
+        sizes = np.cumsum([0] + [p.data.size for p in parts[:-1]])
+        offsets = np.concatenate(
+            [parts[0].offsets[:1]]
+            + [p.offsets[1:] + at for p, at in zip(parts, sizes, strict=True)]
+        )
+        return cls(
+            np.concatenate([p.data for p in parts]),
+            offsets,
+            np.concatenate([p.values for p in parts]),
+        )
+
+    @classmethod
+    def combine(cls, parts: Sequence[_Words], op: str, threads) -> _Words:
+        """The words of the parts, each once, with their aggregates combined by op's merge."""
+        every = cls.concat(parts)
+        return cls.aggregate(
+            [every.arrow()], every.values, _MERGE_OP[op], _numba_type(every.values.dtype), threads
+        )
+
+    def into(self, d: Dict, op: str, threads) -> None:
+        """These words combined into d (a Dict of str keys and this dtype of values)."""
+        d._combine_arrow(self.arrow(), self.values, _MERGE_OP[op], threads)
+
+
+def _combine(parts: Sequence[Dict | _Words], op: str, threads: int | None, final: bool) -> Any:
+    """The partials merged into a new one (the inputs stay as they are: Dask may hold them for
+    another task, or run this task again after a failure): _Words while every input is one,
+    unless final (the root of a tree whose result is the Dict), else a Dict."""
     threads = _task_threads(threads)
-    largest = max(range(len(parts)), key=lambda i: len(parts[i]))
-    out = parts[largest].copy()
-    for i, p in enumerate(parts):
-        if i != largest:
-            out.merge(p, _MERGE_OP[op], threads=threads)
+    words = [p for p in parts if isinstance(p, _Words)]
+    dicts = [p for p in parts if not isinstance(p, _Words)]
+    if not dicts and not final:
+        return _Words.combine(words, op, threads) if len(words) > 1 else words[0]
+    if dicts:
+        largest = max(range(len(dicts)), key=lambda i: len(dicts[i]))
+        out = dicts[largest].copy()
+        for i, p in enumerate(dicts):
+            if i != largest:
+                out.merge(p, _MERGE_OP[op], threads=threads)
+    else:
+        vt = _numba_type(words[0].values.dtype)
+        out = Dict.empty(types.unicode_type, vt, n_keys=max(len(w) for w in words))
+    if words:  # all words at once: one pass aggregates them and inserts those out lacks
+        _Words.concat(words).into(out, op, threads)
     return out
 
 
-def _split(d: Dict, n: int) -> tuple[Dict, ...]:
-    return tuple(d.split(n))
+def _split(d: Dict | _Words, n: int) -> tuple[Dict | _Words, ...]:
+    return d.split(n) if isinstance(d, _Words) else tuple(d.split(n))
 
 
-def _frame(d: Dict, spec: _Spec):
+def _frame(d: Dict | _Words, spec: _Spec):
     """A finished part as a pandas DataFrame of (key, value)."""
     import pandas as pd
 
+    if isinstance(d, _Words):
+        return pd.DataFrame({"key": d.unicode(), "value": d.values})
     if not d._typed:
         return _meta(spec)
     keys, values = d.to_arrays()
@@ -492,14 +627,19 @@ def _empty(spec: _Spec) -> Dict:
 # ---- the graph -------------------------------------------------------------------------------------
 
 
-def _tree(parts: list[Delayed], split_every: int, prefix: str, op: str, threads: Any) -> Delayed:
-    """The parts merged in a tree of fan-in split_every; keys (prefix, level, i)."""
+def _tree(
+    parts: list[Delayed], split_every: int, prefix: str, op: str, threads: Any, make_dict: bool
+) -> Delayed:
+    """The parts merged in a tree of fan-in split_every; keys (prefix, level, i). With make_dict
+    (the parts may be _Words and the result must be a Dict), the root is a combine even of one
+    part."""
     level = 0
-    while len(parts) > 1:
+    while len(parts) > 1 or (make_dict and level == 0):
         level += 1
+        final = make_dict and len(parts) <= split_every
         parts = [
             delayed(_combine, pure=True)(
-                parts[i : i + split_every], op, threads, dask_key_name=(prefix, level, i)
+                parts[i : i + split_every], op, threads, final, dask_key_name=(prefix, level, i)
             )
             for i in range(0, len(parts), split_every)
         ]
@@ -524,6 +664,7 @@ def _build(
     token: str,
 ) -> Any:
     name = f"pardict-{spec.op}" + ("-words" if spec.split else "")
+    spec.words = spec.key_dtype is None and spec.op != "assign" and _ARROW_DIRECT
     chunk_name = f"{name}-chunk-{token}"
     chunks = [
         delayed(_chunk, pure=True)(
@@ -538,7 +679,9 @@ def _build(
     if not chunks:
         chunks = [delayed(_empty, pure=True)(spec, dask_key_name=(chunk_name, 0))]
     if split_out == 1:
-        return _tree(chunks, split_every, f"{name}-combine-{token}", spec.op, spec.threads)
+        return _tree(
+            chunks, split_every, f"{name}-combine-{token}", spec.op, spec.threads, spec.words
+        )
     split_name = f"{name}-split-{token}"
     splits = [
         delayed(_split, pure=True)(c, split_out, dask_key_name=(split_name, i))
@@ -550,7 +693,9 @@ def _build(
             delayed(operator.getitem, pure=True)(s, j, dask_key_name=(f"{name}-part-{token}", i, j))
             for i, s in enumerate(splits)
         ]
-        merged = _tree(column, split_every, f"{name}-combine-{token}-{j}", spec.op, spec.threads)
+        merged = _tree(
+            column, split_every, f"{name}-combine-{token}-{j}", spec.op, spec.threads, False
+        )
         frames.append(
             delayed(_frame, pure=True)(merged, spec, dask_key_name=(f"{name}-frame-{token}", j))
         )
@@ -643,6 +788,11 @@ def word_count(
 
 # Dask's memory accounting (spilling, scheduling by size) asks sizeof() of every result: a Dict
 # is a handle to a C++ table whose size Python cannot see.
+@sizeof.register(_Words)
+def _sizeof_words(w: _Words) -> int:
+    return int(w.data.nbytes + w.offsets.nbytes + w.values.nbytes) + 256
+
+
 @sizeof.register(Dict)
 def _sizeof_dict(d: Dict) -> int:
     if not d._typed:

@@ -328,6 +328,83 @@ def test_a_cluster_started_with_the_dask_commands(tmp_path):
         log.close()
 
 
+def test_str_partials_travel_as_words_then_one_dict(client):
+    # Chunks of Arrow str keys and the inner combines hand on pardict.dask._Words (flat UTF-8
+    # buffers); the root makes the Dict. Partitions of Python str objects stay Dicts, and the two
+    # kinds mix in one tree.
+    rng = np.random.default_rng(11)
+    vocab = np.array([f"w{i}" for i in range(700)] + ["", "é", "日本語", "🙂" * 9, "x" * 40])
+    nparts = 13
+    words = [vocab[rng.zipf(1.2, 2000 + 37 * i) % vocab.size] for i in range(nparts)]
+    values = [rng.integers(-50, 50, w.size) for w in words]
+    pdf = pd.DataFrame({"w": np.concatenate(words), "v": np.concatenate(values)})
+    for mixed in (False, True):
+
+        def make(i, words, values, mixed=mixed):
+            # partition i: Arrow strings, or (mixed, odd i) Python str objects
+            dtype = object if mixed and i % 2 else "string[pyarrow]"
+            return pd.DataFrame({"w": pd.Series(words[i], dtype=dtype), "v": values[i]})
+
+        # (Dask converts object columns to Arrow strings unless told not to)
+        with dask.config.set({"dataframe.convert-string": not mixed}):
+            ddf = dd.from_map(
+                make,
+                range(nparts),
+                words=words,
+                values=values,
+                meta=pd.DataFrame(
+                    {"w": pd.Series([], dtype="string[pyarrow]"), "v": np.zeros(0, int)}
+                ),
+            )
+            spec = pdd._Spec("count", None, None, None)
+            spec.words = True
+            chunks = [dask.delayed(pdd._chunk)(p, None, spec, 0) for p in ddf.w.to_delayed()]
+            kinds = {type(c).__name__ for c in dask.compute(*chunks)}
+            assert kinds == ({"Dict", "_Words"} if mixed else {"_Words"})
+            for split_every in (2, 8, 16):
+                for op in ("count", "add", "min", "max"):
+                    args = (ddf.w,) if op == "count" else (ddf.w, ddf.v)
+                    d = pdd.aggregate(*args, op=op, split_every=split_every).compute()
+                    want = _expect(pdf, "w", op)
+                    assert isinstance(d, pardict.Dict) and len(d) == len(want)
+                    assert d.to_dict() == {str(k): int(x) for k, x in want.items()}, (mixed, op)
+                    # split_out: the parts' words are split (or the parts' dicts, mixed)
+                    out = pdd.aggregate(*args, op=op, split_every=split_every, split_out=3)
+                    parts = dask.compute(*[out.partitions[j] for j in range(3)])
+                    for j, part in enumerate(parts):
+                        assert pardict.partition_of(part.key.to_numpy(str), 3).tolist() == [
+                            j
+                        ] * len(part)
+                    got = pd.concat(parts).set_index("key").value
+                    assert got.to_dict() == {str(k): int(x) for k, x in want.items()}
+    # one partition: the root still turns its words into a Dict
+    one = dd.from_pandas(pd.DataFrame({"w": pd.Series(words[0], dtype="string[pyarrow]")}), 1)
+    d = pdd.aggregate(one.w, op="count").compute()
+    assert d.to_dict() == dict(collections.Counter(words[0].tolist()))
+
+
+def test_words_of_a_multi_chunk_partition_and_their_combines():
+    pa = pytest.importorskip("pyarrow")
+    w = np.array(["a", "bb", "a", "ccc", "é", "bb", "a", ""])
+    chunked = pa.chunked_array([w[:3].tolist(), w[3:6].tolist(), [], w[6:].tolist()])
+    part = pd.Series(pd.arrays.ArrowExtensionArray(chunked))
+    spec = pdd._Spec("count", None, None, None)
+    spec.words = True
+    words = pdd._chunk(part, None, spec, 0)
+    assert isinstance(words, pdd._Words) and len(words) == 5  # each word once across chunks
+    assert sorted(words.arrow().to_pylist()) == sorted(set(w.tolist()))
+    inner = pdd._combine([words, words], "count", None, False)
+    assert isinstance(inner, pdd._Words) and len(inner) == 5
+    root = pdd._combine([inner, words], "count", None, True)
+    assert root.to_dict() == {k: 3 * c for k, c in collections.Counter(w.tolist()).items()}
+    # pickled words travel as flat out-of-band buffers
+    import pickle
+
+    bufs = []
+    back = pickle.loads(pickle.dumps(inner, protocol=5, buffer_callback=bufs.append), buffers=bufs)
+    assert len(bufs) >= 3 and back.arrow().to_pylist() == inner.arrow().to_pylist()
+
+
 def test_word_count_of_texts_in_an_exactly_sized_buffer():
     # pyarrow's utf8_split_whitespace reads one byte past the data buffer while scanning a last
     # text that ends in whitespace, and splits a " " word off it when that byte is non-ASCII;
