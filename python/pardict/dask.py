@@ -390,7 +390,7 @@ def _task_threads(threads: int | None) -> int | None:
     return None
 
 
-def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict:
+def _chunk(keys_part: Any, values_part: Any, spec: _Spec, index: int) -> Dict | _Words:
     """One partition as a pardict.Dict (a task: runs on a worker)."""
     d = Dict.empty(spec.key_type(), spec.value_type())
     threads = _task_threads(spec.threads)
