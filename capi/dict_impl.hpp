@@ -214,12 +214,20 @@ class dict_impl final : public dict_base {
   int set(const void* kp, const void* vp, void* old_out) override {
     K k = load<K>(kp);
     V v = load<V>(vp);
+    if (!(lay.key_refs | lay.value_refs)) {  // plain bytes: one test, then the engine's fast path
+      const bool inserted = map_.try_emplace_or_visit(k, v, detail::leaf_fn{[&](value_type& x) {
+                                                        std::memcpy(old_out, &x.second, sizeof(V));
+                                                        x.second = v;
+                                                      }});
+      if (inserted) note_key_change();
+      return inserted ? PARDICT_INSERTED : PARDICT_REPLACED;
+    }
     incref_words(&k, lay.key_refs);
     incref_words(&v, lay.value_refs);
-    const bool inserted = map_.try_emplace_or_visit(k, v, [&](value_type& x) {
-      std::memcpy(old_out, &x.second, sizeof(V));
-      x.second = v;
-    });
+    const bool inserted = map_.try_emplace_or_visit(k, v, detail::leaf_fn{[&](value_type& x) {
+                                                      std::memcpy(old_out, &x.second, sizeof(V));
+                                                      x.second = v;
+                                                    }});
     if (inserted) {
       note_key_change();
       return PARDICT_INSERTED;
@@ -232,10 +240,17 @@ class dict_impl final : public dict_base {
   int get(const void* kp, void* out) const override {
     const K k = load<K>(kp);
     const std::uint32_t refs = lay.value_refs;
-    const bool found = map_.cvisit(k, [&](const value_type& x) {
-      std::memcpy(out, &x.second, sizeof(V));
-      if (refs) incref_words(&x.second, refs);
-    }) != 0;
+    if (!refs) {
+      return map_.cvisit(k, detail::leaf_fn{[&](const value_type& x) {
+                           std::memcpy(out, &x.second, sizeof(V));
+                         }}) != 0
+                 ? PARDICT_FOUND
+                 : PARDICT_ABSENT;
+    }
+    const bool found = map_.cvisit(k, detail::leaf_fn{[&](const value_type& x) {
+                                     std::memcpy(out, &x.second, sizeof(V));
+                                     incref_words(&x.second, refs);  // NRT_incref: calls no map
+                                   }}) != 0;
     if (found && refs) disown_words(out, refs);  // counted in the caller's books, not ours
     return found ? PARDICT_FOUND : PARDICT_ABSENT;
   }

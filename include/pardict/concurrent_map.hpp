@@ -117,7 +117,7 @@ class concurrent_map {
 
   // Boost's argument order: try_emplace_or_visit(k, args..., f).
   template <class... Args>
-  bool try_emplace_or_visit(const K& k, Args&&... args_then_f) {
+  PARDICT_ALWAYS_INLINE bool try_emplace_or_visit(const K& k, Args&&... args_then_f) {
     return try_emplace_or_visit_impl(mutating{}, k,
                                      std::forward_as_tuple(std::forward<Args>(args_then_f)...),
                                      std::make_index_sequence<sizeof...(Args) - 1>{});
@@ -149,8 +149,12 @@ class concurrent_map {
     return cvisit(k, f);
   }
   template <class F>
-  size_type cvisit(const K& k, F f) const {
-    return table_.read(k, [&](const value_type& x) { f(x); }) ? 1 : 0;
+  PARDICT_ALWAYS_INLINE size_type cvisit(const K& k, F f) const {
+    if constexpr (detail::is_leaf_fn<F>) {
+      return table_.read(k, f) ? 1 : 0;
+    } else {
+      return table_.read(k, [&](const value_type& x) { f(x); }) ? 1 : 0;
+    }
   }
 
   // ---- erasure ------------------------------------------------------------------------------
@@ -301,14 +305,21 @@ class concurrent_map {
   }
 
   template <class Access, class Tuple, std::size_t... I>
-  bool try_emplace_or_visit_impl(Access, const K& k, Tuple&& t, std::index_sequence<I...>) {
-    return table_.upsert(
-        Access{}, k,
-        [&](void* where) {
-          ::new (where) value_type(std::piecewise_construct, std::forward_as_tuple(k),
-                                   std::forward_as_tuple(std::get<I>(std::move(t))...));
-        },
-        std::get<sizeof...(I)>(t));
+  PARDICT_ALWAYS_INLINE bool try_emplace_or_visit_impl(Access, const K& k, Tuple&& t,
+                                                       std::index_sequence<I...>) {
+    auto make = [&](void* where) {
+      ::new (where) value_type(std::piecewise_construct, std::forward_as_tuple(k),
+                               std::forward_as_tuple(std::get<I>(std::move(t))...));
+    };
+    // Copying a trivially copyable key and value from a V calls no user code, so cannot call
+    // back into the map (detail::leaf_fn).
+    if constexpr (sizeof...(I) == 1 && std::is_trivially_copyable_v<K> &&
+                  std::is_trivially_copyable_v<V> &&
+                  (std::is_same_v<std::remove_cvref_t<std::tuple_element_t<I, Tuple>>, V> && ...)) {
+      return table_.upsert(Access{}, k, detail::leaf_fn{make}, std::get<sizeof...(I)>(t));
+    } else {
+      return table_.upsert(Access{}, k, make, std::get<sizeof...(I)>(t));
+    }
   }
 
   static void check_bulk(std::size_t keys, std::size_t out) {

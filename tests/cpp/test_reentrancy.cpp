@@ -16,8 +16,10 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -495,6 +497,60 @@ TEST(ExceptionSafety, ThrowingValueConstructorInsertsNothingAndLeavesMapUnlocked
   });
   EXPECT_EQ(m.size(), 503u);
   for (std::int64_t i = 0; i < 500; ++i) ASSERT_EQ(m.find(i), std::optional<picky>(picky(i)));
+}
+
+// The C ABI marks its own callbacks (copies in and out) as detail::leaf_fn: they open no scope on
+// the visiting stack. Everything else still does, so a reentry under a leaf callback's caller is
+// still caught, and a trivially copyable insert through try_emplace_or_visit keeps checking the
+// caller's visitor.
+TEST(LeafCallbacks, OpenNoVisitingScopeAndLeaveTheChecksOfOthers) {
+#if !PARDICT_REENTRANCY_CHECK
+  GTEST_SKIP() << "built without PARDICT_REENTRANCY_CHECK";
+#else
+  using map_type = pardict::concurrent_map<std::int64_t, std::int64_t>;
+  using value_type = map_type::value_type;
+  namespace d = pardict::detail;
+  static_assert(
+      std::is_same_v<d::visiting_scope_for<d::leaf_fn<void (*)(int)>>, d::no_visiting_scope>);
+  static_assert(std::is_same_v<d::visiting_scope_for<void (*)(int)>, d::visiting_scope>);
+  map_type a, b;
+  for (std::int64_t i = 0; i < 100; ++i) ASSERT_TRUE(a.try_emplace(i, i) && b.try_emplace(i, i));
+  const d::visiting_scope* outer = nullptr;
+  const d::visiting_scope* under_leaf = nullptr;
+  const d::visiting_scope* under_plain = nullptr;
+  const d::visiting_scope* under_plain_prev = nullptr;  // read while that scope is open
+  run_with_timeout("leaf and plain callbacks inside a visitor", [&] {
+    a.visit(1, [&](value_type&) {
+      outer = d::visiting_top;
+      EXPECT_EQ(b.cvisit(2, d::leaf_fn{[&](const value_type&) { under_leaf = d::visiting_top; }}),
+                1u);
+      EXPECT_EQ(b.cvisit(2,
+                         [&](const value_type&) {
+                           under_plain = d::visiting_top;
+                           under_plain_prev = d::visiting_top->prev;
+                         }),
+                1u);
+      EXPECT_EQ(d::visiting_top, outer);  // both scopes closed again
+      // Inserts whose construction is a leaf (trivially copyable): reentering the visited map
+      // is still an error, a caller's callback that reenters its own map too, and an insert
+      // into another map works.
+      EXPECT_THROW(a.try_emplace_or_visit(1000, std::int64_t{5}, [](value_type&) {}),
+                   pardict::reentrancy_error);
+      EXPECT_THROW(
+          b.try_emplace_or_visit(3, std::int64_t{5}, [&](value_type&) { (void)b.contains(4); }),
+          pardict::reentrancy_error);
+      EXPECT_TRUE(b.try_emplace_or_visit(1000, std::int64_t{5}, [](value_type&) {}));
+    });
+  });
+  EXPECT_NE(outer, nullptr);
+  EXPECT_EQ(under_leaf, outer);
+  ASSERT_NE(under_plain, nullptr);
+  EXPECT_NE(under_plain, outer);
+  EXPECT_EQ(under_plain_prev, outer);
+  EXPECT_FALSE(a.contains(1000));
+  EXPECT_EQ(b.find(1000), std::optional<std::int64_t>(5));
+  EXPECT_EQ(b.find(3), std::optional<std::int64_t>(3));
+#endif
 }
 
 }  // namespace

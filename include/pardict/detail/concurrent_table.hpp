@@ -329,6 +329,32 @@ struct visiting_scope {
 inline void check_not_reentering(const void*) noexcept {}
 #endif
 
+// A callback that calls no map function (a copy in or out, a reference count): running it needs
+// no entry on the visiting stack, whose push and pop (two thread_local accesses) were a tenth of
+// a C-ABI lookup's instructions. The C ABI marks its own callbacks so; a caller's callback
+// is never marked, and a marked one that did call back would deadlock instead of throwing.
+template <class F>
+struct leaf_fn {
+  F f;
+  template <class... A>
+  PARDICT_ALWAYS_INLINE decltype(auto) operator()(A&&... a) const {
+    return f(std::forward<A>(a)...);
+  }
+};
+template <class F>
+leaf_fn(F) -> leaf_fn<F>;
+template <class F>
+inline constexpr bool is_leaf_fn = false;
+template <class F>
+inline constexpr bool is_leaf_fn<leaf_fn<F>> = true;
+struct no_visiting_scope {
+  explicit no_visiting_scope(const void*) noexcept {}
+};
+// The scope to open around a call of F.
+template <class F>
+using visiting_scope_for =
+    std::conditional_t<is_leaf_fn<std::remove_cvref_t<F>>, no_visiting_scope, visiting_scope>;
+
 // The seed of a table that starts empty (see "Layout" in the essay): odd, and different for every
 // call in the process — a counter through a bijective mix, starting from a per-process value so
 // that two processes' maps do not share their sequence of seeds.
@@ -469,7 +495,7 @@ class concurrent_table {
   // constructs the element with make(void* where) — placement-new of a value_type — and returns
   // true.
   template <class Access, class Make, class OnFound>
-  bool upsert(Access, const K& k, Make&& make, OnFound&& on_found) {
+  PARDICT_ALWAYS_INLINE bool upsert(Access, const K& k, Make&& make, OnFound&& on_found) {
     check_not_reentering(this);
     epoch_guard guard;
     return upsert_hashed<Access>(k, hash_(k), make, on_found) == write_outcome::inserted;
@@ -1265,7 +1291,7 @@ class concurrent_table {
       std::atomic_thread_fence(std::memory_order_acquire);
       if (gm.seq.load(std::memory_order_relaxed) != s1) return -1;
       if (eq_(x.first, k)) {
-        visiting_scope vs(this);
+        visiting_scope_for<F> vs(this);
         f(x);
         return 1;
       }
@@ -1301,7 +1327,7 @@ class concurrent_table {
     for (std::uint64_t m = match_tag(tags, tag); m; m &= m - 1) {
       value_type* e = t->slot(g, first_slot(m));
       if (eq_(e->first, k)) {
-        visiting_scope vs(this);
+        visiting_scope_for<OnFound> vs(this);
         apply_visitor<Access>(e, on_found);
         return write_outcome::found;
       }
@@ -1353,7 +1379,7 @@ class concurrent_table {
             break;
           }
           if (eq_(x.first, k)) {
-            visiting_scope vs(this);
+            visiting_scope_for<F> vs(this);
             f(x);
             return 1;
           }
@@ -1388,7 +1414,7 @@ class concurrent_table {
            m &= m - 1) {
         const value_type& x = *t->slot(p.g, first_slot(m));
         if (eq_(x.first, k)) {
-          visiting_scope vs(this);
+          visiting_scope_for<F> vs(this);
           f(x);
           return 1;
         }
@@ -1489,7 +1515,8 @@ class concurrent_table {
 
   // Make is a callable that constructs the element, or visit_only: an absent key stays absent.
   template <class Access, class Make, class OnFound>
-  write_outcome upsert_hashed(const K& k, std::uint64_t h, Make& make, OnFound& on_found) {
+  PARDICT_ALWAYS_INLINE write_outcome upsert_hashed(const K& k, std::uint64_t h, Make& make,
+                                                    OnFound& on_found) {
     const write_outcome fast = upsert_home<Access>(k, h, make, on_found);
     if (fast != write_outcome::undecided) [[likely]]
       return fast;
@@ -1522,7 +1549,7 @@ class concurrent_table {
           continue;
         case locate_status::found: {
           value_type* e = t->slot(r.group, r.slot);
-          visiting_scope vs(this);
+          visiting_scope_for<OnFound> vs(this);
           apply_visitor<Access>(e, on_found);
           return write_outcome::found;
         }
@@ -1565,7 +1592,7 @@ class concurrent_table {
   void construct_in(table* t, std::size_t g, unsigned j, Make& make) {
     // The element is built under its group's lock: a constructor that calls back into this map
     // gets a reentrancy_error instead of deadlocking on that lock.
-    visiting_scope vs(this);
+    visiting_scope_for<Make> vs(this);
     value_type* e = t->slot(g, j);
     if constexpr (optimistic) {
       // Build privately, then store word by word: a reader may be copying this slot (matching a
