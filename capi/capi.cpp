@@ -13,6 +13,7 @@
 #include "blob.hpp"
 #include "combine_fields.hpp"
 #include "dict_impl.hpp"
+#include "jit.hpp"
 #include "pardict_capi.h"
 #include "refs.hpp"
 #include "ucs4_bulk.hpp"
@@ -267,6 +268,16 @@ int32_t pardict_set(pardict_dict* d, const void* key, const void* value, void* o
 int32_t pardict_get(const pardict_dict* d, const void* key, void* out) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->get(key, out); });
+}
+
+const pardict_jit_thread* pardict_jit_thread_ctx(void) {
+  using pardict::detail::epoch_domain;
+  // The thread's own block: every address in it is the thread's (or the process's) for the
+  // thread's lifetime, which is what `const` promises the jitted caller.
+  static thread_local const pardict_jit_thread block{
+      pardict::capi::jit_abi_id(), &epoch_domain::instance(), &epoch_domain::this_thread(),
+      epoch_domain::spoiled_below()};
+  return &block;
 }
 
 int32_t pardict_contains(const pardict_dict* d, const void* key) {

@@ -255,6 +255,24 @@ class dict_impl final : public dict_base {
     return found ? PARDICT_FOUND : PARDICT_ABSENT;
   }
 
+  // get() on the numba fast path (capi/jit.hpp), the thread's epoch state passed in: 1 found,
+  // 0 absent, -1 not decided here (nothing changed; the caller calls pardict_get).
+  PARDICT_ALWAYS_INLINE int get_detached(detail::epoch_domain& domain,
+                                         detail::epoch_domain::thread_state& ts, const void* kp,
+                                         void* out) const noexcept {
+    if (lay.value_refs != 0) return -1;  // the reference is acquired on the ordinary path
+    return map_.read_detached(domain, ts, load<K>(kp), detail::leaf_fn{[&](const value_type& x) {
+                                std::memcpy(out, &x.second, sizeof(V));
+                              }});
+  }
+
+  // contains() on the same path.
+  PARDICT_ALWAYS_INLINE int contains_detached(detail::epoch_domain& domain,
+                                              detail::epoch_domain::thread_state& ts,
+                                              const void* kp) const noexcept {
+    return map_.read_detached(domain, ts, load<K>(kp), detail::leaf_fn{[](const value_type&) {}});
+  }
+
   int contains(const void* kp) const override {
     return map_.contains(load<K>(kp)) ? PARDICT_FOUND : PARDICT_ABSENT;
   }

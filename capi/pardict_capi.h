@@ -304,6 +304,11 @@ PARDICT_API void pardict_iter_meminfo_dtor(void* payload, size_t size, void* inf
 // previous call and resets it (a failed bulk call counts once).
 PARDICT_API int64_t pardict_take_alloc_failures(pardict_dict* d);
 
+// For the numba fast path only (capi/jit.hpp): the calling thread's handles into this process's
+// engine, for code that LLVM links into jitted modules. Valid for the thread's lifetime.
+typedef struct pardict_jit_thread pardict_jit_thread;
+PARDICT_API const pardict_jit_thread* pardict_jit_thread_ctx(void);
+
 // Process-wide counts for leak checks: dictionaries alive, NRT references held by dictionaries
 // and iterators.
 PARDICT_API int64_t pardict_live_dicts(void);

@@ -157,6 +157,15 @@ class concurrent_map {
     }
   }
 
+  // Internal, for the C ABI's numba fast path (capi/jit.hpp): see
+  // detail::concurrent_table::read_detached.
+  template <class F>
+  PARDICT_ALWAYS_INLINE int read_detached(detail::epoch_domain& domain,
+                                          detail::epoch_domain::thread_state& ts, const K& k,
+                                          F&& f) const {
+    return table_.read_detached(domain, ts, k, f);
+  }
+
   // ---- erasure ------------------------------------------------------------------------------
   size_type erase(const K& k) {
     return table_.erase_if_key(k, [](const value_type&) { return true; });

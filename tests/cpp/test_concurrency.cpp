@@ -489,6 +489,72 @@ TEST(Concurrency, BulkReadersNeverMissPresentKeysDuringGrowth) {
   EXPECT_EQ(m.size(), prefill + grow);
 }
 
+// read_detached (the numba fast path's lookup, capi/jit.hpp) during growth: it may decline (-1)
+// but must never call a present key absent (0) nor give a wrong value, and must leave the
+// thread's epoch state as it found it. Declined lookups take the ordinary path, as the C ABI
+// does. Absent keys are looked up too: 0 or -1, never 1. One thread also reads from inside a
+// visitor of another map, where the detached read must always decline (the thread is inside an
+// operation).
+TEST(Concurrency, DetachedReadsNeverMissPresentKeysDuringGrowth) {
+  using pardict::detail::epoch_domain;
+  using pardict::detail::leaf_fn;
+  const std::uint64_t prefill = 5000;
+  const std::uint64_t grow = scaled(500000, 25000);
+  i64_map m, other;
+  for (std::uint64_t i = 0; i < prefill; ++i)
+    ASSERT_TRUE(m.insert({key_of(i), value_of(key_of(i))}));
+  ASSERT_TRUE(other.insert({1, 1}));
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> misses{0}, wrong{0}, phantom{0}, decided{0}, inside_decided{0};
+  run_with_timeout(
+      "detached readers during growth",
+      [&] {
+        run_threads(3, [&](std::size_t t) {
+          if (t == 0) {
+            for (std::uint64_t i = prefill; i < prefill + grow; ++i)
+              m.insert({key_of(i), value_of(key_of(i))});
+            done.store(true);
+            return;
+          }
+          epoch_domain& dom = epoch_domain::instance();
+          epoch_domain::thread_state& ts = epoch_domain::this_thread();
+          (void)m.contains(key_of(0));  // the thread's first operation takes its epoch slot
+          std::mt19937_64 rng(t + 70);
+          while (!done.load()) {
+            const bool present = rng() % 4 != 0;
+            const std::int64_t k =
+                present ? key_of(rng() % prefill) : key_of(prefill + grow + rng() % 1000);
+            std::int64_t v = 0;
+            auto copy = leaf_fn{[&](const i64_map::value_type& x) { v = x.second; }};
+            const unsigned depth_before = ts.depth;
+            const int r = m.read_detached(dom, ts, k, copy);
+            if (ts.depth != depth_before) wrong.fetch_add(1);
+            if (r >= 0) decided.fetch_add(1);
+            if (present) {
+              if (r == 0) misses.fetch_add(1);
+              if (r < 0 && m.cvisit(k, [&](const i64_map::value_type& x) { v = x.second; }) == 0)
+                misses.fetch_add(1);
+              if (v != value_of(k)) wrong.fetch_add(1);
+            } else if (r == 1) {
+              phantom.fetch_add(1);
+            }
+            if (t == 2 && rng() % 64 == 0) {
+              other.visit(1, [&](i64_map::value_type&) {
+                if (m.read_detached(dom, ts, k, copy) >= 0) inside_decided.fetch_add(1);
+              });
+            }
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(misses.load(), 0u);
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(phantom.load(), 0u);
+  EXPECT_EQ(inside_decided.load(), 0u);
+  EXPECT_GT(decided.load(), 0u);  // the fast path did run
+  EXPECT_EQ(m.size(), prefill + grow);
+}
+
 // find_many finds each key's table and home group in its first stage and uses them 2D keys later
 // (read_pipeline). A migration can replace the table in between: the stale table must then send
 // the lookup to the general path (its groups are marked moved), never answer from it. Here the

@@ -84,6 +84,10 @@
 //   relaxed atomic word stores too, and `visit` runs the caller's function on a private copy that
 //   is stored back as a whole: a visitor that throws leaves the element unchanged. Hot keys do not
 //   make lookups ping-pong their cache line.
+//   read_detached is this read for code compiled apart from the library (the numba fast path:
+//   LLVM bitcode inlined into jitted loops, capi/jit.hpp), which cannot reach thread_locals: the
+//   thread's epoch state is passed in, and only the home-group case is decided, in straight-line
+//   code (read_home_straight); anything else is left to the ordinary path.
 // * Other key/value types (std::string, move-only, ...) cannot be copied while being written, so
 //   their readers lock each group they inspect.
 // * Waiting: spin with pause, then yield, then count itself as a sleeper in the group's
@@ -451,6 +455,33 @@ class concurrent_table {
       }
     }
     return read_general(k, h, f);
+  }
+
+  // read() for code compiled apart from this process's copy of the engine, which cannot reach
+  // its thread_locals (the numba fast path, capi/jit.hpp): the thread's epoch state is passed in,
+  // f must be a leaf_fn (no visiting stack either), and only the home-group case is decided.
+  // 1 found (f called on a validated copy), 0 absent, -1 not decided here, having entered and
+  // changed nothing: the caller takes the ordinary path.
+  template <class F>
+  PARDICT_ALWAYS_INLINE int read_detached(epoch_domain& domain, epoch_domain::thread_state& ts,
+                                          const K& k, F&& f) const {
+    static_assert(is_leaf_fn<std::remove_cvref_t<F>>, "read_detached runs leaf callbacks only");
+    if constexpr (!optimistic) {
+      return -1;
+    } else {
+      if (locked_reads_.load(std::memory_order_relaxed)) return -1;
+      if (!domain.try_enter_detached(ts)) return -1;
+      const std::uint64_t h = hash_(k);
+      const table* t = shard_of(h).cur.load(std::memory_order_acquire);
+      int r = 0;
+      if (t != nullptr) {
+        const std::size_t g = home_of(h, t);
+        prefetch_slots(t, g, h, false);
+        r = read_home_straight(t, g, k, h, f);
+      }
+      domain.leave_detached(ts);
+      return r;
+    }
   }
 
   // Bulk lookup. A software pipeline over the keys: key i is hashed and its metadata prefetched,
@@ -1298,6 +1329,33 @@ class concurrent_table {
     }
     std::atomic_thread_fence(std::memory_order_acquire);
     if (gm.seq.load(std::memory_order_relaxed) != s1) return -1;
+    return (ovf & overflow_bit(h)) == 0 ? 0 : -1;
+  }
+
+  // read_home without its loop over tag matches (see epoch_domain::try_enter_detached for why
+  // read_detached wants straight-line code): two slots with the key's tag are left undecided,
+  // which about 3% of the lookups in a full group meet (7 other tags, each equal 1 time in 255).
+  template <class F>
+  PARDICT_ALWAYS_INLINE int read_home_straight(const table* t, std::size_t g, const K& k,
+                                               std::uint64_t h, F& f) const {
+    const group_meta& gm = t->groups[g];
+    const std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
+    if ((s1 & (locked_bit | moved_bit)) != 0) return -1;
+    const std::uint32_t ovf = gm.overflow.load(std::memory_order_relaxed);
+    const std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag_of(h));
+    if ((m & (m - 1)) != 0) return -1;
+    alignas(value_type) unsigned char buf[sizeof(value_type)];
+    if (m != 0) racy_load(buf, t->slot(g, first_slot(m)));
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (gm.seq.load(std::memory_order_relaxed) != s1) return -1;
+    if (m != 0) {
+      const value_type& x = *std::launder(reinterpret_cast<const value_type*>(buf));
+      if (eq_(x.first, k)) {
+        visiting_scope_for<F> vs(this);
+        f(x);
+        return 1;
+      }
+    }
     return (ovf & overflow_bit(h)) == 0 ? 0 : -1;
   }
 

@@ -119,6 +119,53 @@ class epoch_domain {
   // How long a fork waits for operations in flight before giving up on the maps it copies.
   static constexpr std::chrono::milliseconds fork_drain_timeout{2000};
 
+  struct alignas(64) slot {
+    std::atomic<std::uint64_t> announced{0};
+    std::atomic<bool> owned{false};
+  };
+  // A thread's state (one thread_local per thread, tls_).
+  struct thread_state {
+    slot* my_slot;
+    unsigned depth;
+    bool exiting;          // the slot was given back at thread exit; do not take another
+    std::size_t index;     // my_slot's index, max_slots without a slot
+    std::uint64_t serial;  // thread_serial()
+  };
+  // The calling thread's state, for code that cannot reach thread_locals and is handed it
+  // instead (the numba fast path: capi/jit.hpp).
+  static thread_state& this_thread() noexcept { return tls_; }
+  static const std::atomic<std::uint64_t>* spoiled_below() noexcept { return &spoiled_below_; }
+
+  // enter() and leave() for such code: only the common case, a thread that has its slot and is
+  // not inside another operation, and the gate open; false when that is not the case, having
+  // entered nothing (the caller then takes the ordinary path, which handles every case).
+  // Straight-line code, no retry loop (announce() has one): numba's reference-count pruning,
+  // which runs on the jitted caller after this is inlined there, gives up on code with loops.
+  PARDICT_ALWAYS_INLINE bool try_enter_detached(thread_state& ts) noexcept {
+    slot* const sl = ts.my_slot;
+    if (ts.depth != 0 || sl == nullptr) [[unlikely]]
+      return false;
+    ts.depth = 1;
+    // announce(sl), once: an epoch that moved meanwhile is a case for the ordinary path.
+    const std::uint64_t e = global_.load(std::memory_order_relaxed);
+    sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
+    if (asymmetric_) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+    if (global_.load(std::memory_order_seq_cst) != e || gate_.load(std::memory_order_seq_cst))
+        [[unlikely]] {
+      leave_detached(ts);
+      return false;
+    }
+    return true;
+  }
+  PARDICT_ALWAYS_INLINE void leave_detached(thread_state& ts) noexcept {
+    ts.depth = 0;
+    ts.my_slot->announced.store(0, std::memory_order_release);
+  }
+
   // enter() and leave() run twice per map operation, so they are kept to a few instructions:
   // the thread's state is a trivially destructible thread_local (one %fs-relative access, no
   // initialisation guard), and the rare cases (first use, slot overflow) are out of line.
@@ -172,21 +219,10 @@ class epoch_domain {
   }
 
  private:
-  struct alignas(64) slot {
-    std::atomic<std::uint64_t> announced{0};
-    std::atomic<bool> owned{false};
-  };
   struct retired {
     void* ptr;
     void (*deleter)(void*);
     std::uint64_t epoch;
-  };
-  struct thread_state {
-    slot* my_slot;
-    unsigned depth;
-    bool exiting;          // the slot was given back at thread exit; do not take another
-    std::size_t index;     // my_slot's index, max_slots without a slot
-    std::uint64_t serial;  // thread_serial()
   };
   // Gives the thread's slot back at thread exit. A separate thread_local with a destructor, so
   // that only the cold path that takes a slot pays for registering it. Where thread_local is

@@ -256,7 +256,13 @@ inline void racy_store(T* dst, const void* src) noexcept {
 // is a side effect the optimiser must keep. Write prefetches use prefetcht0 too: prefetchw
 // faults on CPUs without PRFCHW, and a line read into an otherwise uncached state arrives
 // exclusive anyway.
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+// The numba fast path's bitcode (capi/jit.hpp) is built by clang, which keeps prefetches, and
+// runs in numba's JIT, which cannot assemble inline asm: there the builtin alone.
+#if defined(PARDICT_JIT_BITCODE)
+PARDICT_ALWAYS_INLINE inline void prefetch_read(const void* p) noexcept {
+  __builtin_prefetch(p, 0, 3);
+}
+#elif (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 PARDICT_ALWAYS_INLINE inline void prefetch_read(const void* p) noexcept {
   asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
 }

@@ -25,6 +25,7 @@ from numba.core.extending import intrinsic, overload, register_jitable
 from numba.core.imputils import impl_ret_borrowed
 
 from .. import _ext
+from . import jit
 from .datamodel import check_numba_layout
 from .types import DictType
 
@@ -434,6 +435,58 @@ def _key_to_value_intrinsic(cname, doc):
 c_get = _key_to_value_intrinsic(
     "pardict_get", "(status, value): FOUND (value is a new reference) or ABSENT, or < 0."
 )
+
+
+@intrinsic
+def table_of(typingctx, d):
+    """The C table of a dict as a raw pointer, which holds no reference: valid while the caller's
+    reference to d lives. With it a jitted wrapper can let go of its own reference to d before
+    a lookup whose inlined body branches (c_get_at), so that numba's reference-count pruning
+    still finds the wrapper's incref and decref of d in one basic block."""
+    check_dict(d)
+
+    def codegen(context, builder, sig, args):
+        return handle(context, builder, d, args[0])
+
+    return types.voidptr(d), codegen
+
+
+@intrinsic
+def c_get_at(typingctx, table, dtyref, key):
+    """c_get on table_of(d) for a d of type dtyref: the inlinable lookup of pardict.numba.jit
+    when there is one for the dict's layout, else pardict_get."""
+    dty = dtyref.instance_type
+    check_dict(dty)
+    sig = types.Tuple([types.int32, dty.value_type])(table, dtyref, dty.key_type)
+
+    def codegen(context, builder, sig, args):
+        kp = key_ptr(context, builder, dty, args[2])
+        out = out_buffer(builder, dty.layouts[3])
+        cargs = [args[0], kp, builder.bitcast(out, i8p)]
+        fast = jit.entry(context, builder, "get", dty)
+        st = builder.call(fast, cargs) if fast is not None else call(builder, "pardict_get", cargs)
+        val = load(context, builder, dty.value_type, out)
+        return context.make_tuple(builder, sig.return_type, [st, val])
+
+    return sig, codegen
+
+
+@intrinsic
+def c_contains_at(typingctx, table, dtyref, key):
+    """c_contains on table_of(d) for a d of type dtyref, inlined as c_get_at is."""
+    dty = dtyref.instance_type
+    check_dict(dty)
+
+    def codegen(context, builder, sig, args):
+        cargs = [args[0], key_ptr(context, builder, dty, args[2])]
+        fast = jit.entry(context, builder, "contains", dty)
+        if fast is not None:
+            return builder.call(fast, cargs)
+        return call(builder, "pardict_contains", cargs)
+
+    return types.int32(table, dtyref, dty.key_type), codegen
+
+
 c_pop = _key_to_value_intrinsic(
     "pardict_pop", "(status, value): FOUND (the value is handed over) or ABSENT, or < 0."
 )

@@ -263,7 +263,9 @@ def _ol_getitem(d, key):
     keyty = d.key_type
     sentry_safe_cast(key, keyty)
 
-    return lambda d, key: _found(abi.c_get(d, conv(key, keyty)), key)
+    dty = d
+    # table_of first: see abi.table_of.
+    return lambda d, key: _found(abi.c_get_at(abi.table_of(d), dty, conv(key, keyty)), key)
 
 
 @overload(operator.delitem)
@@ -284,8 +286,10 @@ def _ol_contains(d, key):
     keyty = d.key_type
     sentry_safe_cast(key, keyty)  # a key of another type domain is a TypingError, as in typed.Dict
 
+    dty = d
+
     def impl(d, key):
-        return check(abi.c_contains(d, conv(key, keyty))) == Result.FOUND
+        return check(abi.c_contains_at(abi.table_of(d), dty, conv(key, keyty))) == Result.FOUND
 
     return impl
 
@@ -295,7 +299,10 @@ def _ol_get(d, key, default=None):
     keyty = d.key_type
     sentry_safe_cast(key, keyty)
     sentry_safe_cast_default(default, d.value_type)
-    return lambda d, key, default=None: _found_or(abi.c_get(d, conv(key, keyty)), default)
+    dty = d
+    return lambda d, key, default=None: _found_or(
+        abi.c_get_at(abi.table_of(d), dty, conv(key, keyty)), default
+    )
 
 
 @overload_method(DictType, "pop")

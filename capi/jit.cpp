@@ -1,0 +1,25 @@
+// Compiled only to LLVM bitcode (CMakeLists.txt: pardict_jit_bitcode), never into _ext: the
+// numba fast path's entry points, linked into jitted modules and inlined there (see jit.hpp).
+// One function per (key class, value class) of the layouts it serves: reference-free keys that
+// hash as integers (4 and 8 bytes: ints, floats, bools) and reference-free values up to 16 bytes.
+#include "jit.hpp"
+
+using pardict::capi::words;
+
+// always_inline: LLVM's cost model would otherwise keep a call (the body is a whole lookup).
+#define PARDICT_JIT_ENTRIES(KC, VC, K, V)                                           \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_get_k##KC##_v##VC(      \
+      const pardict_dict* d, const void* k, void* out) {                            \
+    return pardict::capi::jit_get<K, V>(d, k, out);                                 \
+  }                                                                                 \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_contains_k##KC##_v##VC( \
+      const pardict_dict* d, const void* k) {                                       \
+    return pardict::capi::jit_contains<K, V>(d, k);                                 \
+  }
+
+PARDICT_JIT_ENTRIES(4, 4, std::uint32_t, std::uint32_t)
+PARDICT_JIT_ENTRIES(4, 8, std::uint32_t, std::uint64_t)
+PARDICT_JIT_ENTRIES(4, 16, std::uint32_t, words<2>)
+PARDICT_JIT_ENTRIES(8, 4, std::uint64_t, std::uint32_t)
+PARDICT_JIT_ENTRIES(8, 8, std::uint64_t, std::uint64_t)
+PARDICT_JIT_ENTRIES(8, 16, std::uint64_t, words<2>)

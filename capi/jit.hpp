@@ -1,0 +1,121 @@
+// The numba fast path: single-key operations compiled to LLVM bitcode (capi/jit.cpp, built with
+// clang when one is found) that pardict.numba links into the modules of jitted functions, so that
+// LLVM inlines them into the caller's loop. A C call costs a lookup its prologue, the key and
+// value passed through memory, the virtual dispatch and the epilogue, and the core cannot overlap
+// one lookup's cache miss with the next one's when that many instructions stand between them.
+//
+// What the inlined code may and may not touch:
+// * The jitted module holds its own copy of whatever the bitcode defines, so the bitcode must
+//   define no variable: a `static` or `inline` variable of the engine (the epoch domain, its
+//   thread_locals, the fork state) would be a second, unrelated copy. Everything shared comes
+//   through pardict_jit_thread, which the compiled module (_ext) fills; tests/python/test_jit.py
+//   checks that the bitcode defines no global variable and calls nothing but the C ABI.
+// * thread_locals cannot be reached from JIT-linked code at all (numba's linker does not resolve
+//   TLS relocations). pardict_jit_thread_ctx() returns the calling thread's block; it is declared
+//   `const` (its result never changes on a thread, like glibc's __errno_location), so LLVM calls
+//   it once per loop, not once per operation.
+// * A function numba cached (cache=True) holds this code compiled from the pardict it was built
+//   with, which may not be the one loaded now: the block carries jit_abi_id() of the loaded _ext,
+//   and inlined code made for another id takes the C call (which is always right).
+// * Only the common case is decided inline (a thread with its epoch slot outside any other
+//   operation, no fork gate, the key's home group decides); everything else calls the C ABI,
+//   which handles every case, so no behaviour depends on which path ran. A thread inside a
+//   visitor (pardict_update's callback, say) is inside that operation's epoch guard, so it always
+//   takes the C call, whose reentrancy check then applies.
+// * No unwinding: the bitcode is built with -fignore-exceptions (CMakeLists.txt), and nothing on
+//   this path throws.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "dict_impl.hpp"
+
+// The calling thread's handles into this process's engine (see above).
+struct pardict_jit_thread {
+  std::uint64_t abi_id;  // pardict::capi::jit_abi_id() of the _ext that filled it
+  pardict::detail::epoch_domain* domain;
+  pardict::detail::epoch_domain::thread_state* ts;
+  const std::atomic<std::uint64_t>* spoiled_below;  // epoch_domain::fork_spoiled()'s bound
+};
+
+namespace pardict::capi {
+
+#ifndef PARDICT_JIT_SOURCE_ID
+#define PARDICT_JIT_SOURCE_ID "unversioned"
+#endif
+
+// Identifies the layouts the inlined code assumes: a hash of the engine's and the C ABI's
+// sources (PARDICT_JIT_SOURCE_ID, set by CMake at configure time) and of the sizes of the
+// types it walks.
+constexpr std::uint64_t jit_abi_id() noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
+  auto mix = [&h](std::uint64_t x) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (x >> (8 * i)) & 0xff;
+      h *= 0x100000001b3ULL;
+    }
+  };
+  for (const char* c = PARDICT_JIT_SOURCE_ID; *c != '\0'; ++c) mix(static_cast<unsigned char>(*c));
+  mix(sizeof(dict_base));
+  mix(sizeof(dict_impl<std::uint64_t, std::uint64_t>));
+  mix(sizeof(dict_impl<std::uint32_t, words<2>>));
+  mix(sizeof(detail::epoch_domain::thread_state));
+  mix(offsetof(detail::epoch_domain::thread_state, depth));
+  mix(sizeof(detail::group_meta));
+  mix(sizeof(layout));
+  return h;
+}
+
+}  // namespace pardict::capi
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PARDICT_CONST_FN __attribute__((const))
+#else
+#define PARDICT_CONST_FN
+#endif
+
+// Declared in pardict_capi.h, defined in capi.cpp, exported to jitted code by symbol name;
+// `const` as explained above.
+extern "C" const pardict_jit_thread* pardict_jit_thread_ctx(void) PARDICT_CONST_FN;
+
+namespace pardict::capi {
+
+// The thread's block when the inline path may run for d: the layouts match, and d was not made
+// before a fork that left the process's dictionaries suspect. nullptr: take the C call.
+PARDICT_ALWAYS_INLINE inline const pardict_jit_thread* jit_usable(const dict_base* d) {
+  const pardict_jit_thread* th = pardict_jit_thread_ctx();
+  if (th->abi_id == jit_abi_id() && d != nullptr &&
+      d->serial >= th->spoiled_below->load(std::memory_order_relaxed)) [[likely]]
+    return th;
+  return nullptr;
+}
+
+// pardict_get and pardict_contains with the home-group case inline; K and V are the dictionary's
+// key and value blobs (the caller, which knows the dictionary's type, picks the instance).
+template <class K, class V>
+PARDICT_ALWAYS_INLINE std::int32_t jit_get(const pardict_dict* d, const void* key, void* out) {
+  const auto* base = reinterpret_cast<const dict_base*>(d);
+  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
+    const int r =
+        static_cast<const dict_impl<K, V>*>(base)->get_detached(*th->domain, *th->ts, key, out);
+    if (r >= 0) [[likely]]
+      return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
+  }
+  return pardict_get(d, key, out);
+}
+
+template <class K, class V>
+PARDICT_ALWAYS_INLINE std::int32_t jit_contains(const pardict_dict* d, const void* key) {
+  const auto* base = reinterpret_cast<const dict_base*>(d);
+  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
+    const int r =
+        static_cast<const dict_impl<K, V>*>(base)->contains_detached(*th->domain, *th->ts, key);
+    if (r >= 0) [[likely]]
+      return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
+  }
+  return pardict_contains(d, key);
+}
+
+}  // namespace pardict::capi

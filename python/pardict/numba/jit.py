@@ -1,0 +1,102 @@
+"""The numba fast path: pardict's single-key operations as LLVM bitcode (capi/jit.hpp, built into
+``pardict/_jit.bc`` when a clang++ was found at build time), linked into the module of every jitted
+function that uses them, so that LLVM inlines them into the caller's loop.
+
+Only the common case runs inline (see capi/jit.hpp); every other case calls the C ABI, so results
+never depend on which path ran. ``PARDICT_JIT_INLINE=0`` in the environment (read at import) turns
+the fast path off: every operation then calls the C ABI.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from llvmlite import ir
+from numba.core import cgutils
+
+i8p = ir.IntType(8).as_pointer()
+
+ENABLED = os.environ.get("PARDICT_JIT_INLINE", "1") != "0"
+# (key class, value class) pairs with an entry point in capi/jit.cpp.
+_KEY_CLASSES = (4, 8)
+_VALUE_CLASSES = (4, 8, 16)
+
+
+def bitcode_path() -> Path:
+    from .. import _ext
+
+    return Path(_ext.__file__).with_name("_jit.bc")
+
+
+@functools.cache
+def _bitcode() -> bytes | None:
+    path = bitcode_path()
+    return path.read_bytes() if ENABLED and path.is_file() else None
+
+
+_libraries: dict[int, object] = {}
+
+
+def _library(codegen):
+    """The code library holding the bitcode, one per numba codegen, or None when there is none
+    or it does not load (a bitcode newer than llvmlite's LLVM, say)."""
+    key = id(codegen)
+    if key not in _libraries:
+        lib = None
+        bc = _bitcode()
+        if bc is not None:
+            import llvmlite.binding as llvm
+
+            try:
+                mod = llvm.parse_bitcode(bc)
+                # The target of the modules it is linked into (clang's triple spelling differs).
+                empty = codegen._create_empty_module("pardict_jit")
+                mod.triple = empty.triple
+                mod.data_layout = empty.data_layout
+                lib = codegen.create_library("pardict_jit")
+                lib.add_llvm_module(mod)
+                lib.finalize()
+            except Exception:  # noqa: BLE001 - any failure means: use the C calls
+                lib = None
+        _libraries[key] = lib
+    return _libraries[key]
+
+
+def available(context) -> bool:
+    return _library(context.codegen()) is not None
+
+
+def _entry_name(op: str, dty) -> str | None:
+    k, v, kc, vc = dty.layouts
+    if k.refs or k.strs or v.refs or v.strs:
+        return None
+    if kc not in _KEY_CLASSES or vc not in _VALUE_CLASSES:
+        return None
+    return f"pardict_jit_{op}_k{kc}_v{vc}"
+
+
+_TYPES = {
+    "get": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p]),
+    "contains": ir.FunctionType(ir.IntType(32), [i8p, i8p]),
+}
+
+
+def entry(context, builder, op, dty):
+    """The inlinable pardict_<op> ("get" or "contains") for dictionaries of type dty (same
+    arguments and result), or None when there is none (the caller then calls the C ABI)."""
+    name = _entry_name(op, dty)
+    if name is None:
+        return None
+    lib = _library(context.codegen())
+    if lib is None:
+        return None
+    context.active_code_library.add_linking_library(lib)
+    # The function being built is one of pardict's small wrappers (d[k]: the status check and the
+    # KeyError); with the lookup inlined into it, LLVM's cost model would keep it a call.
+    builder.function.attributes.add("alwaysinline")
+    return cgutils.get_or_insert_function(builder.module, _TYPES[op], name)
+
+
+__all__ = ["ENABLED", "available", "bitcode_path", "entry"]

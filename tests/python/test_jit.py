@@ -1,0 +1,240 @@
+"""The numba fast path (capi/jit.hpp, pardict/numba/jit.py): lookups compiled to LLVM bitcode and
+inlined into jitted loops.
+
+It must be invisible: the same results as the C call for every key and value type it serves,
+hits, misses, -0.0 and NaN keys, from prange while the dict grows, after numba's cache reloads a
+function in a new process, and with the fast path turned off. The bitcode itself must define no variable (a jitted module would get
+its own copy of the engine's state) and call nothing but the C ABI."""
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+from numba import njit, prange, types
+from numba.typed import List
+
+import pardict
+from pardict.numba import jit
+
+# CI builds the package with clang present and sets this: a missing bitcode is then a failure,
+# not a skip.
+REQUIRED = os.environ.get("PARDICT_REQUIRE_JIT") == "1"
+
+
+def _bitcode_or_skip():
+    path = jit.bitcode_path()
+    if not path.is_file():
+        assert not REQUIRED, f"{path} was not built (no clang++ at build time?)"
+        pytest.skip("pardict was built without clang++: no fast path")
+    return llvm.parse_bitcode(path.read_bytes())
+
+
+def test_bitcode_defines_no_variable_and_calls_only_the_c_abi():
+    mod = _bitcode_or_skip()
+    assert [g.name for g in mod.global_variables] == []
+    calls = {f.name for f in mod.functions if f.is_declaration and not f.name.startswith("llvm.")}
+    assert calls == {"pardict_get", "pardict_contains", "pardict_jit_thread_ctx"}
+    defined = {f.name for f in mod.functions if not f.is_declaration}
+    for op in ("get", "contains"):
+        assert {f"pardict_jit_{op}_k{k}_v{v}" for k in (4, 8) for v in (4, 8, 16)} <= defined
+    assert "personality" not in str(mod)  # no unwinding code: nothing the JIT cannot link
+
+
+@njit
+def _lookup_sum(d, keys):
+    s = 0.0
+    for i in range(keys.size):
+        s += d[keys[i]]
+    return s
+
+
+def test_lookups_are_inlined_into_the_loop():
+    _bitcode_or_skip()
+    if not jit.ENABLED:
+        pytest.skip("PARDICT_JIT_INLINE=0")
+    d = pardict.Dict.empty(types.int64, types.float64)
+    d[1] = 2.0
+    assert _lookup_sum(d, np.array([1, 1], np.int64)) == 4.0
+    (ir,) = _lookup_sum.inspect_llvm().values()
+    # The function itself (not its CPython wrapper): from its `define` to the closing brace.
+    start = ir.index("define", ir.index("@_ZN8test_jit11_lookup_sum") - 200)
+    body = ir[start : ir.index("\n}\n", start)]
+    assert "@pardict_jit_thread_ctx" in body  # the inlined lookup's one call per loop
+    assert "call i32 @pardict_jit_get_" not in body  # no call left to the entry point
+    # The lookup's wrapper hands back its reference to d before the inlined body, so numba's
+    # pruning removes the pair: the only increfs left are the function's own, one per argument
+    # (d and keys), none inside the loop.
+    assert body.count("@NRT_incref(") == 2, body
+
+
+@njit
+def _hits(d, ks):
+    out = []
+    for i in range(len(ks)):
+        out.append(d[ks[i]])
+    return out
+
+
+@njit
+def _gets(d, ks, dflt):
+    out = []
+    for i in range(len(ks)):
+        out.append(d.get(ks[i], dflt))
+    return out
+
+
+@njit
+def _one(d, k):
+    return d[k]
+
+
+@njit
+def _has(d, ks):
+    out = []
+    for i in range(len(ks)):
+        out.append(ks[i] in d)
+    return out
+
+
+def _check_type_pair(kt, vt, keys, values, absent):
+    d = pardict.Dict.empty(kt, vt)
+    for k, v in zip(keys, values, strict=True):
+        d[k] = v
+    model = dict(zip(keys, values, strict=True))
+
+    def seq(xs):  # keys of the dict's own type, so that no cast hides anything
+        if isinstance(kt, (types.Integer, types.Float)):
+            return np.array(xs, dtype=np.dtype(str(kt)))
+        return List(xs)
+
+    got = list(_hits(d, seq(keys)))
+    assert got == [model[k] for k in keys]
+    dflt = values[0]
+    assert list(_gets(d, seq(absent), dflt)) == [dflt] * len(absent)
+    assert list(_has(d, seq(keys))) == [True] * len(keys)
+    assert list(_has(d, seq(absent))) == [False] * len(absent)
+    for k in absent:
+        with pytest.raises(KeyError):
+            _one(d, k)
+
+
+CASES = [
+    (types.int64, types.float64, [0, 1, -5, 2**62, -(2**63)], [0.5, 1.5, -2.0, 3.0, 4.0], [2, 7]),
+    (types.int32, types.int32, [0, 1, -5, 2**31 - 1], [9, 8, 7, 6], [2, -2]),
+    (types.int32, types.float64, [np.int32(3), np.int32(4)], [0.25, 0.75], [np.int32(5)]),
+    (types.uint64, types.int32, [np.uint64(0), np.uint64(2**64 - 1)], [1, 2], [np.uint64(3)]),
+    (types.float64, types.float64, [0.0, 1.5, -3.25, math.inf], [1.0, 2.0, 3.0, 4.0], [2.5]),
+    (types.float32, types.int64, [0.5, -1.0], [10, 20], [0.25]),
+    (types.boolean, types.float64, [True], [1.0], [False]),
+    (types.int64, types.complex128, [1, 2], [1 + 2j, -3j], [3]),
+    (types.int64, types.UniTuple(types.int64, 2), [5, 6], [(1, 2), (3, 4)], [7]),
+]
+
+
+@pytest.mark.parametrize("kt, vt, keys, values, absent", CASES, ids=lambda x: str(x)[:20])
+def test_results_match_a_dict_for_every_served_type(kt, vt, keys, values, absent):
+    _check_type_pair(kt, vt, keys, values, absent)
+
+
+def test_minus_zero_and_nan_keys():
+    d = pardict.Dict.empty(types.float64, types.int64)
+    d[0.0] = 1
+    d[float("nan")] = 2
+
+    @njit
+    def look(d):
+        return d[-0.0], d[float("nan")], d.get(np.float64(-np.nan), -1)
+
+    assert look(d) == (1, 2, 2)
+
+
+@njit(parallel=True, nogil=True)
+def _prange_lookups(d, keys):
+    out = np.empty(keys.size)
+    for i in prange(keys.size):
+        out[i] = d[keys[i]]
+    return out
+
+
+@njit(nogil=True)
+def _inserts(d, keys):
+    for i in range(keys.size):
+        d[keys[i]] = keys[i] * 0.5
+
+
+def test_prange_lookups_while_another_thread_grows_the_dict():
+    import threading
+
+    n = 400_000
+    keys = np.arange(n, dtype=np.int64) * 7919
+    old = keys[: n // 4]
+    d = pardict.Dict.empty(types.int64, types.float64)
+    _inserts(d, old)
+    # One prange launch at a time (numba's workqueue layer allows no more); the writer is a
+    # nogil loop on a Python thread, migrating shards while the lookups run.
+    t = threading.Thread(target=_inserts, args=(d, keys[n // 4 :]))
+    t.start()
+    rounds = 0
+    while t.is_alive() or rounds < 3:
+        np.testing.assert_array_equal(_prange_lookups(d, old), old * 0.5)
+        rounds += 1
+    t.join()
+    np.testing.assert_array_equal(_prange_lookups(d, keys), keys * 0.5)
+
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from numba import njit, types
+    import pardict
+    from pardict.numba import jit
+
+    @njit(cache=True)
+    def look(d, keys):
+        s = 0.0
+        for i in range(keys.size):
+            s += d.get(keys[i], -1.0) + (d[keys[i]] if keys[i] in d else 0.0)
+        return s
+
+    d = pardict.Dict.empty(types.int64, types.float64)
+    for i in range(1000):
+        d[i] = i * 0.25
+    keys = np.arange(-10, 1010, dtype=np.int64)
+    print("RESULT " + json.dumps({"s": look(d, keys), "hits": sum(look.stats.cache_hits.values()),
+                                  "fast": jit.ENABLED}))
+""")
+
+
+def _child(tmp_path, **env_extra):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), **env_extra)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "jitchild.py").write_text(CHILD)
+    p = subprocess.run(
+        [sys.executable, str(tmp_path / "jitchild.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(tmp_path),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    (line,) = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    import json
+
+    return json.loads(line[len("RESULT ") :])
+
+
+def test_cached_functions_and_the_c_path_agree(tmp_path):
+    expect = sum(i * 0.25 for i in range(1000)) * 2 - 20.0
+    first = _child(tmp_path)
+    again = _child(tmp_path)  # loaded from numba's cache: the inlined code, linked by name
+    off = _child(tmp_path / "off", PARDICT_JIT_INLINE="0")
+    assert first["s"] == again["s"] == off["s"] == expect
+    assert first["hits"] == 0 and again["hits"] == 1
+    assert off["fast"] is False
