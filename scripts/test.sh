@@ -107,7 +107,7 @@ fi
 
 # (e) Python package ------------------------------------------------------------------------------
 begin_stage python "pytest tests/python"
-PARDICT_REQUIRE_JIT=1 .venv/bin/python -m pytest tests/python -q -p no:cacheprovider 2>&1 | tee build/pytest.log
+PARDICT_REQUIRE_JIT=1 PARDICT_JIT_INLINE=1 .venv/bin/python -m pytest tests/python -q -p no:cacheprovider 2>&1 | tee build/pytest.log
 pytest_line=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' build/pytest.log | tail -n 1)
 end_stage "$pytest_line"
 

@@ -21,9 +21,16 @@ from numba.typed import List
 import pardict
 from pardict.numba import jit
 
-# CI builds the package with clang present and sets this: a missing bitcode is then a failure,
-# not a skip.
+# CI builds the package with clang present and runs the suite with the (opt-in) fast path on
+# (PARDICT_JIT_INLINE=1), so that every test goes through it, and sets this: a missing bitcode or
+# a fast path left off is then a failure, not a skip.
 REQUIRED = os.environ.get("PARDICT_REQUIRE_JIT") == "1"
+
+
+def test_the_fast_path_is_on_when_required():
+    if REQUIRED:
+        assert jit.ENABLED, "PARDICT_REQUIRE_JIT=1 needs PARDICT_JIT_INLINE=1"
+        assert jit.bitcode_path().is_file()
 
 
 def _bitcode_or_skip():
@@ -56,7 +63,7 @@ def _lookup_sum(d, keys):
 def test_lookups_are_inlined_into_the_loop():
     _bitcode_or_skip()
     if not jit.ENABLED:
-        pytest.skip("PARDICT_JIT_INLINE=0")
+        pytest.skip("the fast path is off (PARDICT_JIT_INLINE=1 turns it on)")
     d = pardict.Dict.empty(types.int64, types.float64)
     d[1] = 2.0
     assert _lookup_sum(d, np.array([1, 1], np.int64)) == 4.0
@@ -210,9 +217,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _child(tmp_path, **env_extra):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), **env_extra)
+def _child(tmp_path, inline):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("NUMBA_DISABLE_JIT", None)
+    env.pop("PARDICT_JIT_INLINE", None)
+    if inline is not None:
+        env["PARDICT_JIT_INLINE"] = inline
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "jitchild.py").write_text(CHILD)
     p = subprocess.run(
@@ -232,9 +242,11 @@ def _child(tmp_path, **env_extra):
 
 def test_cached_functions_and_the_c_path_agree(tmp_path):
     expect = sum(i * 0.25 for i in range(1000)) * 2 - 20.0
-    first = _child(tmp_path)
-    again = _child(tmp_path)  # loaded from numba's cache: the inlined code, linked by name
-    off = _child(tmp_path / "off", PARDICT_JIT_INLINE="0")
-    assert first["s"] == again["s"] == off["s"] == expect
+    _bitcode_or_skip()
+    first = _child(tmp_path, "1")
+    again = _child(tmp_path, "1")  # loaded from numba's cache: the inlined code, linked by name
+    off = _child(tmp_path / "off", "0")
+    default = _child(tmp_path / "default", None)
+    assert first["s"] == again["s"] == off["s"] == default["s"] == expect
     assert first["hits"] == 0 and again["hits"] == 1
-    assert off["fast"] is False
+    assert first["fast"] is True and off["fast"] is False and default["fast"] is False
