@@ -78,7 +78,7 @@ constexpr std::uint64_t jit_abi_id() noexcept {
 
 // Declared in pardict_capi.h, defined in capi.cpp, exported to jitted code by symbol name;
 // `const` as explained above.
-extern "C" const pardict_jit_thread* pardict_jit_thread_ctx(void) PARDICT_CONST_FN;
+extern "C" PARDICT_API const pardict_jit_thread* pardict_jit_thread_ctx(void) PARDICT_CONST_FN;
 
 namespace pardict::capi {
 

@@ -6,7 +6,7 @@ Only the common case runs inline (see capi/jit.hpp); every other case calls the 
 never depend on which path ran.
 
 Opt-in for now: ``PARDICT_JIT_INLINE=1`` in the environment (read at import) turns it on. It cuts
-a lookup from 220 to 153 instructions and speeds up serial lookups, integer sums, ``k in d`` and
+a lookup from 186 to 153 instructions and speeds up serial lookups, integer sums, ``k in d`` and
 lookups into an array by 10-25% on a cache-resident table, but a float sum over lookups in a
 prange loop (``s += d[k]``) ran 28% slower on the Intel Xeon VM it was measured on, for a reason
 not found yet (docs/python.md, "How it plugs into numba").
