@@ -194,6 +194,39 @@ def test_prange_lookups_while_another_thread_grows_the_dict():
     np.testing.assert_array_equal(_prange_lookups(d, keys), keys * 0.5)
 
 
+DEBUG_CHILD = textwrap.dedent("""
+    import pardict
+    from numba import njit, types
+    d = pardict.Dict.empty(types.int64, types.float64)
+    d[3] = 1.5
+
+    @njit
+    def look(d, k):
+        return d[k] + d.get(k + 1, -1.0) + (1.0 if k in d else 0.0)
+
+    print("RESULT", look(d, 3))
+""")
+
+
+def test_debug_builds_take_the_c_call(tmp_path):
+    # NUMBA_DEBUGINFO=1 marks every jitted function noinline, pardict's wrappers included, and
+    # noinline excludes the alwaysinline the fast path puts on them ("Can't have alwaysinline and
+    # noinline" before this was handled): those builds must compile and take the C call.
+    _bitcode_or_skip()
+    env = dict(os.environ, PARDICT_JIT_INLINE="1", NUMBA_DEBUGINFO="1")
+    env.pop("NUMBA_DISABLE_JIT", None)
+    p = subprocess.run(
+        [sys.executable, "-c", DEBUG_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(tmp_path),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "RESULT 1.5" in p.stdout
+
+
 CHILD = textwrap.dedent("""
     import json, sys
     import numpy as np

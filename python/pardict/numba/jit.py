@@ -94,6 +94,10 @@ def entry(context, builder, op, dty):
     name = _entry_name(op, dty)
     if name is None:
         return None
+    if "noinline" in builder.function.attributes:
+        # numba's debug builds (debug=True, NUMBA_DEBUGINFO) mark functions noinline, which
+        # cannot be combined with the alwaysinline below: they get the C call.
+        return None
     lib = _library(context.codegen())
     if lib is None:
         return None
