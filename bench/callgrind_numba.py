@@ -8,6 +8,9 @@ Each workload is a plain @njit loop (one thread) over a dictionary made outside 
   get      s += d[k]        int64 -> float64, dict holding 2**20 random keys, random hits
   add      d.add(k, 1.0)    int64 -> float64, same prefilled dict (typed.Dict: d[k] = d.get(k, 0) + 1)
   seed     d[float(i)] = v  float64 -> float32[:] (the seed program's store), presized, keys in order
+  seed_prange              the same store in the seed program's own loop, @njit(parallel=True) and
+                           prange on one numba thread: parfor hands the body `v` without a MemInfo,
+                           so pardict stores the thread's copy of it (capi/unowned_copies.hpp)
 
 and runs twice in one process, for n1 and for n2 operations, so that per operation =
 (I(n2) - I(n1)) / (n2 - n1): the call from the interpreter, the dict's creation and whatever else
@@ -44,6 +47,8 @@ WORKLOADS = {
     "get": "`d[k]`, int64 → float64, 2^20 keys held, random hits",
     "add": "`d.add(k, 1.0)` (typed.Dict: `d[k] = d.get(k, 0.0) + 1.0`), keys held",
     "seed": "`d[float(i)] = v`, float64 → float32[:] (the seed's store), presized, keys in order",
+    "seed_prange": "the seed's store in its own `prange` loop (1 numba thread): `v` reaches the "
+    "body without a MemInfo",
 }
 IMPLS = ("pardict", "typed_dict")
 # The targets of issue 22, per operation, numba's side included.
@@ -55,7 +60,7 @@ TARGETS = {"set": 150, "get": 100}
 
 def child(n1: int, n2: int, labels_path: str) -> None:
     import numpy as np
-    from numba import njit, types
+    from numba import njit, prange, types
     from numba.typed import Dict as TDict
 
     import pardict
@@ -90,6 +95,11 @@ def child(n1: int, n2: int, labels_path: str) -> None:
         for i in range(n):
             d[float(i)] = v
 
+    @njit(parallel=True)
+    def seed_prange(d, v, n):
+        for i in prange(n):
+            d[float(i)] = v
+
     rng = np.random.default_rng(12345)
     keys = (rng.permutation(PRESIZE).astype(np.uint64) + np.uint64(1)) * np.uint64(
         0x9E3779B97F4A7C15
@@ -121,6 +131,7 @@ def child(n1: int, n2: int, labels_path: str) -> None:
         lookup(d, keys, np.zeros(4, np.int64), 4)
         (add_pd if impl == "pardict" else add_td)(d, keys, np.zeros(4, np.int64), 4)
         seed(make(impl, f64, f32arr, 64), v, 4)
+        seed_prange(make(impl, f64, f32arr, 64), v, 4)
     for impl in IMPLS:
         prefilled = held(impl)
         for n in (n1, n2):
@@ -138,6 +149,11 @@ def child(n1: int, n2: int, labels_path: str) -> None:
             d = make(impl, f64, f32arr, PRESIZE)
             mark(f"{impl}:seed:{n}")
             seed(d, v, n)
+            mark("setup")
+            del d
+            d = make(impl, f64, f32arr, PRESIZE)
+            mark(f"{impl}:seed_prange:{n}")
+            seed_prange(d, v, n)
             mark("setup")
             del d
         del prefilled

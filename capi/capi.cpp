@@ -715,8 +715,12 @@ int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, i
         // The stripe holding the copy stays locked while it is stored; its own reference keeps the
         // copy alive meanwhile, so the store takes the dictionary's reference and nothing else.
         return db->copies.with_copy(array, int32_t{PARDICT_NEED_COPY}, [&](const void* copy) {
-          alignas(word_bytes) unsigned char value[max_value_class] = {};  // value class bytes
-          std::memcpy(value, copy, db->lay.value_size);
+          // The value blob is the class's bytes; a struct that fills its class is one already.
+          const std::size_t size = db->lay.value_size, cls = db->lay.value_class;
+          if (size == cls) return db->set_releasing(key, copy);
+          alignas(word_bytes) unsigned char value[max_value_class];
+          std::memcpy(value, copy, size);
+          std::memset(value + size, 0, cls - size);
           return db->set_releasing(key, value);
         });
       }));

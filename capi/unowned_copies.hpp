@@ -85,15 +85,15 @@ class unowned_copies {
     // Nothing remembered (a zero-size source with a null data pointer never matches), another
     // source, or another shape or item size: no match.
     const std::uint64_t source = e[source_at];
-    if (source == 0 || source != a[data_word] || a[nitems_word] != c[nitems_word] ||
-        a[itemsize_word] != c[itemsize_word] ||
-        !std::equal(a + header_words, a + array_words_, c + header_words)) {
-      return miss;
-    }
+    std::uint64_t differ = (source ^ a[data_word]) | (a[nitems_word] ^ c[nitems_word]) |
+                           (a[itemsize_word] ^ c[itemsize_word]);
+    for (std::size_t i = header_words; i < array_words_; ++i)
+      differ |= a[i] ^ c[i];  // shape, strides
+    if (source == 0 || differ != 0) return miss;
     const auto n =
         static_cast<std::size_t>(a[nitems_word]) * static_cast<std::size_t>(a[itemsize_word]);
-    if (std::memcmp(reinterpret_cast<const void*>(c[data_word]),
-                    reinterpret_cast<const void*>(a[data_word]), n) != 0) {
+    if (!same_bytes(reinterpret_cast<const unsigned char*>(c[data_word]),
+                    reinterpret_cast<const unsigned char*>(a[data_word]), n)) {
       return miss;
     }
     return fn(c);
@@ -119,6 +119,22 @@ class unowned_copies {
   }
 
  private:
+  // memcmp(a, b, n) == 0 without a call for the small arrays a loop stores again and again (the
+  // shape and the contents were two calls to memcmp per store, for a few bytes each).
+  static bool same_bytes(const unsigned char* a, const unsigned char* b, std::size_t n) noexcept {
+    if (n > 64) return std::memcmp(a, b, n) == 0;
+    std::uint64_t differ = 0;
+    std::size_t i = 0;
+    for (; i + word_bytes <= n; i += word_bytes) {
+      std::uint64_t x, y;
+      std::memcpy(&x, a + i, word_bytes);
+      std::memcpy(&y, b + i, word_bytes);
+      differ |= x ^ y;
+    }
+    for (; i < n; ++i) differ |= static_cast<std::uint64_t>(a[i] ^ b[i]);
+    return differ == 0;
+  }
+
   // A stripe's words: busy (its lock), the source's data pointer, then the copy's array struct;
   // rounded up to 64 bytes.
   static constexpr std::size_t busy_at = 0;

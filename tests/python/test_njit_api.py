@@ -489,6 +489,21 @@ def test_unowned_array_is_copied_and_the_copy_shared_while_unchanged():
     assert np.array_equal(d[5], src)
 
 
+@pytest.mark.parametrize("n", [1, 3, 8, 9, 16, 17, 40])
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_unowned_copy_sharing_sees_a_change_in_any_byte(n, where):
+    # float32 items: 4 to 160 bytes, so whole words with and without a 4-byte tail, and arrays
+    # past the 64 bytes the comparison does inline.
+    src = np.arange(n, dtype=np.float32)
+    d = Dict.empty(I64, types.float32[:])
+    store_unowned(d, np.array([0, 1]), src)
+    assert np.shares_memory(d[0], d[1])
+    src[0 if where == "first" else -1] += 0.5
+    store_unowned(d, np.array([2]), src)
+    assert np.array_equal(d[2], src) and not np.shares_memory(d[2], d[0])
+    assert not np.array_equal(d[0], src)
+
+
 def test_unowned_copy_sharing_checks_the_shape():
     d = Dict.empty(I64, types.float64[:, :])
     a = np.arange(6.0)

@@ -966,10 +966,16 @@ class concurrent_table {
     const std::uint64_t pref = empties & preferred_half(h);
     return first_slot(pref != 0 ? pref : empties);
   }
+  // A writer prefetches only the half's first slot (or line), where an insert usually lands (the
+  // first free slot of the half): for slots of 32 bytes and more the whole half is several lines,
+  // and at fill rates bound by DRAM the lines an insert does not write are bandwidth taken from the
+  // next ones (the seed program's 64-byte slots: 4 lines per insert).
   void prefetch_slots(const table* t, std::size_t g, std::uint64_t h, bool write) const noexcept {
     const unsigned first = (h >> 43) & 1 ? group_width / 2 : 0;
     const char* p = reinterpret_cast<const char*>(t->slot(g, first));
-    constexpr std::size_t bytes = sizeof(value_type) * (group_width / 2);
+    constexpr std::size_t half_bytes = sizeof(value_type) * (group_width / 2);
+    const std::size_t bytes =
+        write ? std::min(half_bytes, std::max<std::size_t>(64, sizeof(value_type))) : half_bytes;
     for (std::size_t off = 0; off < bytes; off += 64) {
       if (write) {
         prefetch_write(p + off);

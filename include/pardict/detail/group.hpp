@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 #include <type_traits>
+#include <utility>
 
 #include "pardict/detail/config.hpp"
 #include "pardict/detail/epoch.hpp"
@@ -207,22 +208,45 @@ typedef std::uint16_t PARDICT_MAY_ALIAS alias_u16;
 typedef std::uint8_t PARDICT_MAY_ALIAS alias_u8;
 
 // The may_alias typedefs are spelled out in each specialisation: used as a template argument, the
-// attribute would be dropped.
+// attribute would be dropped. The word count is a template argument, and up to unrolled_words
+// words are copied by a fold (straight-line code): GCC -O2 kept the loop over a slot's 8 words,
+// 50 instructions per 64-byte insert where 16 loads and stores do.
+inline constexpr std::size_t unrolled_words = 32;
 template <std::size_t Bytes>
 struct word_copy;
-#define PARDICT_WORD_COPY(BYTES, ALIAS)                                       \
-  template <>                                                                 \
-  struct word_copy<BYTES> {                                                   \
-    static void load(void* dst, const void* src, std::size_t n) noexcept {    \
-      ALIAS* d = static_cast<ALIAS*>(dst);                                    \
-      const ALIAS* s = static_cast<const ALIAS*>(src);                        \
-      for (std::size_t i = 0; i < n; ++i) d[i] = PARDICT_RELAXED_LOAD(s + i); \
-    }                                                                         \
-    static void store(void* dst, const void* src, std::size_t n) noexcept {   \
-      ALIAS* d = static_cast<ALIAS*>(dst);                                    \
-      const ALIAS* s = static_cast<const ALIAS*>(src);                        \
-      for (std::size_t i = 0; i < n; ++i) PARDICT_RELAXED_STORE(d + i, s[i]); \
-    }                                                                         \
+#define PARDICT_WORD_COPY(BYTES, ALIAS)                                                \
+  template <>                                                                          \
+  struct word_copy<BYTES> {                                                            \
+    template <std::size_t... I>                                                        \
+    PARDICT_ALWAYS_INLINE static void load_each(ALIAS* d, const ALIAS* s,              \
+                                                std::index_sequence<I...>) noexcept {  \
+      ((d[I] = PARDICT_RELAXED_LOAD(s + I)), ...);                                     \
+    }                                                                                  \
+    template <std::size_t... I>                                                        \
+    PARDICT_ALWAYS_INLINE static void store_each(ALIAS* d, const ALIAS* s,             \
+                                                 std::index_sequence<I...>) noexcept { \
+      (PARDICT_RELAXED_STORE(d + I, s[I]), ...);                                       \
+    }                                                                                  \
+    template <std::size_t N>                                                           \
+    PARDICT_ALWAYS_INLINE static void load(void* dst, const void* src) noexcept {      \
+      ALIAS* d = static_cast<ALIAS*>(dst);                                             \
+      const ALIAS* s = static_cast<const ALIAS*>(src);                                 \
+      if constexpr (N <= unrolled_words) {                                             \
+        load_each(d, s, std::make_index_sequence<N>{});                                \
+      } else {                                                                         \
+        for (std::size_t i = 0; i < N; ++i) d[i] = PARDICT_RELAXED_LOAD(s + i);        \
+      }                                                                                \
+    }                                                                                  \
+    template <std::size_t N>                                                           \
+    PARDICT_ALWAYS_INLINE static void store(void* dst, const void* src) noexcept {     \
+      ALIAS* d = static_cast<ALIAS*>(dst);                                             \
+      const ALIAS* s = static_cast<const ALIAS*>(src);                                 \
+      if constexpr (N <= unrolled_words) {                                             \
+        store_each(d, s, std::make_index_sequence<N>{});                               \
+      } else {                                                                         \
+        for (std::size_t i = 0; i < N; ++i) PARDICT_RELAXED_STORE(d + i, s[i]);        \
+      }                                                                                \
+    }                                                                                  \
   };
 PARDICT_WORD_COPY(8, alias_u64)
 PARDICT_WORD_COPY(4, alias_u32)
@@ -237,15 +261,15 @@ inline constexpr std::size_t copy_word_size = sizeof(T) % 8 == 0 && alignof(T) >
                                                                                       : 1;
 
 template <class T>
-inline void racy_load(void* dst, const T* src) noexcept {
+PARDICT_ALWAYS_INLINE inline void racy_load(void* dst, const T* src) noexcept {
   constexpr std::size_t w = copy_word_size<T>;
-  word_copy<w>::load(dst, static_cast<const void*>(src), sizeof(T) / w);
+  word_copy<w>::template load<sizeof(T) / w>(dst, static_cast<const void*>(src));
 }
 
 template <class T>
-inline void racy_store(T* dst, const void* src) noexcept {
+PARDICT_ALWAYS_INLINE inline void racy_store(T* dst, const void* src) noexcept {
   constexpr std::size_t w = copy_word_size<T>;
-  word_copy<w>::store(static_cast<void*>(dst), src, sizeof(T) / w);
+  word_copy<w>::template store<sizeof(T) / w>(static_cast<void*>(dst), src);
 }
 
 // Prefetches must be volatile asm, not __builtin_prefetch alone. GCC's IPA pure-const pass sees
