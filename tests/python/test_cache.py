@@ -1,10 +1,6 @@
 """@njit(cache=True) functions that create, take and return pardict.Dict work across processes: the
 second process loads them from numba's cache (the C ABI symbols resolve by name there too)."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 MODULE = textwrap.dedent("""
@@ -83,26 +79,10 @@ MODULE = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path):
-    env = dict(os.environ)
-    env.pop("NUMBA_DISABLE_JIT", None)
-    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); import cachemod; cachemod.main()",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=str(tmp_path),
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
-    (line,) = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-    return json.loads(line[len("RESULT ") :])
+def _run(run_child, tmp_path):
+    loader = "import sys; sys.path.insert(0, sys.argv[1]); import cachemod; cachemod.main()"
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    return run_child(["-c", loader, str(tmp_path)], env=env, cwd=tmp_path)
 
 
 def _cache_files(tmp_path):
@@ -115,7 +95,7 @@ def _cache_files(tmp_path):
     }
 
 
-def test_cache_across_processes(tmp_path):
+def test_cache_across_processes(tmp_path, run_child):
     (tmp_path / "cachemod.py").write_text(MODULE)
     expect_c = {i: i * 0.5 for i in range(100)}
     expect_c[1000] = -1.0
@@ -131,14 +111,14 @@ def test_cache_across_processes(tmp_path):
         "bsum": 3.0 * 45,
     }
 
-    first = _run(tmp_path)
+    first = _run(run_child, tmp_path)
     files = _cache_files(tmp_path)
     assert {k: first[k] for k in expect} == expect
     assert first["misses"] == 5 and first["hits"] == 0
     assert sum(f.endswith(".nbi") for f in files) == 5, files
     assert sum(f.endswith(".nbc") for f in files) >= 5, files
 
-    second = _run(tmp_path)
+    second = _run(run_child, tmp_path)
     assert {k: second[k] for k in expect} == expect
     assert second["hits"] == 5 and second["misses"] == 0
     assert _cache_files(tmp_path) == files  # nothing recompiled or rewritten
@@ -161,26 +141,17 @@ BULK_OPS = textwrap.dedent("""
 """)
 
 
-def test_bulk_methods_compiled_in_different_processes_keep_their_op(tmp_path):
+def test_bulk_methods_compiled_in_different_processes_keep_their_op(tmp_path, run_child):
     """numba names a compiled function by name, argument types and a per-process counter, and
     shares one body per name among the libraries it loads from its cache (numba issue 10486).
     set_many and add_many are one closure per op with the same name and argument types: when
     each was first compiled by its own fresh process, the counters agreed, and a third process
     that loaded both ran one body for both (set_many added, or add_many assigned)."""
     (tmp_path / "bulk_ops.py").write_text(BULK_OPS)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
 
     def run(*ops):
-        p = subprocess.run(
-            [sys.executable, str(tmp_path / "bulk_ops.py"), *ops],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=str(tmp_path),
-        )
-        assert p.returncode == 0, p.stderr[-3000:]
-        (line,) = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-        return json.loads(line[len("RESULT ") :])
+        return run_child([str(tmp_path / "bulk_ops.py"), *ops], env=env, cwd=tmp_path)
 
     expect = {"set_many": [3.0] * 4, "add_many": [13.0] * 4}
     assert run("add_many") == {"add_many": expect["add_many"]}  # compiles and caches add_many

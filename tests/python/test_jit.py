@@ -8,8 +8,6 @@ its own copy of the engine's state) and call nothing but the C ABI."""
 
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import llvmlite.binding as llvm
@@ -208,23 +206,13 @@ DEBUG_CHILD = textwrap.dedent("""
 """)
 
 
-def test_debug_builds_take_the_c_call(tmp_path):
+def test_debug_builds_take_the_c_call(tmp_path, run_child):
     # NUMBA_DEBUGINFO=1 marks every jitted function noinline, pardict's wrappers included, and
     # noinline excludes the alwaysinline the fast path puts on them ("Can't have alwaysinline and
     # noinline" before this was handled): those builds must compile and take the C call.
     _bitcode_or_skip()
-    env = dict(os.environ, PARDICT_JIT_INLINE="1", NUMBA_DEBUGINFO="1")
-    env.pop("NUMBA_DISABLE_JIT", None)
-    p = subprocess.run(
-        [sys.executable, "-c", DEBUG_CHILD],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=str(tmp_path),
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "RESULT 1.5" in p.stdout
+    env = {"PARDICT_JIT_INLINE": "1", "NUMBA_DEBUGINFO": "1"}
+    assert run_child(["-c", DEBUG_CHILD], env=env, cwd=tmp_path) == 1.5
 
 
 CHILD = textwrap.dedent("""
@@ -250,36 +238,22 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _child(tmp_path, inline):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    env.pop("NUMBA_DISABLE_JIT", None)
-    env.pop("PARDICT_JIT_INLINE", None)
-    if inline is not None:
-        env["PARDICT_JIT_INLINE"] = inline
+def _child(run_child, tmp_path, inline):
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "jitchild.py").write_text(CHILD)
-    p = subprocess.run(
-        [sys.executable, str(tmp_path / "jitchild.py")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=str(tmp_path),
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
-    (line,) = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-    import json
-
-    return json.loads(line[len("RESULT ") :])
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PARDICT_JIT_INLINE": inline}
+    return run_child([str(tmp_path / "jitchild.py")], env=env, cwd=tmp_path)
 
 
-def test_cached_functions_and_the_c_path_agree(tmp_path):
+def test_cached_functions_and_the_c_path_agree(tmp_path, run_child):
     expect = sum(i * 0.25 for i in range(1000)) * 2 - 20.0
     _bitcode_or_skip()
-    first = _child(tmp_path, "1")
-    again = _child(tmp_path, "1")  # loaded from numba's cache: the inlined code, linked by name
-    off = _child(tmp_path / "off", "0")
-    default = _child(tmp_path / "default", None)
+    first = _child(run_child, tmp_path, "1")
+    again = _child(
+        run_child, tmp_path, "1"
+    )  # loaded from numba's cache: the inlined code, linked by name
+    off = _child(run_child, tmp_path / "off", "0")
+    default = _child(run_child, tmp_path / "default", None)
     assert first["s"] == again["s"] == off["s"] == default["s"] == expect
     assert first["hits"] == 0 and again["hits"] == 1
     assert first["fast"] is True and off["fast"] is False and default["fast"] is False
