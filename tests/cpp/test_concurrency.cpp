@@ -446,47 +446,55 @@ TEST(Concurrency, ReadersNeverMissPresentKeysOrSeeTornValuesDuringGrowth) {
             "");
 }
 
-TEST(Concurrency, BulkReadersNeverMissPresentKeysDuringGrowth) {
-  const std::uint64_t prefill = 5000;
-  const std::uint64_t grow = scaled(500000, 25000);
-  i64_map m;
+// The scaffold of the "readers during growth" tests: m gets keys 0..prefill-1, then thread 0
+// inserts `grow` more (the map migrates many times) while threads 1..readers call
+// read_once(t, rng) until it is done; the map must end with every key.
+template <class ReadOnce>
+void read_during_growth(const char* what, i64_map& m, std::uint64_t prefill, std::uint64_t grow,
+                        std::size_t readers, std::uint64_t seed, ReadOnce read_once) {
   for (std::uint64_t i = 0; i < prefill; ++i)
     ASSERT_TRUE(m.insert({key_of(i), value_of(key_of(i))}));
   std::atomic<bool> done{false};
-  std::atomic<std::uint64_t> misses{0}, wrong{0};
   run_with_timeout(
-      "bulk readers during growth",
+      what,
       [&] {
-        run_threads(3, [&](std::size_t t) {
+        run_threads(1 + readers, [&](std::size_t t) {
           if (t == 0) {
             for (std::uint64_t i = prefill; i < prefill + grow; ++i)
               m.insert({key_of(i), value_of(key_of(i))});
             done.store(true);
             return;
           }
-          std::mt19937_64 rng(t + 50);
-          std::vector<std::int64_t> keys(257);
-          std::vector<std::int64_t> out(keys.size());
-          auto found = std::make_unique<bool[]>(keys.size());
-          while (!done.load()) {
-            for (auto& k : keys) k = key_of(rng() % prefill);
-            std::fill(out.begin(), out.end(), 0);
-            const auto n = (t == 1) ? m.find_many(keys, out, {found.get(), keys.size()})
-                                    : m.contains_many(keys, {found.get(), keys.size()});
-            misses.fetch_add(keys.size() - n);
-            for (std::size_t i = 0; i < keys.size(); ++i) {
-              if (!found[i])
-                misses.fetch_add(1);
-              else if (t == 1 && out[i] != value_of(keys[i]))
-                wrong.fetch_add(1);
-            }
-          }
+          std::mt19937_64 rng(seed + t);
+          while (!done.load()) read_once(t, rng);
         });
       },
       watchdog_limit);
+  EXPECT_EQ(m.size(), prefill + grow);
+}
+
+TEST(Concurrency, BulkReadersNeverMissPresentKeysDuringGrowth) {
+  const std::uint64_t prefill = 5000;
+  i64_map m;
+  std::atomic<std::uint64_t> misses{0}, wrong{0};
+  read_during_growth("bulk readers during growth", m, prefill, scaled(500000, 25000), 2, 50,
+                     [&](std::size_t t, std::mt19937_64& rng) {
+                       std::vector<std::int64_t> keys(257);
+                       std::vector<std::int64_t> out(keys.size());
+                       auto found = std::make_unique<bool[]>(keys.size());
+                       for (auto& k : keys) k = key_of(rng() % prefill);
+                       const auto n = (t == 1) ? m.find_many(keys, out, {found.get(), keys.size()})
+                                               : m.contains_many(keys, {found.get(), keys.size()});
+                       misses.fetch_add(keys.size() - n);
+                       for (std::size_t i = 0; i < keys.size(); ++i) {
+                         if (!found[i])
+                           misses.fetch_add(1);
+                         else if (t == 1 && out[i] != value_of(keys[i]))
+                           wrong.fetch_add(1);
+                       }
+                     });
   EXPECT_EQ(misses.load(), 0u);
   EXPECT_EQ(wrong.load(), 0u);
-  EXPECT_EQ(m.size(), prefill + grow);
 }
 
 // read_detached (the numba fast path's lookup, capi/jit.hpp) during growth: it may decline (-1)
@@ -501,58 +509,42 @@ TEST(Concurrency, DetachedReadsNeverMissPresentKeysDuringGrowth) {
   const std::uint64_t prefill = 5000;
   const std::uint64_t grow = scaled(500000, 25000);
   i64_map m, other;
-  for (std::uint64_t i = 0; i < prefill; ++i)
-    ASSERT_TRUE(m.insert({key_of(i), value_of(key_of(i))}));
   ASSERT_TRUE(other.insert({1, 1}));
-  std::atomic<bool> done{false};
   std::atomic<std::uint64_t> misses{0}, wrong{0}, phantom{0}, decided{0}, inside_decided{0};
-  run_with_timeout(
-      "detached readers during growth",
-      [&] {
-        run_threads(3, [&](std::size_t t) {
-          if (t == 0) {
-            for (std::uint64_t i = prefill; i < prefill + grow; ++i)
-              m.insert({key_of(i), value_of(key_of(i))});
-            done.store(true);
-            return;
-          }
-          epoch_domain& dom = epoch_domain::instance();
-          epoch_domain::thread_state& ts = epoch_domain::this_thread();
-          (void)m.contains(key_of(0));  // the thread's first operation takes its epoch slot
-          std::mt19937_64 rng(t + 70);
-          while (!done.load()) {
-            const bool present = rng() % 4 != 0;
-            const std::int64_t k =
-                present ? key_of(rng() % prefill) : key_of(prefill + grow + rng() % 1000);
-            std::int64_t v = 0;
-            auto copy = leaf_fn{[&](const i64_map::value_type& x) { v = x.second; }};
-            const unsigned depth_before = ts.depth;
-            const int r = m.read_detached(dom, ts, k, copy);
-            if (ts.depth != depth_before) wrong.fetch_add(1);
-            if (r >= 0) decided.fetch_add(1);
-            if (present) {
-              if (r == 0) misses.fetch_add(1);
-              if (r < 0 && m.cvisit(k, [&](const i64_map::value_type& x) { v = x.second; }) == 0)
-                misses.fetch_add(1);
-              if (v != value_of(k)) wrong.fetch_add(1);
-            } else if (r == 1) {
-              phantom.fetch_add(1);
-            }
-            if (t == 2 && rng() % 64 == 0) {
-              other.visit(1, [&](i64_map::value_type&) {
-                if (m.read_detached(dom, ts, k, copy) >= 0) inside_decided.fetch_add(1);
-              });
-            }
-          }
-        });
-      },
-      watchdog_limit);
+  read_during_growth(
+      "detached readers during growth", m, prefill, grow, 2, 70,
+      [&](std::size_t t, std::mt19937_64& rng) {
+        epoch_domain& dom = epoch_domain::instance();
+        (void)m.contains(key_of(0));  // the thread's first operation takes its epoch slot
+        epoch_domain::thread_state& ts = epoch_domain::this_thread();
+        const bool present = rng() % 4 != 0;
+        const std::int64_t k =
+            present ? key_of(rng() % prefill) : key_of(prefill + grow + rng() % 1000);
+        std::int64_t v = 0;
+        auto copy = leaf_fn{[&](const i64_map::value_type& x) { v = x.second; }};
+        const unsigned depth_before = ts.depth;
+        const int r = m.read_detached(dom, ts, k, copy);
+        if (ts.depth != depth_before) wrong.fetch_add(1);
+        if (r >= 0) decided.fetch_add(1);
+        if (present) {
+          if (r == 0) misses.fetch_add(1);
+          if (r < 0 && m.cvisit(k, [&](const i64_map::value_type& x) { v = x.second; }) == 0)
+            misses.fetch_add(1);
+          if (v != value_of(k)) wrong.fetch_add(1);
+        } else if (r == 1) {
+          phantom.fetch_add(1);
+        }
+        if (t == 2 && rng() % 64 == 0) {
+          other.visit(1, [&](i64_map::value_type&) {
+            if (m.read_detached(dom, ts, k, copy) >= 0) inside_decided.fetch_add(1);
+          });
+        }
+      });
   EXPECT_EQ(misses.load(), 0u);
   EXPECT_EQ(wrong.load(), 0u);
   EXPECT_EQ(phantom.load(), 0u);
   EXPECT_EQ(inside_decided.load(), 0u);
   EXPECT_GT(decided.load(), 0u);  // the fast path did run
-  EXPECT_EQ(m.size(), prefill + grow);
 }
 
 // find_many finds each key's table and home group in its first stage and uses them 2D keys later
