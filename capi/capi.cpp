@@ -276,7 +276,7 @@ const pardict_jit_thread* pardict_jit_thread_ctx(void) {
   // thread's lifetime, which is what `const` promises the jitted caller.
   static thread_local const pardict_jit_thread block{
       pardict::capi::jit_abi_id(), &epoch_domain::instance(), &epoch_domain::this_thread(),
-      epoch_domain::spoiled_below()};
+      epoch_domain::spoiled_below(), &pardict::detail::wake_sleepers};
   return &block;
 }
 

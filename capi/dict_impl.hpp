@@ -266,6 +266,23 @@ class dict_impl final : public dict_base {
                               }});
   }
 
+  // set() on the same path, for plain-bytes keys and values while no iterator is alive (an insert
+  // then has no reference to take and no key change to note): 1 inserted, 0 replaced (the old
+  // value in old_out), -1 not decided here (nothing changed; the caller calls pardict_set).
+  PARDICT_ALWAYS_INLINE int set_detached(detail::epoch_domain& domain,
+                                         detail::epoch_domain::thread_state& ts,
+                                         void (*wake)(detail::group_meta&) noexcept, const void* kp,
+                                         const void* vp, void* old_out) noexcept {
+    if ((lay.key_refs | lay.value_refs) != 0 || !changes.quiet()) return -1;
+    const K k = load<K>(kp);
+    const V v = load<V>(vp);
+    return map_.insert_or_assign_detached(domain, ts, wake, k, v,
+                                          detail::leaf_fn{[&](value_type& x) {
+                                            std::memcpy(old_out, &x.second, sizeof(V));
+                                            x.second = v;
+                                          }});
+  }
+
   // contains() on the same path.
   PARDICT_ALWAYS_INLINE int contains_detached(detail::epoch_domain& domain,
                                               detail::epoch_domain::thread_state& ts,

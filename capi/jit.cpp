@@ -15,6 +15,10 @@ using pardict::capi::words;
   extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_contains_k##KC##_v##VC( \
       const pardict_dict* d, const void* k) {                                       \
     return pardict::capi::jit_contains<K, V>(d, k);                                 \
+  }                                                                                 \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_set_k##KC##_v##VC(      \
+      pardict_dict* d, const void* k, const void* v, void* old_out) {               \
+    return pardict::capi::jit_set<K, V>(d, k, v, old_out);                          \
   }
 
 PARDICT_JIT_ENTRIES(4, 4, std::uint32_t, std::uint32_t)

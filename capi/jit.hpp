@@ -38,6 +38,9 @@ struct pardict_jit_thread {
   pardict::detail::epoch_domain* domain;
   pardict::detail::epoch_domain::thread_state* ts;
   const std::atomic<std::uint64_t>* spoiled_below;  // epoch_domain::fork_spoiled()'s bound
+  // detail::wake_sleepers: the futex wake-up keeps tables in libstdc++ that inlined code would
+  // get its own copy of.
+  void (*wake)(pardict::detail::group_meta&) noexcept;
 };
 
 namespace pardict::capi {
@@ -92,8 +95,9 @@ PARDICT_ALWAYS_INLINE inline const pardict_jit_thread* jit_usable(const dict_bas
   return nullptr;
 }
 
-// pardict_get and pardict_contains with the home-group case inline; K and V are the dictionary's
-// key and value blobs (the caller, which knows the dictionary's type, picks the instance).
+// pardict_get, pardict_set and pardict_contains with the home-group case inline; K and V are the
+// dictionary's key and value blobs (the caller, which knows the dictionary's type, picks the
+// instance).
 template <class K, class V>
 PARDICT_ALWAYS_INLINE std::int32_t jit_get(const pardict_dict* d, const void* key, void* out) {
   const auto* base = reinterpret_cast<const dict_base*>(d);
@@ -104,6 +108,19 @@ PARDICT_ALWAYS_INLINE std::int32_t jit_get(const pardict_dict* d, const void* ke
       return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
   }
   return pardict_get(d, key, out);
+}
+
+template <class K, class V>
+PARDICT_ALWAYS_INLINE std::int32_t jit_set(pardict_dict* d, const void* key, const void* value,
+                                           void* old_out) {
+  auto* base = reinterpret_cast<dict_base*>(d);
+  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
+    const int r = static_cast<dict_impl<K, V>*>(base)->set_detached(*th->domain, *th->ts, th->wake,
+                                                                    key, value, old_out);
+    if (r >= 0) [[likely]]
+      return r != 0 ? PARDICT_INSERTED : PARDICT_REPLACED;
+  }
+  return pardict_set(d, key, value, old_out);
 }
 
 template <class K, class V>

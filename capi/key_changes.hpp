@@ -57,6 +57,12 @@ class key_change_log {
       record();
   }
 
+  // No iterator is alive: a key change need not be noted (for code that cannot call note()'s
+  // record(), the numba fast path, which checks this before it changes anything).
+  PARDICT_ALWAYS_INLINE bool quiet() const noexcept {
+    return live_.load(std::memory_order_relaxed) == 0;
+  }
+
   // Whether the calling thread inserted or erased a key since the iterator with this stamp was
   // made.
   bool changed_since(std::uint64_t stamp) noexcept {

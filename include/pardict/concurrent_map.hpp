@@ -165,6 +165,16 @@ class concurrent_map {
                                           F&& f) const {
     return table_.read_detached(domain, ts, k, f);
   }
+  // insert_or_assign's counterpart there: k -> v, the element's old value passed to on_found
+  // (a leaf_fn) before it is replaced. See detail::concurrent_table::upsert_detached.
+  template <class F>
+  PARDICT_ALWAYS_INLINE int insert_or_assign_detached(detail::epoch_domain& domain,
+                                                      detail::epoch_domain::thread_state& ts,
+                                                      void (*wake)(detail::group_meta&) noexcept,
+                                                      const K& k, const V& v, F&& on_found) {
+    detail::leaf_fn make{[&](void* where) { ::new (where) value_type(k, v); }};
+    return table_.upsert_detached(domain, ts, wake, k, make, on_found);
+  }
 
   // ---- erasure ------------------------------------------------------------------------------
   size_type erase(const K& k) {

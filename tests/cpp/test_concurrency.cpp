@@ -547,6 +547,86 @@ TEST(Concurrency, DetachedReadsNeverMissPresentKeysDuringGrowth) {
   EXPECT_GT(decided.load(), 0u);  // the fast path did run
 }
 
+// insert_or_assign_detached (the numba fast path's d[k] = v, capi/jit.hpp): threads insert
+// disjoint keys into a map that grows from empty and keep replacing a few hot keys, so that home
+// groups are contended: the fast path declines a locked group, the ordinary path it falls back
+// to (as jit_set does) may sleep on one, and the fast path's unlock must then wake it (the
+// watchdog catches a sleeper left behind). It declines every insert that would flush the
+// thread's budget charge, so the map grows only through the ordinary path. The map must end
+// with exactly the keys inserted and their values, every new key must be reported inserted and
+// every replacement must hand over the value it replaced, and the thread's epoch state must be
+// left as it was found. Inside a visitor of another map the fast path must always decline.
+TEST(Concurrency, DetachedUpsertsKeepExactCountsWhileTheMapGrows) {
+  using pardict::detail::epoch_domain;
+  using pardict::detail::leaf_fn;
+  const std::size_t threads = 4;
+  const std::uint64_t per_thread = scaled(100000, 10000);
+  const std::uint64_t hot = 8;
+  i64_map m, other;
+  ASSERT_TRUE(other.insert({1, 1}));
+  std::atomic<std::uint64_t> wrong{0}, decided{0}, declined{0}, inside_decided{0};
+  run_with_timeout(
+      "detached upserts during growth",
+      [&] {
+        run_threads(threads, [&](std::size_t t) {
+          epoch_domain& dom = epoch_domain::instance();
+          (void)m.contains(0);  // the thread's first operation takes its epoch slot
+          epoch_domain::thread_state& ts = epoch_domain::this_thread();
+          // 1 inserted, 0 replaced; `old` is the replaced value.
+          auto set = [&](std::int64_t k, std::int64_t v, std::int64_t& old) {
+            auto on_found = leaf_fn{[&](i64_map::value_type& x) {
+              old = x.second;
+              x.second = v;
+            }};
+            const unsigned depth_before = ts.depth;
+            int r = m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, k, v,
+                                                on_found);
+            if (ts.depth != depth_before) wrong.fetch_add(1);
+            if (r >= 0) {
+              decided.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              declined.fetch_add(1, std::memory_order_relaxed);
+              r = m.try_emplace_or_visit(k, v,
+                                         [&](i64_map::value_type& x) {
+                                           old = x.second;
+                                           x.second = v;
+                                         })
+                      ? 1
+                      : 0;
+            }
+            return r;
+          };
+          for (std::uint64_t i = 0; i < per_thread; ++i) {
+            const std::int64_t k = key_of(hot + t * per_thread + i);
+            std::int64_t old = 0;
+            if (set(k, value_of(k), old) != 1) wrong.fetch_add(1);
+            // Every thread writes a hot key's own value, so a replacement must find it there.
+            const std::int64_t hk = key_of(i % hot);
+            old = value_of(hk);
+            (void)set(hk, value_of(hk), old);
+            if (old != value_of(hk)) wrong.fetch_add(1);
+            if (t == 0 && i % 512 == 0) {
+              other.visit(1, [&](i64_map::value_type&) {
+                std::int64_t ignored = 0;
+                auto keep = leaf_fn{[&](i64_map::value_type& x) { ignored = x.second; }};
+                if (m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, hk,
+                                                value_of(hk), keep) >= 0)
+                  inside_decided.fetch_add(1);
+              });
+            }
+          }
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(inside_decided.load(), 0u);
+  EXPECT_GT(decided.load(), 0u);   // the fast path did run
+  EXPECT_GT(declined.load(), 0u);  // and handed growth to the ordinary path
+  EXPECT_EQ(audit(m, hot + threads * per_thread,
+                  [](std::int64_t k, std::int64_t v) { return v == value_of(k); }),
+            "");
+}
+
 // find_many finds each key's table and home group in its first stage and uses them 2D keys later
 // (read_pipeline). A migration can replace the table in between: the stale table must then send
 // the lookup to the general path (its groups are marked moved), never answer from it. Here the

@@ -1,5 +1,5 @@
-"""The numba fast path (capi/jit.hpp, pardict/numba/jit.py): lookups compiled to LLVM bitcode and
-inlined into jitted loops.
+"""The numba fast path (capi/jit.hpp, pardict/numba/jit.py): lookups and stores compiled to LLVM
+bitcode and inlined into jitted loops.
 
 It must be invisible: the same results as the C call for every key and value type it serves,
 hits, misses, -0.0 and NaN keys, from prange while the dict grows, after numba's cache reloads a
@@ -43,9 +43,9 @@ def test_bitcode_defines_no_variable_and_calls_only_the_c_abi():
     mod = _bitcode_or_skip()
     assert [g.name for g in mod.global_variables] == []
     calls = {f.name for f in mod.functions if f.is_declaration and not f.name.startswith("llvm.")}
-    assert calls == {"pardict_get", "pardict_contains", "pardict_jit_thread_ctx"}
+    assert calls == {"pardict_get", "pardict_contains", "pardict_set", "pardict_jit_thread_ctx"}
     defined = {f.name for f in mod.functions if not f.is_declaration}
-    for op in ("get", "contains"):
+    for op in ("get", "contains", "set"):
         assert {f"pardict_jit_{op}_k{k}_v{v}" for k in (4, 8) for v in (4, 8, 16)} <= defined
     assert "personality" not in str(mod)  # no unwinding code: nothing the JIT cannot link
 
@@ -78,6 +78,27 @@ def test_lookups_are_inlined_into_the_loop():
 
 
 @njit
+def _store_all(d, keys):
+    for i in range(keys.size):
+        d[keys[i]] = 0.5
+
+
+def test_stores_are_inlined_into_the_loop():
+    _bitcode_or_skip()
+    if not jit.ENABLED:
+        pytest.skip("the fast path is off (PARDICT_JIT_INLINE=1 turns it on)")
+    d = pardict.Dict.empty(types.int64, types.float64)
+    _store_all(d, np.array([1, 2, 1], np.int64))
+    assert d.to_dict() == {1: 0.5, 2: 0.5}
+    (ir,) = _store_all.inspect_llvm().values()
+    start = ir.index("define", ir.index("@_ZN8test_jit10_store_all") - 200)
+    body = ir[start : ir.index("\n}\n", start)]
+    assert "@pardict_jit_thread_ctx" in body
+    assert "call i32 @pardict_jit_set_" not in body
+    assert body.count("@NRT_incref(") == 2, body  # as for lookups: none inside the loop
+
+
+@njit
 def _hits(d, ks):
     out = []
     for i in range(len(ks)):
@@ -106,6 +127,21 @@ def _has(d, ks):
     return out
 
 
+@njit
+def _puts(d, ks, vs):
+    for i in range(len(ks)):
+        d[ks[i]] = vs[i]
+
+
+def _seq(ty, xs):
+    """xs as a sequence numba passes with elements of type ty exactly (no cast hides anything)."""
+    if isinstance(ty, (types.Integer, types.Float, types.Complex)):
+        return np.array(xs, dtype=np.dtype(str(ty)))
+    if isinstance(ty, types.Boolean):
+        return np.array(xs, dtype=np.bool_)
+    return List(xs)
+
+
 def _check_type_pair(kt, vt, keys, values, absent):
     d = pardict.Dict.empty(kt, vt)
     for k, v in zip(keys, values, strict=True):
@@ -126,6 +162,14 @@ def _check_type_pair(kt, vt, keys, values, absent):
     for k in absent:
         with pytest.raises(KeyError):
             _one(d, k)
+    # Stores from jitted code (d[k] = v, inlined too): replacements of every key, then the
+    # absent keys inserted; the interpreter must read back exactly the model.
+    _puts(d, _seq(kt, keys), _seq(vt, values[::-1]))
+    model = dict(zip(keys, values[::-1], strict=True))
+    _puts(d, _seq(kt, absent), _seq(vt, [values[0]] * len(absent)))
+    model.update(dict.fromkeys(absent, values[0]))
+    assert len(d) == len(model)
+    assert {k: d[k] for k in model} == model
 
 
 CASES = [
@@ -190,6 +234,40 @@ def test_prange_lookups_while_another_thread_grows_the_dict():
         rounds += 1
     t.join()
     np.testing.assert_array_equal(_prange_lookups(d, keys), keys * 0.5)
+
+
+@njit(parallel=True)
+def _prange_puts(d, keys, rounds, hot):
+    for r in range(rounds):
+        for i in prange(keys.size):
+            d[keys[i]] = keys[i] * 0.5 + r
+            d[i % hot] = float(i % hot)  # every thread replaces a few hot keys
+
+
+def test_prange_stores_count_exactly_while_the_dict_grows():
+    # From empty, so the dict grows under the stores: the inlined store hands every insert that
+    # would flush its budget charge (and so maybe start a growth) to the C call.
+    n, rounds, hot = 200_000, 3, 4
+    keys = np.arange(hot, n + hot, dtype=np.int64) * 7919
+    d = pardict.Dict.empty(types.int64, types.float64)
+    _prange_puts(d, keys, rounds, hot)
+    assert len(d) == n + hot
+    np.testing.assert_array_equal(_prange_lookups(d, keys), keys * 0.5 + rounds - 1)
+    assert [d[k] for k in range(hot)] == [float(k) for k in range(hot)]
+
+
+def test_stores_during_iteration_still_raise():
+    # The inlined store declines while an iterator is alive, so the C call notes the change.
+    @njit
+    def insert_while_iterating(d):
+        for k in d.keys():
+            d[k + 1000] = 1.0
+
+    d = pardict.Dict.empty(types.int64, types.float64)
+    for k in range(10):
+        d[k] = float(k)
+    with pytest.raises(RuntimeError, match="dictionary changed size during iteration"):
+        insert_while_iterating(d)
 
 
 DEBUG_CHILD = textwrap.dedent("""

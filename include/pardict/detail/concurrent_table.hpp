@@ -87,7 +87,10 @@
 //   read_detached is this read for code compiled apart from the library (the numba fast path:
 //   LLVM bitcode inlined into jitted loops, capi/jit.hpp), which cannot reach thread_locals: the
 //   thread's epoch state is passed in, and only the home-group case is decided, in straight-line
-//   code (read_home_straight); anything else is left to the ordinary path.
+//   code (read_home_straight); anything else is left to the ordinary path. upsert_detached is
+//   the same for a store (d[k] = v, upsert_home_straight): it also leaves to the ordinary path
+//   every insert whose budget charge would be flushed, so that growth starts only there, and its
+//   unlock wakes sleepers through a function the compiled library hands it.
 // * Other key/value types (std::string, move-only, ...) cannot be copied while being written, so
 //   their readers lock each group they inspect.
 // * Waiting: spin with pause, then yield, then count itself as a sleeper in the group's
@@ -479,6 +482,27 @@ class concurrent_table {
         prefetch_slots(t, g, h, false);
         r = read_home_straight(t, g, k, h, f);
       }
+      domain.leave_detached(ts);
+      return r;
+    }
+  }
+
+  // upsert() for the same callers (the numba fast path's d[k] = v): the thread's epoch state is
+  // passed in, with `wake`, which wakes a group's sleepers for code that cannot reach libstdc++'s
+  // futex tables; make and on_found must be leaf_fns; only the home-group case is decided
+  // (upsert_home_straight). 1 inserted, 0 found (on_found ran on the element), -1 not decided
+  // here, having changed nothing: the caller takes the ordinary path.
+  template <class Make, class OnFound>
+  PARDICT_ALWAYS_INLINE int upsert_detached(epoch_domain& domain, epoch_domain::thread_state& ts,
+                                            void (*wake)(group_meta&) noexcept, const K& k,
+                                            Make& make, OnFound& on_found) {
+    static_assert(is_leaf_fn<Make> && is_leaf_fn<OnFound>,
+                  "upsert_detached runs leaf callbacks only");
+    if constexpr (!optimistic) {
+      return -1;
+    } else {
+      if (!domain.try_enter_detached(ts)) return -1;
+      const int r = upsert_home_straight(domain, ts.index, wake, k, hash_(k), make, on_found);
       domain.leave_detached(ts);
       return r;
     }
@@ -1119,7 +1143,7 @@ class concurrent_table {
   cell& my_cell() const noexcept {
     return cells_[std::min(epoch_domain::thread_index(), owned_cells)];
   }
-  void add_live(cell& c, std::int64_t delta) noexcept {
+  PARDICT_ALWAYS_INLINE void add_live(cell& c, std::int64_t delta) noexcept {
     if (&c != &cells_[owned_cells]) {
       c.live.store(c.live.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
     } else {
@@ -1412,6 +1436,63 @@ class concurrent_table {
       note_insert(s, t);
       return write_outcome::inserted;
     }
+  }
+
+  // upsert_home for upsert_detached: straight-line code (see epoch_domain::try_enter_detached),
+  // so two slots with the key's tag are left undecided, like a locked, moved, overflowed or full
+  // home group. The insert's charge to the table's budget is decided before anything else: a
+  // charge that would be flushed, and might start a growth, goes to the ordinary path (one insert
+  // in t->flush_every), since growing needs this process's engine. cell_index is the thread's
+  // epoch slot index (my_cell() reads it from a thread_local). Returns as upsert_detached; an
+  // undecided case may have locked and unlocked the home group, which readers see only as a
+  // version change.
+  template <class Make, class OnFound>
+  PARDICT_ALWAYS_INLINE int upsert_home_straight(const epoch_domain& domain, std::size_t cell_index,
+                                                 void (*wake)(group_meta&) noexcept, const K& k,
+                                                 std::uint64_t h, Make& make, OnFound& on_found) {
+    shard& s = shard_of(h);
+    table* t = s.cur.load(std::memory_order_acquire);
+    if (t == nullptr) return -1;
+    cell& c = cells_[std::min(cell_index, owned_cells)];
+    std::atomic<std::int32_t>& pending = c.pending[&s - shards_.get()];
+    const std::int32_t charged = pending.load(std::memory_order_relaxed) + 1;
+    if (static_cast<std::size_t>(charged < 0 ? -charged : charged) >= t->flush_every) return -1;
+    const std::size_t g = home_of(h, t);
+    prefetch_slots(t, g, h, true);
+    group_meta& gm = t->groups[g];
+    std::uint32_t s0 = gm.seq.load(std::memory_order_relaxed);
+    if ((s0 & (locked_bit | moved_bit)) != 0 ||
+        !gm.seq.compare_exchange_strong(s0, s0 | locked_bit, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+      return -1;
+    }
+    fence_after_lock();
+    const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
+    const std::uint8_t tag = tag_of(h);
+    const std::uint64_t m = match_tag(tags, tag);
+    int r = -1;
+    if ((m & (m - 1)) == 0) {
+      value_type* e = m != 0 ? t->slot(g, first_slot(m)) : nullptr;
+      if (e != nullptr && eq_(e->first, k)) {
+        apply_visitor<mutating_tag>(e, on_found);
+        r = 0;
+      } else if ((gm.overflow.load(std::memory_order_relaxed) & overflow_bit(h)) == 0) {
+        const std::uint64_t empties = match_empty(tags);
+        if (empties != 0 && t->next.load(std::memory_order_acquire) == nullptr) {
+          const unsigned j = pick_free(empties, h);
+          construct_in(t, g, j, make);
+          gm.tags.store(with_tag(tags, j, tag), std::memory_order_relaxed);
+          r = 1;
+        }
+      }
+    }
+    if (release_group(gm, false, [&] { domain.light_fence_here(); })) [[unlikely]]
+      wake(gm);
+    if (r == 1) {
+      add_live(c, 1);
+      pending.store(charged, std::memory_order_relaxed);
+    }
+    return r;
   }
 
   // 1 found, 0 absent (definitely), -1 absent from the unmoved part of t.

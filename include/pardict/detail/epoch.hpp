@@ -149,11 +149,7 @@ class epoch_domain {
     // announce(sl), once: an epoch that moved meanwhile is a case for the ordinary path.
     const std::uint64_t e = global_.load(std::memory_order_relaxed);
     sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
-    if (asymmetric_) {
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-    } else {
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-    }
+    light_fence_here();
     if (global_.load(std::memory_order_seq_cst) != e || gate_.load(std::memory_order_seq_cst))
         [[unlikely]] {
       leave_detached(ts);
@@ -198,8 +194,10 @@ class epoch_domain {
   // The two halves of the asymmetric fence (see the comment at the top): a light_fence on one
   // thread and a heavy_fence on another order each side's earlier stores before its later loads
   // as a pair of seq_cst fences would. Also used by the group lock (group.hpp).
-  PARDICT_ALWAYS_INLINE static void light_fence() noexcept {
-    if (instance().asymmetric_) {
+  PARDICT_ALWAYS_INLINE static void light_fence() noexcept { instance().light_fence_here(); }
+  // light_fence() for code that is handed the domain (capi/jit.hpp).
+  PARDICT_ALWAYS_INLINE void light_fence_here() const noexcept {
+    if (asymmetric_) {
       std::atomic_signal_fence(std::memory_order_seq_cst);
     } else {
       std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -339,11 +337,7 @@ class epoch_domain {
       // the acquire loads of table pointers that follow; fence against fence (heavy_fence in
       // try_advance) is the pairing the model guarantees on every CPU.
       sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
-      if (asymmetric_) {
-        std::atomic_signal_fence(std::memory_order_seq_cst);
-      } else {
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-      }
+      light_fence_here();
       const std::uint64_t now = global_.load(std::memory_order_seq_cst);
       if (now == e) break;
       e = now;

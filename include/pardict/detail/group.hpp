@@ -157,15 +157,24 @@ PARDICT_NOINLINE PARDICT_COLD inline void wake_sleepers(group_meta& g) noexcept 
   platform::wake_all(g.seq);
 }
 
+// unlock_group's store and fence, with the fence supplied by the caller; returns whether the group
+// has sleepers, which the caller must then wake. For code that cannot reach epoch_domain's
+// instance() nor libstdc++'s futex tables (the numba fast path, capi/jit.hpp).
+template <class Fence>
+PARDICT_ALWAYS_INLINE inline bool release_group(group_meta& g, bool mark_moved,
+                                                const Fence& fence) noexcept {
+  const std::uint32_t s = g.seq.load(std::memory_order_relaxed);
+  const std::uint32_t next = ((s & ~flag_mask) + version_one) | (mark_moved ? moved_bit : 0);
+  g.seq.store(next, std::memory_order_release);
+  fence();
+  return g.overflow.load(std::memory_order_relaxed) >= sleeper_one;
+}
+
 // Release: bump the version (so optimistic readers that overlapped retry), clear the lock bit,
 // optionally mark the group as migrated, and wake sleepers if there are any. Only the holder
 // writes `seq` while the group is locked, so the new value is computed from a plain load.
 PARDICT_ALWAYS_INLINE inline void unlock_group(group_meta& g, bool mark_moved = false) noexcept {
-  const std::uint32_t s = g.seq.load(std::memory_order_relaxed);
-  const std::uint32_t next = ((s & ~flag_mask) + version_one) | (mark_moved ? moved_bit : 0);
-  g.seq.store(next, std::memory_order_release);
-  epoch_domain::light_fence();
-  if (g.overflow.load(std::memory_order_relaxed) >= sleeper_one) [[unlikely]]
+  if (release_group(g, mark_moved, [] { epoch_domain::light_fence(); })) [[unlikely]]
     wake_sleepers(g);
 }
 

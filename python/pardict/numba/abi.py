@@ -472,6 +472,27 @@ def c_get_at(typingctx, table, dtyref, key):
 
 
 @intrinsic
+def c_set_at(typingctx, table, dtyref, key, value):
+    """c_set on table_of(d) for a d of type dtyref whose values hold no reference (nothing to
+    release on a replace), inlined as c_get_at is."""
+    dty = dtyref.instance_type
+    check_dict(dty)
+    assert not dty.layouts[1].refs
+
+    def codegen(context, builder, sig, args):
+        kp = key_ptr(context, builder, dty, args[2])
+        vp = value_ptr(context, builder, dty.value_type, args[3], dty.layouts[3])
+        out = out_buffer(builder, dty.layouts[3])
+        cargs = [args[0], kp, vp, builder.bitcast(out, i8p)]
+        fast = jit.entry(context, builder, "set", dty)
+        return (
+            builder.call(fast, cargs) if fast is not None else call(builder, "pardict_set", cargs)
+        )
+
+    return types.int32(table, dtyref, dty.key_type, dty.value_type), codegen
+
+
+@intrinsic
 def c_contains_at(typingctx, table, dtyref, key):
     """c_contains on table_of(d) for a d of type dtyref, inlined as c_get_at is."""
     dty = dtyref.instance_type

@@ -19,7 +19,7 @@ from numba.core.extending import (
 )
 from numba.core.imputils import RefType, impl_ret_borrowed, iternext_impl
 
-from . import abi
+from . import abi, jit
 from .abi import Result, check, raise_status
 from .convert import (
     castable,
@@ -231,6 +231,16 @@ def _ol_setitem(d, key, value):
             check(st)
 
         return impl_array
+
+    if jit.ENABLED and not d.layouts[1].refs:
+        dty = d
+
+        def impl_inline(d, key, value):
+            # table_of first: see abi.table_of.
+            st = abi.c_set_at(abi.table_of(d), dty, conv(key, keyty), conv(value, valty))
+            check(st)
+
+        return impl_inline
 
     def impl(d, key, value):
         st = abi.c_set(d, conv(key, keyty), conv(owned(d, value), valty))
