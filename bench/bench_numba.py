@@ -21,7 +21,8 @@ Workloads (keys: a shuffled 1..N times an odd 64-bit constant; values: float(ind
   W_seed_shuffled  W_seed's keys and values with the keys in a fixed shuffled order, `d[keys[i]] = v`
             (pardict and the serial typed.Dict only): no target, it shows what the seed's key order
             is worth to typed.Dict, which hashes float(i) to i
-Impls: see bench/numba_workloads.py. Checks (untimed, every run): len == N, every key's value
+Impls: see bench/numba_workloads.py; pardict_inline is pardict with PARDICT_JIT_INLINE=1 (its
+inlined single-key operations, W_insert and W_lookup only: the seed's array values take the C call). Checks (untimed, every run): len == N, every key's value
 (W_insert, W_seed, W_seed_shuffled), the lookup checksum (W_lookup).
 
 Threading layer (--layer, default omp): every worker runs on one layer, recorded in the results.
@@ -51,9 +52,18 @@ REPO = HERE.parent
 RESULTS = HERE / "results"
 
 ALL_WORKLOADS = ["W_insert", "W_lookup", "W_seed", "W_seed_shuffled"]
-ALL_IMPLS = ["pardict", "typed_dict", "typed_dict_chunks", "typed_dict_prange_readonly"]
+ALL_IMPLS = [
+    "pardict",
+    "pardict_inline",
+    "typed_dict",
+    "typed_dict_chunks",
+    "typed_dict_prange_readonly",
+]
+# pardict with its opt-in inlined single-key operations (PARDICT_JIT_INLINE=1, pardict.numba.jit).
+PARDICTS = ("pardict", "pardict_inline")
 IMPL_LABEL = {
     "pardict": "pardict.Dict, prange",
+    "pardict_inline": "pardict.Dict, prange, PARDICT_JIT_INLINE=1",
     "typed_dict": "numba.typed.Dict, serial @njit loop",
     "typed_dict_chunks": "numba's advice: typed.Dict per chunk in prange + serial merge",
     "typed_dict_prange_readonly": "numba's advice: read-only prange over a typed.Dict",
@@ -69,8 +79,10 @@ WORKLOAD_TITLE = {
 def applies(impl: str, workload: str) -> bool:
     if impl == "typed_dict_chunks":
         return workload in ("W_insert", "W_seed")
+    if impl == "pardict_inline":  # the seed's array values always take the C call
+        return workload in ("W_insert", "W_lookup")
     if workload == "W_seed_shuffled":
-        return impl in ("pardict", "typed_dict")
+        return impl in (*PARDICTS, "typed_dict")
     if impl == "typed_dict_prange_readonly":
         return workload == "W_lookup"
     return True
@@ -92,8 +104,8 @@ def timed_fill(impl, pd_fill, td_fill, td_chunks, td_merge, tiny_arg, arg, threa
     """One fill (W_insert, W_seed, W_seed_shuffled): an untimed warm-up on tiny_arg (compile
     time), then the timed run on arg. Returns (dict, seconds, compile seconds, extra timings)."""
     t0 = time.perf_counter()
-    if impl in ("pardict", "typed_dict"):
-        fill = pd_fill if impl == "pardict" else td_fill
+    if impl in (*PARDICTS, "typed_dict"):
+        fill = pd_fill if impl in PARDICTS else td_fill
         fill(tiny_arg)
         compile_s = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
@@ -177,7 +189,7 @@ def worker(impl: str, workload: str, threads: int, n: int, run: int) -> int:
         expect = int(q.sum())
         tq = W.make_queries(tiny, tiny, seed=3)
         t0 = time.perf_counter()
-        if impl == "pardict":
+        if impl in PARDICTS:
             set_threads(min(2, numba.config.NUMBA_NUM_THREADS))
             W.pd_insert(tiny_keys)
             t_pre = time.perf_counter()
@@ -282,6 +294,7 @@ def run_one(
     env = dict(os.environ)
     env["NUMBA_NUM_THREADS"] = str(max(8, t))
     env["NUMBA_THREADING_LAYER"] = layer
+    env["PARDICT_JIT_INLINE"] = "1" if impl == "pardict_inline" else "0"
     cmd = [python, str(Path(__file__).resolve()), "--worker", impl, w, str(t), str(n), str(run)]
     t0 = time.monotonic()
     base = {"impl": impl, "workload": w, "threads": t, "n": n, "run": run}
@@ -447,6 +460,12 @@ SUMMARY = [
         ("typed_dict", "W_seed_shuffled", 1),
         None,
     ),
+]
+# The same ratios for the opt-in inlined path, where it changes pardict's side.
+SUMMARY += [
+    (label.replace("pardict", "pardict inline", 1), ("pardict_inline", *num[1:]), den, target)
+    for label, num, den, target in SUMMARY
+    if num[0] == "pardict" and den[0] != "pardict" and applies("pardict_inline", num[1])
 ]
 ADVICE = [
     (
