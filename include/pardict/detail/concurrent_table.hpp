@@ -89,8 +89,8 @@
 //   thread's epoch state is passed in, and only the home-group case is decided, in straight-line
 //   code (read_home_straight); anything else is left to the ordinary path. upsert_detached is
 //   the same for a store (d[k] = v, upsert_home_straight): it also leaves to the ordinary path
-//   every insert whose budget charge would be flushed, so that growth starts only there, and its
-//   unlock wakes sleepers through a function the compiled library hands it.
+//   an insert whose budget charge would exhaust the table's budget, so that growth starts only
+//   there, and its unlock wakes sleepers through a function the compiled library hands it.
 // * Other key/value types (std::string, move-only, ...) cannot be copied while being written, so
 //   their readers lock each group they inspect.
 // * Waiting: spin with pause, then yield, then count itself as a sleeper in the group's
@@ -1441,8 +1441,13 @@ class concurrent_table {
   // upsert_home for upsert_detached: straight-line code (see epoch_domain::try_enter_detached),
   // so two slots with the key's tag are left undecided, like a locked, moved, overflowed or full
   // home group. The insert's charge to the table's budget is decided before anything else: a
-  // charge that would be flushed, and might start a growth, goes to the ordinary path (one insert
-  // in t->flush_every), since growing needs this process's engine. cell_index is the thread's
+  // charge due for flushing is flushed here, unless the table's budget is low enough for the
+  // flush to exhaust it; that insert goes to the ordinary path, which then starts the growth
+  // (growing needs this process's engine). Two threads may both flush past the end of the budget
+  // here; the next flush, theirs or anyone's, then finds it exhausted, and a table that fills up
+  // meanwhile is grown by the insert that finds no free slot (as for every relaxed count, see
+  // the memory-ordering notes). Declining every flush instead would send every insert into a
+  // small table (flush_every 1) to the C call. cell_index is the thread's
   // epoch slot index (my_cell() reads it from a thread_local). Returns as upsert_detached; an
   // undecided case may have locked and unlocked the home group, which readers see only as a
   // version change.
@@ -1456,7 +1461,9 @@ class concurrent_table {
     cell& c = cells_[std::min(cell_index, owned_cells)];
     std::atomic<std::int32_t>& pending = c.pending[&s - shards_.get()];
     const std::int32_t charged = pending.load(std::memory_order_relaxed) + 1;
-    if (static_cast<std::size_t>(charged < 0 ? -charged : charged) >= t->flush_every) return -1;
+    const bool flush =
+        static_cast<std::size_t>(charged < 0 ? -charged : charged) >= t->flush_every;
+    if (flush && t->budget.load(std::memory_order_relaxed) <= charged) return -1;
     const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, true);
     group_meta& gm = t->groups[g];
@@ -1490,7 +1497,12 @@ class concurrent_table {
       wake(gm);
     if (r == 1) {
       add_live(c, 1);
-      pending.store(charged, std::memory_order_relaxed);
+      if (flush) {
+        pending.store(0, std::memory_order_relaxed);
+        t->budget.fetch_sub(charged, std::memory_order_relaxed);
+      } else {
+        pending.store(charged, std::memory_order_relaxed);
+      }
     }
     return r;
   }
