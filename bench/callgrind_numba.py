@@ -274,8 +274,9 @@ def main() -> None:
         "counted in the same process after compilation (see the script's docstring). "
         "Instruction counts do not depend on the machine's load.",
         "",
-        "The column `PARDICT_JIT_INLINE=1` is pardict with its opt-in inlined lookups "
-        "(pardict.numba.jit; only `d[k]`, `d.get`, `in` change); the issue's targets are "
+        "The column `PARDICT_JIT_INLINE=1` is pardict with its opt-in inlined single-key "
+        "operations (pardict.numba.jit; `d[k]`, `d.get`, `in` and `d[k] = v` change, for "
+        "reference-free keys and values); the issue's targets are "
         "checked against the best of the two pardict columns.",
         "",
         "| workload | pardict.Dict | pardict, `PARDICT_JIT_INLINE=1` | numba.typed.Dict "
