@@ -1461,8 +1461,7 @@ class concurrent_table {
     cell& c = cells_[std::min(cell_index, owned_cells)];
     std::atomic<std::int32_t>& pending = c.pending[&s - shards_.get()];
     const std::int32_t charged = pending.load(std::memory_order_relaxed) + 1;
-    const bool flush =
-        static_cast<std::size_t>(charged < 0 ? -charged : charged) >= t->flush_every;
+    const bool flush = static_cast<std::size_t>(charged < 0 ? -charged : charged) >= t->flush_every;
     if (flush && t->budget.load(std::memory_order_relaxed) <= charged) return -1;
     const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, true);

@@ -451,6 +451,13 @@ def table_of(typingctx, d):
     return types.voidptr(d), codegen
 
 
+def _inlined_or_call(context, builder, op, dty, cargs):
+    """pardict_<op>(*cargs) through pardict.numba.jit's inlinable entry point when there is one
+    for dty's layout, else the C call."""
+    fast = jit.entry(context, builder, op, dty)
+    return builder.call(fast, cargs) if fast is not None else call(builder, f"pardict_{op}", cargs)
+
+
 @intrinsic
 def c_get_at(typingctx, table, dtyref, key):
     """c_get on table_of(d) for a d of type dtyref: the inlinable lookup of pardict.numba.jit
@@ -463,8 +470,7 @@ def c_get_at(typingctx, table, dtyref, key):
         kp = key_ptr(context, builder, dty, args[2])
         out = out_buffer(builder, dty.layouts[3])
         cargs = [args[0], kp, builder.bitcast(out, i8p)]
-        fast = jit.entry(context, builder, "get", dty)
-        st = builder.call(fast, cargs) if fast is not None else call(builder, "pardict_get", cargs)
+        st = _inlined_or_call(context, builder, "get", dty, cargs)
         val = load(context, builder, dty.value_type, out)
         return context.make_tuple(builder, sig.return_type, [st, val])
 
@@ -484,10 +490,7 @@ def c_set_at(typingctx, table, dtyref, key, value):
         vp = value_ptr(context, builder, dty.value_type, args[3], dty.layouts[3])
         out = out_buffer(builder, dty.layouts[3])
         cargs = [args[0], kp, vp, builder.bitcast(out, i8p)]
-        fast = jit.entry(context, builder, "set", dty)
-        return (
-            builder.call(fast, cargs) if fast is not None else call(builder, "pardict_set", cargs)
-        )
+        return _inlined_or_call(context, builder, "set", dty, cargs)
 
     return types.int32(table, dtyref, dty.key_type, dty.value_type), codegen
 
@@ -500,10 +503,7 @@ def c_contains_at(typingctx, table, dtyref, key):
 
     def codegen(context, builder, sig, args):
         cargs = [args[0], key_ptr(context, builder, dty, args[2])]
-        fast = jit.entry(context, builder, "contains", dty)
-        if fast is not None:
-            return builder.call(fast, cargs)
-        return call(builder, "pardict_contains", cargs)
+        return _inlined_or_call(context, builder, "contains", dty, cargs)
 
     return types.int32(table, dtyref, dty.key_type), codegen
 
