@@ -48,6 +48,8 @@ def test_numba_benchmark_tiny_matrix(tmp_path):
     assert cells == {
         ("pardict", w, 2) for w in ("W_insert", "W_lookup", "W_seed", "W_seed_shuffled")
     } | {("typed_dict", w, 1) for w in ("W_insert", "W_lookup", "W_seed", "W_seed_shuffled")} | {
+        ("pardict_inline", "W_insert", 2),
+        ("pardict_inline", "W_lookup", 2),
         ("typed_dict_chunks", "W_insert", 2),
         ("typed_dict_chunks", "W_seed", 2),
         ("typed_dict_prange_readonly", "W_lookup", 2),
@@ -61,6 +63,7 @@ def test_numba_benchmark_tiny_matrix(tmp_path):
     assert meta["params"]["os_threads"]["2"]["os_threads"] == 2
     md = (tmp_path / "numba.md").read_text()
     assert "## Summary" in md and "2T inserts: pardict 2T / typed.Dict 1T" in md
+    assert "2T lookups: pardict inline 2T / typed.Dict 1T" in md
     assert (BENCH / "results" / "numba.json").read_bytes() == before
 
 
