@@ -19,7 +19,7 @@ keys in order), the cells are run in interleaved passes, and the tables give the
 the min-max over passes, and the ratio to typed_seed's median from the same run.
 
   .venv/bin/python bench/seed_breakdown.py                 # -> bench/results/seed_breakdown.{json,md}
-  .venv/bin/python bench/seed_breakdown.py --n 1000000 --passes 1 --no-write
+  .venv/bin/python bench/seed_breakdown.py --n 1000000 --passes 1 --out /tmp/x
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ def child(impl: str, threads: int, n: int) -> None:
     seconds = time.perf_counter() - t0
     if len(d) != n:
         raise SystemExit(f"{impl}: len {len(d)} != {n}")
+    for k in (0.0, float(n // 2), float(n - 1)):  # every impl stores one value under every key
+        if repr(d[k]) != repr(d[1.0]):
+            raise SystemExit(f"{impl}: d[{k}] = {d[k]!r} != {d[1.0]!r}")
     print(json.dumps({"impl": impl, "threads": threads, "n": n, "seconds": seconds}))
 
 
@@ -211,6 +214,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder of the results (bench/results)"
+    )
     a = ap.parse_args()
     if a.child:
         child(a.child[0], int(a.child[1]), int(a.child[2]))
@@ -224,15 +230,15 @@ def main() -> None:
     md = markdown(summary, a.n, a.passes, info)
     print(md)
     if not a.no_write:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "seed_breakdown.json").write_text(
+        a.out.mkdir(exist_ok=True)
+        (a.out / "seed_breakdown.json").write_text(
             json.dumps(
                 {"machine": info, "n": a.n, "passes": a.passes, "rows": rows, "summary": summary},
                 indent=1,
             )
             + "\n"
         )
-        (RESULTS / "seed_breakdown.md").write_text(md)
+        (a.out / "seed_breakdown.md").write_text(md)
 
 
 if __name__ == "__main__":

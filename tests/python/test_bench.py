@@ -67,6 +67,19 @@ def test_numba_benchmark_tiny_matrix(tmp_path):
     assert (BENCH / "results" / "numba.json").read_bytes() == before
 
 
+def test_seed_breakdown_tiny_run(tmp_path):
+    before = (BENCH / "results" / "seed_breakdown.json").read_bytes()
+    _run("seed_breakdown.py", tmp_path, "--n", "5000", "--passes", "1")
+    data = json.loads((tmp_path / "seed_breakdown.json").read_text())
+    cells = {(r["impl"], r["threads"]) for r in data["rows"]}
+    impls = ("array", "array_pre", "tuple7", "tuple3", "float")
+    assert cells == {("typed_seed", 1)} | {(f"pardict_{i}", t) for i in impls for t in (1, 2)}
+    assert all(r["n"] == 5000 and r["seconds"] > 0 for r in data["rows"])
+    md = (tmp_path / "seed_breakdown.md").read_text()
+    assert "slot 64 → 16 bytes: float / tuple7" in md and "- git:" in md
+    assert (BENCH / "results" / "seed_breakdown.json").read_bytes() == before
+
+
 def test_groupby_benchmark_tiny_matrix(tmp_path):
     pytest.importorskip("pandas")
     pytest.importorskip("polars")
