@@ -1178,14 +1178,33 @@ class concurrent_table {
     cell& c = my_cell();
     if (live_delta != 0) add_live(c, live_delta);
     if (budget_delta == 0) return false;
-    auto& p = c.pending[&s - shards_.get()];
-    const std::int32_t v = p.load(std::memory_order_relaxed) + budget_delta;
-    if (static_cast<std::size_t>(v < 0 ? -v : v) < t->flush_every) {
-      p.store(v, std::memory_order_relaxed);
+    return apply_charge(charge_of(c, static_cast<std::size_t>(&s - shards_.get()), t, budget_delta),
+                        t);
+  }
+
+  // A thread's running charge to one shard's budget after one more change of `delta`, and whether
+  // it is due: a charge of flush_every or more (either sign) is subtracted from the table's budget
+  // at once. Decided first and recorded by apply_charge() after the change, so that a path which
+  // must not flush (upsert_home_straight) can look before it acts.
+  struct charge {
+    std::atomic<std::int32_t>& pending;
+    std::int32_t value;
+    bool due;
+  };
+  PARDICT_ALWAYS_INLINE charge charge_of(cell& c, std::size_t shard_index, const table* t,
+                                         int delta) const noexcept {
+    std::atomic<std::int32_t>& p = c.pending[shard_index];
+    const std::int32_t v = p.load(std::memory_order_relaxed) + delta;
+    return {p, v, static_cast<std::size_t>(v < 0 ? -v : v) >= t->flush_every};
+  }
+  // Returns true when the flush exhausted the budget.
+  PARDICT_ALWAYS_INLINE static bool apply_charge(const charge& ch, table* t) noexcept {
+    if (!ch.due) {
+      ch.pending.store(ch.value, std::memory_order_relaxed);
       return false;
     }
-    p.store(0, std::memory_order_relaxed);
-    return t->budget.fetch_sub(v, std::memory_order_relaxed) - v < 0;
+    ch.pending.store(0, std::memory_order_relaxed);
+    return t->budget.fetch_sub(ch.value, std::memory_order_relaxed) - ch.value < 0;
   }
 
   // Approximate element count of a table from its tags (for sizing a migration).
@@ -1407,13 +1426,7 @@ class concurrent_table {
     const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, inserts);
     group_meta& gm = t->groups[g];
-    std::uint32_t s0 = gm.seq.load(std::memory_order_relaxed);
-    if ((s0 & (locked_bit | moved_bit)) != 0 ||
-        !gm.seq.compare_exchange_strong(s0, s0 | locked_bit, std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
-      return write_outcome::undecided;
-    }
-    fence_after_lock();
+    if (!try_lock_once(gm)) return write_outcome::undecided;
     group_lock home(&gm);
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
     const std::uint8_t tag = tag_of(h);
@@ -1464,20 +1477,12 @@ class concurrent_table {
     table* t = s.cur.load(std::memory_order_acquire);
     if (t == nullptr) return -1;
     cell& c = cells_[std::min(cell_index, owned_cells)];
-    std::atomic<std::int32_t>& pending = c.pending[&s - shards_.get()];
-    const std::int32_t charged = pending.load(std::memory_order_relaxed) + 1;
-    const bool flush = static_cast<std::size_t>(charged < 0 ? -charged : charged) >= t->flush_every;
-    if (flush && t->budget.load(std::memory_order_relaxed) <= charged) return -1;
+    const charge ch = charge_of(c, h >> (64 - shard_bits), t, +1);
+    if (ch.due && t->budget.load(std::memory_order_relaxed) <= ch.value) return -1;
     const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, true);
     group_meta& gm = t->groups[g];
-    std::uint32_t s0 = gm.seq.load(std::memory_order_relaxed);
-    if ((s0 & (locked_bit | moved_bit)) != 0 ||
-        !gm.seq.compare_exchange_strong(s0, s0 | locked_bit, std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
-      return -1;
-    }
-    fence_after_lock();
+    if (!try_lock_once(gm)) return -1;
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
     const std::uint8_t tag = tag_of(h);
     const std::uint64_t m = match_tag(tags, tag);
@@ -1501,12 +1506,7 @@ class concurrent_table {
       wake(gm);
     if (r == 1) {
       add_live(c, 1);
-      if (flush) {
-        pending.store(0, std::memory_order_relaxed);
-        t->budget.fetch_sub(charged, std::memory_order_relaxed);
-      } else {
-        pending.store(charged, std::memory_order_relaxed);
-      }
+      (void)apply_charge(ch, t);  // an exhausted budget is left to the next flush (see above)
     }
     return r;
   }
@@ -1910,7 +1910,7 @@ class concurrent_table {
     // The group index is monotonic in the position and both tables have one seed, so consecutive
     // old groups land on consecutive new groups: keep the last target group locked while the next
     // element goes to the same one.
-    group_lock target;
+    target_group target;
     for (std::size_t g = first; g < last; ++g) {
       group_meta& gm = t->groups[g];
       lock_group(gm, true);  // never `moved`: each group belongs to exactly one chunk
@@ -1934,23 +1934,44 @@ class concurrent_table {
     if (dropped) add_live(my_cell(), -dropped);
   }
 
-  // Insert an element known to be absent into a table that only migrators write. `held` is the
-  // one new-table group this migrator may keep locked between calls (never more than one, so
-  // migrators cannot deadlock on each other).
-  void move_into(table* nt, value_type* e, group_lock& held) noexcept {
+  // The one new-table group a migrator may keep locked between elements (never more than one, so
+  // migrators cannot deadlock on each other), with its tags word kept here and stored once, just
+  // before the unlock: nothing else writes it meanwhile, and readers wait for the lock.
+  struct target_group {
+    group_meta* gm = nullptr;
+    std::size_t g = 0;
+    std::uint64_t tags = 0;
+    target_group() = default;
+    target_group(const target_group&) = delete;
+    target_group& operator=(const target_group&) = delete;
+    ~target_group() { release(); }
+    PARDICT_ALWAYS_INLINE void take(table* nt, std::size_t group) noexcept {
+      release();
+      gm = &nt->groups[group];
+      lock_group(*gm, true);
+      g = group;
+      tags = gm->tags.load(std::memory_order_relaxed);
+    }
+    PARDICT_ALWAYS_INLINE void release() noexcept {
+      if (gm == nullptr) return;
+      gm->tags.store(tags, std::memory_order_relaxed);
+      unlock_group(*gm);
+      gm = nullptr;
+    }
+  };
+
+  // Insert an element known to be absent into a table that only migrators write. Straight-line
+  // for the common case, a free slot in the home group; past a full group, the probe sets the
+  // group's overflow bit for the key's class and goes on, as an insert does.
+  PARDICT_ALWAYS_INLINE void move_into(table* nt, value_type* e, target_group& held) noexcept {
     const std::uint64_t h = hash_(e->first);
-    for (probe p(nt, h);; p.next()) {
-      group_meta& gm = nt->groups[p.g];
-      if (held.get() != &gm) {
-        held.release();
-        lock_group(gm, true);
-        held = group_lock(&gm);
-      }
-      const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
-      const std::uint64_t empty = match_empty(tags);
-      if (empty != 0) {
+    std::size_t g = home_of(h, nt);
+    for (;;) {
+      if (held.gm == nullptr || held.g != g) held.take(nt, g);
+      const std::uint64_t empty = match_empty(held.tags);
+      if (empty != 0) [[likely]] {
         const unsigned j = pick_free(empty, h);
-        value_type* dst = nt->slot(p.g, j);
+        value_type* dst = nt->slot(g, j);
         if constexpr (optimistic) {
           racy_store(dst, e);
         } else {
@@ -1958,10 +1979,11 @@ class concurrent_table {
               value_type(std::move(const_cast<K&>(e->first)), std::move_if_noexcept(e->second));
           e->~value_type();
         }
-        gm.tags.store(with_tag(tags, j, p.tag), std::memory_order_relaxed);
+        held.tags = with_tag(held.tags, j, tag_of(h));
         return;
       }
-      gm.overflow.fetch_or(p.obit, std::memory_order_relaxed);
+      held.gm->overflow.fetch_or(overflow_bit(h), std::memory_order_relaxed);
+      g = next_group(g, nt->ngroups);
     }
   }
 

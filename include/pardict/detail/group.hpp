@@ -151,6 +151,19 @@ inline lock_status lock_group(group_meta& g, bool patient) noexcept {
   }
 }
 
+// One attempt at the lock, for the fast paths that leave a locked or migrated group to the
+// general path (which waits for it): true when the caller now holds it, fence_after_lock included.
+PARDICT_ALWAYS_INLINE inline bool try_lock_once(group_meta& g) noexcept {
+  std::uint32_t s = g.seq.load(std::memory_order_relaxed);
+  if ((s & (locked_bit | moved_bit)) != 0 ||
+      !g.seq.compare_exchange_strong(s, s | locked_bit, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+    return false;
+  }
+  fence_after_lock();
+  return true;
+}
+
 // Out of line and cold: the futex wake-up (libstdc++'s atomic notify) is large, and unlock is
 // inlined into every write path.
 PARDICT_NOINLINE PARDICT_COLD inline void wake_sleepers(group_meta& g) noexcept {
