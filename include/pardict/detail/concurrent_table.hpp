@@ -112,7 +112,10 @@
 // 2. The old table is cut into chunks of 128 groups. Every thread that needs the shard — the
 //    starter, and any writer that meets a moved group — claims chunks with fetch_add and migrates
 //    them: lock the old group, copy its elements into the new table (locking the target groups
-//    there, since several migrators write it), unlock it with the moved bit set.
+//    there, since several migrators write it), unlock it with the moved bit set. Consecutive old
+//    groups land on consecutive new ones (one seed, a monotonic index), so a migrator keeps its
+//    last target group locked, with the group's tags word in a register, across elements and
+//    stores the word once, just before that unlock.
 // 3. The thread that completes the last chunk installs the new table in the shard, wakes the
 //    threads sleeping on the old table's `done` word, and retires the old table.
 //
