@@ -780,7 +780,7 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // The shard a key belongs to. A map's iteration (and so export_many's output) visits the shards
   // in index order, so one map's elements arrive at another grouped by shard.
-  std::size_t shard_index(const K& k) const { return hash_(k) >> (64 - shard_bits); }
+  std::size_t shard_index(const K& k) const { return shard_index_of(hash_(k)); }
 
   // Builds shard si from keys[0..n) in one pass: a private table of the right size (at least
   // `ngroups` groups) is filled without locks, atomic read-modify-writes or budget accounting and
@@ -817,7 +817,7 @@ class concurrent_table {
     try {
       for (std::size_t i = 0; i < n && !foreign; ++i) {
         const std::uint64_t h = hash_(keys[i]);
-        if ((h >> (64 - shard_bits)) != si) {
+        if (shard_index_of(h) != si) {
           foreign = true;
           break;
         }
@@ -967,7 +967,8 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // Hash bit assignment
   // ---------------------------------------------------------------------------------------------
-  shard& shard_of(std::uint64_t h) const noexcept { return shards_[h >> (64 - shard_bits)]; }
+  static std::size_t shard_index_of(std::uint64_t h) noexcept { return h >> (64 - shard_bits); }
+  shard& shard_of(std::uint64_t h) const noexcept { return shards_[shard_index_of(h)]; }
   // The position of h on the table's circle, [0, 2^32): the hash's low 32 bits times the table's
   // odd seed, mod 2^32 (a bijection). The home group is the position scaled to the group count.
   static std::uint32_t position_of(std::uint64_t h, const table* t) noexcept {
@@ -1480,7 +1481,7 @@ class concurrent_table {
     table* t = s.cur.load(std::memory_order_acquire);
     if (t == nullptr) return -1;
     cell& c = cells_[std::min(cell_index, owned_cells)];
-    const charge ch = charge_of(c, h >> (64 - shard_bits), t, +1);
+    const charge ch = charge_of(c, shard_index_of(h), t, +1);
     if (ch.due && t->budget.load(std::memory_order_relaxed) <= ch.value) return -1;
     const std::size_t g = home_of(h, t);
     prefetch_slots(t, g, h, true);
@@ -1941,25 +1942,23 @@ class concurrent_table {
   // migrators cannot deadlock on each other), with its tags word kept here and stored once, just
   // before the unlock: nothing else writes it meanwhile, and readers wait for the lock.
   struct target_group {
-    group_meta* gm = nullptr;
-    std::size_t g = 0;
+    group_lock lock;
     std::uint64_t tags = 0;
     target_group() = default;
     target_group(const target_group&) = delete;
     target_group& operator=(const target_group&) = delete;
     ~target_group() { release(); }
-    PARDICT_ALWAYS_INLINE void take(table* nt, std::size_t group) noexcept {
+    PARDICT_ALWAYS_INLINE void take(group_meta& gm) noexcept {
       release();
-      gm = &nt->groups[group];
-      lock_group(*gm, true);
-      g = group;
-      tags = gm->tags.load(std::memory_order_relaxed);
+      lock_group(gm, true);
+      lock = group_lock(&gm);
+      tags = gm.tags.load(std::memory_order_relaxed);
     }
     PARDICT_ALWAYS_INLINE void release() noexcept {
-      if (gm == nullptr) return;
-      gm->tags.store(tags, std::memory_order_relaxed);
-      unlock_group(*gm);
-      gm = nullptr;
+      if (group_meta* gm = lock.get()) {
+        gm->tags.store(tags, std::memory_order_relaxed);
+        lock.release();
+      }
     }
   };
 
@@ -1970,7 +1969,8 @@ class concurrent_table {
     const std::uint64_t h = hash_(e->first);
     std::size_t g = home_of(h, nt);
     for (;;) {
-      if (held.gm == nullptr || held.g != g) held.take(nt, g);
+      group_meta& gm = nt->groups[g];
+      if (held.lock.get() != &gm) held.take(gm);
       const std::uint64_t empty = match_empty(held.tags);
       if (empty != 0) [[likely]] {
         const unsigned j = pick_free(empty, h);
@@ -1985,7 +1985,7 @@ class concurrent_table {
         held.tags = with_tag(held.tags, j, tag_of(h));
         return;
       }
-      held.gm->overflow.fetch_or(overflow_bit(h), std::memory_order_relaxed);
+      gm.overflow.fetch_or(overflow_bit(h), std::memory_order_relaxed);
       g = next_group(g, nt->ngroups);
     }
   }
