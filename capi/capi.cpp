@@ -255,6 +255,11 @@ void pardict_meminfo_dtor(void* payload, size_t, void*) {
   pardict_free(d);
 }
 
+void pardict_array_view_dtor(void* payload, size_t, void*) {
+  void* inner = field_at<void*>(payload, PARDICT_NB_ARRAY_MEMINFO);
+  if (inner != nullptr) g_release.load(std::memory_order_relaxed)(inner);
+}
+
 int64_t pardict_len(const pardict_dict* d) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
   return D(d)->size();
@@ -688,11 +693,13 @@ int32_t pardict_clear(pardict_dict* d) {
 }
 
 namespace {
-// The dictionary's value must be one numba array of ndim dimensions, holding one reference.
+// The dictionary's value must be one numba array of ndim dimensions: its whole struct, holding
+// one reference, or (1-D) the one-word form (unowned_copies::stores_one_word).
 bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
   if (d == nullptr || ndim < 0 || static_cast<std::size_t>(ndim) > unowned_copies::max_ndim)
     return false;
   const auto& l = D(d)->lay;
+  if (unowned_copies::stores_one_word(l.value_size, l.value_refs)) return ndim == 1;
   return l.value_size == unowned_copies::array_bytes(static_cast<std::size_t>(ndim)) &&
          l.value_refs == unowned_copies::meminfo_mask;
 }

@@ -46,7 +46,8 @@ using update_fn = std::int32_t (*)(void* ctx, void* value);
 // The element operations return the pardict_result the C function of the same name does.
 class dict_base {
  public:
-  explicit dict_base(const layout& l) : lay(l), copies(l.value_size / word_bytes) {
+  explicit dict_base(const layout& l)
+      : lay(l), copies(unowned_copies::copied_words(l.value_size, l.value_refs)) {
     g_live_dicts.fetch_add(1);
   }
   virtual ~dict_base() { g_live_dicts.fetch_sub(1); }

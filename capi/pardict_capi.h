@@ -95,6 +95,10 @@ PARDICT_API pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, ui
 PARDICT_API void pardict_free(pardict_dict* d);
 // NRT destructor for a MemInfo whose payload holds a pardict_dict*.
 PARDICT_API void pardict_meminfo_dtor(void* payload, size_t size, void* info);
+// NRT destructor for the MemInfo that stands for a 1-D array view in a dictionary of arrays
+// (pardict.numba.convert, "Arrays as one word"): its payload is the view's numba array struct,
+// whose MemInfo reference it releases.
+PARDICT_API void pardict_array_view_dtor(void* payload, size_t size, void* info);
 
 PARDICT_API int64_t pardict_len(const pardict_dict* d);
 // 0 inserted, 1 replaced (old value written to old_out, a new reference), < 0 error.
@@ -260,7 +264,9 @@ PARDICT_API int32_t pardict_clear(pardict_dict* d);
 PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
 // Arrays without an owner (a prange body's views of outer arrays) are stored as copies. For a
 // dictionary whose value is one numba array struct of `ndim` dimensions (value_size == 8 * (5 + 2 *
-// ndim), value_ref_mask == 1) and a C-contiguous `array` of that layout: pardict_unowned_find
+// ndim), value_ref_mask == 1), or whose value is the one-word form of a 1-D array (value_size
+// == 8, value_ref_mask == 1: the MemInfo alone, the struct's first word), and a C-contiguous
+// `array` of that layout (always the whole struct): pardict_unowned_find
 // returns 1 and writes a new reference to the calling thread's last copy of the same source (same
 // data pointer) into `out` if that copy has the same shape and the same bytes, else 0;
 // pardict_unowned_remember makes `copy`, a fresh C-contiguous copy of `array`, that copy (the
@@ -268,11 +274,12 @@ PARDICT_API int32_t pardict_reserve(pardict_dict* d, int64_t n);
 // layout.
 PARDICT_API int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim,
                                          void* out);
-// d[key] = array (value class bytes) for a dictionary of such arrays, releasing a replaced value
-// itself, so the caller has no reference to drop. An `array` without a MemInfo (a borrowed view)
-// is stored as this thread's matching copy of it (see pardict_unowned_find); when there is none,
-// nothing is stored and the result is PARDICT_NEED_COPY: the caller copies the array, remembers
-// the copy and stores it. 0 inserted, 1 replaced, PARDICT_NEED_COPY, < 0 error
+// d[key] = array (its first value class bytes) for a dictionary of such arrays (in the one-word
+// form, an `array` with a MemInfo must be one the MemInfo alone describes), releasing a replaced
+// value itself, so the caller has no reference to drop. An `array` without a MemInfo (a borrowed
+// view) is stored as this thread's matching copy of it (see pardict_unowned_find); when there is
+// none, nothing is stored and the result is PARDICT_NEED_COPY: the caller copies the array,
+// remembers the copy and stores it. 0 inserted, 1 replaced, PARDICT_NEED_COPY, < 0 error
 // (PARDICT_ERR_INVALID for layouts as above).
 PARDICT_API int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array,
                                       int32_t ndim);

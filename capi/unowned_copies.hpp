@@ -48,6 +48,21 @@ class unowned_copies {
     return PARDICT_NB_ARRAY_SHAPE + 2 * word_bytes * ndim;
   }
 
+  // Whether a dictionary's value layout is the one-word form of a 1-D array: the MemInfo alone
+  // (pardict.numba.convert, "Arrays as one word"). No other value pardict.numba stores is one
+  // word holding a reference. Such a value is the first word of the array's struct, so storing
+  // a struct's first value_size bytes stores the one-word form.
+  static constexpr bool stores_one_word(std::uint32_t value_size,
+                                        std::uint32_t value_refs) noexcept {
+    return value_size == word_bytes && value_refs == meminfo_mask;
+  }
+  // Words of the array structs a dictionary with this value layout copies.
+  static constexpr std::size_t copied_words(std::uint32_t value_size,
+                                            std::uint32_t value_refs) noexcept {
+    return stores_one_word(value_size, value_refs) ? array_bytes(1) / word_bytes
+                                                   : value_size / word_bytes;
+  }
+
   explicit unowned_copies(std::size_t array_words) noexcept
       : array_words_(array_words), stride_((copy_at + array_words + 7) & ~std::size_t{7}) {}
   unowned_copies(const unowned_copies&) = delete;

@@ -203,6 +203,7 @@ NB_MODULE(_ext, m) {
     d["pardict_new"] = addr(&pardict_new);
     d["pardict_free"] = addr(&pardict_free);
     d["pardict_meminfo_dtor"] = addr(&pardict_meminfo_dtor);
+    d["pardict_array_view_dtor"] = addr(&pardict_array_view_dtor);
     d["pardict_len"] = addr(&pardict_len);
     d["pardict_set"] = addr(&pardict_set);
     d["pardict_unowned_find"] = addr(&pardict_unowned_find);

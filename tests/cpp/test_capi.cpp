@@ -989,6 +989,55 @@ TEST_F(CapiTest, SetArrayStoresOwnedArraysAndSharedCopies) {
   EXPECT_EQ(pardict_live_refs(), refs0);
 }
 
+// A dictionary of 1-D arrays in the one-word form (value_size 8, the MemInfo word a reference):
+// pardict_set_array takes the whole struct and stores its MemInfo word, the copy's for a borrowed
+// array.
+TEST_F(CapiTest, SetArrayInTheOneWordFormStoresTheMemInfo) {
+  pardict_dict* d = make(8, 8, 0, 0, /*vrefs=*/1u);
+  float src_data[2] = {0.1f, 0.2f}, copy_data[2] = {0.1f, 0.2f}, own_data[2] = {7, 8};
+  const array1d src = float_array(nullptr, src_data, 2);
+  std::uint64_t k1 = 1, k2 = 2;
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 1), PARDICT_NEED_COPY);
+  fake_meminfo copy_mi, own_mi;
+  const array1d copy = float_array(&copy_mi, copy_data, 2);
+  ASSERT_EQ(pardict_unowned_remember(d, &src, 1, &copy), PARDICT_OK);
+  array1d found{};
+  ASSERT_EQ(pardict_unowned_find(d, &src, 1, &found), PARDICT_FOUND);  // the whole struct
+  EXPECT_EQ(found.mi, &copy_mi);
+  EXPECT_EQ(found.data, copy_data);
+  fake_release(&copy_mi);
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 1), PARDICT_INSERTED);
+  const array1d own = float_array(&own_mi, own_data, 2);
+  EXPECT_EQ(pardict_set_array(d, &k2, &own, 1), PARDICT_INSERTED);
+  void* out[2] = {nullptr, reinterpret_cast<void*>(0x1)};  // one word written, no more
+  ASSERT_EQ(pardict_get(d, &k1, out), PARDICT_FOUND);
+  EXPECT_EQ(out[0], &copy_mi);
+  EXPECT_EQ(out[1], reinterpret_cast<void*>(0x1));
+  fake_release(&copy_mi);
+  ASSERT_EQ(pardict_get(d, &k2, out), PARDICT_FOUND);
+  EXPECT_EQ(out[0], &own_mi);
+  fake_release(&own_mi);
+  EXPECT_EQ(copy_mi.refct.load(), 3u);  // the test's, the remembered copy's, k1's
+  EXPECT_EQ(own_mi.refct.load(), 2u);
+  EXPECT_EQ(pardict_set_array(d, &k1, &src, 2), PARDICT_ERR_INVALID);  // only 1-D is one word
+  pardict_free(d);
+  EXPECT_EQ(copy_mi.refct.load(), 1u);
+  EXPECT_EQ(own_mi.refct.load(), 1u);
+}
+
+// The destructor of a view MemInfo releases the reference its payload (an array struct) holds.
+TEST_F(CapiTest, ArrayViewDtorReleasesTheCarriedReference) {
+  fake_meminfo inner;
+  inner.refct.fetch_add(1);  // the payload's reference
+  float data[3] = {1, 2, 3};
+  array1d payload = float_array(&inner, data, 3);
+  pardict_array_view_dtor(&payload, sizeof payload, nullptr);
+  EXPECT_EQ(inner.refct.load(), 1u);
+  payload.mi = nullptr;  // nothing carried: nothing released
+  pardict_array_view_dtor(&payload, sizeof payload, nullptr);
+  EXPECT_EQ(inner.refct.load(), 1u);
+}
+
 TEST_F(CapiTest, UnownedCopiesNeedAnArrayValue) {
   float data[2] = {0, 0};
   const array1d a = float_array(nullptr, data, 2);

@@ -328,9 +328,11 @@ def test_exception_in_njit_loses_no_more_than_typed_dict():
 
     typed_lost = _meminfos_lost(make(typed.Dict), raise_in_loop)
     assert typed_lost == 11  # the table and its 10 arrays: the limitation is numba's
-    assert _meminfos_lost(make(Dict), raise_in_loop) <= typed_lost + 5
+    # pardict holds each array that came from the interpreter under a view MemInfo (convert.py,
+    # "Arrays as one word"), lost with the table too: 10 more
+    assert _meminfos_lost(make(Dict), raise_in_loop) <= typed_lost + 10 + 5
     # here each run first inserts one more array (lost with the table), then raises
-    assert _meminfos_lost(make(Dict), mutate_during_iteration) <= typed_lost + 5 + 5
+    assert _meminfos_lost(make(Dict), mutate_during_iteration) <= typed_lost + 10 + 5 + 5
 
 
 @pytest.mark.leaks_on_njit_raise

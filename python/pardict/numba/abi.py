@@ -26,8 +26,8 @@ from numba.core.imputils import impl_ret_borrowed
 
 from .. import _ext
 from . import jit
-from .datamodel import check_numba_layout
-from .types import DictType
+from .datamodel import MEMINFO_DATA, MEMINFO_DTOR_INFO, MEMINFO_SIZE, check_numba_layout
+from .types import DictType, stored_as_meminfo
 
 _CONSTANTS = _ext.abi()
 
@@ -71,6 +71,7 @@ CALLBACK_TYPE = ir.FunctionType(i32, [i8p, i8p])
 PROTOTYPES = {
     "pardict_new": (i8p, [i32, i32, i32, i32, i32, i64, _i32p]),
     "pardict_meminfo_dtor": (void, [i8p, i64, i8p]),
+    "pardict_array_view_dtor": (void, [i8p, i64, i8p]),
     "pardict_len": (i64, [i8p]),
     "pardict_set": (i32, [i8p, i8p, i8p, i8p]),
     "pardict_get": (i32, [i8p, i8p, i8p]),
@@ -183,13 +184,157 @@ def load(context, builder, ty, ptr):
     return dm.from_data(builder, data)
 
 
+# ---- a dictionary's values: stored forms -------------------------------------------------------
+# A value crosses as its data representation, except a 1-D array, which crosses as its MemInfo
+# alone (types.stored_as_meminfo; why and how: convert.py, "Arrays as one word"). value_blob and
+# load_value are the two directions; every store and every read of a dictionary's value goes
+# through them.
+
+
+def value_blob(context, builder, dty, val):
+    """The stored form of `val` (a dty.value_type) in a value-class buffer, as i8*. An array must
+    be one its MemInfo describes (convert.owned makes it so)."""
+    vty = dty.value_type
+    if not stored_as_meminfo(vty):
+        return value_ptr(context, builder, vty, val, dty.layouts[3])
+    mi = cgutils.create_struct_proxy(vty)(context, builder, value=val).meminfo
+    buf = _buffer(builder, 8)
+    builder.store(mi, builder.bitcast(buf, mi.type.as_pointer()))
+    return builder.bitcast(buf, i8p)
+
+
+def load_value(context, builder, dty, ptr):
+    """The dty.value_type value whose stored form is at `ptr` (an all-zero one reads as a value
+    with null references)."""
+    vty = dty.value_type
+    if not stored_as_meminfo(vty):
+        return load(context, builder, vty, ptr)
+    mi = builder.load(builder.bitcast(ptr, i8p.as_pointer()))
+    return array_of_meminfo(context, builder, vty, mi)
+
+
+def meminfo_word(builder, mi, index):
+    """Word `index` of an NRT MemInfo (datamodel.MEMINFO_*), as i64."""
+    return builder.load(builder.gep(builder.bitcast(mi, i64.as_pointer()), [i64(index)]))
+
+
+def is_view_meminfo(builder, mi):
+    """Whether the (non-null) MemInfo `mi` is one convert.as_view made."""
+    dtor = builder.ptrtoint(declare(builder, "pardict_array_view_dtor"), i64)
+    return builder.icmp_unsigned("==", meminfo_word(builder, mi, MEMINFO_DTOR_INFO), dtor)
+
+
+def array_of_meminfo(context, builder, aty, mi):
+    """The 1-D `aty` array a stored MemInfo stands for, holding `mi` as its MemInfo (the same
+    reference the stored form held): the whole buffer of an array's own MemInfo, or the view
+    whose struct a view MemInfo carries. A null `mi` gives an all-zero array."""
+    from numba.np.arrayobj import get_itemsize, populate_array
+
+    llty = context.get_value_type(aty)
+    out = cgutils.alloca_once_value(builder, ir.Constant(llty, None))
+    with builder.if_then(cgutils.is_not_null(builder, mi), likely=True):
+        data = meminfo_word(builder, mi, MEMINFO_DATA)
+        with builder.if_else(is_view_meminfo(builder, mi), likely=False) as (view, whole):
+            with view:
+                carried = builder.load(builder.inttoptr(data, llty.as_pointer()))
+                builder.store(builder.insert_value(carried, mi, 0), out)
+            with whole:
+                itemsize = get_itemsize(context, aty)
+                nitems = builder.udiv(meminfo_word(builder, mi, MEMINFO_SIZE), i64(itemsize))
+                ary = context.make_array(aty)(context, builder)
+                populate_array(
+                    ary,
+                    data=builder.inttoptr(data, ary.data.type),
+                    shape=[nitems],
+                    strides=[i64(itemsize)],
+                    itemsize=itemsize,
+                    meminfo=mi,
+                )
+                builder.store(ary._getvalue(), out)
+    return builder.load(out)
+
+
+def described_by_meminfo(context, builder, aty, val):
+    """i1: whether the 1-D `aty` array `val` is what array_of_meminfo rebuilds from its MemInfo
+    (so that storing the MemInfo alone stores `val`): the whole buffer of its own MemInfo, or the
+    view a view MemInfo carries. False for a null MemInfo."""
+    from numba.np.arrayobj import get_itemsize
+
+    ary = context.make_array(aty)(context, builder, value=val)
+    mi = builder.bitcast(ary.meminfo, i8p)
+    out = cgutils.alloca_once_value(builder, cgutils.false_bit)
+    with builder.if_then(cgutils.is_not_null(builder, mi), likely=True):
+        data = meminfo_word(builder, mi, MEMINFO_DATA)
+        with builder.if_else(is_view_meminfo(builder, mi), likely=False) as (view, whole):
+            with view:
+                llty = context.get_value_type(aty)
+                carried = builder.load(builder.inttoptr(data, llty.as_pointer()))
+                same = cgutils.true_bit
+                for i in range(1, len(llty.elements)):
+                    mine, theirs = builder.extract_value(val, i), builder.extract_value(carried, i)
+                    if isinstance(llty.elements[i], ir.ArrayType):  # shape, strides: [1 x intp]
+                        mine, theirs = (
+                            builder.extract_value(mine, 0),
+                            builder.extract_value(theirs, 0),
+                        )
+                    same = builder.and_(same, builder.icmp_unsigned("==", mine, theirs))
+                builder.store(same, out)
+            with whole:
+                itemsize = i64(get_itemsize(context, aty))
+                nitems = builder.extract_value(ary.shape, 0)
+                checks = (
+                    builder.icmp_unsigned("==", data, builder.ptrtoint(ary.data, i64)),
+                    builder.icmp_unsigned(
+                        "==", meminfo_word(builder, mi, MEMINFO_SIZE), builder.mul(nitems, itemsize)
+                    ),
+                    builder.icmp_unsigned("==", builder.extract_value(ary.strides, 0), itemsize),
+                    cgutils.is_null(builder, ary.parent),
+                )
+                exact = checks[0]
+                for c in checks[1:]:
+                    exact = builder.and_(exact, c)
+                builder.store(exact, out)
+    return builder.load(out)
+
+
+@intrinsic
+def storable_as_meminfo(typingctx, a):
+    """Whether the 1-D array `a` can be stored as its MemInfo alone (described_by_meminfo)."""
+
+    def codegen(context, builder, sig, args):
+        return described_by_meminfo(context, builder, a, args[0])
+
+    return types.boolean(a), codegen
+
+
+@intrinsic
+def as_view(typingctx, a):
+    """A new reference to `a` (1-D, with a MemInfo) under a view MemInfo: one whose payload is
+    a's struct, holding a's reference, and whose destructor (pardict_array_view_dtor) releases
+    it. Such an array is storable_as_meminfo."""
+
+    def codegen(context, builder, sig, args):
+        [val] = args
+        llty = context.get_value_type(a)
+        size = i64(context.get_abi_sizeof(llty))
+        mi = context.nrt.meminfo_alloc_dtor(
+            builder, size, declare(builder, "pardict_array_view_dtor")
+        )
+        context.nrt.incref(builder, a, val)  # the payload's reference
+        builder.store(
+            val, builder.bitcast(context.nrt.meminfo_data(builder, mi), llty.as_pointer())
+        )
+        return builder.insert_value(val, builder.bitcast(mi, llty.elements[0]), 0)
+
+    return a(a), codegen
+
+
 def _kv_ptrs(context, builder, d, args):
     """(table, key buffer, value buffer) for a C call taking (d, key, value) arguments."""
-    vc = d.layouts[3]
     return (
         handle(context, builder, d, args[0]),
         key_ptr(context, builder, d, args[1]),
-        value_ptr(context, builder, d.value_type, args[2], vc),
+        value_blob(context, builder, d, args[2]),
     )
 
 
@@ -389,7 +534,7 @@ def c_set(typingctx, d, key, value):
         st, old = _kv_out_call(context, builder, d, args, "pardict_set")
         if context.enable_nrt and d.layouts[1].refs:
             with builder.if_then(builder.icmp_signed("==", st, i32(Result.REPLACED))):
-                context.nrt.decref(builder, d.value_type, load(context, builder, d.value_type, old))
+                context.nrt.decref(builder, d.value_type, load_value(context, builder, d, old))
         return st
 
     return types.int32(d, d.key_type, d.value_type), codegen
@@ -415,7 +560,7 @@ def _key_to_value_codegen(cname, d):
         kp = key_ptr(context, builder, d, args[1])
         out = out_buffer(builder, vc)
         st = call(builder, cname, [h, kp, builder.bitcast(out, i8p)])
-        val = load(context, builder, d.value_type, out)
+        val = load_value(context, builder, d, out)
         return context.make_tuple(builder, sig.return_type, [st, val])
 
     return codegen
@@ -471,7 +616,7 @@ def c_get_at(typingctx, table, dtyref, key):
         out = out_buffer(builder, dty.layouts[3])
         cargs = [args[0], kp, builder.bitcast(out, i8p)]
         st = _inlined_or_call(context, builder, "get", dty, cargs)
-        val = load(context, builder, dty.value_type, out)
+        val = load_value(context, builder, dty, out)
         return context.make_tuple(builder, sig.return_type, [st, val])
 
     return sig, codegen
@@ -487,7 +632,7 @@ def c_set_at(typingctx, table, dtyref, key, value):
 
     def codegen(context, builder, sig, args):
         kp = key_ptr(context, builder, dty, args[2])
-        vp = value_ptr(context, builder, dty.value_type, args[3], dty.layouts[3])
+        vp = value_blob(context, builder, dty, args[3])
         out = out_buffer(builder, dty.layouts[3])
         cargs = [args[0], kp, vp, builder.bitcast(out, i8p)]
         return _inlined_or_call(context, builder, "set", dty, cargs)
@@ -532,7 +677,7 @@ def c_setdefault(typingctx, d, key, dflt):
 
     def codegen(context, builder, sig, args):
         st, out = _kv_out_call(context, builder, d, args, "pardict_setdefault")
-        val = load(context, builder, d.value_type, out)
+        val = load_value(context, builder, d, out)
         return context.make_tuple(builder, sig.return_type, [st, val])
 
     return types.Tuple([types.int32, d.value_type])(d, d.key_type, d.value_type), codegen
@@ -552,7 +697,7 @@ def c_popitem(typingctx, d):
             builder, "pardict_popitem", [h, builder.bitcast(kout, i8p), builder.bitcast(vout, i8p)]
         )
         key = load(context, builder, d.key_type, kout)
-        val = load(context, builder, d.value_type, vout)
+        val = load_value(context, builder, d, vout)
         return context.make_tuple(builder, sig.return_type, [st, key, val])
 
     return types.Tuple([types.int32, d.key_type, d.value_type])(d), codegen
@@ -589,7 +734,7 @@ def _combine_codegen(cname, d):
                 builder.bitcast(out, i8p),
             ],
         )
-        val = load(context, builder, d.value_type, out)
+        val = load_value(context, builder, d, out)
         return context.make_tuple(builder, sig.return_type, [st, val])
 
     return codegen
@@ -666,7 +811,8 @@ def c_unowned_remember(typingctx, d, a, copy):
 def c_set_array(typingctx, d, key, a, on_miss):
     """d[key] = a for a dict of arrays (pardict_set_array: a replaced value is released in C).
     A borrowed `a` (no MemInfo) is stored as the calling thread's matching copy of it; when there
-    is none (NEED_COPY), the jitted `on_miss(d, key, a)` runs and its status is returned. It runs
+    is none (NEED_COPY), or when d stores arrays as their MemInfo and a's does not describe `a`,
+    the jitted `on_miss(d, key, a)` runs and its status is returned. It runs
     without propagating an exception (that would add an exit that skips the caller's decref of d,
     and refcount pruning would then keep an incref/decref pair on d's MemInfo per store): a
     failure becomes ERR_NOMEM."""
@@ -677,12 +823,20 @@ def c_set_array(typingctx, d, key, a, on_miss):
         raise TypingError("c_set_array: on_miss must be a jitted function")
 
     def codegen(context, builder, sig, args):
-        vc = d.layouts[3]
         h = handle(context, builder, d, args[0])
         kp = key_ptr(context, builder, d, args[1])
-        vp = value_ptr(context, builder, a, args[2], vc)
-        st = call(builder, "pardict_set_array", [h, kp, vp, i32(a.ndim)])
-        result = cgutils.alloca_once_value(builder, st)
+        vp = value_ptr(context, builder, a, args[2], context.get_abi_sizeof(args[2].type))
+        result = cgutils.alloca_once_value(builder, i32(Result.NEED_COPY))
+        storable = cgutils.true_bit
+        if stored_as_meminfo(d.value_type):  # an array the MemInfo does not describe: on_miss
+            mi = cgutils.create_struct_proxy(a)(context, builder, value=args[2]).meminfo
+            storable = builder.or_(
+                cgutils.is_null(builder, mi),
+                described_by_meminfo(context, builder, a, args[2]),
+            )
+        with builder.if_then(storable, likely=True):
+            builder.store(call(builder, "pardict_set_array", [h, kp, vp, i32(a.ndim)]), result)
+        st = builder.load(result)
         with builder.if_then(builder.icmp_signed("==", st, i32(Result.NEED_COPY)), likely=False):
             cres = context.compile_subroutine(builder, miss_fn, miss_sig)
             status, res = context.call_internal_no_propagate(

@@ -185,7 +185,7 @@ for _name in ("add", "min", "max"):
 _CB_CTX = ir.LiteralStructType([abi.i32, abi.i8p, abi.i8p])
 
 
-def _make_callback(context, builder, disp, fsig, valty, extra_ty=None, store_result=True):
+def _make_callback(context, builder, disp, fsig, d, extra_ty=None, store_result=True):
     """A C function int32(ctx, value*) calling the jitted `disp` on the value at value* (and on
     the extra argument whose address is in ctx slot 2); it stores the result back when
     store_result. A numba exception is parked in ctx (code, excinfo) and reported as 1."""
@@ -197,7 +197,8 @@ def _make_callback(context, builder, disp, fsig, valty, extra_ty=None, store_res
     wb = ir.IRBuilder(cb.append_basic_block("entry"))
     cptr, vptr = cb.args
     c = wb.bitcast(cptr, _CB_CTX.as_pointer())
-    fargs = [abi.load(context, wb, valty, vptr)]
+    valty = d.value_type
+    fargs = [abi.load_value(context, wb, d, vptr)]
     if extra_ty is not None:
         fargs.append(abi.load(context, wb, extra_ty, wb.load(cgutils.gep_inbounds(wb, c, 0, 2))))
     callee = context.declare_function(mod, cres.fndesc)
@@ -208,7 +209,8 @@ def _make_callback(context, builder, disp, fsig, valty, extra_ty=None, store_res
         wb.store(status.code, cgutils.gep_inbounds(wb, c, 0, 0))
         wb.store(wb.bitcast(status.excinfoptr, abi.i8p), cgutils.gep_inbounds(wb, c, 0, 1))
         wb.ret(abi.i32(1))
-    if store_result:
+    if store_result:  # values without references only (c_update)
+        assert not d.layouts[1].refs
         res = context.cast(wb, res, cres.signature.return_type, valty)
         data = context.data_model_manager[valty].as_data(wb, res)
         wb.store(data, wb.bitcast(vptr, data.type.as_pointer()))
@@ -260,7 +262,7 @@ def c_update(typingctx, d, key, dflt, fn):
 
     def codegen(context, builder, sig, args):
         vc = d.layouts[3]
-        cb = _make_callback(context, builder, fn, fsig, valty)
+        cb = _make_callback(context, builder, fn, fsig, d)
         h = abi.handle(context, builder, d, args[0])
         kp = abi.key_ptr(context, builder, d, args[1])
         dp = abi.value_ptr(context, builder, valty, args[2], vc)
@@ -290,7 +292,7 @@ def visit_with(typingctx, d, key, fn, x):
         raise TypingError(f"cannot call {fn} with ({valty}, {x})")
 
     def codegen(context, builder, sig, args):
-        cb = _make_callback(context, builder, fn, fsig, valty, extra_ty=x, store_result=False)
+        cb = _make_callback(context, builder, fn, fsig, d, extra_ty=x, store_result=False)
         h = abi.handle(context, builder, d, args[0])
         kp = abi.key_ptr(context, builder, d, args[1])
         ctx = _new_ctx(builder)

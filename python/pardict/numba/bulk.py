@@ -34,7 +34,7 @@ from numba.np.numpy_support import as_dtype
 from . import abi
 from .abi import OP_NAMES, Op, Result, check
 from .atomic import combinable, combine_status
-from .convert import castable, charseq_view, conv, is_omitted, sentry_safe_cast
+from .convert import castable, charseq_view, conv, is_omitted, owned, sentry_safe_cast
 from .dictobject import new_dict
 from .types import DictType
 
@@ -318,7 +318,7 @@ def _str_set_impl(d):
             raise ValueError("keys and values differ in length")
         new = 0
         for i in range(len(keys)):
-            st = abi.c_set(d, conv(str(keys[i]), keyty), conv(values[i], valty))
+            st = abi.c_set(d, conv(str(keys[i]), keyty), conv(owned(d, values[i]), valty))
             check(st)
             new += st == inserted
         return new
@@ -595,7 +595,7 @@ def _ol_merge(d, other, op="assign", threads=None):
         def impl_assign(d, other, op="assign", threads=None):
             n = 0
             for k, v in other.items():
-                st = abi.c_set(d, conv(k, keyty), conv(v, valty))
+                st = abi.c_set(d, conv(k, keyty), conv(owned(d, v), valty))
                 check(st)
                 n += st == inserted
             return n

@@ -7,6 +7,37 @@
   again shares its previous copy, as a serial typed.Dict loop would share the array itself.
 * `charseq_view`: a borrowed numba string over a NumPy string element, for calls that only
   compare a key.
+
+Arrays as one word
+------------------
+A 1-D array is a 7-word numba struct (meminfo, parent, nitems, itemsize, data, shape, stride).
+Stored whole, it makes the seed program's slot (float64 key, float32[:] value) 64 bytes, and slot
+size is most of what separated pardict from typed.Dict on that program (bench/seed_breakdown.py:
+10M keys on 2 threads, 5.6 Mops/s with 64-byte slots against 10.8 with 16-byte ones). So a
+dictionary whose value type is a 1-D array (types.stored_as_meminfo) stores the array's MemInfo
+alone, and the slot is 16 bytes for an 8-byte key.
+
+Reading a value rebuilds the struct from the MemInfo (abi.array_of_meminfo): data is the
+MemInfo's data pointer, nitems its size over the item size, the stride the item size, no parent.
+That describes exactly the arrays that are their MemInfo's whole buffer: those np.empty, zeros,
+array, copy and friends make in jitted code, and the copies of borrowed arrays below. Any other
+array (a slice or a strided view; an array from the interpreter, whose MemInfo has size 0 and
+which has a parent) is stored under a view MemInfo made for it (abi.as_view, in `owned`): its
+payload is the array's whole struct, holding the array's reference, and its destructor,
+pardict_array_view_dtor, releases that. A read recognises such a MemInfo by that destructor (its
+dtor_info word) and returns the carried struct with the view MemInfo as the array's owner. Stores
+check which case they have (abi.described_by_meminfo), and a view MemInfo read back and stored
+again is stored as it is. So the behaviour is typed.Dict's: a stored view still shares memory
+with its base, and an array from the interpreter comes back as the same object (numba boxes an
+array with a parent as that parent).
+
+The cost: a store compares four MemInfo words with the array's (the MemInfo sits in the same
+allocation as the data numba made with it, usually still in cache); storing a view allocates one
+MemInfo; a read loads the MemInfo's data and size words. What this relies on is checked or
+stated: NRT's MemInfo layout (datamodel.check_meminfo_layout, when the first such dictionary type
+is made), and that numba never changes an array MemInfo's data or size once made (only lists and
+strings use resizable MemInfos). Arrays of more dimensions keep their whole struct, since the
+MemInfo does not hold a shape.
 """
 
 from llvmlite import ir
@@ -17,7 +48,7 @@ from numba.typed.typedobjectutils import _cast
 from numba.typed.typedobjectutils import _sentry_safe_cast as _numba_sentry_safe_cast
 
 from . import abi
-from .types import DictType
+from .types import DictType, stored_as_meminfo
 
 
 def castable(fromty, toty):
@@ -121,7 +152,27 @@ def owned(d, v):
 def _ol_owned(d, v):
     """A value the dictionary can hold a reference to: a copy of an array without an owner,
     shared with the thread's previous copy of the same unchanged source when possible (see
-    pardict_unowned_find); everything else as it is."""
+    pardict_unowned_find); for a dictionary that stores arrays as one word, an array its MemInfo
+    does not describe under a view MemInfo; everything else as it is."""
+    if isinstance(v, types.Array) and stored_as_meminfo(d.value_type):
+
+        def impl_one_word(d, v):
+            c = _with_owner(d, v)
+            if abi.storable_as_meminfo(c):
+                return c
+            return abi.as_view(c)
+
+        return impl_one_word
+    return _ol_with_owner(d, v)
+
+
+def _with_owner(d, v):
+    pass
+
+
+@overload(_with_owner)
+def _ol_with_owner(d, v):
+    """`v`, or for an array without an owner, a copy (see owned)."""
     if isinstance(v, types.Array) and v.layout == "F":
         # numba's copy() is C-ordered; copying the C-ordered transpose keeps the type's layout.
 

@@ -77,3 +77,59 @@ def ensure_numba_layout_checked():
     missing = tuple(s for s in ("array", "unicode") if s not in _checked_structs)
     if missing:
         check_numba_layout(structs=missing)
+
+
+# NRT's MemInfo (numba/core/runtime/nrt.cpp), as the one-word form of array values reads it
+# (convert.py, "Arrays as one word"): words of the struct.
+MEMINFO_DTOR_INFO = 2  # the destructor NRT_MemInfo_alloc_dtor was given
+MEMINFO_DATA = 3
+MEMINFO_SIZE = 4
+_meminfo_checked = False
+
+
+def check_meminfo_layout():
+    """Raise ImportError unless NRT's MemInfo holds its destructor argument, data pointer and
+    size in the words the jitted code reads (made by numba's own allocators, read back here)."""
+    import ctypes
+
+    from numba.core.registry import cpu_target
+    from numba.core.runtime import _nrt_python
+
+    _ = cpu_target.target_context  # starts NRT, whose allocator the calls below use
+    helpers = _nrt_python.c_helpers
+    vp, sz = ctypes.c_void_p, ctypes.c_size_t
+    alloc_dtor = ctypes.CFUNCTYPE(vp, sz, vp)(helpers["MemInfo_alloc_dtor"])
+    data_of = ctypes.CFUNCTYPE(vp, vp)(helpers["MemInfo_data"])
+    release = ctypes.CFUNCTYPE(None, vp)(helpers["MemInfo_release"])
+    dtor = _ext.symbols()["pardict_array_view_dtor"]
+    mi = alloc_dtor(56, dtor)
+    if not mi:
+        raise MemoryError("NRT_MemInfo_alloc_dtor failed")
+    try:
+        ctypes.memset(data_of(mi), 0, 56)  # a null inner MemInfo: the destructor does nothing
+        words = (ctypes.c_uint64 * 6).from_address(mi)
+        wrong = [
+            name
+            for name, word, want in (
+                ("dtor_info", MEMINFO_DTOR_INFO, dtor),
+                ("data", MEMINFO_DATA, data_of(mi)),
+                ("size", MEMINFO_SIZE, 56),
+            )
+            if words[word] != want
+        ]
+    finally:
+        release(mi)
+    if wrong:
+        raise ImportError(
+            f"numba {numba.__version__}'s NRT MemInfo does not hold "
+            + ", ".join(wrong)
+            + " where pardict reads them. Install a numba version pardict supports "
+            "(see pyproject.toml)."
+        )
+
+
+def ensure_meminfo_layout_checked():
+    global _meminfo_checked
+    if not _meminfo_checked:
+        check_meminfo_layout()
+        _meminfo_checked = True

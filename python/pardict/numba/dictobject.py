@@ -114,10 +114,10 @@ def _iternext(context, builder, sig, args, result):
         if ity.kind == "keys":
             result.yield_(abi.load(context, builder, dty.key_type, kp))
         elif ity.kind == "values":
-            result.yield_(abi.load(context, builder, dty.value_type, vp))
+            result.yield_(abi.load_value(context, builder, dty, vp))
         else:
             k = abi.load(context, builder, dty.key_type, kp)
-            v = abi.load(context, builder, dty.value_type, vp)
+            v = abi.load_value(context, builder, dty, vp)
             result.yield_(context.make_tuple(builder, ity.yield_type, [k, v]))
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "DictIterType",
     "DictViewType",
     "layout_of",
+    "stored_as_meminfo",
     "check_key_type",
     "check_value_type",
 ]
@@ -126,6 +127,12 @@ def layout_of(ty):
     return Layout(size, sum(1 << (o // 8) for o in refs), sum(1 << (o // 8) for o in strs))
 
 
+def stored_as_meminfo(ty):
+    """Whether a dictionary stores its `ty` values as their MemInfo alone, one word (1-D arrays;
+    convert.py, "Arrays as one word")."""
+    return isinstance(ty, types.Array) and ty.ndim == 1
+
+
 class DictType(types.IterableType):
     """pardict.DictType(key_type, value_type): the numba type of a pardict.Dict."""
 
@@ -160,7 +167,14 @@ class DictType(types.IterableType):
             from .datamodel import ensure_numba_layout_checked  # the C side reads strings too
 
             ensure_numba_layout_checked()
-        k, v = layout_of(self.key_type), layout_of(self.value_type)
+        k = layout_of(self.key_type)
+        if stored_as_meminfo(self.value_type):
+            from .datamodel import ensure_meminfo_layout_checked
+
+            ensure_meminfo_layout_checked()
+            v = Layout(8, 1, 0)  # the MemInfo word
+        else:
+            v = layout_of(self.value_type)
         kc, vc = _ext.key_class(k.size), _ext.value_class(v.size)
         if kc == 0:
             raise TypingError(
