@@ -733,6 +733,40 @@ int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, i
       }));
 }
 
+int32_t pardict_set_view(pardict_dict* d, const void* key, const void* array) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  if (d == nullptr ||
+      !unowned_copies::stores_one_word(D(d)->lay.value_size, D(d)->lay.value_refs) ||
+      key == nullptr || array == nullptr)
+    return PARDICT_ERR_INVALID;
+  dict_base* db = D(d);
+  return noting_nomem(db, guarded([&] {
+                        return db->copies.with_view(array, int32_t{PARDICT_NEED_COPY},
+                                                    [&](const std::uint64_t* view) {
+                                                      return db->set_releasing(key, view);
+                                                    });
+                      }));
+}
+
+int32_t pardict_view_find(pardict_dict* d, const void* array, void** out) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  if (d == nullptr ||
+      !unowned_copies::stores_one_word(D(d)->lay.value_size, D(d)->lay.value_refs) ||
+      array == nullptr || out == nullptr)
+    return PARDICT_ERR_INVALID;
+  return D(d)->copies.find_view(array, out) ? PARDICT_FOUND : PARDICT_ABSENT;
+}
+
+int32_t pardict_view_remember(pardict_dict* d, const void* array, void* view) {
+  if (spoiled(d)) return PARDICT_ERR_FORKED;
+  if (d == nullptr ||
+      !unowned_copies::stores_one_word(D(d)->lay.value_size, D(d)->lay.value_refs) ||
+      array == nullptr || view == nullptr)
+    return PARDICT_ERR_INVALID;
+  D(d)->copies.remember_view(array, view);
+  return PARDICT_OK;
+}
+
 int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
                                  const void* copy) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;

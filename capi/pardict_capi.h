@@ -283,6 +283,16 @@ PARDICT_API int32_t pardict_unowned_find(pardict_dict* d, const void* array, int
 // (PARDICT_ERR_INVALID for layouts as above).
 PARDICT_API int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array,
                                       int32_t ndim);
+// For a dictionary of 1-D arrays in the one-word form: pardict_view_find writes a new reference
+// to the view MemInfo the calling thread last remembered for an array struct equal to `array` (56
+// bytes, every word) into *out and returns 1, else 0; pardict_view_remember makes `view` (a view
+// MemInfo just made for `array`, see pardict_array_view_dtor) that view (the dictionary keeps a
+// reference until it is cleared or freed). PARDICT_ERR_INVALID for any other layout.
+// pardict_set_view: d[key] = the calling thread's view for `array` (as pardict_view_find finds
+// it), releasing a replaced value itself; PARDICT_NEED_COPY when there is none (nothing stored).
+PARDICT_API int32_t pardict_view_find(pardict_dict* d, const void* array, void** out);
+PARDICT_API int32_t pardict_set_view(pardict_dict* d, const void* key, const void* array);
+PARDICT_API int32_t pardict_view_remember(pardict_dict* d, const void* array, void* view);
 PARDICT_API int32_t pardict_unowned_remember(pardict_dict* d, const void* array, int32_t ndim,
                                              const void* copy);
 // A new dictionary with the same layout and elements.

@@ -64,7 +64,9 @@ class unowned_copies {
   }
 
   explicit unowned_copies(std::size_t array_words) noexcept
-      : array_words_(array_words), stride_((copy_at + array_words + 7) & ~std::size_t{7}) {}
+      : array_words_(array_words),
+        view_at_(copy_at + array_words),
+        stride_((view_at_ + array_words + 1 + 7) & ~std::size_t{7}) {}
   unowned_copies(const unowned_copies&) = delete;
   unowned_copies& operator=(const unowned_copies&) = delete;
   ~unowned_copies() {
@@ -122,14 +124,59 @@ class unowned_copies {
     replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
   }
 
-  // Drops every remembered copy (dictionary cleared or destroyed).
+  // Views (dictionaries of 1-D arrays in the one-word form): an array its MemInfo does not
+  // describe is stored under a view MemInfo made for it (pardict.numba.convert). Each thread
+  // remembers the last one it made, so a loop that stores one such array (an argument from the
+  // interpreter) under many keys makes one view MemInfo, not one per key. A view is found again
+  // for an array struct equal to its source in every word; the view's payload holds a reference
+  // to the source's MemInfo, so that MemInfo cannot be freed and its address reused meanwhile.
+  bool find_view(const void* src, void** out) noexcept {
+    return with_view(src, false, [&](const std::uint64_t* view) noexcept {
+      nrt_incref(reinterpret_cast<void*>(*view));
+      std::memcpy(out, view, word_bytes);
+      return true;
+    });
+  }
+
+  // fn(pointer to the view's MemInfo word) with this thread's last view for `src`, else `miss`;
+  // as with_copy, the stripe stays locked (its reference keeping the view alive) while fn runs.
+  template <class R, class Fn>
+  R with_view(const void* src, R miss, Fn&& fn) {
+    std::uint64_t* e = mine(false);
+    if (e == nullptr || !try_lock(e)) return miss;
+    struct unlocker {
+      std::uint64_t* e;
+      ~unlocker() { unlock(e); }
+    } u{e};
+    const std::uint64_t* view = e + view_at_ + array_words_;
+    if (*view == 0 || std::memcmp(e + view_at_, src, word_bytes * array_words_) != 0) return miss;
+    return fn(view);
+  }
+
+  // `view` (a view MemInfo just made for `src`) becomes this thread's last view.
+  void remember_view(const void* src, void* view) noexcept {
+    std::uint64_t* e = mine(true);
+    if (e == nullptr || !try_lock(e)) return;
+    const auto word = reinterpret_cast<std::uint64_t>(view);
+    incref_words(&word, meminfo_mask);
+    const std::uint64_t old = e[view_at_ + array_words_];
+    std::memcpy(e + view_at_, src, word_bytes * array_words_);
+    e[view_at_ + array_words_] = word;
+    unlock(e);
+    release_words(&old, meminfo_mask);
+  }
+
+  // Drops every remembered copy and view (dictionary cleared or destroyed).
   void release_all() noexcept {
     std::uint64_t* t = table_.load(std::memory_order_acquire);
     if (t == nullptr) return;
     for (std::size_t i = 0; i < stripes; ++i) {
       std::uint64_t* e = t + i * stride_;
       while (!try_lock(e)) std::this_thread::yield();
+      const std::uint64_t view = e[view_at_ + array_words_];
+      e[view_at_ + array_words_] = 0;
       replace_and_unlock(e, 0, nullptr);
+      release_words(&view, meminfo_mask);
     }
   }
 
@@ -150,8 +197,8 @@ class unowned_copies {
     return differ == 0;
   }
 
-  // A stripe's words: busy (its lock), the source's data pointer, then the copy's array struct;
-  // rounded up to 64 bytes.
+  // A stripe's words: busy (its lock), the source's data pointer, the copy's array struct, then
+  // the last view's source struct and view MemInfo (view_at_); rounded up to 64 bytes.
   static constexpr std::size_t busy_at = 0;
   static constexpr std::size_t source_at = 1;
   static constexpr std::size_t copy_at = 2;
@@ -205,6 +252,7 @@ class unowned_copies {
   }
 
   const std::size_t array_words_;  // words of one array struct
+  const std::size_t view_at_;      // where a stripe's view part starts
   const std::size_t stride_;       // words per stripe
   std::atomic<std::uint64_t*> table_{nullptr};
 };

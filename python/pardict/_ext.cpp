@@ -209,6 +209,9 @@ NB_MODULE(_ext, m) {
     d["pardict_unowned_find"] = addr(&pardict_unowned_find);
     d["pardict_set_array"] = addr(&pardict_set_array);
     d["pardict_unowned_remember"] = addr(&pardict_unowned_remember);
+    d["pardict_view_find"] = addr(&pardict_view_find);
+    d["pardict_set_view"] = addr(&pardict_set_view);
+    d["pardict_view_remember"] = addr(&pardict_view_remember);
     d["pardict_get"] = addr(&pardict_get);
     d["pardict_jit_thread_ctx"] = addr(&pardict_jit_thread_ctx);
     d["pardict_contains"] = addr(&pardict_contains);

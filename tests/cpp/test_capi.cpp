@@ -1025,6 +1025,46 @@ TEST_F(CapiTest, SetArrayInTheOneWordFormStoresTheMemInfo) {
   EXPECT_EQ(own_mi.refct.load(), 1u);
 }
 
+// A thread's last view MemInfo is found again for an equal array struct, with a new reference,
+// and released when the dictionary is cleared (or freed).
+TEST_F(CapiTest, ViewsAreFoundForEqualArraysUntilCleared) {
+  pardict_dict* d = make(8, 8, 0, 0, /*vrefs=*/1u);
+  fake_meminfo owner, view, view2;
+  float data[4] = {1, 2, 3, 4};
+  const array1d a = float_array(&owner, data, 4);
+  array1d b = a;
+  void* out = nullptr;
+  EXPECT_EQ(pardict_view_find(d, &a, &out), PARDICT_ABSENT);
+  ASSERT_EQ(pardict_view_remember(d, &a, &view), PARDICT_OK);
+  EXPECT_EQ(view.refct.load(), 2u);  // the test's, the remembered one
+  ASSERT_EQ(pardict_view_find(d, &b, &out), PARDICT_FOUND);
+  EXPECT_EQ(out, &view);
+  EXPECT_EQ(view.refct.load(), 3u);
+  fake_release(&view);
+  std::uint64_t k = 5;
+  EXPECT_EQ(pardict_set_view(d, &k, &b), PARDICT_INSERTED);  // stores the view's word
+  EXPECT_EQ(view.refct.load(), 3u);
+  ASSERT_EQ(pardict_get(d, &k, &out), PARDICT_FOUND);
+  EXPECT_EQ(out, &view);
+  fake_release(&view);
+  b.shape = 2;                                                // any word differs: another array
+  EXPECT_EQ(pardict_set_view(d, &k, &b), PARDICT_NEED_COPY);  // nothing stored
+  EXPECT_EQ(view.refct.load(), 3u);
+  EXPECT_EQ(pardict_view_find(d, &b, &out), PARDICT_ABSENT);
+  ASSERT_EQ(pardict_view_remember(d, &b, &view2), PARDICT_OK);  // replaces (releases) the first
+  EXPECT_EQ(view.refct.load(), 2u);  // the test's, k's entry
+  EXPECT_EQ(pardict_view_find(d, &a, &out), PARDICT_ABSENT);
+  EXPECT_EQ(pardict_clear(d), PARDICT_OK);
+  EXPECT_EQ(view.refct.load(), 1u);
+  EXPECT_EQ(view2.refct.load(), 1u);
+  pardict_dict* whole = make(8, sizeof(array1d), 0, 0, 1u);  // whole structs: no views
+  EXPECT_EQ(pardict_view_find(whole, &a, &out), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_view_remember(whole, &a, &view), PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_set_view(whole, &k, &a), PARDICT_ERR_INVALID);
+  pardict_free(whole);
+  pardict_free(d);
+}
+
 // The destructor of a view MemInfo releases the reference its payload (an array struct) holds.
 TEST_F(CapiTest, ArrayViewDtorReleasesTheCarriedReference) {
   fake_meminfo inner;

@@ -144,7 +144,19 @@ def _prange_fresh(d, n):
         d[i] = a
 
 
+@njit(parallel=True)
+def _prange_slices(d, n):
+    for i in prange(n):
+        a = np.arange(4.0) + i
+        d[i] = a[1:3]  # a slice of an array the body owns: a view MemInfo per store
+
+
 def test_prange_stores_of_views_and_of_fresh_arrays_are_exact():
+    m = 20_000
+    s = Dict.empty(types.int64, types.float64[:])
+    _prange_slices(s, m)
+    assert len(s) == m and all(list(s[i]) == [i + 1.0, i + 2.0] for i in range(m))
+
     n = 20_000
     base = np.arange(10.0)
     d = Dict.empty(types.int64, types.float64[:])
@@ -157,3 +169,23 @@ def test_prange_stores_of_views_and_of_fresh_arrays_are_exact():
     # replacing every value frees the replaced ones (no_leaks checks the balance at the end)
     _prange_fresh(d, n)
     assert all(list(d[i]) == [i, 0.5 * i] for i in range(n))
+
+
+def test_an_interpreter_array_stored_under_many_keys_makes_one_view():
+    v = np.array([0.1, 0.2], dtype=np.float32)
+    d = Dict.empty(F64, types.float32[:])
+
+    @njit
+    def fill(d, v, n):
+        for i in range(n):
+            d[float(i)] = v
+
+    fill(d, v, 2)  # compiled; the thread's last view is v's
+    before = _mi_count()
+    fill(d, v, 1000)
+    assert _mi_count() - before == 0  # v's view MemInfo, made by the first call, is shared
+    assert len(d) == 1000 and all(d[float(i)] is v for i in (0, 500, 999))
+    w = np.array([1.0, 2.0], dtype=np.float32)
+    fill(d, w, 10)  # another array: one more view, which replaces v's as the thread's last
+    assert d[0.0] is w and d[10.0] is v
+    d.clear()  # drops the remembered view too (no_leaks checks the balance)

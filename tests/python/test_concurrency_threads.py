@@ -316,7 +316,10 @@ def test_array_values_replaced_while_read(no_leaks):
     run_threads(work)
     assert bad.tolist() == [0] * T
     assert len(d) == m
-    assert pardict.live_refs() == refs0, "replaced arrays were not released"
+    # every replaced array was released; each writer thread's last view MemInfo stays remembered
+    # for its next store (pardict.numba.convert, "Arrays as one word")
+    writers = len(range(0, T, 2))
+    assert pardict.live_refs() == refs0 + writers, "replaced arrays were not released"
     for k in range(m):
         a = d[k]
         assert (a == a[0]).all()

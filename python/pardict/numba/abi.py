@@ -99,6 +99,9 @@ PROTOTYPES = {
     "pardict_unowned_find": (i32, [i8p, i8p, i32, i8p]),
     "pardict_set_array": (i32, [i8p, i8p, i8p, i32]),
     "pardict_unowned_remember": (i32, [i8p, i8p, i32, i8p]),
+    "pardict_view_find": (i32, [i8p, i8p, i8p.as_pointer()]),
+    "pardict_set_view": (i32, [i8p, i8p, i8p]),
+    "pardict_view_remember": (i32, [i8p, i8p, i8p]),
     "pardict_iter_new": (i8p, [i8p, i8p, _i32p]),
     "pardict_iter_next": (i32, [i8p, i8p.as_pointer(), i8p.as_pointer()]),
     "pardict_iter_meminfo_dtor": (void, [i8p, i64, i8p]),
@@ -327,6 +330,39 @@ def as_view(typingctx, a):
         return builder.insert_value(val, builder.bitcast(mi, llty.elements[0]), 0)
 
     return a(a), codegen
+
+
+@intrinsic
+def c_view_find(typingctx, d, a):
+    """(hit, view): the view MemInfo this thread last made for an array equal to `a` stored into
+    d (pardict_view_find), as `a` with that MemInfo (a new reference); (False, `a` without a
+    MemInfo) otherwise."""
+
+    def codegen(context, builder, sig, args):
+        h = handle(context, builder, d, args[0])
+        src = value_ptr(context, builder, a, args[1], context.get_abi_sizeof(args[1].type))
+        out = cgutils.alloca_once_value(builder, ir.Constant(i8p, None))
+        st = call(builder, "pardict_view_find", [h, src, out])
+        mi = builder.load(out)
+        view = builder.insert_value(args[1], builder.bitcast(mi, args[1].type.elements[0]), 0)
+        hit = builder.icmp_signed("==", st, i32(Result.FOUND))
+        return context.make_tuple(builder, sig.return_type, [hit, view])
+
+    return types.Tuple([types.boolean, a])(d, a), codegen
+
+
+@intrinsic
+def c_view_remember(typingctx, d, a, view):
+    """Keep `view` (as_view(a), just made) as this thread's last view for d."""
+
+    def codegen(context, builder, sig, args):
+        h = handle(context, builder, d, args[0])
+        src = value_ptr(context, builder, a, args[1], context.get_abi_sizeof(args[1].type))
+        mi = cgutils.create_struct_proxy(view)(context, builder, value=args[2]).meminfo
+        call(builder, "pardict_view_remember", [h, src, builder.bitcast(mi, i8p)])
+        return context.get_dummy_value()
+
+    return types.none(d, a, view), codegen
 
 
 def _kv_ptrs(context, builder, d, args):
@@ -826,16 +862,20 @@ def c_set_array(typingctx, d, key, a, on_miss):
         h = handle(context, builder, d, args[0])
         kp = key_ptr(context, builder, d, args[1])
         vp = value_ptr(context, builder, a, args[2], context.get_abi_sizeof(args[2].type))
-        result = cgutils.alloca_once_value(builder, i32(Result.NEED_COPY))
+        result = cgutils.alloca_once(builder, i32)
         storable = cgutils.true_bit
-        if stored_as_meminfo(d.value_type):  # an array the MemInfo does not describe: on_miss
+        if stored_as_meminfo(d.value_type):  # an array the MemInfo does not describe: a view
             mi = cgutils.create_struct_proxy(a)(context, builder, value=args[2]).meminfo
             storable = builder.or_(
                 cgutils.is_null(builder, mi),
                 described_by_meminfo(context, builder, a, args[2]),
             )
-        with builder.if_then(storable, likely=True):
-            builder.store(call(builder, "pardict_set_array", [h, kp, vp, i32(a.ndim)]), result)
+        with builder.if_else(storable, likely=True) as (whole, view):
+            with whole:
+                st = call(builder, "pardict_set_array", [h, kp, vp, i32(a.ndim)])
+                builder.store(st, result)
+            with view:  # the thread's last view of it, else (NEED_COPY) on_miss makes one
+                builder.store(call(builder, "pardict_set_view", [h, kp, vp]), result)
         st = builder.load(result)
         with builder.if_then(builder.icmp_signed("==", st, i32(Result.NEED_COPY)), likely=False):
             cres = context.compile_subroutine(builder, miss_fn, miss_sig)

@@ -27,13 +27,17 @@ payload is the array's whole struct, holding the array's reference, and its dest
 pardict_array_view_dtor, releases that. A read recognises such a MemInfo by that destructor (its
 dtor_info word) and returns the carried struct with the view MemInfo as the array's owner. Stores
 check which case they have (abi.described_by_meminfo), and a view MemInfo read back and stored
-again is stored as it is. So the behaviour is typed.Dict's: a stored view still shares memory
+again is stored as it is, and each thread remembers the last view MemInfo it made
+(pardict_view_find), so a loop storing one array from the interpreter under many keys makes one,
+not one per key. So the behaviour is typed.Dict's: a stored view still shares memory
 with its base, and an array from the interpreter comes back as the same object (numba boxes an
 array with a parent as that parent).
 
 The cost: a store compares four MemInfo words with the array's (the MemInfo sits in the same
-allocation as the data numba made with it, usually still in cache); storing a view allocates one
-MemInfo; a read loads the MemInfo's data and size words. What this relies on is checked or
+allocation as the data numba made with it, usually still in cache); storing a view other than
+the thread's last one allocates one MemInfo (about 100 bytes with its payload, so a dictionary of
+distinct slices takes more memory than with whole structs, and a dictionary of arrays made in
+jitted code a quarter of it); a read loads the MemInfo's data and size words. What this relies on is checked or
 stated: NRT's MemInfo layout (datamodel.check_meminfo_layout, when the first such dictionary type
 is made), and that numba never changes an array MemInfo's data or size once made (only lists and
 strings use resizable MemInfos). Arrays of more dimensions keep their whole struct, since the
@@ -160,7 +164,12 @@ def _ol_owned(d, v):
             c = _with_owner(d, v)
             if abi.storable_as_meminfo(c):
                 return c
-            return abi.as_view(c)
+            hit, w = abi.c_view_find(d, c)
+            if hit:
+                return w
+            w = abi.as_view(c)
+            abi.c_view_remember(d, c, w)
+            return w
 
         return impl_one_word
     return _ol_with_owner(d, v)
