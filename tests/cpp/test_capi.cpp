@@ -1052,7 +1052,7 @@ TEST_F(CapiTest, ViewsAreFoundForEqualArraysUntilCleared) {
   EXPECT_EQ(view.refct.load(), 3u);
   EXPECT_EQ(pardict_view_find(d, &b, &out), PARDICT_ABSENT);
   ASSERT_EQ(pardict_view_remember(d, &b, &view2), PARDICT_OK);  // replaces (releases) the first
-  EXPECT_EQ(view.refct.load(), 2u);  // the test's, k's entry
+  EXPECT_EQ(view.refct.load(), 2u);                             // the test's, k's entry
   EXPECT_EQ(pardict_view_find(d, &a, &out), PARDICT_ABSENT);
   EXPECT_EQ(pardict_clear(d), PARDICT_OK);
   EXPECT_EQ(view.refct.load(), 1u);

@@ -384,6 +384,60 @@ TEST(CapiConcurrency, UnownedCopiesFromManyThreads) {
   EXPECT_EQ(pardict_live_refs(), refs0);
 }
 
+// Threads storing through, finding and remembering views of one array in a one-word dictionary
+// of arrays (more threads than stripes), while another clears it: every reference handed out,
+// stored or kept is released exactly once.
+TEST(CapiConcurrency, ViewsFromManyThreadsWithClears) {
+  pardict_set_release(&fake_release);
+  const std::int64_t refs0 = pardict_live_refs();
+  std::int32_t st;
+  pardict_dict* d = pardict_new(8, 8, 0, 0, 1u, 0, &st);  // 1-D arrays, one word
+  ASSERT_EQ(st, PARDICT_OK);
+  fake_meminfo owner;
+  float data[3] = {1, 2, 3};
+  const array1d a = float_array(&owner, data, 3);
+  constexpr int threads = 80, rounds = 200;
+  std::vector<fake_meminfo> views(threads * rounds);
+  std::atomic<long> stored{0};
+  std::atomic<bool> done{false};
+  pardict_test::start_latch start(threads + 1);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int r = 0; r < rounds; ++r) {
+        const std::uint64_t key = static_cast<std::uint64_t>(t * rounds + r);
+        const std::int32_t s = pardict_set_view(d, &key, &a);
+        if (s == PARDICT_INSERTED || s == PARDICT_REPLACED) {
+          stored.fetch_add(1);
+          continue;
+        }
+        EXPECT_EQ(s, PARDICT_NEED_COPY);
+        void* out = nullptr;
+        if (pardict_view_find(d, &a, &out) == PARDICT_FOUND) {
+          fake_release(out);
+          continue;
+        }
+        EXPECT_EQ(pardict_view_remember(d, &a, &views[key]), PARDICT_OK);
+      }
+    });
+  }
+  std::thread clearer([&] {
+    start.arrive_and_wait();
+    while (!done.load()) {
+      EXPECT_EQ(pardict_clear(d), PARDICT_OK);
+      std::this_thread::yield();
+    }
+  });
+  for (auto& th : pool) th.join();
+  done.store(true);
+  clearer.join();
+  EXPECT_GT(stored.load(), 0);
+  pardict_free(d);
+  for (auto& mi : views) EXPECT_EQ(mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_live_refs(), refs0);
+}
+
 // A key change costs the same whatever the number of live iterators (it compares a per-dictionary
 // clock with the changing thread's own cell): with 20,000 half-consumed iterators alive, 200,000
 // inserts and erases must take less than 5 times as long as with none (a walk over every live
