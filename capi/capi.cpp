@@ -703,6 +703,11 @@ bool holds_arrays(const pardict_dict* d, int32_t ndim) noexcept {
   return l.value_size == unowned_copies::array_bytes(static_cast<std::size_t>(ndim)) &&
          l.value_refs == unowned_copies::meminfo_mask;
 }
+// The dictionary's value must be a 1-D array in the one-word form (views are only made there).
+bool holds_views(const pardict_dict* d) noexcept {
+  return d != nullptr &&
+         unowned_copies::stores_one_word(D(d)->lay.value_size, D(d)->lay.value_refs);
+}
 }  // namespace
 
 int32_t pardict_unowned_find(pardict_dict* d, const void* array, int32_t ndim, void* out) {
@@ -735,10 +740,7 @@ int32_t pardict_set_array(pardict_dict* d, const void* key, const void* array, i
 
 int32_t pardict_set_view(pardict_dict* d, const void* key, const void* array) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
-  if (d == nullptr ||
-      !unowned_copies::stores_one_word(D(d)->lay.value_size, D(d)->lay.value_refs) ||
-      key == nullptr || array == nullptr)
-    return PARDICT_ERR_INVALID;
+  if (!holds_views(d) || key == nullptr || array == nullptr) return PARDICT_ERR_INVALID;
   dict_base* db = D(d);
   return noting_nomem(db, guarded([&] {
                         return db->copies.with_view(array, int32_t{PARDICT_NEED_COPY},
@@ -750,19 +752,13 @@ int32_t pardict_set_view(pardict_dict* d, const void* key, const void* array) {
 
 int32_t pardict_view_find(pardict_dict* d, const void* array, void** out) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
-  if (d == nullptr ||
-      !unowned_copies::stores_one_word(D(d)->lay.value_size, D(d)->lay.value_refs) ||
-      array == nullptr || out == nullptr)
-    return PARDICT_ERR_INVALID;
+  if (!holds_views(d) || array == nullptr || out == nullptr) return PARDICT_ERR_INVALID;
   return D(d)->copies.find_view(array, out) ? PARDICT_FOUND : PARDICT_ABSENT;
 }
 
 int32_t pardict_view_remember(pardict_dict* d, const void* array, void* view) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
-  if (d == nullptr ||
-      !unowned_copies::stores_one_word(D(d)->lay.value_size, D(d)->lay.value_refs) ||
-      array == nullptr || view == nullptr)
-    return PARDICT_ERR_INVALID;
+  if (!holds_views(d) || array == nullptr || view == nullptr) return PARDICT_ERR_INVALID;
   D(d)->copies.remember_view(array, view);
   return PARDICT_OK;
 }

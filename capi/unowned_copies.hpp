@@ -22,6 +22,7 @@
 #include <cstring>
 #include <new>
 #include <thread>
+#include <utility>
 
 #include "blob.hpp"
 #include "pardict_capi.h"
@@ -91,37 +92,25 @@ class unowned_copies {
   // throw; the stripe is unlocked either way.
   template <class R, class Fn>
   R with_copy(const void* src, R miss, Fn&& fn) {
-    std::uint64_t* e = mine(false);
-    if (e == nullptr || !try_lock(e)) return miss;
-    struct unlocker {
-      std::uint64_t* e;
-      ~unlocker() { unlock(e); }
-    } u{e};
-    const auto* a = static_cast<const std::uint64_t*>(src);
-    const std::uint64_t* c = e + copy_at;
-    // Nothing remembered (a zero-size source with a null data pointer never matches), another
-    // source, or another shape or item size: no match.
-    const std::uint64_t source = e[source_at];
-    std::uint64_t differ = (source ^ a[data_word]) | (a[nitems_word] ^ c[nitems_word]) |
-                           (a[itemsize_word] ^ c[itemsize_word]);
-    for (std::size_t i = header_words; i < array_words_; ++i)
-      differ |= a[i] ^ c[i];  // shape, strides
-    if (source == 0 || differ != 0) return miss;
-    const auto n =
-        static_cast<std::size_t>(a[nitems_word]) * static_cast<std::size_t>(a[itemsize_word]);
-    if (!same_bytes(reinterpret_cast<const unsigned char*>(c[data_word]),
-                    reinterpret_cast<const unsigned char*>(a[data_word]), n)) {
-      return miss;
-    }
-    return fn(c);
-  }
-
-  // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
-  void remember(const void* src, const void* copy) noexcept {
-    std::uint64_t* e = mine(true);
-    if (e == nullptr || !try_lock(e)) return;
-    incref_words(copy, meminfo_mask);
-    replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
+    return with_own_stripe(miss, [&](std::uint64_t* e) -> R {
+      const auto* a = static_cast<const std::uint64_t*>(src);
+      const std::uint64_t* c = e + copy_at;
+      // Nothing remembered (a zero-size source with a null data pointer never matches), another
+      // source, or another shape or item size: no match.
+      const std::uint64_t source = e[source_at];
+      std::uint64_t differ = (source ^ a[data_word]) | (a[nitems_word] ^ c[nitems_word]) |
+                             (a[itemsize_word] ^ c[itemsize_word]);
+      for (std::size_t i = header_words; i < array_words_; ++i)
+        differ |= a[i] ^ c[i];  // shape, strides
+      if (source == 0 || differ != 0) return miss;
+      const auto n =
+          static_cast<std::size_t>(a[nitems_word]) * static_cast<std::size_t>(a[itemsize_word]);
+      if (!same_bytes(reinterpret_cast<const unsigned char*>(c[data_word]),
+                      reinterpret_cast<const unsigned char*>(a[data_word]), n)) {
+        return miss;
+      }
+      return fn(c);
+    });
   }
 
   // Views (dictionaries of 1-D arrays in the one-word form): an array its MemInfo does not
@@ -142,15 +131,11 @@ class unowned_copies {
   // as with_copy, the stripe stays locked (its reference keeping the view alive) while fn runs.
   template <class R, class Fn>
   R with_view(const void* src, R miss, Fn&& fn) {
-    std::uint64_t* e = mine(false);
-    if (e == nullptr || !try_lock(e)) return miss;
-    struct unlocker {
-      std::uint64_t* e;
-      ~unlocker() { unlock(e); }
-    } u{e};
-    const std::uint64_t* view = e + view_at_ + array_words_;
-    if (*view == 0 || std::memcmp(e + view_at_, src, word_bytes * array_words_) != 0) return miss;
-    return fn(view);
+    return with_own_stripe(miss, [&](std::uint64_t* e) -> R {
+      const std::uint64_t* view = view_word(e);
+      if (*view == 0 || std::memcmp(e + view_at_, src, word_bytes * array_words_) != 0) return miss;
+      return fn(view);
+    });
   }
 
   // `view` (a view MemInfo just made for `src`) becomes this thread's last view.
@@ -159,11 +144,19 @@ class unowned_copies {
     if (e == nullptr || !try_lock(e)) return;
     const auto word = reinterpret_cast<std::uint64_t>(view);
     incref_words(&word, meminfo_mask);
-    const std::uint64_t old = e[view_at_ + array_words_];
+    const std::uint64_t old = *view_word(e);
     std::memcpy(e + view_at_, src, word_bytes * array_words_);
-    e[view_at_ + array_words_] = word;
+    *view_word(e) = word;
     unlock(e);
     release_words(&old, meminfo_mask);
+  }
+
+  // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
+  void remember(const void* src, const void* copy) noexcept {
+    std::uint64_t* e = mine(true);
+    if (e == nullptr || !try_lock(e)) return;
+    incref_words(copy, meminfo_mask);
+    replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
   }
 
   // Drops every remembered copy and view (dictionary cleared or destroyed).
@@ -173,14 +166,26 @@ class unowned_copies {
     for (std::size_t i = 0; i < stripes; ++i) {
       std::uint64_t* e = t + i * stride_;
       while (!try_lock(e)) std::this_thread::yield();
-      const std::uint64_t view = e[view_at_ + array_words_];
-      e[view_at_ + array_words_] = 0;
+      const std::uint64_t view = std::exchange(*view_word(e), 0);
       replace_and_unlock(e, 0, nullptr);
       release_words(&view, meminfo_mask);
     }
   }
 
  private:
+  // fn(stripe) with the calling thread's stripe locked (unlocked however fn returns), or `miss`
+  // when the thread has no stripe yet or shares a busy one.
+  template <class R, class Fn>
+  R with_own_stripe(R miss, Fn&& fn) {
+    std::uint64_t* e = mine(false);
+    if (e == nullptr || !try_lock(e)) return miss;
+    struct unlocker {
+      std::uint64_t* e;
+      ~unlocker() { unlock(e); }
+    } u{e};
+    return fn(e);
+  }
+
   // memcmp(a, b, n) == 0 without a call for the small arrays a loop stores again and again (the
   // shape and the contents were two calls to memcmp per store, for a few bytes each).
   static bool same_bytes(const unsigned char* a, const unsigned char* b, std::size_t n) noexcept {
@@ -202,6 +207,8 @@ class unowned_copies {
   static constexpr std::size_t busy_at = 0;
   static constexpr std::size_t source_at = 1;
   static constexpr std::size_t copy_at = 2;
+
+  std::uint64_t* view_word(std::uint64_t* e) const noexcept { return e + view_at_ + array_words_; }
 
   std::uint64_t* mine(bool create) {
     std::uint64_t* t = table_.load(std::memory_order_acquire);
@@ -252,7 +259,7 @@ class unowned_copies {
   }
 
   const std::size_t array_words_;  // words of one array struct
-  const std::size_t view_at_;      // where a stripe's view part starts
+  const std::size_t view_at_;      // where a stripe's view part starts (source struct, MemInfo)
   const std::size_t stride_;       // words per stripe
   std::atomic<std::uint64_t*> table_{nullptr};
 };
