@@ -280,8 +280,9 @@ const pardict_jit_thread* pardict_jit_thread_ctx(void) {
   // The thread's own block: every address in it is the thread's (or the process's) for the
   // thread's lifetime, which is what `const` promises the jitted caller.
   static thread_local const pardict_jit_thread block{
-      pardict::capi::jit_abi_id(), &epoch_domain::instance(), &epoch_domain::this_thread(),
-      epoch_domain::spoiled_below(), &pardict::detail::wake_sleepers};
+      pardict::capi::jit_abi_id(),   &epoch_domain::instance(),       &epoch_domain::this_thread(),
+      epoch_domain::spoiled_below(), &pardict::detail::wake_sleepers, thread_stripe(),
+      &g_refs[thread_stripe()].n};
   return &block;
 }
 

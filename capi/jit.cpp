@@ -1,7 +1,8 @@
 // Compiled only to LLVM bitcode (CMakeLists.txt: pardict_jit_bitcode), never into _ext: the
 // numba fast path's entry points, linked into jitted modules and inlined there (see jit.hpp).
 // One function per (key class, value class) of the layouts it serves: reference-free keys that
-// hash as integers (4 and 8 bytes: ints, floats, bools) and reference-free values up to 16 bytes.
+// hash as integers (4 and 8 bytes: ints, floats, bools) and reference-free values up to 16 bytes;
+// and stores of 1-D arrays kept as one word, per key class.
 #include "jit.hpp"
 
 using pardict::capi::words;
@@ -27,3 +28,12 @@ PARDICT_JIT_ENTRIES(4, 16, std::uint32_t, words<2>)
 PARDICT_JIT_ENTRIES(8, 4, std::uint64_t, std::uint32_t)
 PARDICT_JIT_ENTRIES(8, 8, std::uint64_t, std::uint64_t)
 PARDICT_JIT_ENTRIES(8, 16, std::uint64_t, words<2>)
+
+#define PARDICT_JIT_ARRAY_ENTRIES(KC, K)                                                      \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_set_array_k##KC(                  \
+      pardict_dict* d, const void* k, const void* a, void* old_out, std::int32_t described) { \
+    return pardict::capi::jit_set_array<K>(d, k, a, old_out, described != 0);                 \
+  }
+
+PARDICT_JIT_ARRAY_ENTRIES(4, std::uint32_t)
+PARDICT_JIT_ARRAY_ENTRIES(8, std::uint64_t)

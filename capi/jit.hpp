@@ -24,6 +24,11 @@
 //   takes the C call, whose reentrancy check then applies.
 // * No unwinding: the bitcode is built with -fignore-exceptions (CMakeLists.txt), and nothing on
 //   this path throws.
+// * Values holding a reference are served for one layout only, 1-D arrays stored as their
+//   MemInfo (jit_set_array): the store takes the dictionary's reference with the same atomic add
+//   as jitted code, counts it in the thread's stripe of the books (the block's `refs`), and hands
+//   a replaced value back to the caller, which releases it after every lock is let go. The
+//   thread's stripe of unowned copies comes from the block too (its `stripe`).
 #pragma once
 
 #include <atomic>
@@ -41,6 +46,10 @@ struct pardict_jit_thread {
   // detail::wake_sleepers: the futex wake-up keeps tables in libstdc++ that inlined code would
   // get its own copy of.
   void (*wake)(pardict::detail::group_meta&) noexcept;
+  // thread_stripe(): the thread's stripe of unowned copies and views (unowned_copies.hpp), and
+  // its counter of the books of references (count_refs, refs.hpp).
+  std::size_t stripe;
+  std::atomic<std::int64_t>* refs;
 };
 
 namespace pardict::capi {
@@ -68,6 +77,8 @@ constexpr std::uint64_t jit_abi_id() noexcept {
   mix(offsetof(detail::epoch_domain::thread_state, depth));
   mix(sizeof(detail::group_meta));
   mix(sizeof(layout));
+  mix(sizeof(unowned_copies));
+  mix(sizeof(pardict_jit_thread));
   return h;
 }
 
@@ -99,7 +110,8 @@ PARDICT_ALWAYS_INLINE inline const pardict_jit_thread* jit_usable(const dict_bas
 // dictionary's key and value blobs (the caller, which knows the dictionary's type, picks the
 // instance).
 template <class K, class V>
-PARDICT_ALWAYS_INLINE std::int32_t jit_get(const pardict_dict* d, const void* key, void* out) {
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_get(const pardict_dict* d, const void* key,
+                                                  void* out) {
   const auto* base = reinterpret_cast<const dict_base*>(d);
   if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
     const int r =
@@ -111,8 +123,8 @@ PARDICT_ALWAYS_INLINE std::int32_t jit_get(const pardict_dict* d, const void* ke
 }
 
 template <class K, class V>
-PARDICT_ALWAYS_INLINE std::int32_t jit_set(pardict_dict* d, const void* key, const void* value,
-                                           void* old_out) {
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* key,
+                                                  const void* value, void* old_out) {
   auto* base = reinterpret_cast<dict_base*>(d);
   if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
     const int r = static_cast<dict_impl<K, V>*>(base)->set_detached(*th->domain, *th->ts, th->wake,
@@ -123,8 +135,53 @@ PARDICT_ALWAYS_INLINE std::int32_t jit_set(pardict_dict* d, const void* key, con
   return pardict_set(d, key, value, old_out);
 }
 
+// d[k] = a for dictionaries of 1-D arrays stored as one word (pardict.numba.convert, "Arrays as
+// one word"), `array` being numba's array struct. `described`: a has no MemInfo, or one that
+// describes it (the caller has checked, as for pardict_set_array); pardict_set_array's work then
+// (a is stored as it is, or as the thread's copy of it: unowned_copies.hpp), else
+// pardict_set_view's (the thread's last view of a). The copy's or view's stripe stays locked across
+// the store, as in capi.cpp. A replace decided here writes the old MemInfo to old_out, whose
+// reference the caller releases; the C calls release it themselves and leave old_out as it was (the
+// caller zeroes it first). A miss of the thread's copy or view takes the C call, which reports it
+// (PARDICT_NEED_COPY). The thread's block is the first thing read, on every path, so that LLVM
+// hoists its `const` call out of the caller's loop.
+template <class K>
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const void* key,
+                                                        const void* array, void* old_out,
+                                                        bool described) {
+  auto* base = reinterpret_cast<dict_base*>(d);
+  const pardict_jit_thread* th = jit_usable(base);
+  // The layout checked before the copy or view is: their compares assume a 1-D array's struct.
+  if (th != nullptr && unowned_copies::stores_one_word(base->lay.value_size, base->lay.value_refs))
+      [[likely]] {
+    auto* impl = static_cast<dict_impl<K, std::uint64_t>*>(base);
+    constexpr std::size_t mi_word = unowned_copies::meminfo_word;
+    constexpr std::size_t words = unowned_copies::array_bytes(1) / word_bytes;
+    const std::uint64_t mi = static_cast<const std::uint64_t*>(array)[mi_word];
+    int r;
+    if (!described) {
+      r = base->copies.with_view_in<words>(
+          th->stripe, array, -1, [&](const std::uint64_t* view) PARDICT_INLINE_LAMBDA {
+            return impl->set_word_detached(*th->domain, *th->ts, th->wake, *th->refs, key, *view,
+                                           old_out);
+          });
+    } else if (mi != 0) {
+      r = impl->set_word_detached(*th->domain, *th->ts, th->wake, *th->refs, key, mi, old_out);
+    } else {
+      r = base->copies.with_copy_in<words>(
+          th->stripe, array, -1, [&](const std::uint64_t* copy) PARDICT_INLINE_LAMBDA {
+            return impl->set_word_detached(*th->domain, *th->ts, th->wake, *th->refs, key,
+                                           copy[mi_word], old_out);
+          });
+    }
+    if (r >= 0) [[likely]]
+      return r != 0 ? PARDICT_INSERTED : PARDICT_REPLACED;
+  }
+  return described ? pardict_set_array(d, key, array, 1) : pardict_set_view(d, key, array);
+}
+
 template <class K, class V>
-PARDICT_ALWAYS_INLINE std::int32_t jit_contains(const pardict_dict* d, const void* key) {
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_contains(const pardict_dict* d, const void* key) {
   const auto* base = reinterpret_cast<const dict_base*>(d);
   if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
     const int r =

@@ -1,5 +1,5 @@
 // Copies of arrays without an owner (pardict_unowned_find, pardict_unowned_remember,
-// pardict_set_array). Internal.
+// pardict_set_array, and the numba fast path's jit_set_array in jit.hpp). Internal.
 //
 // parfor passes the arrays a prange body uses as views without a MemInfo: a dictionary cannot keep
 // such memory alive, so jitted code stores a copy. A loop that stores one such array under many
@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "blob.hpp"
+#include "pardict/detail/config.hpp"  // PARDICT_ALWAYS_INLINE
 #include "pardict_capi.h"
 #include "refs.hpp"
 
@@ -92,7 +93,16 @@ class unowned_copies {
   // throw; the stripe is unlocked either way.
   template <class R, class Fn>
   R with_copy(const void* src, R miss, Fn&& fn) {
-    return with_own_stripe(miss, [&](std::uint64_t* e) -> R {
+    return with_copy_in(thread_stripe(), src, miss, std::forward<Fn>(fn));
+  }
+  // with_copy for a caller that names the calling thread's stripe (thread_stripe()): the numba
+  // fast path (capi/jit.hpp), which cannot reach the thread_local behind it. Words: the array
+  // struct's words when the caller knows them (array_words_, 1-D arrays there), so that the
+  // compares unroll; 0 reads them from the object.
+  template <std::size_t Words = 0, class R, class Fn>
+  PARDICT_ALWAYS_INLINE R with_copy_in(std::size_t stripe, const void* src, R miss, Fn&& fn) {
+    const std::size_t words = Words != 0 ? Words : array_words_;
+    return with_stripe(stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
       const auto* a = static_cast<const std::uint64_t*>(src);
       const std::uint64_t* c = e + copy_at;
       // Nothing remembered (a zero-size source with a null data pointer never matches), another
@@ -100,8 +110,7 @@ class unowned_copies {
       const std::uint64_t source = e[source_at];
       std::uint64_t differ = (source ^ a[data_word]) | (a[nitems_word] ^ c[nitems_word]) |
                              (a[itemsize_word] ^ c[itemsize_word]);
-      for (std::size_t i = header_words; i < array_words_; ++i)
-        differ |= a[i] ^ c[i];  // shape, strides
+      for (std::size_t i = header_words; i < words; ++i) differ |= a[i] ^ c[i];  // shape, strides
       if (source == 0 || differ != 0) return miss;
       const auto n =
           static_cast<std::size_t>(a[nitems_word]) * static_cast<std::size_t>(a[itemsize_word]);
@@ -131,16 +140,26 @@ class unowned_copies {
   // as with_copy, the stripe stays locked (its reference keeping the view alive) while fn runs.
   template <class R, class Fn>
   R with_view(const void* src, R miss, Fn&& fn) {
-    return with_own_stripe(miss, [&](std::uint64_t* e) -> R {
-      const std::uint64_t* view = view_word(e);
-      if (*view == 0 || std::memcmp(e + view_at_, src, word_bytes * array_words_) != 0) return miss;
+    return with_view_in(thread_stripe(), src, miss, std::forward<Fn>(fn));
+  }
+  // with_view for a caller that names the calling thread's stripe, as with_copy_in.
+  template <std::size_t Words = 0, class R, class Fn>
+  PARDICT_ALWAYS_INLINE R with_view_in(std::size_t stripe, const void* src, R miss, Fn&& fn) {
+    const std::size_t words = Words != 0 ? Words : array_words_;
+    return with_stripe(stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
+      const std::uint64_t* source = e + copy_at + words;  // = e + view_at_
+      const std::uint64_t* view = source + words;         // = view_word(e)
+      if (*view == 0 || !same_bytes(reinterpret_cast<const unsigned char*>(source),
+                                    static_cast<const unsigned char*>(src), word_bytes * words)) {
+        return miss;
+      }
       return fn(view);
     });
   }
 
   // `view` (a view MemInfo just made for `src`) becomes this thread's last view.
   void remember_view(const void* src, void* view) noexcept {
-    std::uint64_t* e = mine(true);
+    std::uint64_t* e = mine();
     if (e == nullptr || !try_lock(e)) return;
     const auto word = reinterpret_cast<std::uint64_t>(view);
     incref_words(&word, meminfo_mask);
@@ -153,7 +172,7 @@ class unowned_copies {
 
   // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
   void remember(const void* src, const void* copy) noexcept {
-    std::uint64_t* e = mine(true);
+    std::uint64_t* e = mine();
     if (e == nullptr || !try_lock(e)) return;
     incref_words(copy, meminfo_mask);
     replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
@@ -173,12 +192,14 @@ class unowned_copies {
   }
 
  private:
-  // fn(stripe) with the calling thread's stripe locked (unlocked however fn returns), or `miss`
-  // when the thread has no stripe yet or shares a busy one.
+  // fn(stripe) with the calling thread's stripe (its index: thread_stripe()) locked, unlocked
+  // however fn returns; or `miss` when no stripe exists yet or the thread shares a busy one.
   template <class R, class Fn>
-  R with_own_stripe(R miss, Fn&& fn) {
-    std::uint64_t* e = mine(false);
-    if (e == nullptr || !try_lock(e)) return miss;
+  PARDICT_ALWAYS_INLINE R with_stripe(std::size_t stripe, R miss, Fn&& fn) {
+    std::uint64_t* t = table_.load(std::memory_order_acquire);
+    if (t == nullptr) return miss;
+    std::uint64_t* e = t + stripe * stride_;
+    if (!try_lock(e)) return miss;
     struct unlocker {
       std::uint64_t* e;
       ~unlocker() { unlock(e); }
@@ -186,10 +207,13 @@ class unowned_copies {
     return fn(e);
   }
 
-  // memcmp(a, b, n) == 0 without a call for the small arrays a loop stores again and again (the
-  // shape and the contents were two calls to memcmp per store, for a few bytes each).
-  static bool same_bytes(const unsigned char* a, const unsigned char* b, std::size_t n) noexcept {
-    if (n > 64) return std::memcmp(a, b, n) == 0;
+  // memcmp(a, b, n) == 0 without a call: for the small arrays a loop stores again and again the
+  // call cost more than the compare (the shape and the contents were two calls to memcmp per
+  // store, for a few bytes each), and the numba fast path's bitcode calls nothing outside the C
+  // ABI. No early exit: the contents compared are those of the source the copy was made from, so
+  // they are almost always equal and read to the end either way.
+  PARDICT_ALWAYS_INLINE static bool same_bytes(const unsigned char* a, const unsigned char* b,
+                                               std::size_t n) noexcept {
     std::uint64_t differ = 0;
     std::size_t i = 0;
     for (; i + word_bytes <= n; i += word_bytes) {
@@ -210,10 +234,10 @@ class unowned_copies {
 
   std::uint64_t* view_word(std::uint64_t* e) const noexcept { return e + view_at_ + array_words_; }
 
-  std::uint64_t* mine(bool create) {
+  // The calling thread's stripe, the table made on first use; null when that allocation fails.
+  std::uint64_t* mine() {
     std::uint64_t* t = table_.load(std::memory_order_acquire);
     if (t == nullptr) {
-      if (!create) return nullptr;
       const std::size_t bytes = word_bytes * stripes * stride_;
       auto* fresh =
           static_cast<std::uint64_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));

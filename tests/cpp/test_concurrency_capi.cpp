@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "jit.hpp"
 #include "pardict_capi.h"
 #include "support/counting.hpp"
 #include "support/fake_nrt.hpp"
@@ -435,6 +436,79 @@ TEST(CapiConcurrency, ViewsFromManyThreadsWithClears) {
   EXPECT_GT(stored.load(), 0);
   pardict_free(d);
   for (auto& mi : views) EXPECT_EQ(mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_live_refs(), refs0);
+}
+
+// The numba fast path's array store (capi/jit.hpp, jit_set_array; in jitted code it is inlined
+// from the bitcode, here it is compiled into the test) from more threads than stripes, while
+// another thread clears: an array stored as its own MemInfo, an owner-less one stored as the
+// thread's copy of it, and one stored as the thread's view of it, under keys that collide so that
+// values are replaced. Every reference stored, handed back (old_out) or remembered is released
+// exactly once.
+TEST(CapiConcurrency, JitArrayStoresFromManyThreadsWithClears) {
+  ASSERT_EQ(pardict_jit_thread_ctx()->abi_id, pardict::capi::jit_abi_id())
+      << "the test must see the library's layouts, or every store takes the C call";
+  pardict_set_release(&fake_release);
+  const std::int64_t refs0 = pardict_live_refs();
+  std::int32_t st;
+  pardict_dict* d = pardict_new(8, 8, 0, 0, 1u, 0, &st);  // 1-D arrays, one word
+  ASSERT_EQ(st, PARDICT_OK);
+  float data[3] = {1, 2, 3};
+  fake_meminfo owner, viewed;
+  const array1d own = float_array(&owner, data, 3);        // described by its MemInfo
+  const array1d borrowed = float_array(nullptr, data, 3);  // no owner: stored as a copy
+  const array1d view = float_array(&viewed, data, 3);      // not described: stored as a view
+  constexpr int threads = 80, rounds = 300, keys = 97;
+  std::vector<fake_meminfo> made(threads * rounds);  // copies and views, one per miss at most
+  std::vector<std::array<float, 3>> copies(threads * rounds, {1, 2, 3});
+  std::atomic<long> stored{0}, misses{0};
+  std::atomic<bool> done{false};
+  pardict_test::start_latch start(threads + 1);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int r = 0; r < rounds; ++r) {
+        const int i = t * rounds + r;
+        const std::uint64_t key = static_cast<std::uint64_t>(i % keys);
+        const int kind = (t + r) % 3;
+        const array1d& a = kind == 0 ? own : kind == 1 ? borrowed : view;
+        void* old = nullptr;
+        const std::int32_t s = pardict::capi::jit_set_array<std::uint64_t>(
+            reinterpret_cast<pardict_dict*>(d), &key, &a, &old, kind != 2);
+        if (old != nullptr) fake_release(old);  // replaced inline: the caller's to release
+        if (s == PARDICT_INSERTED || s == PARDICT_REPLACED) {
+          stored.fetch_add(1);
+          continue;
+        }
+        ASSERT_EQ(s, PARDICT_NEED_COPY);
+        ASSERT_EQ(old, nullptr);
+        misses.fetch_add(1);
+        if (kind == 1) {
+          const array1d copy = float_array(&made[i], copies[i].data(), 3);
+          EXPECT_EQ(pardict_unowned_remember(d, &borrowed, 1, &copy), PARDICT_OK);
+        } else {
+          EXPECT_EQ(pardict_view_remember(d, &view, &made[i]), PARDICT_OK);
+        }
+      }
+    });
+  }
+  std::thread clearer([&] {
+    start.arrive_and_wait();
+    while (!done.load()) {
+      EXPECT_EQ(pardict_clear(d), PARDICT_OK);
+      std::this_thread::yield();
+    }
+  });
+  for (auto& th : pool) th.join();
+  done.store(true);
+  clearer.join();
+  EXPECT_GT(stored.load(), threads * rounds / 2);
+  EXPECT_GT(misses.load(), 0);
+  pardict_free(d);
+  EXPECT_EQ(owner.refct.load(), 1u);
+  EXPECT_EQ(viewed.refct.load(), 1u);
+  for (auto& mi : made) EXPECT_EQ(mi.refct.load(), 1u);
   EXPECT_EQ(pardict_live_refs(), refs0);
 }
 

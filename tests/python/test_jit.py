@@ -8,6 +8,7 @@ its own copy of the engine's state) and call nothing but the C ABI."""
 
 import math
 import os
+import sys
 import textwrap
 
 import llvmlite.binding as llvm
@@ -19,15 +20,15 @@ from numba.typed import List
 import pardict
 from pardict.numba import jit
 
-# CI builds the package with clang present and runs the suite with the (opt-in) fast path on
-# (PARDICT_JIT_INLINE=1), so that every test goes through it, and sets this: a missing bitcode or
-# a fast path left off is then a failure, not a skip.
+# CI builds the package with clang present and runs the suite with the fast path on (stores by
+# default; lookups too with PARDICT_JIT_INLINE=1, for this file and test_njit_api.py), and sets
+# this: a missing bitcode or a fast path left off is then a failure, not a skip.
 REQUIRED = os.environ.get("PARDICT_REQUIRE_JIT") == "1"
 
 
 def test_the_fast_path_is_on_when_required():
     if REQUIRED:
-        assert jit.ENABLED, "PARDICT_REQUIRE_JIT=1 needs PARDICT_JIT_INLINE=1"
+        assert jit.STORES, "PARDICT_REQUIRE_JIT=1 needs the fast path (not PARDICT_JIT_INLINE=0)"
         assert jit.bitcode_path().is_file()
 
 
@@ -43,10 +44,18 @@ def test_bitcode_defines_no_variable_and_calls_only_the_c_abi():
     mod = _bitcode_or_skip()
     assert [g.name for g in mod.global_variables] == []
     calls = {f.name for f in mod.functions if f.is_declaration and not f.name.startswith("llvm.")}
-    assert calls == {"pardict_get", "pardict_contains", "pardict_set", "pardict_jit_thread_ctx"}
+    assert calls == {
+        "pardict_get",
+        "pardict_contains",
+        "pardict_set",
+        "pardict_set_array",
+        "pardict_set_view",
+        "pardict_jit_thread_ctx",
+    }
     defined = {f.name for f in mod.functions if not f.is_declaration}
     for op in ("get", "contains", "set"):
         assert {f"pardict_jit_{op}_k{k}_v{v}" for k in (4, 8) for v in (4, 8, 16)} <= defined
+    assert {"pardict_jit_set_array_k4", "pardict_jit_set_array_k8"} <= defined
     assert "personality" not in str(mod)  # no unwinding code: nothing the JIT cannot link
 
 
@@ -85,8 +94,8 @@ def _store_all(d, keys):
 
 def test_stores_are_inlined_into_the_loop():
     _bitcode_or_skip()
-    if not jit.ENABLED:
-        pytest.skip("the fast path is off (PARDICT_JIT_INLINE=1 turns it on)")
+    if not jit.STORES:
+        pytest.skip("the fast path is off (PARDICT_JIT_INLINE=0)")
     d = pardict.Dict.empty(types.int64, types.float64)
     _store_all(d, np.array([1, 2, 1], np.int64))
     assert d.to_dict() == {1: 0.5, 2: 0.5}
@@ -270,6 +279,92 @@ def test_stores_during_iteration_still_raise():
         insert_while_iterating(d)
 
 
+# ---- arrays stored as one word (capi/jit.hpp, jit_set_array) --------------------------------------
+
+
+@njit
+def _store_arrays(d, v, n):
+    for i in range(n):
+        d[float(i)] = v
+
+
+def test_array_stores_are_inlined_into_the_loop():
+    _bitcode_or_skip()
+    if not jit.STORES:
+        pytest.skip("the fast path is off (PARDICT_JIT_INLINE=0)")
+    d = pardict.Dict.empty(types.float64, types.float32[:])
+    v = np.ones(2, np.float32)
+    _store_arrays(d, v, 3)
+    assert len(d) == 3 and d[2.0] is v
+    (ir,) = _store_arrays.inspect_llvm().values()
+    start = ir.index("define", ir.index("@_ZN8test_jit13_store_arrays") - 200)
+    body = ir[start : ir.index("\n}\n", start)]
+    assert "@pardict_jit_thread_ctx" in body
+    assert "call i32 @pardict_jit_set_array" not in body
+    # The store's wrapper passes d and v on as borrowed words (abi.borrowed), so no incref/decref
+    # pair is left per store: the function's own increfs of d and v, and the same two on the miss
+    # path (which makes the view and calls a jitted function); a pair per store would make 6.
+    assert body.count("@NRT_incref(") == 4, body
+
+
+@njit
+def _replace_own(d, n, keys):
+    for i in range(n):
+        d[float(i % keys)] = np.full(2, float(i), np.float32)
+
+
+@njit(parallel=True)
+def _replace_borrowed(d, n, keys):
+    v = np.arange(3, dtype=np.float32)
+    for i in prange(n):
+        d[float(i % keys)] = v  # v reaches the body without a MemInfo: the thread's copy
+
+
+def _live_meminfos():
+    from numba.core.runtime import _nrt_python, rtsys
+
+    if not _nrt_python.memsys_stats_enabled():
+        _nrt_python.memsys_enable_stats()
+    st = rtsys.get_allocation_stats()
+    return st.mi_alloc - st.mi_free
+
+
+def test_array_stores_release_what_they_replace():
+    # Arrays made in the loop (stored as their own MemInfo): every replaced one is freed.
+    keys, n = 10, 5000
+    d = pardict.Dict.empty(types.float64, types.float32[:])
+    _replace_own(d, 100, keys)  # compiled, and the keys in place
+    live0, refs0 = _live_meminfos(), pardict.live_refs()
+    _replace_own(d, n, keys)
+    assert len(d) == keys and pardict.live_refs() == refs0
+    assert _live_meminfos() == live0
+    assert [d[float(k)][0] for k in range(keys)] == [float(n - keys + k) for k in range(keys)]
+    del d
+    assert _live_meminfos() == live0 - keys - 1  # and the dict's own MemInfo
+
+
+def test_array_stores_of_copies_and_views_replace_exactly():
+    keys, n = 97, 20_000
+    d = pardict.Dict.empty(types.float64, types.float32[:])
+    _replace_borrowed(d, n, keys)
+    _replace_borrowed(d, n, keys)
+    assert len(d) == keys
+    assert all((d[float(k)] == np.arange(3, dtype=np.float32)).all() for k in range(keys))
+    # The dict's values plus at most one remembered copy per thread.
+    assert keys <= pardict.live_refs() <= keys + 64
+    d.clear()
+    assert pardict.live_refs() == 0
+    # An interpreter array (stored under the thread's view of it), over and over.
+    v = np.ones(4, np.float32)
+    count = sys.getrefcount(v)
+    for _ in range(3):
+        _store_arrays(d, v, 50)
+    assert len(d) == 50 and all(d[float(k)] is v for k in range(50))
+    assert pardict.live_refs() == 50 + 1  # the values and the thread's remembered view
+    del d
+    assert pardict.live_refs() == 0 and sys.getrefcount(v) == count
+
+
 DEBUG_CHILD = textwrap.dedent("""
     import pardict
     from numba import njit, types
@@ -312,7 +407,7 @@ CHILD = textwrap.dedent("""
         d[i] = i * 0.25
     keys = np.arange(-10, 1010, dtype=np.int64)
     print("RESULT " + json.dumps({"s": look(d, keys), "hits": sum(look.stats.cache_hits.values()),
-                                  "fast": jit.ENABLED}))
+                                  "fast": jit.ENABLED, "stores": jit.STORES}))
 """)
 
 
@@ -335,3 +430,4 @@ def test_cached_functions_and_the_c_path_agree(tmp_path, run_child):
     assert first["s"] == again["s"] == off["s"] == default["s"] == expect
     assert first["hits"] == 0 and again["hits"] == 1
     assert first["fast"] is True and off["fast"] is False and default["fast"] is False
+    assert first["stores"] is True and off["stores"] is False and default["stores"] is True

@@ -7,6 +7,10 @@
 // check the same code.
 #if defined(NDEBUG) && (defined(__GNUC__) || defined(__clang__))
 #define PARDICT_ALWAYS_INLINE [[gnu::always_inline]]
+// The same for a lambda's call operator, in GNU syntax: the standard one cannot name it before
+// C++23.
+#define PARDICT_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define PARDICT_ALWAYS_INLINE
+#define PARDICT_INLINE_LAMBDA
 #endif

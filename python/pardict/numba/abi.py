@@ -27,7 +27,7 @@ from numba.core.imputils import impl_ret_borrowed
 from .. import _ext
 from . import jit
 from .datamodel import MEMINFO_DATA, MEMINFO_DTOR_INFO, MEMINFO_SIZE, check_numba_layout
-from .types import DictType, stored_as_meminfo
+from .types import DictType, layout_of, stored_as_meminfo
 
 _CONSTANTS = _ext.abi()
 
@@ -632,6 +632,30 @@ def table_of(typingctx, d):
     return types.voidptr(d), codegen
 
 
+@intrinsic
+def borrowed(typingctx, x):
+    """x's bits as words that hold no reference (a UniTuple of int64), given back by `unborrow`
+    in codegen: table_of for any value. Valid while the caller's own reference to x lives. With
+    it a jitted wrapper lets go of its own references to its arguments before a store whose
+    inlined body branches (c_set_array), as table_of does for d alone."""
+    size = layout_of(x).size
+    if size % 8:
+        raise TypingError(f"borrowed: {x} is not a whole number of words")
+    words = types.UniTuple(types.int64, size // 8)
+
+    def codegen(context, builder, sig, args):
+        buf = cgutils.alloca_once_value(builder, args[0])
+        return builder.load(builder.bitcast(buf, context.get_value_type(words).as_pointer()))
+
+    return words(x), codegen
+
+
+def unborrow(context, builder, ty, words):
+    """The `ty` value whose bits `borrowed` made into `words` (it holds no reference of its own)."""
+    buf = cgutils.alloca_once_value(builder, words)
+    return builder.load(builder.bitcast(buf, context.get_value_type(ty).as_pointer()))
+
+
 def _inlined_or_call(context, builder, op, dty, cargs):
     """pardict_<op>(*cargs) through pardict.numba.jit's inlinable entry point when there is one
     for dty's layout, else the C call."""
@@ -844,14 +868,17 @@ def c_unowned_remember(typingctx, d, a, copy):
 
 
 @intrinsic
-def c_set_array(typingctx, d, key, a, on_miss):
-    """d[key] = a for a dict of arrays (pardict_set_array: a replaced value is released in C).
-    A borrowed `a` (no MemInfo) is stored as the calling thread's matching copy of it; when there
-    is none (NEED_COPY), or when d stores arrays as their MemInfo and a's does not describe `a`,
-    the jitted `on_miss(d, key, a)` runs and its status is returned. It runs
+def c_set_array(typingctx, dw, dtyref, key, aw, atyref, on_miss):
+    """d[key] = a for a dict of arrays (pardict_set_array: a replaced value is released in C), d
+    and a (of types dtyref and atyref) passed as `borrowed` words, so that the wrapper holds no
+    reference of its own across the store (whose inlined form, pardict.numba.jit's set_array,
+    branches). A borrowed `a` (no MemInfo) is stored as the calling thread's matching copy of it;
+    when there is none (NEED_COPY), or when d stores arrays as their MemInfo and a's does not
+    describe `a`, the jitted `on_miss(d, key, a)` runs and its status is returned. It runs
     without propagating an exception (that would add an exit that skips the caller's decref of d,
     and refcount pruning would then keep an incref/decref pair on d's MemInfo per store): a
     failure becomes ERR_NOMEM."""
+    d, a = dtyref.instance_type, atyref.instance_type
     check_dict(d)
     miss_sig = types.int32(d, d.key_type, a)
     miss_fn = on_miss.dispatcher.py_func if isinstance(on_miss, types.Dispatcher) else None
@@ -859,6 +886,8 @@ def c_set_array(typingctx, d, key, a, on_miss):
         raise TypingError("c_set_array: on_miss must be a jitted function")
 
     def codegen(context, builder, sig, args):
+        dval, aval = unborrow(context, builder, d, args[0]), unborrow(context, builder, a, args[3])
+        args = [dval, args[2], aval]
         h = handle(context, builder, d, args[0])
         kp = key_ptr(context, builder, d, args[1])
         vp = value_ptr(context, builder, a, args[2], context.get_abi_sizeof(args[2].type))
@@ -870,12 +899,26 @@ def c_set_array(typingctx, d, key, a, on_miss):
                 cgutils.is_null(builder, mi),
                 described_by_meminfo(context, builder, a, args[2]),
             )
-        with builder.if_else(storable, likely=True) as (whole, view):
-            with whole:
-                st = call(builder, "pardict_set_array", [h, kp, vp, i32(a.ndim)])
-                builder.store(st, result)
-            with view:  # the thread's last view of it, else (NEED_COPY) on_miss makes one
-                builder.store(call(builder, "pardict_set_view", [h, kp, vp]), result)
+        # The inlinable store (pardict.numba.jit) hands a replaced MemInfo back in `old`, to be
+        # released here; the C calls release it themselves and leave `old` null.
+        old = cgutils.alloca_once_value(builder, cgutils.get_null_value(i8p))
+        fast = jit.entry(context, builder, "set_array", d)
+        if fast is not None:
+            described = builder.zext(storable, i32)
+            builder.store(
+                builder.call(fast, [h, kp, vp, builder.bitcast(old, i8p), described]), result
+            )
+        else:
+            with builder.if_else(storable, likely=True) as (whole, view):
+                with whole:
+                    st = call(builder, "pardict_set_array", [h, kp, vp, i32(a.ndim)])
+                    builder.store(st, result)
+                with view:  # the thread's last view of it, else (NEED_COPY) on_miss makes one
+                    builder.store(call(builder, "pardict_set_view", [h, kp, vp]), result)
+        replaced = builder.load(old)
+        with builder.if_then(cgutils.is_not_null(builder, replaced), likely=False):
+            vty = d.value_type
+            context.nrt.decref(builder, vty, array_of_meminfo(context, builder, vty, replaced))
         st = builder.load(result)
         with builder.if_then(builder.icmp_signed("==", st, i32(Result.NEED_COPY)), likely=False):
             cres = context.compile_subroutine(builder, miss_fn, miss_sig)
@@ -885,7 +928,7 @@ def c_set_array(typingctx, d, key, a, on_miss):
             builder.store(builder.select(status.is_error, i32(Status.ERR_NOMEM), res), result)
         return builder.load(result)
 
-    return types.int32(d, d.key_type, a, on_miss), codegen
+    return types.int32(dw, dtyref, d.key_type, aw, atyref, on_miss), codegen
 
 
 # ---- bulk operations ---------------------------------------------------------------------------

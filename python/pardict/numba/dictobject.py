@@ -226,13 +226,17 @@ def _ol_setitem(d, key, value):
         # below: LLVM inlines it into the loop and no incref/decref of d's MemInfo is left per
         # store (which would move one cache line between the cores on every store).
 
+        dty, aty = d, value
+
         def impl_array(d, key, value):
-            st = abi.c_set_array(d, conv(key, keyty), value, _on_array_miss)
+            # borrowed first, as table_of in impl_inline below: see abi.borrowed.
+            dw, aw = abi.borrowed(d), abi.borrowed(value)
+            st = abi.c_set_array(dw, dty, conv(key, keyty), aw, aty, _on_array_miss)
             check(st)
 
         return impl_array
 
-    if jit.ENABLED and not d.layouts[1].refs:
+    if jit.STORES and not d.layouts[1].refs:
         dty = d
 
         def impl_inline(d, key, value):

@@ -5,11 +5,15 @@ function that uses them, so that LLVM inlines them into the caller's loop.
 Only the common case runs inline (see capi/jit.hpp); every other case calls the C ABI, so results
 never depend on which path ran.
 
-Opt-in for now: ``PARDICT_JIT_INLINE=1`` in the environment (read at import) turns it on for
-``d[k]``, ``d.get``, ``k in d`` and ``d[k] = v``. It cuts a lookup from 186 to 153 instructions and speeds up serial lookups, integer sums, ``k in d`` and
-lookups into an array by 10-25% on a cache-resident table, but a float sum over lookups in a
-prange loop (``s += d[k]``) ran 28% slower on the Intel Xeon VM it was measured on, for a reason
-not found yet (docs/python.md, "How it plugs into numba").
+``PARDICT_JIT_INLINE`` in the environment (read at import) says which operations run inline:
+unset, the stores (``d[k] = v``, numbers and arrays alike); ``1``, the lookups too (``d[k]``,
+``d.get``, ``k in d``); ``0``, none. Stores run inline by default because they ran faster on
+every workload and machine they were measured on (the seed program's array store: 466 -> 332
+instructions, 10M keys 1.35x faster at 1 thread and 1.22x at 2; int64 inserts at 10M keys 1.08x
+and 1.29x). Lookups stay opt-in: they cut a lookup from 186 to 153 instructions and speed up serial
+lookups, integer sums, ``k in d`` and lookups into an array by 10-25% on a cache-resident table,
+but a float sum over lookups in a prange loop (``s += d[k]``) ran 28% slower on the Intel Xeon VM
+it was measured on, for a reason not found yet (docs/python.md, "How it plugs into numba").
 """
 
 from __future__ import annotations
@@ -21,9 +25,14 @@ from pathlib import Path
 from llvmlite import ir
 from numba.core import cgutils
 
+from .types import stored_as_meminfo
+
 i8p = ir.IntType(8).as_pointer()
 
-ENABLED = os.environ.get("PARDICT_JIT_INLINE", "0") == "1"
+_MODE = os.environ.get("PARDICT_JIT_INLINE")
+ENABLED = _MODE == "1"  # every operation, lookups included
+STORES = _MODE != "0"  # the stores (the default)
+_LOOKUPS = ("get", "contains")
 # (key class, value class) pairs with an entry point in capi/jit.cpp.
 _KEY_CLASSES = (4, 8)
 _VALUE_CLASSES = (4, 8, 16)
@@ -38,7 +47,7 @@ def bitcode_path() -> Path:
 @functools.cache
 def _bitcode() -> bytes | None:
     path = bitcode_path()
-    return path.read_bytes() if ENABLED and path.is_file() else None
+    return path.read_bytes() if STORES and path.is_file() else None
 
 
 _libraries: dict[int, object] = {}
@@ -75,9 +84,11 @@ def available(context) -> bool:
 
 def _entry_name(op: str, dty) -> str | None:
     k, v, kc, vc = dty.layouts
-    if k.refs or k.strs or v.refs or v.strs:
+    if k.refs or k.strs or kc not in _KEY_CLASSES:
         return None
-    if kc not in _KEY_CLASSES or vc not in _VALUE_CLASSES:
+    if op in _ARRAY_OPS:  # 1-D arrays stored as one word (convert.py, "Arrays as one word")
+        return f"pardict_jit_{op}_k{kc}" if stored_as_meminfo(dty.value_type) else None
+    if v.refs or v.strs or vc not in _VALUE_CLASSES:
         return None
     return f"pardict_jit_{op}_k{kc}_v{vc}"
 
@@ -86,14 +97,19 @@ _TYPES = {
     "get": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p]),
     "contains": ir.FunctionType(ir.IntType(32), [i8p, i8p]),
     "set": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p, i8p]),
+    # (d, key, numba array struct, old MemInfo out, described): capi/jit.hpp, jit_set_array.
+    "set_array": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p, i8p, ir.IntType(32)]),
 }
+_ARRAY_OPS = ("set_array",)
 
 
 def entry(context, builder, op, dty):
-    """The inlinable pardict_<op> ("get", "contains" or "set") for dictionaries of type dty (same
-    arguments and result), or None when there is none (the caller then calls the C ABI)."""
+    """The inlinable pardict_<op> ("get", "contains", "set" or "set_array") for dictionaries of
+    type dty, or None when there is none (the caller then calls the C ABI). The first three take
+    pardict_<op>'s arguments and give its result; "set_array" is pardict_set_array and
+    pardict_set_view in one (capi/jit.hpp, jit_set_array)."""
     name = _entry_name(op, dty)
-    if name is None:
+    if name is None or (op in _LOOKUPS and not ENABLED):
         return None
     if "noinline" in builder.function.attributes:
         # numba's debug builds (debug=True, NUMBA_DEBUGINFO) mark functions noinline, which
@@ -109,4 +125,4 @@ def entry(context, builder, op, dty):
     return cgutils.get_or_insert_function(builder.module, _TYPES[op], name)
 
 
-__all__ = ["ENABLED", "available", "bitcode_path", "entry"]
+__all__ = ["ENABLED", "STORES", "available", "bitcode_path", "entry"]
