@@ -48,7 +48,6 @@ def test_numba_benchmark_tiny_matrix(tmp_path):
     assert cells == {
         ("pardict", w, 2) for w in ("W_insert", "W_lookup", "W_seed", "W_seed_shuffled")
     } | {("typed_dict", w, 1) for w in ("W_insert", "W_lookup", "W_seed", "W_seed_shuffled")} | {
-        ("pardict_inline", "W_insert", 2),
         ("pardict_inline", "W_lookup", 2),
         ("typed_dict_chunks", "W_insert", 2),
         ("typed_dict_chunks", "W_seed", 2),
