@@ -915,10 +915,11 @@ def c_set_array(typingctx, dw, dtyref, key, aw, atyref, on_miss):
                     builder.store(st, result)
                 with view:  # the thread's last view of it, else (NEED_COPY) on_miss makes one
                     builder.store(call(builder, "pardict_set_view", [h, kp, vp]), result)
-        replaced = builder.load(old)
-        with builder.if_then(cgutils.is_not_null(builder, replaced), likely=False):
-            vty = d.value_type
-            context.nrt.decref(builder, vty, array_of_meminfo(context, builder, vty, replaced))
+        if fast is not None:  # only it hands a replaced MemInfo back (one-word 1-D arrays only)
+            replaced = builder.load(old)
+            with builder.if_then(cgutils.is_not_null(builder, replaced), likely=False):
+                vty = d.value_type
+                context.nrt.decref(builder, vty, array_of_meminfo(context, builder, vty, replaced))
         st = builder.load(result)
         with builder.if_then(builder.icmp_signed("==", st, i32(Result.NEED_COPY)), likely=False):
             cres = context.compile_subroutine(builder, miss_fn, miss_sig)
