@@ -22,6 +22,22 @@ using pardict_test::fake_release;
 using pardict_test::float_array;
 
 namespace {
+// Joins `pool` while one more thread, released by `start` with the pool, clears d over and over.
+void join_while_clearing(pardict_dict* d, pardict_test::start_latch& start,
+                         std::vector<std::thread>& pool) {
+  std::atomic<bool> done{false};
+  std::thread clearer([&] {
+    start.arrive_and_wait();
+    while (!done.load()) {
+      EXPECT_EQ(pardict_clear(d), PARDICT_OK);
+      std::this_thread::yield();
+    }
+  });
+  for (auto& th : pool) th.join();
+  done.store(true);
+  clearer.join();
+}
+
 struct ref_value {
   void* mi;
   std::int64_t payload;
@@ -400,7 +416,6 @@ TEST(CapiConcurrency, ViewsFromManyThreadsWithClears) {
   constexpr int threads = 80, rounds = 200;
   std::vector<fake_meminfo> views(threads * rounds);
   std::atomic<long> stored{0};
-  std::atomic<bool> done{false};
   pardict_test::start_latch start(threads + 1);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
@@ -423,16 +438,7 @@ TEST(CapiConcurrency, ViewsFromManyThreadsWithClears) {
       }
     });
   }
-  std::thread clearer([&] {
-    start.arrive_and_wait();
-    while (!done.load()) {
-      EXPECT_EQ(pardict_clear(d), PARDICT_OK);
-      std::this_thread::yield();
-    }
-  });
-  for (auto& th : pool) th.join();
-  done.store(true);
-  clearer.join();
+  join_while_clearing(d, start, pool);
   EXPECT_GT(stored.load(), 0);
   pardict_free(d);
   for (auto& mi : views) EXPECT_EQ(mi.refct.load(), 1u);
@@ -462,7 +468,6 @@ TEST(CapiConcurrency, JitArrayStoresFromManyThreadsWithClears) {
   std::vector<fake_meminfo> made(threads * rounds);  // copies and views, one per miss at most
   std::vector<std::array<float, 3>> copies(threads * rounds, {1, 2, 3});
   std::atomic<long> stored{0}, misses{0};
-  std::atomic<bool> done{false};
   pardict_test::start_latch start(threads + 1);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
@@ -493,16 +498,7 @@ TEST(CapiConcurrency, JitArrayStoresFromManyThreadsWithClears) {
       }
     });
   }
-  std::thread clearer([&] {
-    start.arrive_and_wait();
-    while (!done.load()) {
-      EXPECT_EQ(pardict_clear(d), PARDICT_OK);
-      std::this_thread::yield();
-    }
-  });
-  for (auto& th : pool) th.join();
-  done.store(true);
-  clearer.join();
+  join_while_clearing(d, start, pool);
   EXPECT_GT(stored.load(), threads * rounds / 2);
   EXPECT_GT(misses.load(), 0);
   pardict_free(d);
