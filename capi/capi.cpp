@@ -286,6 +286,16 @@ const pardict_jit_thread* pardict_jit_thread_ctx(void) {
   return &block;
 }
 
+void pardict_jit_grow(pardict_dict* d, const void* key) {
+  if (spoiled(d)) return;
+  // A growth that fails (memory) leaves the table fuller than it should be, as for an ordinary
+  // insert; the next insert that finds the budget exhausted tries again.
+  (void)guarded([&] {
+    D(d)->grow_for(key);
+    return PARDICT_OK;
+  });
+}
+
 int32_t pardict_contains(const pardict_dict* d, const void* key) {
   if (spoiled(d)) return PARDICT_ERR_FORKED;
   return guarded([&] { return D(d)->contains(key); });

@@ -56,6 +56,7 @@ class dict_base {
   virtual int set(const void* k, const void* v, void* old_out) = 0;
   virtual int get(const void* k, void* out) const = 0;
   virtual int contains(const void* k) const = 0;
+  virtual void grow_for(const void* k) = 0;
   virtual int pop(const void* k, void* out) = 0;
   virtual int popitem(void* k_out, void* v_out) = 0;
   virtual int setdefault(const void* k, const void* dflt, void* out) = 0;
@@ -269,7 +270,8 @@ class dict_impl final : public dict_base {
 
   // set() on the same path, for plain-bytes keys and values while no iterator is alive (an insert
   // then has no reference to take and no key change to note): 1 inserted, 0 replaced (the old
-  // value in old_out), -1 not decided here (nothing changed; the caller calls pardict_set).
+  // value in old_out), -1 not decided here (nothing changed; the caller calls pardict_set), 2
+  // inserted, and the table must grow: the caller calls pardict_jit_grow (grow_for).
   PARDICT_ALWAYS_INLINE int set_detached(detail::epoch_domain& domain,
                                          detail::epoch_domain::thread_state& ts,
                                          void (*wake)(detail::group_meta&) noexcept, const void* kp,
@@ -320,6 +322,10 @@ class dict_impl final : public dict_base {
       return r;
     }
   }
+
+  // After a *_detached store returned 2: starts the growth of kp's table
+  // (concurrent_table::upsert_detached).
+  void grow_for(const void* kp) override { map_.grow_after_detached_insert(load<K>(kp)); }
 
   // contains() on the same path.
   PARDICT_ALWAYS_INLINE int contains_detached(detail::epoch_domain& domain,

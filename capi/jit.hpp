@@ -122,6 +122,14 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_get(const pardict_dict* d, const v
   return pardict_get(d, key, out);
 }
 
+// The status of a store decided inline (a *_detached store's result r >= 0); an insert that
+// exhausted its table's budget starts the growth through the library (2: upsert_detached).
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_stored(pardict_dict* d, const void* key, int r) {
+  if (r == 2) [[unlikely]]
+    pardict_jit_grow(d, key);
+  return r != 0 ? PARDICT_INSERTED : PARDICT_REPLACED;
+}
+
 template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* key,
                                                   const void* value, void* old_out) {
@@ -130,7 +138,7 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* k
     const int r = static_cast<dict_impl<K, V>*>(base)->set_detached(*th->domain, *th->ts, th->wake,
                                                                     key, value, old_out);
     if (r >= 0) [[likely]]
-      return r != 0 ? PARDICT_INSERTED : PARDICT_REPLACED;
+      return jit_stored(d, key, r);
   }
   return pardict_set(d, key, value, old_out);
 }
@@ -175,7 +183,7 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
           });
     }
     if (r >= 0) [[likely]]
-      return r != 0 ? PARDICT_INSERTED : PARDICT_REPLACED;
+      return jit_stored(d, key, r);
   }
   return described ? pardict_set_array(d, key, array, 1) : pardict_set_view(d, key, array);
 }

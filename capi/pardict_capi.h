@@ -325,6 +325,9 @@ PARDICT_API int64_t pardict_take_alloc_failures(pardict_dict* d);
 // engine, for code that LLVM links into jitted modules. Valid for the thread's lifetime.
 typedef struct pardict_jit_thread pardict_jit_thread;
 PARDICT_API const pardict_jit_thread* pardict_jit_thread_ctx(void);
+// For the same path: an insert it made spent the last of its table's budget; starts the growth an
+// ordinary insert of `key` would have started.
+PARDICT_API void pardict_jit_grow(pardict_dict* d, const void* key);
 
 // Process-wide counts for leak checks: dictionaries alive, NRT references held by dictionaries
 // and iterators.

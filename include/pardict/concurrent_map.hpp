@@ -175,6 +175,8 @@ class concurrent_map {
     detail::leaf_fn make{[&](void* where) { ::new (where) value_type(k, v); }};
     return table_.upsert_detached(domain, ts, wake, k, make, on_found);
   }
+  // After insert_or_assign_detached returned 2 (see upsert_detached).
+  void grow_after_detached_insert(const K& k) { table_.grow_after_detached_insert(k); }
 
   // ---- erasure ------------------------------------------------------------------------------
   size_type erase(const K& k) {

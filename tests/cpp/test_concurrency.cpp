@@ -551,8 +551,9 @@ TEST(Concurrency, DetachedReadsNeverMissPresentKeysDuringGrowth) {
 // disjoint keys into a map that grows from empty and keep replacing a few hot keys, so that home
 // groups are contended: the fast path declines a locked group, the ordinary path it falls back
 // to (as jit_set does) may sleep on one, and the fast path's unlock must then wake it (the
-// watchdog catches a sleeper left behind). It declines every insert that would flush the
-// thread's budget charge, so the map grows only through the ordinary path. The map must end
+// watchdog catches a sleeper left behind). An insert whose charge exhausts the table's budget is
+// reported (2), and the caller starts the growth (grow_after_detached_insert), as jit_set does
+// through pardict_jit_grow; the ordinary path grows the map too. The map must end
 // with exactly the keys inserted and their values, every new key must be reported inserted and
 // every replacement must hand over the value it replaced, and the thread's epoch state must be
 // left as it was found. Inside a visitor of another map the fast path must always decline.
@@ -564,7 +565,7 @@ TEST(Concurrency, DetachedUpsertsKeepExactCountsWhileTheMapGrows) {
   const std::uint64_t hot = 8;
   i64_map m, other;
   ASSERT_TRUE(other.insert({1, 1}));
-  std::atomic<std::uint64_t> wrong{0}, decided{0}, declined{0}, inside_decided{0};
+  std::atomic<std::uint64_t> wrong{0}, decided{0}, declined{0}, inside_decided{0}, grown{0};
   run_with_timeout(
       "detached upserts during growth",
       [&] {
@@ -582,6 +583,11 @@ TEST(Concurrency, DetachedUpsertsKeepExactCountsWhileTheMapGrows) {
             int r = m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, k, v,
                                                 on_found);
             if (ts.depth != depth_before) wrong.fetch_add(1);
+            if (r == 2) {  // inserted, and the table's budget is spent: the caller grows it
+              grown.fetch_add(1, std::memory_order_relaxed);
+              m.grow_after_detached_insert(k);
+              r = 1;
+            }
             if (r >= 0) {
               decided.fetch_add(1, std::memory_order_relaxed);
             } else {
@@ -621,10 +627,47 @@ TEST(Concurrency, DetachedUpsertsKeepExactCountsWhileTheMapGrows) {
   EXPECT_EQ(wrong.load(), 0u);
   EXPECT_EQ(inside_decided.load(), 0u);
   EXPECT_GT(decided.load(), 0u);   // the fast path did run
-  EXPECT_GT(declined.load(), 0u);  // and handed growth to the ordinary path
+  EXPECT_GT(grown.load(), 0u);     // reported the inserts that exhausted a budget
+  EXPECT_GT(declined.load(), 0u);  // and handed what it cannot decide to the ordinary path
   EXPECT_EQ(audit(m, hot + threads * per_thread,
                   [](std::int64_t k, std::int64_t v) { return v == value_of(k); }),
             "");
+}
+
+// A detached insert (the numba fast path) cannot start a growth itself: the insert whose charge
+// exhausts its table's budget is reported (2), and grow_after_detached_insert grows that table
+// at once. Filled by detached inserts alone (the ordinary path only for what they decline), the
+// map then keeps to its maximum load like one filled by insert().
+TEST(Concurrency, DetachedInsertsReportTheInsertThatExhaustsTheBudget) {
+  using pardict::detail::epoch_domain;
+  using pardict::detail::leaf_fn;
+  i64_map m;
+  (void)m.contains(0);  // the thread's first operation takes its epoch slot
+  epoch_domain& dom = epoch_domain::instance();
+  epoch_domain::thread_state& ts = epoch_domain::this_thread();
+  auto keep = leaf_fn{[](i64_map::value_type&) {}};
+  std::uint64_t reported = 0, grew = 0;
+  const std::uint64_t n = 200000;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const std::int64_t k = key_of(i);
+    const int r =
+        m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, k, value_of(k), keep);
+    if (r == 2) {
+      ++reported;
+      const std::size_t before = m.bucket_count();
+      m.grow_after_detached_insert(k);
+      if (m.bucket_count() > before) ++grew;
+    } else if (r < 0) {
+      ASSERT_TRUE(m.insert({k, value_of(k)}));
+    } else {
+      ASSERT_EQ(r, 1);
+    }
+    ASSERT_LE(m.load_factor(), i64_map::max_load_factor() + 0.01) << "after " << i + 1;
+  }
+  EXPECT_GT(reported, 0u);
+  EXPECT_EQ(grew, reported);  // every report found its table still to be grown, and grew it
+  EXPECT_EQ(m.size(), n);
+  EXPECT_EQ(audit(m, n, [](std::int64_t k, std::int64_t v) { return v == value_of(k); }), "");
 }
 
 // find_many finds each key's table and home group in its first stage and uses them 2D keys later

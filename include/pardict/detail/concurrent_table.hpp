@@ -88,9 +88,11 @@
 //   LLVM bitcode inlined into jitted loops, capi/jit.hpp), which cannot reach thread_locals: the
 //   thread's epoch state is passed in, and only the home-group case is decided, in straight-line
 //   code (read_home_straight); anything else is left to the ordinary path. upsert_detached is
-//   the same for a store (d[k] = v, upsert_home_straight): it also leaves to the ordinary path
-//   an insert whose budget charge would exhaust the table's budget, so that growth starts only
-//   there, and its unlock wakes sleepers through a function the compiled library hands it.
+//   the same for a store (d[k] = v, upsert_home_straight): an insert whose charge exhausts the
+//   table's budget is reported to the caller, which starts the growth through the library
+//   (grow_after_detached_insert), and its unlock wakes sleepers through a function the compiled
+//   library hands it. A lookup whose key's probe passed a full home group also looks in the
+//   next group, once.
 // * Other key/value types (std::string, move-only, ...) cannot be copied while being written, so
 //   their readers lock each group they inspect.
 // * Waiting: spin with pause, then yield, then count itself as a sleeper in the group's
@@ -494,7 +496,9 @@ class concurrent_table {
   // passed in, with `wake`, which wakes a group's sleepers for code that cannot reach libstdc++'s
   // futex tables; make and on_found must be leaf_fns; only the home-group case is decided
   // (upsert_home_straight). 1 inserted, 0 found (on_found ran on the element), -1 not decided
-  // here, having changed nothing: the caller takes the ordinary path.
+  // here, having changed nothing: the caller takes the ordinary path; 2 inserted, and the insert
+  // spent the last of its table's budget: the caller then calls grow_after_detached_insert(k)
+  // (growing needs this process's engine), as an ordinary insert would have grown the table.
   template <class Make, class OnFound>
   PARDICT_ALWAYS_INLINE int upsert_detached(epoch_domain& domain, epoch_domain::thread_state& ts,
                                             void (*wake)(group_meta&) noexcept, const K& k,
@@ -509,6 +513,15 @@ class concurrent_table {
       domain.leave_detached(ts);
       return r;
     }
+  }
+  // Starts the growth of k's table after upsert_detached returned 2 (nothing to do if another
+  // thread has grown it, or erasures have refilled its budget, since).
+  void grow_after_detached_insert(const K& k) {
+    check_not_reentering(this);
+    epoch_guard guard;
+    shard& s = shard_of(hash_(k));
+    table* t = s.cur.load(std::memory_order_acquire);
+    if (t != nullptr && t->budget.load(std::memory_order_relaxed) < 0) grow_after_insert(s, t);
   }
 
   // Bulk lookup. A software pipeline over the keys: key i is hashed and its metadata prefetched,
@@ -999,8 +1012,12 @@ class concurrent_table {
   // and at fill rates bound by DRAM the lines an insert does not write are bandwidth taken from the
   // next ones (the seed program's 64-byte slots: 4 lines per insert).
   void prefetch_slots(const table* t, std::size_t g, std::uint64_t h, bool write) const noexcept {
+    prefetch_slots(t->slot(g, 0), h, write);
+  }
+  // The same for the group whose first slot is `group_slots`.
+  static void prefetch_slots(const value_type* group_slots, std::uint64_t h, bool write) noexcept {
     const unsigned first = (h >> 43) & 1 ? group_width / 2 : 0;
-    const char* p = reinterpret_cast<const char*>(t->slot(g, first));
+    const char* p = reinterpret_cast<const char*>(group_slots + first);
     constexpr std::size_t half_bytes = sizeof(value_type) * (group_width / 2);
     const std::size_t bytes =
         write ? std::min(half_bytes, std::max<std::size_t>(64, sizeof(value_type))) : half_bytes;
@@ -1182,33 +1199,22 @@ class concurrent_table {
     cell& c = my_cell();
     if (live_delta != 0) add_live(c, live_delta);
     if (budget_delta == 0) return false;
-    return apply_charge(charge_of(c, static_cast<std::size_t>(&s - shards_.get()), t, budget_delta),
-                        t);
+    return charge(c, static_cast<std::size_t>(&s - shards_.get()), t, budget_delta);
   }
 
-  // A thread's running charge to one shard's budget after one more change of `delta`, and whether
-  // it is due: a charge of flush_every or more (either sign) is subtracted from the table's budget
-  // at once. Decided first and recorded by apply_charge() after the change, so that a path which
-  // must not flush (upsert_home_straight) can look before it acts.
-  struct charge {
-    std::atomic<std::int32_t>& pending;
-    std::int32_t value;
-    bool due;
-  };
-  PARDICT_ALWAYS_INLINE charge charge_of(cell& c, std::size_t shard_index, const table* t,
-                                         int delta) const noexcept {
+  // Adds `delta` to the thread's running charge to one shard's budget; a charge of flush_every or
+  // more (either sign) is subtracted from the table's budget at once. Returns true when that
+  // flush exhausted the budget. (upsert_home_straight has its own copy for delta = +1.)
+  PARDICT_ALWAYS_INLINE static bool charge(cell& c, std::size_t shard_index, table* t,
+                                           int delta) noexcept {
     std::atomic<std::int32_t>& p = c.pending[shard_index];
     const std::int32_t v = p.load(std::memory_order_relaxed) + delta;
-    return {p, v, static_cast<std::size_t>(v < 0 ? -v : v) >= t->flush_every};
-  }
-  // Returns true when the flush exhausted the budget.
-  PARDICT_ALWAYS_INLINE static bool apply_charge(const charge& ch, table* t) noexcept {
-    if (!ch.due) {
-      ch.pending.store(ch.value, std::memory_order_relaxed);
+    if (static_cast<std::size_t>(v < 0 ? -v : v) < t->flush_every) {
+      p.store(v, std::memory_order_relaxed);
       return false;
     }
-    ch.pending.store(0, std::memory_order_relaxed);
-    return t->budget.fetch_sub(ch.value, std::memory_order_relaxed) - ch.value < 0;
+    p.store(0, std::memory_order_relaxed);
+    return t->budget.fetch_sub(v, std::memory_order_relaxed) - v < 0;
   }
 
   // Approximate element count of a table from its tags (for sizing a migration).
@@ -1390,12 +1396,26 @@ class concurrent_table {
     return (ovf & overflow_bit(h)) == 0 ? 0 : -1;
   }
 
-  // read_home without its loop over tag matches (see epoch_domain::try_enter_detached for why
-  // read_detached wants straight-line code): two slots with the key's tag are left undecided,
-  // which about 3% of the lookups in a full group meet (7 other tags, each equal 1 time in 255).
+  // read_home without its loop over tag matches, for read_detached, which wants straight-line code
+  // (see epoch_domain::try_enter_detached): two slots with the key's tag are left undecided, which
+  // about 3% of the lookups in a full group meet (7 other tags, each equal 1 time in 255). A key
+  // whose probe passed a full home group is looked for in the next group too, once: in a table
+  // filled to its maximum load about one key in ten lives there, and each would otherwise repeat
+  // the whole lookup on the ordinary path.
   template <class F>
   PARDICT_ALWAYS_INLINE int read_home_straight(const table* t, std::size_t g, const K& k,
                                                std::uint64_t h, F& f) const {
+    const int r = read_group_straight(t, g, k, h, f);
+    if (r != 2) [[likely]]
+      return r;
+    const int r2 = read_group_straight(t, next_group(g, t->ngroups), k, h, f);
+    return r2 != 2 ? r2 : -1;
+  }
+  // One group of that walk: 1 found (f called), 0 absent from the table, 2 absent from this group
+  // but the group's overflow bit for the key is set (the walk goes on), -1 undecided.
+  template <class F>
+  PARDICT_ALWAYS_INLINE int read_group_straight(const table* t, std::size_t g, const K& k,
+                                                std::uint64_t h, F& f) const {
     const group_meta& gm = t->groups[g];
     const std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
     if ((s1 & (locked_bit | moved_bit)) != 0) return -1;
@@ -1414,7 +1434,7 @@ class concurrent_table {
         return 1;
       }
     }
-    return (ovf & overflow_bit(h)) == 0 ? 0 : -1;
+    return (ovf & overflow_bit(h)) == 0 ? 0 : 2;
   }
 
   // The protocol of upsert_hashed restricted to the home group, which is locked with one CAS
@@ -1462,17 +1482,12 @@ class concurrent_table {
 
   // upsert_home for upsert_detached: straight-line code (see epoch_domain::try_enter_detached),
   // so two slots with the key's tag are left undecided, like a locked, moved, overflowed or full
-  // home group. The insert's charge to the table's budget is decided before anything else: a
-  // charge due for flushing is flushed here, unless the table's budget is low enough for the
-  // flush to exhaust it; that insert goes to the ordinary path, which then starts the growth
-  // (growing needs this process's engine). Two threads may both flush past the end of the budget
-  // here; the next flush, theirs or anyone's, then finds it exhausted, and a table that fills up
-  // meanwhile is grown by the insert that finds no free slot (as for every relaxed count, see
-  // the memory-ordering notes). Declining every flush instead would send every insert into a
-  // small table (flush_every 1) to the C call. cell_index is the thread's
-  // epoch slot index (my_cell() reads it from a thread_local). Returns as upsert_detached; an
-  // undecided case may have locked and unlocked the home group, which readers see only as a
-  // version change.
+  // home group. The insert's charge to the table's budget is made after the group is unlocked, as
+  // note_insert does, and a flush that exhausts the budget is reported (2) instead of starting
+  // the growth here, which needs this process's engine. The charge is counted up only: a
+  // negative one (erasures) is flushed by the next insert. cell_index is the thread's epoch slot
+  // index (my_cell() reads it from a thread_local). Returns as upsert_detached; an undecided case
+  // may have locked and unlocked the home group, which readers see only as a version change.
   template <class Make, class OnFound>
   PARDICT_ALWAYS_INLINE int upsert_home_straight(const epoch_domain& domain, std::size_t cell_index,
                                                  void (*wake)(group_meta&) noexcept, const K& k,
@@ -1480,11 +1495,11 @@ class concurrent_table {
     shard& s = shard_of(h);
     table* t = s.cur.load(std::memory_order_acquire);
     if (t == nullptr) return -1;
-    cell& c = cells_[std::min(cell_index, owned_cells)];
-    const charge ch = charge_of(c, shard_index_of(h), t, +1);
-    if (ch.due && t->budget.load(std::memory_order_relaxed) <= ch.value) return -1;
+    const bool owned = cell_index < owned_cells;
+    cell& c = cells_[owned ? cell_index : owned_cells];
     const std::size_t g = home_of(h, t);
-    prefetch_slots(t, g, h, true);
+    value_type* const slots = t->slot(g, 0);
+    prefetch_slots(slots, h, true);
     group_meta& gm = t->groups[g];
     if (!try_lock_once(gm)) return -1;
     const std::uint64_t tags = gm.tags.load(std::memory_order_relaxed);
@@ -1492,16 +1507,15 @@ class concurrent_table {
     const std::uint64_t m = match_tag(tags, tag);
     int r = -1;
     if ((m & (m - 1)) == 0) {
-      value_type* e = m != 0 ? t->slot(g, first_slot(m)) : nullptr;
-      if (e != nullptr && eq_(e->first, k)) {
-        apply_visitor<mutating_tag>(e, on_found);
+      if (m != 0 && eq_(slots[first_slot(m)].first, k)) {
+        apply_visitor<mutating_tag>(slots + first_slot(m), on_found);
         r = 0;
       } else if ((gm.overflow.load(std::memory_order_relaxed) & overflow_bit(h)) == 0) {
         const std::uint64_t empties = match_empty(tags);
         if (empties != 0 && t->next.load(std::memory_order_acquire) == nullptr) {
           const unsigned j = pick_free(empties, h);
-          construct_in(t, g, j, make);
-          gm.tags.store(with_tag(tags, j, tag), std::memory_order_relaxed);
+          construct_at(slots + j, make);
+          gm.tags.store(with_tag_in_empty(tags, j, tag), std::memory_order_relaxed);
           r = 1;
         }
       }
@@ -1509,8 +1523,21 @@ class concurrent_table {
     if (release_group(gm, false, [&] { domain.light_fence_here(); })) [[unlikely]]
       wake(gm);
     if (r == 1) {
-      add_live(c, 1);
-      (void)apply_charge(ch, t);  // an exhausted budget is left to the next flush (see above)
+      // add_live() for a cell known owned or shared without comparing addresses
+      if (owned) {
+        c.live.store(c.live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      } else {
+        c.live.fetch_add(1, std::memory_order_relaxed);
+      }
+      // charge() for delta = +1 (a negative pending charge, cast to size_t, is flushed at once)
+      std::atomic<std::int32_t>& p = c.pending[shard_index_of(h)];
+      const std::int32_t v = p.load(std::memory_order_relaxed) + 1;
+      if (static_cast<std::size_t>(v) < t->flush_every) [[likely]] {
+        p.store(v, std::memory_order_relaxed);
+      } else {
+        p.store(0, std::memory_order_relaxed);
+        if (t->budget.fetch_sub(v, std::memory_order_relaxed) - v < 0) r = 2;
+      }
     }
     return r;
   }
@@ -1755,10 +1782,13 @@ class concurrent_table {
 
   template <class Make>
   void construct_in(table* t, std::size_t g, unsigned j, Make& make) {
+    construct_at(t->slot(g, j), make);
+  }
+  template <class Make>
+  void construct_at(value_type* e, Make& make) {
     // The element is built under its group's lock: a constructor that calls back into this map
     // gets a reentrancy_error instead of deadlocking on that lock.
     visiting_scope_for<Make> vs(this);
-    value_type* e = t->slot(g, j);
     if constexpr (optimistic) {
       // Build privately, then store word by word: a reader may be copying this slot (matching a
       // stale tag) and must see only atomic stores.

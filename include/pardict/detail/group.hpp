@@ -65,6 +65,11 @@ constexpr std::uint64_t with_tag(std::uint64_t tags, unsigned slot, std::uint8_t
   const unsigned shift = slot * 8;
   return (tags & ~(std::uint64_t{0xff} << shift)) | (std::uint64_t{tag} << shift);
 }
+// with_tag() for a slot whose byte is known to be 0 (an insert into a slot match_empty found).
+constexpr std::uint64_t with_tag_in_empty(std::uint64_t tags, unsigned slot,
+                                          std::uint8_t tag) noexcept {
+  return tags | (std::uint64_t{tag} << (slot * 8));
+}
 
 // ---- waiting ------------------------------------------------------------------------------------
 
