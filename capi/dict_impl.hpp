@@ -323,6 +323,27 @@ class dict_impl final : public dict_base {
     }
   }
 
+  // combine() on the same path for a scalar value (one field of `kind` at offset 0, op a
+  // combining op: the caller has checked both), while no iterator is alive: 1 inserted, 0
+  // combined, the stored result in out either way; -1 and 2 as for set_detached.
+  PARDICT_ALWAYS_INLINE int combine_detached(detail::epoch_domain& domain,
+                                             detail::epoch_domain::thread_state& ts,
+                                             void (*wake)(detail::group_meta&) noexcept,
+                                             const void* kp, const void* vp, combine_op op,
+                                             std::int32_t kind, void* out) noexcept {
+    if ((lay.key_refs | lay.value_refs) != 0 || !changes.quiet()) return -1;
+    const K k = load<K>(kp);
+    const V v = load<V>(vp);
+    // insert_or_assign_detached inserts (k, v) or runs its callback on the element
+    auto combine = [&](value_type& x) PARDICT_INLINE_LAMBDA {
+      field_combine::one_field(&x.second, &v, op, kind);
+      std::memcpy(out, &x.second, sizeof(V));
+    };
+    const int r = map_.insert_or_assign_detached(domain, ts, wake, k, v, detail::leaf_fn{combine});
+    if (r > 0) std::memcpy(out, &v, sizeof(V));
+    return r;
+  }
+
   // After a *_detached store returned 2: starts the growth of kp's table
   // (concurrent_table::upsert_detached).
   void grow_for(const void* kp) override { map_.grow_after_detached_insert(load<K>(kp)); }

@@ -8,18 +8,23 @@
 using pardict::capi::words;
 
 // always_inline: LLVM's cost model would otherwise keep a call (the body is a whole lookup).
-#define PARDICT_JIT_ENTRIES(KC, VC, K, V)                                           \
-  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_get_k##KC##_v##VC(      \
-      const pardict_dict* d, const void* k, void* out) {                            \
-    return pardict::capi::jit_get<K, V>(d, k, out);                                 \
-  }                                                                                 \
-  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_contains_k##KC##_v##VC( \
-      const pardict_dict* d, const void* k) {                                       \
-    return pardict::capi::jit_contains<K, V>(d, k);                                 \
-  }                                                                                 \
-  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_set_k##KC##_v##VC(      \
-      pardict_dict* d, const void* k, const void* v, void* old_out) {               \
-    return pardict::capi::jit_set<K, V>(d, k, v, old_out);                          \
+#define PARDICT_JIT_ENTRIES(KC, VC, K, V)                                                         \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_get_k##KC##_v##VC(                    \
+      const pardict_dict* d, const void* k, void* out) {                                          \
+    return pardict::capi::jit_get<K, V>(d, k, out);                                               \
+  }                                                                                               \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_contains_k##KC##_v##VC(               \
+      const pardict_dict* d, const void* k) {                                                     \
+    return pardict::capi::jit_contains<K, V>(d, k);                                               \
+  }                                                                                               \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_set_k##KC##_v##VC(                    \
+      pardict_dict* d, const void* k, const void* v, void* old_out) {                             \
+    return pardict::capi::jit_set<K, V>(d, k, v, old_out);                                        \
+  }                                                                                               \
+  extern "C" PARDICT_ALWAYS_INLINE std::int32_t pardict_jit_combine_k##KC##_v##VC(                \
+      pardict_dict* d, const void* k, const void* v, std::int32_t op, const std::int32_t* fields, \
+      std::int32_t n_fields, void* out) {                                                         \
+    return pardict::capi::jit_combine<K, V>(d, k, v, op, fields, n_fields, out);                  \
   }
 
 PARDICT_JIT_ENTRIES(4, 4, std::uint32_t, std::uint32_t)

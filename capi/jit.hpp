@@ -188,6 +188,33 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
   return described ? pardict_set_array(d, key, array, 1) : pardict_set_view(d, key, array);
 }
 
+// pardict_combine (d.add, d.min, d.max) for scalar values: one field at offset 0 whose kind fits
+// the value; anything else (tuples, a bad op or field) takes the C call, which validates it. From
+// numba, op, fields and n_fields are constants, so the checks and the kind's arithmetic fold away.
+template <class K, class V>
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const void* key,
+                                                      const void* value, std::int32_t op,
+                                                      const std::int32_t* fields,
+                                                      std::int32_t n_fields, void* out) {
+  auto* base = reinterpret_cast<dict_base*>(d);
+  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
+    if (n_fields == 1 && fields[0] == 0 && op >= PARDICT_OP_ADD && op <= PARDICT_OP_MAX &&
+        out != nullptr) {
+      const std::uint32_t size = kind_size(fields[1]);
+      if (size != 0 && size <= base->lay.value_size) [[likely]] {
+        const int r = static_cast<dict_impl<K, V>*>(base)->combine_detached(
+            *th->domain, *th->ts, th->wake, key, value, to_combine_op(op), fields[1], out);
+        if (r >= 0) [[likely]] {
+          if (r == 2) [[unlikely]]
+            pardict_jit_grow(d, key);
+          return r != 0 ? PARDICT_NEW_KEY : PARDICT_OLD_KEY;
+        }
+      }
+    }
+  }
+  return pardict_combine(d, key, value, op, fields, n_fields, out);
+}
+
 template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_contains(const pardict_dict* d, const void* key) {
   const auto* base = reinterpret_cast<const dict_base*>(d);

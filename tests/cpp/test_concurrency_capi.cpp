@@ -508,6 +508,68 @@ TEST(CapiConcurrency, JitArrayStoresFromManyThreadsWithClears) {
   EXPECT_EQ(pardict_live_refs(), refs0);
 }
 
+// The numba fast path's d.add / d.max (capi/jit.hpp, jit_combine, compiled into the test) from
+// many threads into a dictionary that grows from empty: inserts that exhaust a table's budget
+// start its growth through pardict_jit_grow, and every add lands exactly once. A second thread
+// group takes the C call (a tuple-like two-field description) into the same keys, so the two paths
+// interleave on one element. Totals are checked against the arithmetic.
+TEST(CapiConcurrency, JitCombinesFromManyThreadsAddUpExactly) {
+  ASSERT_EQ(pardict_jit_thread_ctx()->abi_id, pardict::capi::jit_abi_id())
+      << "the test must see the library's layouts, or every combine takes the C call";
+  std::int32_t st;
+  pardict_dict* sums = pardict_new(8, 8, 0, 0, 0, 0, &st);  // int64 -> int64, d.add
+  ASSERT_EQ(st, PARDICT_OK);
+  pardict_dict* maxes = pardict_new(8, 8, 0, 0, 0, 0, &st);  // int64 -> float64, d.max
+  ASSERT_EQ(st, PARDICT_OK);
+  constexpr int threads = 8;
+  constexpr std::int64_t keys = 50000, rounds = 3;
+  const std::int32_t add_i64[2] = {0, PARDICT_KIND_I64};
+  const std::int32_t max_f64[2] = {0, PARDICT_KIND_F64};
+  const std::int32_t two_i32[4] = {0, PARDICT_KIND_I32, 4, PARDICT_KIND_I32};  // the C call
+  std::atomic<long> wrong{0}, inserted{0};
+  pardict_test::start_latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (std::int64_t r = 0; r < rounds; ++r) {
+        for (std::int64_t i = 0; i < keys; ++i) {
+          const std::int64_t k = (i * 7919 + t * 104729) % keys;  // threads in different orders
+          std::int64_t one = 1, out = 0;
+          // Threads 0-5 take the inline path; 6 and 7 add 1 to the low int32 field (and 0 to the
+          // high one) through the C call, which is the same +1 on a non-negative int64 < 2^31.
+          const std::int32_t s =
+              t < 6 ? pardict::capi::jit_combine<std::uint64_t, std::uint64_t>(
+                          sums, &k, &one, PARDICT_OP_ADD, add_i64, 1, &out)
+                    : pardict_combine(sums, &k, &one, PARDICT_OP_ADD, two_i32, 2, &out);
+          if (s == PARDICT_NEW_KEY) inserted.fetch_add(1);
+          if ((s != PARDICT_NEW_KEY && s != PARDICT_OLD_KEY) || out < 1) wrong.fetch_add(1);
+          const double x = static_cast<double>(t * rounds + r);
+          double m = 0;
+          const std::int32_t s2 = pardict::capi::jit_combine<std::uint64_t, std::uint64_t>(
+              maxes, &k, &x, PARDICT_OP_MAX, max_f64, 1, &m);
+          if ((s2 != PARDICT_NEW_KEY && s2 != PARDICT_OLD_KEY) || m < x) wrong.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(inserted.load(), keys);
+  EXPECT_EQ(pardict_len(sums), keys);
+  EXPECT_EQ(pardict_len(maxes), keys);
+  for (std::int64_t k = 0; k < keys; ++k) {
+    std::int64_t n = 0;
+    double m = 0;
+    ASSERT_EQ(pardict_get(sums, &k, &n), PARDICT_FOUND);
+    ASSERT_EQ(n, threads * rounds) << "key " << k;
+    ASSERT_EQ(pardict_get(maxes, &k, &m), PARDICT_FOUND);
+    ASSERT_EQ(m, static_cast<double>(threads * rounds - 1)) << "key " << k;
+  }
+  pardict_free(sums);
+  pardict_free(maxes);
+}
+
 // A key change costs the same whatever the number of live iterators (it compares a per-dictionary
 // clock with the changing thread's own cell): with 20,000 half-consumed iterators alive, 200,000
 // inserts and erases must take less than 5 times as long as with none (a walk over every live

@@ -1807,7 +1807,7 @@ class concurrent_table {
   // element works on a private copy that is stored back whole with word-wise atomic stores, since
   // optimistic readers may be copying the slot meanwhile; a const visitor reads e itself.
   template <class Access, class F>
-  void apply_visitor(value_type* e, F& f) {
+  PARDICT_ALWAYS_INLINE void apply_visitor(value_type* e, F& f) {
     if constexpr (std::is_same_v<std::remove_cvref_t<F>, no_visit>) {
       return;
     } else if constexpr (std::is_same_v<Access, const_tag>) {

@@ -700,6 +700,37 @@ def c_set_at(typingctx, table, dtyref, key, value):
     return types.int32(table, dtyref, dty.key_type, dty.value_type), codegen
 
 
+@intrinsic(prefer_literal=True)
+def c_combine_at(typingctx, table, dtyref, key, value, op):
+    """c_combine on table_of(d) for a d of type dtyref with scalar values, inlined as c_get_at is
+    (pardict.numba.jit's "combine"). (status, stored value)."""
+    dty = dtyref.instance_type
+    check_dict(dty)
+    _check_op_literal(op)
+    kind = scalar_kind(dty.value_type)
+    assert kind is not None
+
+    def codegen(context, builder, sig, args):
+        out = out_buffer(builder, dty.layouts[3])
+        cargs = [
+            args[0],
+            key_ptr(context, builder, dty, args[2]),
+            value_blob(context, builder, dty, args[3]),
+            i32(sig.args[4].literal_value),
+            fields_constant(builder, [(0, kind)]),
+            i32(1),
+            builder.bitcast(out, i8p),
+        ]
+        st = _inlined_or_call(context, builder, "combine", dty, cargs)
+        val = load_value(context, builder, dty, out)
+        return context.make_tuple(builder, sig.return_type, [st, val])
+
+    sig = types.Tuple([types.int32, dty.value_type])(
+        table, dtyref, dty.key_type, dty.value_type, op
+    )
+    return sig, codegen
+
+
 @intrinsic
 def c_contains_at(typingctx, table, dtyref, key):
     """c_contains on table_of(d) for a d of type dtyref, inlined as c_get_at is."""
@@ -781,19 +812,16 @@ def _combine_codegen(cname, d):
         h, kp, vp = _kv_ptrs(context, builder, d, args)
         out = out_buffer(builder, vc)
         op = sig.args[3].literal_value
-        st = call(
-            builder,
-            cname,
-            [
-                h,
-                kp,
-                vp,
-                i32(op),
-                fields_constant(builder, fields),
-                i32(len(fields)),
-                builder.bitcast(out, i8p),
-            ],
-        )
+        cargs = [
+            h,
+            kp,
+            vp,
+            i32(op),
+            fields_constant(builder, fields),
+            i32(len(fields)),
+            builder.bitcast(out, i8p),
+        ]
+        st = call(builder, cname, cargs)
         val = load_value(context, builder, d, out)
         return context.make_tuple(builder, sig.return_type, [st, val])
 

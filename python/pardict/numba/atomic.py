@@ -17,7 +17,7 @@ from numba.core import cgutils, types
 from numba.core.errors import TypingError
 from numba.core.extending import intrinsic, overload, overload_method
 
-from . import abi
+from . import abi, jit
 from .abi import OP_NAMES, Op, Result, Status, check
 from .convert import charseq_view, conv, sentry_safe_cast
 from .types import DictType
@@ -159,6 +159,21 @@ def _make_combine_method(name, op):
             )
         sentry_safe_cast(key, keyty)
         sentry_safe_cast(value, valty)
+
+        if jit.inlinable("combine", d) and abi.scalar_kind(valty) is not None:
+            # The shape of dictobject's impl_inline (d[k] = v): LLVM inlines this impl, and the
+            # store pardict.numba.jit inlines into it, into the caller's loop.
+            dty = d
+
+            def impl_inline(d, key, value):
+                # table_of first: see abi.table_of.
+                st, v = abi.c_combine_at(
+                    abi.table_of(d), dty, conv(key, keyty), conv(value, valty), opv
+                )
+                check(st)
+                return v
+
+            return impl_inline
 
         def impl(d, key, value):
             st, v = combine_status(d, key, value, opv)

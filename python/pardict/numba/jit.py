@@ -6,7 +6,8 @@ Only the common case runs inline (see capi/jit.hpp); every other case calls the 
 never depend on which path ran.
 
 ``PARDICT_JIT_INLINE`` in the environment (read at import) says which operations run inline:
-unset, the stores (``d[k] = v``, numbers and arrays alike); ``1``, the lookups too (``d[k]``,
+unset, the stores (``d[k] = v``, numbers and arrays alike, and ``d.add``, ``d.min``, ``d.max`` on
+scalar values); ``1``, the lookups too (``d[k]``,
 ``d.get``, ``k in d``); ``0``, none. Stores run inline by default because they ran faster on
 every workload and machine they were measured on (the seed program's array store: 466 -> 332
 instructions, 10M keys 1.35x faster at 1 thread and 1.22x at 2; int64 inserts at 10M keys 1.08x
@@ -93,10 +94,23 @@ def _entry_name(op: str, dty) -> str | None:
     return f"pardict_jit_{op}_k{kc}_v{vc}"
 
 
+def inlinable(op: str, dty) -> bool:
+    """Whether op may run inline for dictionaries of type dty (the mode allows it and there is an
+    entry point for dty's layout; the bitcode may still turn out missing, which `entry` finds)."""
+    if op in _LOOKUPS:
+        return ENABLED and _entry_name(op, dty) is not None
+    return STORES and _entry_name(op, dty) is not None
+
+
 _TYPES = {
     "get": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p]),
     "contains": ir.FunctionType(ir.IntType(32), [i8p, i8p]),
     "set": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p, i8p]),
+    # pardict_combine's (d, key, value, op, fields, n_fields, out): d.add, d.min, d.max.
+    "combine": ir.FunctionType(
+        ir.IntType(32),
+        [i8p, i8p, i8p, ir.IntType(32), ir.IntType(32).as_pointer(), ir.IntType(32), i8p],
+    ),
     # (d, key, numba array struct, old MemInfo out, described): capi/jit.hpp, jit_set_array.
     "set_array": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p, i8p, ir.IntType(32)]),
 }
@@ -104,10 +118,10 @@ _ARRAY_OPS = ("set_array",)
 
 
 def entry(context, builder, op, dty):
-    """The inlinable pardict_<op> ("get", "contains", "set" or "set_array") for dictionaries of
-    type dty, or None when there is none (the caller then calls the C ABI). The first three take
-    pardict_<op>'s arguments and give its result; "set_array" is pardict_set_array and
-    pardict_set_view in one (capi/jit.hpp, jit_set_array)."""
+    """The inlinable pardict_<op> ("get", "contains", "set", "combine" or "set_array") for
+    dictionaries of type dty, or None when there is none (the caller then calls the C ABI). The
+    first four take pardict_<op>'s arguments and give its result; "set_array" is
+    pardict_set_array and pardict_set_view in one (capi/jit.hpp, jit_set_array)."""
     name = _entry_name(op, dty)
     if name is None or (op in _LOOKUPS and not ENABLED):
         return None
@@ -125,4 +139,4 @@ def entry(context, builder, op, dty):
     return cgutils.get_or_insert_function(builder.module, _TYPES[op], name)
 
 
-__all__ = ["ENABLED", "STORES", "available", "bitcode_path", "entry"]
+__all__ = ["ENABLED", "STORES", "available", "bitcode_path", "entry", "inlinable"]
