@@ -24,6 +24,10 @@
 //   takes the C call, whose reentrancy check then applies.
 // * No unwinding: the bitcode is built with -fignore-exceptions (CMakeLists.txt), and nothing on
 //   this path throws.
+// * Growth needs the engine: an inlined insert whose charge exhausts its table's budget is
+//   reported by the engine (upsert_detached returns 2) and grown through pardict_jit_grow.
+// * d.add, d.min and d.max on a scalar value (jit_combine) are stores with a combining callback;
+//   numba passes the op and the field's kind as constants, so only the one operation remains.
 // * Values holding a reference are served for one layout only, 1-D arrays stored as their
 //   MemInfo (jit_set_array): the store takes the dictionary's reference with the same atomic add
 //   as jitted code, counts it in the thread's stripe of the books (the block's `refs`), and hands
