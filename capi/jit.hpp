@@ -126,12 +126,15 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_get(const pardict_dict* d, const v
   return pardict_get(d, key, out);
 }
 
-// The status of a store decided inline (a *_detached store's result r >= 0); an insert that
-// exhausted its table's budget starts the growth through the library (2: upsert_detached).
-PARDICT_ALWAYS_INLINE inline std::int32_t jit_stored(pardict_dict* d, const void* key, int r) {
+// The status of a store decided inline (a *_detached store's result r >= 0): `inserted` for a new
+// key, `found` for an existing one; an insert that exhausted its table's budget starts the growth
+// through the library (2: upsert_detached).
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_stored(pardict_dict* d, const void* key, int r,
+                                                     std::int32_t inserted = PARDICT_INSERTED,
+                                                     std::int32_t found = PARDICT_REPLACED) {
   if (r == 2) [[unlikely]]
     pardict_jit_grow(d, key);
-  return r != 0 ? PARDICT_INSERTED : PARDICT_REPLACED;
+  return r != 0 ? inserted : found;
 }
 
 template <class K, class V>
@@ -208,11 +211,8 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const voi
       if (size != 0 && size <= base->lay.value_size) [[likely]] {
         const int r = static_cast<dict_impl<K, V>*>(base)->combine_detached(
             *th->domain, *th->ts, th->wake, key, value, to_combine_op(op), fields[1], out);
-        if (r >= 0) [[likely]] {
-          if (r == 2) [[unlikely]]
-            pardict_jit_grow(d, key);
-          return r != 0 ? PARDICT_NEW_KEY : PARDICT_OLD_KEY;
-        }
+        if (r >= 0) [[likely]]
+          return jit_stored(d, key, r, PARDICT_NEW_KEY, PARDICT_OLD_KEY);
       }
     }
   }

@@ -65,6 +65,14 @@ def test_bitcode_defines_no_variable_and_calls_only_the_c_abi():
     assert "personality" not in str(mod)  # no unwinding code: nothing the JIT cannot link
 
 
+def _loop_function_ir(fn, mangled):
+    """The LLVM IR of jitted fn itself (not its CPython wrapper), from its `define` to the closing
+    brace; `mangled` is the start of its symbol, e.g. "_ZN8test_jit8_add_all"."""
+    (ir,) = fn.inspect_llvm().values()
+    start = ir.index("define", ir.index("@" + mangled) - 200)
+    return ir[start : ir.index("\n}\n", start)]
+
+
 @njit
 def _lookup_sum(d, keys):
     s = 0.0
@@ -80,10 +88,7 @@ def test_lookups_are_inlined_into_the_loop():
     d = pardict.Dict.empty(types.int64, types.float64)
     d[1] = 2.0
     assert _lookup_sum(d, np.array([1, 1], np.int64)) == 4.0
-    (ir,) = _lookup_sum.inspect_llvm().values()
-    # The function itself (not its CPython wrapper): from its `define` to the closing brace.
-    start = ir.index("define", ir.index("@_ZN8test_jit11_lookup_sum") - 200)
-    body = ir[start : ir.index("\n}\n", start)]
+    body = _loop_function_ir(_lookup_sum, "_ZN8test_jit11_lookup_sum")
     assert "@pardict_jit_thread_ctx" in body  # the inlined lookup's one call per loop
     assert "call i32 @pardict_jit_get_" not in body  # no call left to the entry point
     # The lookup's wrapper hands back its reference to d before the inlined body, so numba's
@@ -105,9 +110,7 @@ def test_stores_are_inlined_into_the_loop():
     d = pardict.Dict.empty(types.int64, types.float64)
     _store_all(d, np.array([1, 2, 1], np.int64))
     assert d.to_dict() == {1: 0.5, 2: 0.5}
-    (ir,) = _store_all.inspect_llvm().values()
-    start = ir.index("define", ir.index("@_ZN8test_jit10_store_all") - 200)
-    body = ir[start : ir.index("\n}\n", start)]
+    body = _loop_function_ir(_store_all, "_ZN8test_jit10_store_all")
     assert "@pardict_jit_thread_ctx" in body
     assert "call i32 @pardict_jit_set_" not in body
     assert body.count("@NRT_incref(") == 2, body  # as for lookups: none inside the loop
@@ -348,9 +351,7 @@ def test_combines_are_inlined_and_count_exactly_from_prange():
     d = pardict.Dict.empty(types.int64, types.float64)
     _add_all(d, np.array([1, 2, 1], np.int64), np.array([1.0, 2.0, 3.0]))
     assert d.to_dict() == {1: 4.0, 2: 2.0}
-    (ir,) = _add_all.inspect_llvm().values()
-    start = ir.index("define", ir.index("@_ZN8test_jit8_add_all") - 200)
-    body = ir[start : ir.index("\n}\n", start)]
+    body = _loop_function_ir(_add_all, "_ZN8test_jit8_add_all")
     assert "@pardict_jit_thread_ctx" in body
     assert "call i32 @pardict_jit_combine_" not in body
     calls = set(re.findall(r"call [^@]*@([\w.]+)", body))
@@ -400,9 +401,7 @@ def test_array_stores_are_inlined_into_the_loop():
     v = np.ones(2, np.float32)
     _store_arrays(d, v, 3)
     assert len(d) == 3 and d[2.0] is v
-    (ir,) = _store_arrays.inspect_llvm().values()
-    start = ir.index("define", ir.index("@_ZN8test_jit13_store_arrays") - 200)
-    body = ir[start : ir.index("\n}\n", start)]
+    body = _loop_function_ir(_store_arrays, "_ZN8test_jit13_store_arrays")
     assert "@pardict_jit_thread_ctx" in body
     assert "call i32 @pardict_jit_set_array" not in body
     # The store's wrapper passes d and v on as borrowed words (abi.borrowed), so no incref/decref

@@ -1170,7 +1170,11 @@ class concurrent_table {
     return cells_[std::min(epoch_domain::thread_index(), owned_cells)];
   }
   PARDICT_ALWAYS_INLINE void add_live(cell& c, std::int64_t delta) noexcept {
-    if (&c != &cells_[owned_cells]) {
+    add_live(c, &c != &cells_[owned_cells], delta);
+  }
+  // The same for a caller that knows whether c is its own (upsert_home_straight).
+  PARDICT_ALWAYS_INLINE static void add_live(cell& c, bool owned, std::int64_t delta) noexcept {
+    if (owned) {
       c.live.store(c.live.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
     } else {
       c.live.fetch_add(delta, std::memory_order_relaxed);
@@ -1523,12 +1527,7 @@ class concurrent_table {
     if (release_group(gm, false, [&] { domain.light_fence_here(); })) [[unlikely]]
       wake(gm);
     if (r == 1) {
-      // add_live() for a cell known owned or shared without comparing addresses
-      if (owned) {
-        c.live.store(c.live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      } else {
-        c.live.fetch_add(1, std::memory_order_relaxed);
-      }
+      add_live(c, owned, 1);
       // charge() for delta = +1 (a negative pending charge, cast to size_t, is flushed at once)
       std::atomic<std::int32_t>& p = c.pending[shard_index_of(h)];
       const std::int32_t v = p.load(std::memory_order_relaxed) + 1;
