@@ -523,8 +523,10 @@ TEST(Concurrency, DetachedReadsNeverMissPresentKeysDuringGrowth) {
         std::int64_t v = 0;
         auto copy = leaf_fn{[&](const i64_map::value_type& x) { v = x.second; }};
         const unsigned depth_before = ts.depth;
+        const bool inside_before = epoch_domain::this_thread_inside();
         const int r = m.read_detached(dom, ts, k, copy);
-        if (ts.depth != depth_before) wrong.fetch_add(1);
+        if (ts.depth != depth_before || epoch_domain::this_thread_inside() != inside_before)
+          wrong.fetch_add(1);
         if (r >= 0) decided.fetch_add(1);
         if (present) {
           if (r == 0) misses.fetch_add(1);
@@ -580,9 +582,11 @@ TEST(Concurrency, DetachedUpsertsKeepExactCountsWhileTheMapGrows) {
               x.second = v;
             }};
             const unsigned depth_before = ts.depth;
+            const bool inside_before = epoch_domain::this_thread_inside();
             int r = m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, k, v,
                                                 on_found);
-            if (ts.depth != depth_before) wrong.fetch_add(1);
+            if (ts.depth != depth_before || epoch_domain::this_thread_inside() != inside_before)
+              wrong.fetch_add(1);
             if (r == 2) {  // inserted, and the table's budget is spent: the caller grows it
               grown.fetch_add(1, std::memory_order_relaxed);
               m.grow_after_detached_insert(k);
@@ -1299,6 +1303,96 @@ TEST(Concurrency, CopyOfAMapUnderModificationIsAConsistentSubset) {
 }
 
 }  // namespace
+
+// Guards nest: an operation run inside a visitor of another map (or of the same map, where
+// allowed) must leave the outer operation announced, or a table the outer operation still reads
+// could be freed under it. The outermost guard of a thread with a slot keeps no count (its
+// slot's announcement tells it), nested guards and threads without a slot count in the thread's
+// state: both kinds are checked here, while a second thread grows the inner map so that tables
+// are retired and reclaimed meanwhile. A thread without a slot is made by keeping max_slots
+// other threads alive (a thread holds its slot from its first operation until it exits).
+TEST(Concurrency, NestedOperationsKeepTheOuterOneAnnounced) {
+  using domain = pardict::detail::epoch_domain;
+  struct seen {
+    bool inside_before = false, inside_after = false, outside_at_end = true;
+    std::int64_t without_slot_inside = -1, without_slot_at_end = -1;
+    std::size_t index = 0;
+    std::string contents;
+  };
+  // In a thread of its own: a visitor of `outer` inserts n keys into a fresh map (which grows,
+  // retiring tables) and, with `grower`, reads a third map that another thread grows meanwhile.
+  auto run_nested = [](std::uint64_t n, bool grower_thread) {
+    seen r;
+    i64_map outer, inner, grown;
+    outer.insert({1, 1});
+    std::atomic<bool> stop{false};
+    std::thread grower;
+    if (grower_thread) {
+      grower = std::thread([&] {
+        for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i)
+          grown.insert({key_of(i), value_of(key_of(i))});
+      });
+    }
+    outer.visit(1, [&](i64_map::value_type&) {
+      r.index = domain::thread_index();
+      r.inside_before = domain::this_thread_inside();
+      for (std::uint64_t i = 0; i < n; ++i) {
+        const std::int64_t k = key_of(i);
+        inner.insert({k, value_of(k)});
+        (void)grown.contains(k);  // reads tables the grower retires
+      }
+      r.inside_after = domain::this_thread_inside();
+      r.without_slot_inside = domain::instance().threads_without_slot_inside();
+    });
+    stop.store(true);
+    if (grower.joinable()) grower.join();
+    r.outside_at_end = !domain::this_thread_inside();
+    r.without_slot_at_end = domain::instance().threads_without_slot_inside();
+    r.contents = audit(inner, n, [](std::int64_t k, std::int64_t v) { return v == value_of(k); });
+    return r;
+  };
+  run_with_timeout(
+      "nested operations",
+      [&] {
+        const std::uint64_t n = scaled(20000, 2000);
+        seen with_slot;
+        std::thread([&] { with_slot = run_nested(n, true); }).join();
+        EXPECT_LT(with_slot.index, domain::max_slots);
+        EXPECT_TRUE(with_slot.inside_before);
+        EXPECT_TRUE(with_slot.inside_after);
+        EXPECT_TRUE(with_slot.outside_at_end);
+        EXPECT_EQ(with_slot.without_slot_inside, 0);
+        EXPECT_EQ(with_slot.contents, "");
+
+        // Every slot taken by threads that stay alive, outside any operation.
+        std::vector<std::thread> holders;
+        std::atomic<std::size_t> arrived{0};
+        std::atomic<bool> release{false};
+        i64_map first_use;
+        for (std::size_t t = 0; t < domain::max_slots; ++t) {
+          holders.emplace_back([&] {
+            (void)first_use.contains(0);
+            arrived.fetch_add(1);
+            while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          });
+        }
+        while (arrived.load() < holders.size())
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        seen without_slot;
+        // No grower here: it would be a second thread without a slot in the count.
+        std::thread([&] { without_slot = run_nested(n / 4, false); }).join();
+        release.store(true);
+        for (auto& h : holders) h.join();
+        EXPECT_EQ(without_slot.index, domain::max_slots);  // the case this part is for
+        EXPECT_TRUE(without_slot.inside_before);
+        EXPECT_TRUE(without_slot.inside_after);
+        EXPECT_TRUE(without_slot.outside_at_end);
+        EXPECT_EQ(without_slot.without_slot_inside, 1);
+        EXPECT_EQ(without_slot.without_slot_at_end, 0);
+        EXPECT_EQ(without_slot.contents, "");
+      },
+      watchdog_limit);
+}
 
 // Each thread takes an epoch slot on its first operation and must give it back when it exits: a
 // process that runs many short-lived threads (a new thread pool per parallel region) would

@@ -26,7 +26,8 @@
 //     epoch reaches E + 2, at which point no thread can still hold a pointer loaded before the
 //     unlink.
 //
-// Guards nest (a visitor may call into a second map): only the outermost one announces. More than
+// Guards nest (a visitor may call into a second map): only the outermost one announces, and a
+// guard that finds its thread's slot already announcing an odd value knows it is nested. More than
 // `max_slots` simultaneous threads fall back to a shared counter that blocks advancement while
 // non-zero — correct, merely slower to reclaim.
 //
@@ -126,6 +127,9 @@ class epoch_domain {
   // A thread's state (one thread_local per thread, tls_).
   struct thread_state {
     slot* my_slot;
+    // Guards that went through enter_slow and are still alive: nested guards of a thread with a
+    // slot (whose outermost guard is told by its own announcement, see enter()), every guard of
+    // a thread without one.
     unsigned depth;
     bool exiting;          // the slot was given back at thread exit; do not take another
     std::size_t index;     // my_slot's index, max_slots without a slot
@@ -134,6 +138,24 @@ class epoch_domain {
   // The calling thread's state, for code that cannot reach thread_locals and is handed it
   // instead (the numba fast path: capi/jit.hpp).
   static thread_state& this_thread() noexcept { return tls_; }
+  // Whether the thread owning sl is inside an operation: a slot announces odd values exactly
+  // while its thread is (see enter()).
+  PARDICT_ALWAYS_INLINE static bool inside(const slot* sl) noexcept {
+    return (sl->announced.load(std::memory_order_relaxed) & 1) != 0;
+  }
+  // Whether the calling thread is inside an operation, and whether it is counted in the shared
+  // counter of threads without a slot (fork handlers, tests).
+  static bool this_thread_inside() noexcept {
+    const thread_state& me = tls_;
+    return me.my_slot != nullptr ? inside(me.my_slot) : me.depth != 0;
+  }
+  static bool this_thread_overflowing() noexcept {
+    return tls_.my_slot == nullptr && tls_.depth != 0;
+  }
+  // Threads without a slot that are inside an operation (tests).
+  std::int64_t threads_without_slot_inside() const noexcept {
+    return overflow_active_.load(std::memory_order_acquire);
+  }
   static const std::atomic<std::uint64_t>* spoiled_below() noexcept { return &spoiled_below_; }
 
   // enter() and leave() for such code: only the common case, a thread that has its slot and is
@@ -143,9 +165,8 @@ class epoch_domain {
   // which runs on the jitted caller after this is inlined there, gives up on code with loops.
   PARDICT_ALWAYS_INLINE bool try_enter_detached(thread_state& ts) noexcept {
     slot* const sl = ts.my_slot;
-    if (ts.depth != 0 || sl == nullptr) [[unlikely]]
+    if (sl == nullptr || inside(sl)) [[unlikely]]
       return false;
-    ts.depth = 1;
     // announce(sl), once: an epoch that moved meanwhile is a case for the ordinary path.
     const std::uint64_t e = global_.load(std::memory_order_relaxed);
     sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
@@ -158,43 +179,51 @@ class epoch_domain {
     return true;
   }
   PARDICT_ALWAYS_INLINE void leave_detached(thread_state& ts) noexcept {
-    ts.depth = 0;
     ts.my_slot->announced.store(0, std::memory_order_release);
   }
 
   // enter() and leave() run twice per map operation, so they are kept to a few instructions:
   // the thread's state is a trivially destructible thread_local (one %fs-relative access, no
-  // initialisation guard), and the rare cases (first use, slot overflow) are out of line.
-  PARDICT_ALWAYS_INLINE void enter() noexcept {
+  // initialisation guard); the domain is reached through a plain pointer (self_), not through
+  // instance() and its initialisation guard; and the common case, the outermost guard of a
+  // thread that has its slot, keeps no count: a slot announces odd values exactly while its
+  // thread is inside an operation, so an odd announcement tells a nested guard. Everything else
+  // (first use, nesting, no slot) is out of line. enter() returns the slot leave() clears, or
+  // nullptr when leave_slow() has to undo what enter_slow() did.
+  PARDICT_ALWAYS_INLINE static slot* enter() noexcept {
     thread_state& ts = tls_;
-    if (ts.depth++ != 0) [[unlikely]]  // a guard inside a visitor's guard
-      return;
     slot* const sl = ts.my_slot;
-    if (sl == nullptr) [[unlikely]] {
-      enter_without_slot(ts);
-      return;
-    }
-    announce(sl);
+    if (sl == nullptr || inside(sl)) [[unlikely]]
+      return instance().enter_slow(ts);
+    // ts.my_slot is set only by enter_slow, after instance() has set self_.
+    epoch_domain& d = *self_;
+    d.announce(sl);
     // seq_cst: a plain load on x86; pairs with the gate's store and heavy_fence in prepare_fork.
-    if (gate_.load(std::memory_order_seq_cst)) [[unlikely]]
-      wait_at_gate(ts);
+    if (d.gate_.load(std::memory_order_seq_cst)) [[unlikely]]
+      d.wait_at_gate(ts);
+    return sl;
   }
 
-  PARDICT_ALWAYS_INLINE void leave() noexcept {
-    thread_state& ts = tls_;
-    if (--ts.depth != 0) [[unlikely]]
-      return;
-    if (ts.my_slot != nullptr) [[likely]] {
-      ts.my_slot->announced.store(0, std::memory_order_release);
+  PARDICT_ALWAYS_INLINE static void leave(slot* sl) noexcept {
+    if (sl != nullptr) [[likely]] {
+      sl->announced.store(0, std::memory_order_release);
     } else {
-      overflow_active_.fetch_sub(1, std::memory_order_release);
+      self_->leave_slow(tls_);
     }
   }
 
   // The two halves of the asymmetric fence (see the comment at the top): a light_fence on one
   // thread and a heavy_fence on another order each side's earlier stores before its later loads
   // as a pair of seq_cst fences would. Also used by the group lock (group.hpp).
-  PARDICT_ALWAYS_INLINE static void light_fence() noexcept { instance().light_fence_here(); }
+  // Reads a copy of asymmetric_ that needs no instance(): false (a full fence) until the domain
+  // has registered for membarrier, which is always correct on this side.
+  PARDICT_ALWAYS_INLINE static void light_fence() noexcept {
+    if (asymmetric_copy_.load(std::memory_order_relaxed)) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+  }
   // light_fence() for code that is handed the domain (capi/jit.hpp).
   PARDICT_ALWAYS_INLINE void light_fence_here() const noexcept {
     if (asymmetric_) {
@@ -242,6 +271,8 @@ class epoch_domain {
   static inline thread_local constinit thread_state tls_{nullptr, 0, false, max_slots, 0};
 
   epoch_domain() : asymmetric_(platform::process_fence_available()) {
+    asymmetric_copy_.store(asymmetric_, std::memory_order_relaxed);
+    self_ = this;
 #if defined(__linux__) || defined(__APPLE__)
     pthread_atfork([] { instance().prepare_fork(); }, [] { instance().after_fork_parent(); },
                    [] { instance().after_fork_child(); });
@@ -275,9 +306,9 @@ class epoch_domain {
   void prepare_fork() noexcept {
     gate_.store(true, std::memory_order_seq_cst);
     heavy_fence();
-    const thread_state& me = tls_;
-    const slot* mine = me.depth != 0 ? me.my_slot : nullptr;  // our own operation is not waited for
-    const std::int64_t own_overflow = me.depth != 0 && me.my_slot == nullptr ? 1 : 0;
+    // Our own operation is not waited for.
+    const slot* mine = this_thread_inside() ? tls_.my_slot : nullptr;
+    const std::int64_t own_overflow = this_thread_overflowing() ? 1 : 0;
     const auto deadline = std::chrono::steady_clock::now() + fork_drain_timeout;
     bool drained = true;
     const std::size_t hw = high_water_.load(std::memory_order_acquire);
@@ -313,8 +344,7 @@ class epoch_domain {
       slots_[i].announced.store(0, std::memory_order_relaxed);
       slots_[i].owned.store(false, std::memory_order_relaxed);
     }
-    overflow_active_.store(me.depth != 0 && me.my_slot == nullptr ? 1 : 0,
-                           std::memory_order_relaxed);
+    overflow_active_.store(this_thread_overflowing() ? 1 : 0, std::memory_order_relaxed);
     if (fork_drained_) {
       mutex_.unlock();
     } else {
@@ -323,7 +353,10 @@ class epoch_domain {
       spoiled_below_.store(objects_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
     // The registration is the process's; make sure the child has one before relying on it.
-    if (asymmetric_ && !platform::process_fence_available()) asymmetric_ = false;
+    if (asymmetric_ && !platform::process_fence_available()) {
+      asymmetric_ = false;
+      asymmetric_copy_.store(false, std::memory_order_relaxed);
+    }
     gate_.store(false, std::memory_order_release);
   }
 
@@ -344,8 +377,14 @@ class epoch_domain {
     }
   }
 
-  // First operation of a thread, or a thread that found no free slot (or is exiting).
-  PARDICT_NOINLINE void enter_without_slot(thread_state& ts) noexcept {
+  // enter() for everything but the outermost guard of a thread with a slot: a nested guard
+  // (counted in depth, nothing announced), a thread's first operation (takes a slot), a thread
+  // that found no free slot or is exiting (counted in overflow_active_ by its outermost guard).
+  PARDICT_NOINLINE slot* enter_slow(thread_state& ts) noexcept {
+    if (ts.my_slot != nullptr || ts.depth != 0) {  // nested (a thread with a slot, or without)
+      ++ts.depth;
+      return nullptr;
+    }
     if (ts.serial == 0) ts.serial = serials_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (!ts.exiting) {
       static thread_local slot_releaser releaser;
@@ -356,10 +395,18 @@ class epoch_domain {
       ts.index = static_cast<std::size_t>(ts.my_slot - slots_);
       announce(ts.my_slot);
     } else {
+      ts.depth = 1;
       overflow_active_.fetch_add(1, std::memory_order_seq_cst);
       light_fence();  // pairs with try_advance's heavy_fence, as announce() does
     }
     if (gate_.load(std::memory_order_seq_cst)) wait_at_gate(ts);
+    return ts.my_slot;
+  }
+
+  // leave() for a guard whose enter() returned nullptr.
+  PARDICT_NOINLINE void leave_slow(thread_state& ts) noexcept {
+    if (--ts.depth == 0 && ts.my_slot == nullptr)
+      overflow_active_.fetch_sub(1, std::memory_order_release);
   }
 
   slot* acquire_slot() noexcept {
@@ -410,6 +457,8 @@ class epoch_domain {
   }
 
   bool asymmetric_;  // changed only by the fork child handler, with no other thread left
+  static inline constinit std::atomic<bool> asymmetric_copy_{false};  // for light_fence()
+  static inline constinit epoch_domain* self_ = nullptr;              // &instance(), once made
   std::atomic<bool> gate_{false};  // a fork is being prepared: operations wait before entering
   bool fork_drained_ = true;       // the last prepare_fork saw no operation in flight
   std::atomic<std::uint64_t> objects_{0};  // object_serial()s given out
@@ -426,13 +475,13 @@ class epoch_domain {
 // RAII: the calling thread is inside a map operation while this lives.
 class epoch_guard {
  public:
-  PARDICT_ALWAYS_INLINE epoch_guard() noexcept : d_(epoch_domain::instance()) { d_.enter(); }
-  PARDICT_ALWAYS_INLINE ~epoch_guard() { d_.leave(); }
+  PARDICT_ALWAYS_INLINE epoch_guard() noexcept : slot_(epoch_domain::enter()) {}
+  PARDICT_ALWAYS_INLINE ~epoch_guard() { epoch_domain::leave(slot_); }
   epoch_guard(const epoch_guard&) = delete;
   epoch_guard& operator=(const epoch_guard&) = delete;
 
  private:
-  epoch_domain& d_;
+  epoch_domain::slot* slot_;
 };
 
 }  // namespace pardict::detail
