@@ -1373,7 +1373,7 @@ TEST(Concurrency, NestedOperationsKeepTheOuterOneAnnounced) {
           holders.emplace_back([&] {
             (void)first_use.contains(0);
             arrived.fetch_add(1);
-            while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            release.wait(false);  // asleep, not polling: 1024 pollers starve qemu-user
           });
         }
         while (arrived.load() < holders.size())
@@ -1382,6 +1382,7 @@ TEST(Concurrency, NestedOperationsKeepTheOuterOneAnnounced) {
         // No grower here: it would be a second thread without a slot in the count.
         std::thread([&] { without_slot = run_nested(n / 4, false); }).join();
         release.store(true);
+        release.notify_all();
         for (auto& h : holders) h.join();
         EXPECT_EQ(without_slot.index, domain::max_slots);  // the case this part is for
         EXPECT_TRUE(without_slot.inside_before);
