@@ -103,10 +103,10 @@ template <class Ops>
   return added;
 }
 
-#define PARDICT_MEASURED(OPS)                                                                   \
-  [[gnu::noinline]] u64 measured_miss(workload<OPS>& w) { return misses(w); }                   \
-  [[gnu::noinline]] u64 measured_hit(workload<OPS>& w) { return hits(w); }                      \
-  [[gnu::noinline]] u64 measured_increment(workload<OPS>& w) { return increments(w); }          \
+#define PARDICT_MEASURED(OPS)                                                          \
+  [[gnu::noinline]] u64 measured_miss(workload<OPS>& w) { return misses(w); }          \
+  [[gnu::noinline]] u64 measured_hit(workload<OPS>& w) { return hits(w); }             \
+  [[gnu::noinline]] u64 measured_increment(workload<OPS>& w) { return increments(w); } \
   [[gnu::noinline]] u64 measured_insert(workload<OPS>& w) { return inserts(w); }
 PARDICT_MEASURED(pardict_ops)
 #if defined(PARDICT_BENCH_HAVE_BOOST)
@@ -145,8 +145,7 @@ int run(const std::string& what, u64 n, u64 q) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr,
-                 "usage: engine_ops <pardict|boost> <miss|hit|increment|insert> [n] [q]\n");
+    std::fprintf(stderr, "usage: engine_ops <pardict|boost> <miss|hit|increment|insert> [n] [q]\n");
     return 2;
   }
   const std::string map = argv[1], what = argv[2];
