@@ -39,8 +39,10 @@ u64 key_of(u64 i) {
 }
 constexpr u64 absent_base = u64{1} << 63;
 
-struct pardict_ops {
-  pardict::concurrent_map<u64, u64> m;
+// The two maps share these spellings of the operations.
+template <class Map>
+struct map_ops {
+  Map m;
   void reserve(u64 n) { m.reserve(n); }
   bool insert(u64 k, u64 v) { return m.try_emplace(k, v); }
   bool find(u64 k, u64& out) const {
@@ -50,19 +52,9 @@ struct pardict_ops {
     m.try_emplace_or_visit(k, u64{1}, [](auto& kv) { ++kv.second; });
   }
 };
-
+using pardict_ops = map_ops<pardict::concurrent_map<u64, u64>>;
 #if defined(PARDICT_BENCH_HAVE_BOOST)
-struct boost_ops {
-  boost::concurrent_flat_map<u64, u64> m;
-  void reserve(u64 n) { m.reserve(n); }
-  bool insert(u64 k, u64 v) { return m.try_emplace(k, v); }
-  bool find(u64 k, u64& out) const {
-    return m.cvisit(k, [&](const auto& kv) { out = kv.second; }) != 0;
-  }
-  void increment(u64 k) {
-    m.try_emplace_or_visit(k, u64{1}, [](auto& kv) { ++kv.second; });
-  }
-};
+using boost_ops = map_ops<boost::concurrent_flat_map<u64, u64>>;
 #endif
 
 // The counted functions: not templates, so that their names are plain in callgrind's output.
