@@ -205,9 +205,10 @@
 //   Two seq_cst fences are totally ordered, so either the scanner/sleeper sees the announcement/
 //   unlock, or the reader/unlocker sees the unlink/sleeper count. The symmetric announcement was
 //   a seq_cst store; in the C++ model a seq_cst store orders nothing before a later acquire load
-//   of another variable (arm64's stlr happens to, via the ldar of global_ after it). It is now a
-//   relaxed store plus a seq_cst fence, and the overflow path (more than max_slots threads) also
-//   fences after its increment, with try_advance's heavy_fence moved before its overflow check.
+//   of another variable (arm64's stlr happens to, via the ldar of the epoch word after it). It is
+//   now a relaxed store plus a seq_cst fence, and the overflow path (more than max_slots threads)
+//   also fences after its increment, with try_advance's heavy_fence moved before its overflow
+//   check.
 // * Leaving an epoch: announced.store(0, release) orders the operation's table reads before it;
 //   the scanner's loads that see 0 (seq_cst) acquire them, so freeing comes after them.
 // * Migration: copies into the new table are made under its group locks; the old group is then
@@ -478,7 +479,8 @@ class concurrent_table {
       return -1;
     } else {
       if (locked_reads_.load(std::memory_order_relaxed)) return -1;
-      if (!domain.try_enter_detached(ts)) return -1;
+      epoch_domain::slot* const sl = domain.try_enter_detached(ts);
+      if (sl == nullptr) return -1;
       const std::uint64_t h = hash_(k);
       const table* t = shard_of(h).cur.load(std::memory_order_acquire);
       int r = 0;
@@ -487,7 +489,7 @@ class concurrent_table {
         prefetch_slots(t, g, h, false);
         r = read_home_straight(t, g, k, h, f);
       }
-      domain.leave_detached(ts);
+      epoch_domain::leave_detached(sl);
       return r;
     }
   }
@@ -508,9 +510,10 @@ class concurrent_table {
     if constexpr (!optimistic) {
       return -1;
     } else {
-      if (!domain.try_enter_detached(ts)) return -1;
+      epoch_domain::slot* const sl = domain.try_enter_detached(ts);
+      if (sl == nullptr) return -1;
       const int r = upsert_home_straight(domain, ts.index, wake, k, hash_(k), make, on_found);
-      domain.leave_detached(ts);
+      epoch_domain::leave_detached(sl);
       return r;
     }
   }

@@ -9,6 +9,8 @@
 //   * a thread takes a slot on its first operation (thread_local, released by the thread_local's
 //     destructor at thread exit), so callers never register — numba, TBB and OpenMP workers just
 //     call in;
+//   * one word, `state_`, holds the global epoch (bits 1..63) and the fork gate (bit 0, see
+//     below), so that the load that checks an announcement also checks the gate;
 //   * entering announces `epoch << 1 | 1`; the announcement must be ordered before every later
 //     load of a table pointer (StoreLoad). A seq_cst store does that, but on x86 it is a full
 //     fence, which also stops the CPU from overlapping the cache misses of consecutive lookups
@@ -80,7 +82,7 @@ class epoch_domain {
     std::vector<retired> ready;
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      pending_.push_back({p, deleter, global_.load(std::memory_order_seq_cst)});
+      pending_.push_back({p, deleter, epoch_of(state_.load(std::memory_order_seq_cst))});
       collect(ready);
     }
     for (auto& r : ready) r.deleter(r.ptr);
@@ -158,28 +160,39 @@ class epoch_domain {
   }
   static const std::atomic<std::uint64_t>* spoiled_below() noexcept { return &spoiled_below_; }
 
+  // state_'s two fields, and the announcement made from it: `epoch << 1 | 1`, which is the word
+  // with bit 0 set whatever the gate. An announcement is confirmed by a later load of state_ that
+  // reads the same epoch with the gate open: the word one below it.
+  static constexpr std::uint64_t gate_bit = 1;
+  static constexpr std::uint64_t epoch_one = 2;
+  static constexpr std::uint64_t epoch_of(std::uint64_t w) noexcept { return w >> 1; }
+  static constexpr bool gate_closed(std::uint64_t w) noexcept { return (w & gate_bit) != 0; }
+  static constexpr std::uint64_t announcement_of(std::uint64_t w) noexcept { return w | 1; }
+  static constexpr bool confirms(std::uint64_t w, std::uint64_t a) noexcept { return w == a - 1; }
+
   // enter() and leave() for such code: only the common case, a thread that has its slot and is
   // not inside another operation, and the gate open; false when that is not the case, having
   // entered nothing (the caller then takes the ordinary path, which handles every case).
   // Straight-line code, no retry loop (announce() has one): numba's reference-count pruning,
   // which runs on the jitted caller after this is inlined there, gives up on code with loops.
-  PARDICT_ALWAYS_INLINE bool try_enter_detached(thread_state& ts) noexcept {
+  // Returns the slot leave_detached() clears, or nullptr.
+  PARDICT_ALWAYS_INLINE slot* try_enter_detached(thread_state& ts) noexcept {
     slot* const sl = ts.my_slot;
     if (sl == nullptr || inside(sl)) [[unlikely]]
-      return false;
-    // announce(sl), once: an epoch that moved meanwhile is a case for the ordinary path.
-    const std::uint64_t e = global_.load(std::memory_order_relaxed);
-    sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
+      return nullptr;
+    // announce(sl), once: an epoch that moved meanwhile, or a closed gate, is a case for the
+    // ordinary path.
+    const std::uint64_t a = announcement_of(state_.load(std::memory_order_relaxed));
+    sl->announced.store(a, std::memory_order_relaxed);
     light_fence_here();
-    if (global_.load(std::memory_order_seq_cst) != e || gate_.load(std::memory_order_seq_cst))
-        [[unlikely]] {
-      leave_detached(ts);
-      return false;
+    if (!confirms(state_.load(std::memory_order_seq_cst), a)) [[unlikely]] {
+      leave_detached(sl);
+      return nullptr;
     }
-    return true;
+    return sl;
   }
-  PARDICT_ALWAYS_INLINE void leave_detached(thread_state& ts) noexcept {
-    ts.my_slot->announced.store(0, std::memory_order_release);
+  PARDICT_ALWAYS_INLINE static void leave_detached(slot* sl) noexcept {
+    sl->announced.store(0, std::memory_order_release);
   }
 
   // enter() and leave() run twice per map operation, so they are kept to a few instructions:
@@ -196,11 +209,15 @@ class epoch_domain {
     if (sl == nullptr || inside(sl)) [[unlikely]]
       return instance().enter_slow(ts);
     // ts.my_slot is set only by enter_slow, after instance() has set self_.
+    // announce(sl)'s first round: one load after the fence checks both that the epoch has not
+    // moved and that the gate is open (seq_cst: a plain load on x86; pairs with try_advance's
+    // and prepare_fork's heavy_fence). Anything else is out of line.
     epoch_domain& d = *self_;
-    d.announce(sl);
-    // seq_cst: a plain load on x86; pairs with the gate's store and heavy_fence in prepare_fork.
-    if (d.gate_.load(std::memory_order_seq_cst)) [[unlikely]]
-      d.wait_at_gate(ts);
+    const std::uint64_t a = announcement_of(d.state_.load(std::memory_order_relaxed));
+    sl->announced.store(a, std::memory_order_relaxed);
+    d.light_fence_here();
+    if (!confirms(d.state_.load(std::memory_order_seq_cst), a)) [[unlikely]]
+      d.announce_again(ts);
     return sl;
   }
 
@@ -288,7 +305,7 @@ class epoch_domain {
       } else {
         overflow_active_.fetch_sub(1, std::memory_order_release);
       }
-      while (gate_.load(std::memory_order_acquire)) {
+      while (gate_closed(state_.load(std::memory_order_acquire))) {
         std::this_thread::sleep_for(std::chrono::microseconds(50));
       }
       if (ts.my_slot != nullptr) {
@@ -297,14 +314,14 @@ class epoch_domain {
         overflow_active_.fetch_add(1, std::memory_order_seq_cst);
         light_fence();  // pairs with try_advance's heavy_fence, as announce() does
       }
-      if (!gate_.load(std::memory_order_seq_cst)) return;
+      if (!gate_closed(state_.load(std::memory_order_seq_cst))) return;
     }
   }
 
   // pthread_atfork handlers. prepare_fork runs in the forking thread before fork(); the others
   // after it, in the parent and in the child.
   void prepare_fork() noexcept {
-    gate_.store(true, std::memory_order_seq_cst);
+    state_.fetch_or(gate_bit, std::memory_order_seq_cst);
     heavy_fence();
     // Our own operation is not waited for.
     const slot* mine = this_thread_inside() ? tls_.my_slot : nullptr;
@@ -333,7 +350,7 @@ class epoch_domain {
 
   void after_fork_parent() noexcept {
     if (fork_drained_) mutex_.unlock();
-    gate_.store(false, std::memory_order_release);
+    state_.fetch_and(~gate_bit, std::memory_order_release);
   }
 
   void after_fork_child() noexcept {
@@ -357,24 +374,30 @@ class epoch_domain {
       asymmetric_ = false;
       asymmetric_copy_.store(false, std::memory_order_relaxed);
     }
-    gate_.store(false, std::memory_order_release);
+    state_.fetch_and(~gate_bit, std::memory_order_release);
   }
 
   // Announce an epoch that is still current after the announcement is visible; otherwise a scan
   // that ran in between could already have let the epoch move two steps on.
   PARDICT_ALWAYS_INLINE void announce(slot* sl) noexcept {
-    std::uint64_t e = global_.load(std::memory_order_relaxed);
+    std::uint64_t w = state_.load(std::memory_order_relaxed);
     for (;;) {
       // Symmetric: a seq_cst fence, not a seq_cst store. The store alone would order the
-      // announcement before the seq_cst load of global_ below but, in the C++ model, not before
+      // announcement before the seq_cst load of state_ below but, in the C++ model, not before
       // the acquire loads of table pointers that follow; fence against fence (heavy_fence in
       // try_advance) is the pairing the model guarantees on every CPU.
-      sl->announced.store((e << 1) | 1, std::memory_order_relaxed);
+      sl->announced.store(announcement_of(w), std::memory_order_relaxed);
       light_fence_here();
-      const std::uint64_t now = global_.load(std::memory_order_seq_cst);
-      if (now == e) break;
-      e = now;
+      const std::uint64_t now = state_.load(std::memory_order_seq_cst);
+      if (epoch_of(now) == epoch_of(w)) break;
+      w = now;
     }
+  }
+
+  // enter() after its announcement was not confirmed: the epoch moved, or the gate is closed.
+  PARDICT_NOINLINE void announce_again(thread_state& ts) noexcept {
+    announce(ts.my_slot);
+    if (gate_closed(state_.load(std::memory_order_seq_cst))) wait_at_gate(ts);
   }
 
   // enter() for everything but the outermost guard of a thread with a slot: a nested guard
@@ -399,7 +422,7 @@ class epoch_domain {
       overflow_active_.fetch_add(1, std::memory_order_seq_cst);
       light_fence();  // pairs with try_advance's heavy_fence, as announce() does
     }
-    if (gate_.load(std::memory_order_seq_cst)) wait_at_gate(ts);
+    if (gate_closed(state_.load(std::memory_order_seq_cst))) wait_at_gate(ts);
     return ts.my_slot;
   }
 
@@ -431,7 +454,7 @@ class epoch_domain {
     for (int round = 0; round < 2; ++round) {
       if (!try_advance()) break;
     }
-    const std::uint64_t g = global_.load(std::memory_order_seq_cst);
+    const std::uint64_t g = epoch_of(state_.load(std::memory_order_seq_cst));
     std::size_t keep = 0;
     for (std::size_t i = 0; i < pending_.size(); ++i) {
       if (pending_[i].epoch + 2 <= g) {
@@ -444,7 +467,8 @@ class epoch_domain {
   }
 
   bool try_advance() noexcept {
-    const std::uint64_t g = global_.load(std::memory_order_seq_cst);
+    const std::uint64_t w = state_.load(std::memory_order_seq_cst);
+    const std::uint64_t g = epoch_of(w);
     heavy_fence();  // before every load of the readers' state, the overflow count included
     if (overflow_active_.load(std::memory_order_seq_cst) != 0) return false;
     const std::size_t hw = high_water_.load(std::memory_order_acquire);
@@ -452,18 +476,20 @@ class epoch_domain {
       const std::uint64_t a = slots_[i].announced.load(std::memory_order_seq_cst);
       if ((a & 1) != 0 && (a >> 1) != g) return false;
     }
-    std::uint64_t expected = g;
-    return global_.compare_exchange_strong(expected, g + 1, std::memory_order_seq_cst);
+    // Fails, harmlessly, if the gate moved meanwhile; keeps it as it is otherwise.
+    std::uint64_t expected = w;
+    return state_.compare_exchange_strong(expected, w + epoch_one, std::memory_order_seq_cst);
   }
 
   bool asymmetric_;  // changed only by the fork child handler, with no other thread left
   static inline constinit std::atomic<bool> asymmetric_copy_{false};  // for light_fence()
   static inline constinit epoch_domain* self_ = nullptr;              // &instance(), once made
-  std::atomic<bool> gate_{false};  // a fork is being prepared: operations wait before entering
-  bool fork_drained_ = true;       // the last prepare_fork saw no operation in flight
+  bool fork_drained_ = true;               // the last prepare_fork saw no operation in flight
   std::atomic<std::uint64_t> objects_{0};  // object_serial()s given out
   static inline constinit std::atomic<std::uint64_t> spoiled_below_{0};  // see fork_spoiled()
-  std::atomic<std::uint64_t> global_{1};
+  // The global epoch (bits 1..63) and the gate (bit 0: a fork is being prepared, operations wait
+  // before entering). Epoch 1 to start with.
+  std::atomic<std::uint64_t> state_{epoch_one};
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::int64_t> overflow_active_{0};
   std::atomic<std::uint64_t> serials_{0};  // thread_serial()s given out
