@@ -13,6 +13,7 @@
 #include "blob.hpp"
 #include "combine_fields.hpp"
 #include "dict_impl.hpp"
+#define PARDICT_JIT_DEFINING 1  // jit.hpp: the definitions below must not be declared `const`
 #include "jit.hpp"
 #include "pardict_capi.h"
 #include "refs.hpp"
@@ -284,6 +285,14 @@ const pardict_jit_thread* pardict_jit_thread_ctx(void) {
       epoch_domain::spoiled_below(), &pardict::detail::wake_sleepers, thread_stripe(),
       &g_refs[thread_stripe()].n};
   return &block;
+}
+
+const pardict_jit_thread* pardict_jit_thread_for(uint64_t abi_id) {
+  const pardict_jit_thread* th = pardict_jit_thread_ctx();
+  // spoiled_below stays 0 unless a fork gave up waiting (epoch.hpp), after which every
+  // dictionary made before it needs the C ABI's check: the whole process then takes the C call.
+  return abi_id == th->abi_id && th->spoiled_below->load(std::memory_order_relaxed) == 0 ? th
+                                                                                         : nullptr;
 }
 
 void pardict_jit_grow(pardict_dict* d, const void* key) {

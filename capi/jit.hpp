@@ -11,12 +11,14 @@
 //   through pardict_jit_thread, which the compiled module (_ext) fills; tests/python/test_jit.py
 //   checks that the bitcode defines no global variable and calls nothing but the C ABI.
 // * thread_locals cannot be reached from JIT-linked code at all (numba's linker does not resolve
-//   TLS relocations). pardict_jit_thread_ctx() returns the calling thread's block; it is declared
+//   TLS relocations). pardict_jit_thread_for() returns the calling thread's block; it is declared
 //   `const` (its result never changes on a thread, like glibc's __errno_location), so LLVM calls
 //   it once per loop, not once per operation.
 // * A function numba cached (cache=True) holds this code compiled from the pardict it was built
-//   with, which may not be the one loaded now: the block carries jit_abi_id() of the loaded _ext,
-//   and inlined code made for another id takes the C call (which is always right).
+//   with, which may not be the one loaded now: the inlined code passes its jit_abi_id() to
+//   pardict_jit_thread_for, which answers nullptr unless it is the loaded _ext's, and the code
+//   then takes the C call (which is always right). Code cached before that function existed calls
+//   pardict_jit_thread_ctx and compares the block's abi_id itself: both stay exported.
 // * Only the common case is decided inline (a thread with its epoch slot outside any other
 //   operation, no fork gate, the key's home group decides); everything else calls the C ABI,
 //   which handles every case, so no behaviour depends on which path ran. A thread inside a
@@ -95,19 +97,30 @@ constexpr std::uint64_t jit_abi_id() noexcept {
 #endif
 
 // Declared in pardict_capi.h, defined in capi.cpp, exported to jitted code by symbol name;
-// `const` as explained above.
+// `const` as explained above. The inlined code calls pardict_jit_thread_for with its own
+// jit_abi_id(), which answers nullptr for another id or after a fork that left dictionaries
+// suspect: one test of a loop-invariant pointer per operation instead of the id's and the fork
+// bound's loads and compares. (A jitted loop that forks from inside itself, through an objmode
+// block, keeps the answer it hoisted before the fork: in the child, dictionaries whose fork found
+// operations in flight are then served inline, where every group a frozen operation holds is
+// locked and sends the inlined code to the C call, which refuses them.)
+// Not in capi.cpp, which defines them (PARDICT_JIT_DEFINING): there `const` would tell its own
+// optimiser that the bodies touch no memory, and clang then dropped the thread_local block's
+// initialisation from pardict_jit_thread_for, into which it had inlined pardict_jit_thread_ctx
+// (a new thread got an all-zero block, so the C call, for every operation).
+#if !defined(PARDICT_JIT_DEFINING)
 extern "C" PARDICT_API const pardict_jit_thread* pardict_jit_thread_ctx(void) PARDICT_CONST_FN;
+extern "C" PARDICT_API const pardict_jit_thread* pardict_jit_thread_for(std::uint64_t abi_id)
+    PARDICT_CONST_FN;
+#endif
 
 namespace pardict::capi {
 
 // The thread's block when the inline path may run for d: the layouts match, and d was not made
 // before a fork that left the process's dictionaries suspect. nullptr: take the C call.
 PARDICT_ALWAYS_INLINE inline const pardict_jit_thread* jit_usable(const dict_base* d) {
-  const pardict_jit_thread* th = pardict_jit_thread_ctx();
-  if (th->abi_id == jit_abi_id() && d != nullptr &&
-      d->serial >= th->spoiled_below->load(std::memory_order_relaxed)) [[likely]]
-    return th;
-  return nullptr;
+  const pardict_jit_thread* th = pardict_jit_thread_for(jit_abi_id());
+  return th != nullptr && d != nullptr ? th : nullptr;
 }
 
 // pardict_get, pardict_set and pardict_contains with the home-group case inline; K and V are the

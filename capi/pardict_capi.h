@@ -325,6 +325,10 @@ PARDICT_API int64_t pardict_take_alloc_failures(pardict_dict* d);
 // engine, for code that LLVM links into jitted modules. Valid for the thread's lifetime.
 typedef struct pardict_jit_thread pardict_jit_thread;
 PARDICT_API const pardict_jit_thread* pardict_jit_thread_ctx(void);
+// The same block when `abi_id` is the loaded library's and no fork has left dictionaries suspect
+// (so that the inlined code checks neither per operation), else NULL: take the C call. Inlined
+// code compiled by an older pardict calls pardict_jit_thread_ctx and checks the id itself.
+PARDICT_API const pardict_jit_thread* pardict_jit_thread_for(uint64_t abi_id);
 // For the same path: an insert it made spent the last of its table's budget; starts the growth an
 // ordinary insert of `key` would have started.
 PARDICT_API void pardict_jit_grow(pardict_dict* d, const void* key);

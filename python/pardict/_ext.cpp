@@ -214,6 +214,7 @@ NB_MODULE(_ext, m) {
     d["pardict_view_remember"] = addr(&pardict_view_remember);
     d["pardict_get"] = addr(&pardict_get);
     d["pardict_jit_thread_ctx"] = addr(&pardict_jit_thread_ctx);
+    d["pardict_jit_thread_for"] = addr(&pardict_jit_thread_for);
     d["pardict_jit_grow"] = addr(&pardict_jit_grow);
     d["pardict_contains"] = addr(&pardict_contains);
     d["pardict_pop"] = addr(&pardict_pop);

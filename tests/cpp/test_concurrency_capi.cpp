@@ -451,6 +451,18 @@ TEST(CapiConcurrency, ViewsFromManyThreadsWithClears) {
 // thread's copy of it, and one stored as the thread's view of it, under keys that collide so that
 // values are replaced. Every reference stored, handed back (old_out) or remembered is released
 // exactly once.
+// pardict_jit_thread_for hands the thread's block only to code made for the loaded layouts.
+TEST(CapiConcurrency, JitThreadBlockOnlyForTheLoadedAbi) {
+  const pardict_jit_thread* th = pardict_jit_thread_ctx();
+  EXPECT_EQ(pardict_jit_thread_for(pardict::capi::jit_abi_id()), th);
+  EXPECT_EQ(pardict_jit_thread_for(pardict::capi::jit_abi_id() + 1), nullptr);
+  EXPECT_EQ(pardict_jit_thread_for(0), nullptr);
+  const pardict_jit_thread* other = nullptr;
+  std::thread([&] { other = pardict_jit_thread_for(pardict::capi::jit_abi_id()); }).join();
+  EXPECT_NE(other, nullptr);
+  EXPECT_NE(other, th);  // one block per thread
+}
+
 TEST(CapiConcurrency, JitArrayStoresFromManyThreadsWithClears) {
   ASSERT_EQ(pardict_jit_thread_ctx()->abi_id, pardict::capi::jit_abi_id())
       << "the test must see the library's layouts, or every store takes the C call";

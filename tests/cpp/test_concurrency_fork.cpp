@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "jit.hpp"
 #include "pardict_capi.h"
 #include "support/counting.hpp"
 
@@ -156,6 +157,14 @@ TEST(Fork, OperationThatCannotFinishSpoilsTheOldDictsInTheChild) {
     if (pardict_len(d) != PARDICT_ERR_FORKED) _exit(21);
     std::int32_t s2;
     if (pardict_copy(d, &s2) != nullptr || s2 != PARDICT_ERR_FORKED) _exit(22);
+    // The numba fast path is not handed the thread's block in this child, so inlined operations
+    // take the C call, which refuses d (capi/jit.hpp, pardict_jit_thread_for).
+    if (pardict_jit_thread_for(pardict::capi::jit_abi_id()) != nullptr) _exit(26);
+    double out = 0;
+    if (pardict::capi::jit_get<std::uint64_t, std::uint64_t>(d, &k, &out) != PARDICT_ERR_FORKED)
+      _exit(27);
+    if (pardict::capi::jit_set<std::uint64_t, std::uint64_t>(d, &k, &v, &out) != PARDICT_ERR_FORKED)
+      _exit(28);
     pardict_free(d);  // leaked, not walked
     pardict_dict* fresh = pardict_new(8, 8, 0, 0, 0, 0, &s2);
     if (s2 != PARDICT_OK) _exit(23);

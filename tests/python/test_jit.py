@@ -54,7 +54,7 @@ def test_bitcode_defines_no_variable_and_calls_only_the_c_abi():
         "pardict_set",
         "pardict_set_array",
         "pardict_set_view",
-        "pardict_jit_thread_ctx",
+        "pardict_jit_thread_for",
         "pardict_jit_grow",
         "pardict_combine",
     }
@@ -89,7 +89,7 @@ def test_lookups_are_inlined_into_the_loop():
     d[1] = 2.0
     assert _lookup_sum(d, np.array([1, 1], np.int64)) == 4.0
     body = _loop_function_ir(_lookup_sum, "_ZN8test_jit11_lookup_sum")
-    assert "@pardict_jit_thread_ctx" in body  # the inlined lookup's one call per loop
+    assert "@pardict_jit_thread_for" in body  # the inlined lookup's one call per loop
     assert "call i32 @pardict_jit_get_" not in body  # no call left to the entry point
     # The lookup's wrapper hands back its reference to d before the inlined body, so numba's
     # pruning removes the pair: the only increfs left are the function's own, one per argument
@@ -111,7 +111,7 @@ def test_stores_are_inlined_into_the_loop():
     _store_all(d, np.array([1, 2, 1], np.int64))
     assert d.to_dict() == {1: 0.5, 2: 0.5}
     body = _loop_function_ir(_store_all, "_ZN8test_jit10_store_all")
-    assert "@pardict_jit_thread_ctx" in body
+    assert "@pardict_jit_thread_for" in body
     assert "call i32 @pardict_jit_set_" not in body
     assert body.count("@NRT_incref(") == 2, body  # as for lookups: none inside the loop
 
@@ -352,11 +352,11 @@ def test_combines_are_inlined_and_count_exactly_from_prange():
     _add_all(d, np.array([1, 2, 1], np.int64), np.array([1.0, 2.0, 3.0]))
     assert d.to_dict() == {1: 4.0, 2: 2.0}
     body = _loop_function_ir(_add_all, "_ZN8test_jit8_add_all")
-    assert "@pardict_jit_thread_ctx" in body
+    assert "@pardict_jit_thread_for" in body
     assert "call i32 @pardict_jit_combine_" not in body
     calls = set(re.findall(r"call [^@]*@([\w.]+)", body))
     assert {c for c in calls if not c.startswith(("llvm.", "NRT_"))} == {
-        "pardict_jit_thread_ctx",
+        "pardict_jit_thread_for",
         "pardict_combine",  # what the inline path cannot decide
         "pardict_jit_grow",
     }, calls
@@ -402,7 +402,7 @@ def test_array_stores_are_inlined_into_the_loop():
     _store_arrays(d, v, 3)
     assert len(d) == 3 and d[2.0] is v
     body = _loop_function_ir(_store_arrays, "_ZN8test_jit13_store_arrays")
-    assert "@pardict_jit_thread_ctx" in body
+    assert "@pardict_jit_thread_for" in body
     assert "call i32 @pardict_jit_set_array" not in body
     # The store's wrapper passes d and v on as borrowed words (abi.borrowed), so no incref/decref
     # pair is left per store: the function's own increfs of d and v, and the same two on the miss
