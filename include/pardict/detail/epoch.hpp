@@ -175,17 +175,23 @@ class epoch_domain {
   // entered nothing (the caller then takes the ordinary path, which handles every case).
   // Straight-line code, no retry loop (announce() has one): numba's reference-count pruning,
   // which runs on the jitted caller after this is inlined there, gives up on code with loops.
+  // announce()'s first round, shared by enter() and try_enter_detached(): true when one load after
+  // the fence confirms both that the epoch has not moved and that the gate is open (seq_cst: a
+  // plain load on x86; pairs with try_advance's and prepare_fork's heavy_fence).
+  PARDICT_ALWAYS_INLINE bool announce_once(slot* sl) noexcept {
+    const std::uint64_t a = announcement_of(state_.load(std::memory_order_relaxed));
+    sl->announced.store(a, std::memory_order_relaxed);
+    light_fence_here();
+    return confirms(state_.load(std::memory_order_seq_cst), a);
+  }
+
   // Returns the slot leave_detached() clears, or nullptr.
   PARDICT_ALWAYS_INLINE slot* try_enter_detached(thread_state& ts) noexcept {
     slot* const sl = ts.my_slot;
     if (sl == nullptr || inside(sl)) [[unlikely]]
       return nullptr;
-    // announce(sl), once: an epoch that moved meanwhile, or a closed gate, is a case for the
-    // ordinary path.
-    const std::uint64_t a = announcement_of(state_.load(std::memory_order_relaxed));
-    sl->announced.store(a, std::memory_order_relaxed);
-    light_fence_here();
-    if (!confirms(state_.load(std::memory_order_seq_cst), a)) [[unlikely]] {
+    // An epoch that moved meanwhile, or a closed gate, is a case for the ordinary path.
+    if (!announce_once(sl)) [[unlikely]] {
       leave_detached(sl);
       return nullptr;
     }
@@ -209,14 +215,9 @@ class epoch_domain {
     if (sl == nullptr || inside(sl)) [[unlikely]]
       return instance().enter_slow(ts);
     // ts.my_slot is set only by enter_slow, after instance() has set self_.
-    // announce(sl)'s first round: one load after the fence checks both that the epoch has not
-    // moved and that the gate is open (seq_cst: a plain load on x86; pairs with try_advance's
-    // and prepare_fork's heavy_fence). Anything else is out of line.
+    // Anything but a confirmed first announcement is out of line.
     epoch_domain& d = *self_;
-    const std::uint64_t a = announcement_of(d.state_.load(std::memory_order_relaxed));
-    sl->announced.store(a, std::memory_order_relaxed);
-    d.light_fence_here();
-    if (!confirms(d.state_.load(std::memory_order_seq_cst), a)) [[unlikely]]
+    if (!d.announce_once(sl)) [[unlikely]]
       d.announce_again(ts);
     return sl;
   }
