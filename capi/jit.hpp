@@ -40,6 +40,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "dict_impl.hpp"
 
@@ -116,6 +118,38 @@ extern "C" PARDICT_API const pardict_jit_thread* pardict_jit_thread_for(std::uin
 
 namespace pardict::capi {
 
+// The C calls below get copies of the caller's key, value and output buffers, made on their own
+// (cold) path, never the caller's pointers. From numba those are allocas of the jitted function:
+// an alloca whose address reaches a call escapes, and LLVM then keeps it in memory on the inlined
+// path too (a store per operation, a reload, and registers held across the whole loop for the
+// addresses, which made the register allocator spill on the hot path), where one that is only
+// loaded from and stored to becomes registers. The copies go through volatile word accesses:
+// plain ones LLVM's memcpy optimisation sees through, passing the caller's buffer to the call
+// again (a copy made only for the call, or a result copied out of one).
+template <std::size_t N>
+struct c_buffer {
+  static_assert(N % 4 == 0, "keys, values and array structs are whole 4-byte words");
+  using word = std::conditional_t<N % 8 == 0, std::uint64_t, std::uint32_t>;
+  static constexpr std::size_t n_words = N / sizeof(word);
+  word words[n_words];
+
+  c_buffer() = default;
+  explicit c_buffer(const void* from) noexcept {
+    for (std::size_t i = 0; i < n_words; ++i) {
+      word w;
+      std::memcpy(&w, static_cast<const unsigned char*>(from) + i * sizeof(word), sizeof(word));
+      static_cast<volatile word*>(words)[i] = w;
+    }
+  }
+  void* get() noexcept { return words; }
+  void copy_to(void* to) const noexcept {
+    for (std::size_t i = 0; i < n_words; ++i) {
+      const word w = static_cast<const volatile word*>(words)[i];
+      std::memcpy(static_cast<unsigned char*>(to) + i * sizeof(word), &w, sizeof(word));
+    }
+  }
+};
+
 // The thread's block when the inline path may run for d: the layouts match, and d was not made
 // before a fork that left the process's dictionaries suspect. nullptr: take the C call.
 PARDICT_ALWAYS_INLINE inline const pardict_jit_thread* jit_usable(const dict_base* d) {
@@ -136,17 +170,24 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_get(const pardict_dict* d, const v
     if (r >= 0) [[likely]]
       return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
   }
-  return pardict_get(d, key, out);
+  c_buffer<sizeof(K)> k(key);
+  c_buffer<sizeof(V)> found;
+  const std::int32_t st = pardict_get(d, k.get(), found.get());
+  if (st == PARDICT_FOUND) found.copy_to(out);
+  return st;
 }
 
 // The status of a store decided inline (a *_detached store's result r >= 0): `inserted` for a new
 // key, `found` for an existing one; an insert that exhausted its table's budget starts the growth
 // through the library (2: upsert_detached).
+template <class K>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_stored(pardict_dict* d, const void* key, int r,
                                                      std::int32_t inserted = PARDICT_INSERTED,
                                                      std::int32_t found = PARDICT_REPLACED) {
-  if (r == 2) [[unlikely]]
-    pardict_jit_grow(d, key);
+  if (r == 2) [[unlikely]] {
+    c_buffer<sizeof(K)> k(key);
+    pardict_jit_grow(d, k.get());
+  }
   return r != 0 ? inserted : found;
 }
 
@@ -158,9 +199,14 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* k
     const int r = static_cast<dict_impl<K, V>*>(base)->set_detached(*th->domain, *th->ts, th->wake,
                                                                     key, value, old_out);
     if (r >= 0) [[likely]]
-      return jit_stored(d, key, r);
+      return jit_stored<K>(d, key, r);
   }
-  return pardict_set(d, key, value, old_out);
+  c_buffer<sizeof(K)> k(key);
+  c_buffer<sizeof(V)> v(value);
+  c_buffer<sizeof(V)> old;
+  const std::int32_t st = pardict_set(d, k.get(), v.get(), old.get());
+  if (st == PARDICT_REPLACED) old.copy_to(old_out);
+  return st;
 }
 
 // d[k] = a for dictionaries of 1-D arrays stored as one word (pardict.numba.convert, "Arrays as
@@ -203,9 +249,12 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
           });
     }
     if (r >= 0) [[likely]]
-      return jit_stored(d, key, r);
+      return jit_stored<K>(d, key, r);
   }
-  return described ? pardict_set_array(d, key, array, 1) : pardict_set_view(d, key, array);
+  c_buffer<sizeof(K)> k(key);
+  c_buffer<unowned_copies::array_bytes(1)> a(array);
+  return described ? pardict_set_array(d, k.get(), a.get(), 1)
+                   : pardict_set_view(d, k.get(), a.get());
 }
 
 // pardict_combine (d.add, d.min, d.max) for scalar values: one field at offset 0 whose kind fits
@@ -225,11 +274,17 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const voi
         const int r = static_cast<dict_impl<K, V>*>(base)->combine_detached(
             *th->domain, *th->ts, th->wake, key, value, to_combine_op(op), fields[1], out);
         if (r >= 0) [[likely]]
-          return jit_stored(d, key, r, PARDICT_NEW_KEY, PARDICT_OLD_KEY);
+          return jit_stored<K>(d, key, r, PARDICT_NEW_KEY, PARDICT_OLD_KEY);
       }
     }
   }
-  return pardict_combine(d, key, value, op, fields, n_fields, out);
+  c_buffer<sizeof(K)> k(key);
+  c_buffer<sizeof(V)> v(value);
+  c_buffer<sizeof(V)> result;
+  const std::int32_t st = pardict_combine(d, k.get(), v.get(), op, fields, n_fields,
+                                          out != nullptr ? result.get() : nullptr);
+  if (st >= 0 && out != nullptr) result.copy_to(out);
+  return st;
 }
 
 template <class K, class V>
@@ -241,7 +296,8 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_contains(const pardict_dict* d, co
     if (r >= 0) [[likely]]
       return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
   }
-  return pardict_contains(d, key);
+  c_buffer<sizeof(K)> k(key);
+  return pardict_contains(d, k.get());
 }
 
 }  // namespace pardict::capi

@@ -116,6 +116,35 @@ def test_stores_are_inlined_into_the_loop():
     assert body.count("@NRT_incref(") == 2, body  # as for lookups: none inside the loop
 
 
+def _c_call_buffers(body, cname):
+    """The pointer arguments after the table of every call to cname in an IR body."""
+    calls = re.findall(rf"call i32 @{cname}\(([^)]*)\)", body)
+    assert calls, f"no call to {cname}"
+    return [arg.split()[-1] for args in calls for arg in args.split(", ")[1:]]
+
+
+def test_c_calls_get_their_own_buffers():
+    """The C call an inlined operation falls back to gets copies of the key, value and output
+    buffers (capi/jit.hpp, c_buffer), never numba's own: passed to a call, numba's buffers would
+    stay in memory on the inlined path too. Every access to a buffer the call gets is volatile
+    (the copy in, the result out) and the buffer is an alloca of its own."""
+    _bitcode_or_skip()
+    if not jit.STORES:
+        pytest.skip("the fast path is off (PARDICT_JIT_INLINE=0)")
+    d = pardict.Dict.empty(types.int64, types.float64)
+    _store_all(d, np.array([1], np.int64))
+    bodies = [(_loop_function_ir(_store_all, "_ZN8test_jit10_store_all"), "pardict_set")]
+    if jit.ENABLED:
+        _lookup_sum(d, np.array([1], np.int64))
+        bodies.append((_loop_function_ir(_lookup_sum, "_ZN8test_jit11_lookup_sum"), "pardict_get"))
+    for body, cname in bodies:
+        for buf in _c_call_buffers(body, cname):
+            assert re.search(rf"\n  {re.escape(buf)} = alloca ", body), (cname, buf)
+            ref = rf"ptr {re.escape(buf)}(?![\w.])"
+            accesses = re.findall(rf"\b(load|store)( volatile)? [^\n]*{ref}", body)
+            assert accesses and all(v for _, v in accesses), (cname, buf, accesses)
+
+
 @njit
 def _hits(d, ks):
     out = []
