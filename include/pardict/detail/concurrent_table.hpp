@@ -512,7 +512,7 @@ class concurrent_table {
     } else {
       epoch_domain::slot* const sl = domain.try_enter_detached(ts);
       if (sl == nullptr) return -1;
-      const int r = upsert_home_straight(domain, ts.index, wake, k, hash_(k), make, on_found);
+      const int r = upsert_home_straight(domain, ts, wake, k, hash_(k), make, on_found);
       epoch_domain::leave_detached(sl);
       return r;
     }
@@ -1492,18 +1492,19 @@ class concurrent_table {
   // home group. The insert's charge to the table's budget is made after the group is unlocked, as
   // note_insert does, and a flush that exhausts the budget is reported (2) instead of starting
   // the growth here, which needs this process's engine. The charge is counted up only: a
-  // negative one (erasures) is flushed by the next insert. cell_index is the thread's epoch slot
-  // index (my_cell() reads it from a thread_local). Returns as upsert_detached; an undecided case
-  // may have locked and unlocked the home group, which readers see only as a version change.
+  // negative one (erasures) is flushed by the next insert. The thread's counter cell is that of
+  // its epoch slot index, ts.index (my_cell() reads it from a thread_local), looked up only
+  // after the group is unlocked: an address found before the group's lock would be held (in
+  // numba's loops, spilled) across the whole operation. Returns as upsert_detached; an undecided
+  // case may have locked and unlocked the home group, which readers see only as a version change.
   template <class Make, class OnFound>
-  PARDICT_ALWAYS_INLINE int upsert_home_straight(const epoch_domain& domain, std::size_t cell_index,
+  PARDICT_ALWAYS_INLINE int upsert_home_straight(const epoch_domain& domain,
+                                                 const epoch_domain::thread_state& ts,
                                                  void (*wake)(group_meta&) noexcept, const K& k,
                                                  std::uint64_t h, Make& make, OnFound& on_found) {
     shard& s = shard_of(h);
     table* t = s.cur.load(std::memory_order_acquire);
     if (t == nullptr) return -1;
-    const bool owned = cell_index < owned_cells;
-    cell& c = cells_[owned ? cell_index : owned_cells];
     const std::size_t g = home_of(h, t);
     value_type* const slots = t->slot(g, 0);
     prefetch_slots(slots, h, true);
@@ -1530,6 +1531,8 @@ class concurrent_table {
     if (release_group(gm, false, [&] { domain.light_fence_here(); })) [[unlikely]]
       wake(gm);
     if (r == 1) {
+      const bool owned = ts.index < owned_cells;
+      cell& c = cells_[owned ? ts.index : owned_cells];
       add_live(c, owned, 1);
       // charge() for delta = +1 (a negative pending charge, cast to size_t, is flushed at once)
       std::atomic<std::int32_t>& p = c.pending[shard_index_of(h)];
