@@ -170,11 +170,6 @@ class epoch_domain {
   static constexpr std::uint64_t announcement_of(std::uint64_t w) noexcept { return w | 1; }
   static constexpr bool confirms(std::uint64_t w, std::uint64_t a) noexcept { return w == a - 1; }
 
-  // enter() and leave() for such code: only the common case, a thread that has its slot and is
-  // not inside another operation, and the gate open; false when that is not the case, having
-  // entered nothing (the caller then takes the ordinary path, which handles every case).
-  // Straight-line code, no retry loop (announce() has one): numba's reference-count pruning,
-  // which runs on the jitted caller after this is inlined there, gives up on code with loops.
   // announce()'s first round, shared by enter() and try_enter_detached(): true when one load after
   // the fence confirms both that the epoch has not moved and that the gate is open (seq_cst: a
   // plain load on x86; pairs with try_advance's and prepare_fork's heavy_fence).
@@ -185,7 +180,12 @@ class epoch_domain {
     return confirms(state_.load(std::memory_order_seq_cst), a);
   }
 
-  // Returns the slot leave_detached() clears, or nullptr.
+  // enter() and leave() for code handed its thread_state (this_thread()): only the common case, a
+  // thread that has its slot and is not inside another operation, and the gate open. Returns the
+  // slot leave_detached() clears, or nullptr when that is not the case, having entered nothing
+  // (the caller then takes the ordinary path, which handles every case). Straight-line code, no
+  // retry loop (announce() has one): numba's reference-count pruning, which runs on the jitted
+  // caller after this is inlined there, gives up on code with loops.
   PARDICT_ALWAYS_INLINE slot* try_enter_detached(thread_state& ts) noexcept {
     slot* const sl = ts.my_slot;
     if (sl == nullptr || inside(sl)) [[unlikely]]
