@@ -27,34 +27,24 @@ namespace pardict::capi {
 namespace {
 void no_release(void*) noexcept {}
 
-// Reference counts striped by thread: each thread adds to its own cache line.
-struct alignas(64) ref_stripe {
-  std::atomic<std::int64_t> n{0};
-};
-constexpr std::size_t ref_stripes = 64;
-ref_stripe g_refs[ref_stripes];
+ref_cell g_refs[owned_ref_cells + 1];
 
 }  // namespace
-
-std::size_t thread_stripe() noexcept {
-  static std::atomic<std::size_t> next{0};
-  static thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % ref_stripes;
-  return mine;
-}
-static_assert(ref_stripes == unowned_copies::stripes);
 
 std::atomic<release_fn> g_release{&no_release};
 std::atomic<std::int64_t> g_live_dicts{0};
 
 void count_refs(std::int64_t delta) noexcept {
-  g_refs[thread_stripe()].n.fetch_add(delta, std::memory_order_relaxed);
+  count_in_own_cell(g_refs, pardict::detail::epoch_domain::thread_index(), delta);
 }
 
 std::int64_t live_refs() noexcept {
   std::int64_t n = 0;
-  for (auto& s : g_refs) n += s.n.load(std::memory_order_relaxed);
+  for (auto& c : g_refs) n += c.n.load(std::memory_order_relaxed);
   return n;
 }
+
+ref_cell* ref_cells() noexcept { return g_refs; }
 
 // The dictionary for a layout's key and value classes; null for classes that have no blob type.
 std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys) {
@@ -282,8 +272,7 @@ const pardict_jit_thread* pardict_jit_thread_ctx(void) {
   // thread's lifetime, which is what `const` promises the jitted caller.
   static thread_local const pardict_jit_thread block{
       pardict::capi::jit_abi_id(),   &epoch_domain::instance(),       &epoch_domain::this_thread(),
-      epoch_domain::spoiled_below(), &pardict::detail::wake_sleepers, thread_stripe(),
-      &g_refs[thread_stripe()].n};
+      epoch_domain::spoiled_below(), &pardict::detail::wake_sleepers, g_refs};
   return &block;
 }
 

@@ -288,15 +288,17 @@ class dict_impl final : public dict_base {
 
   // set() on the same path for a dictionary of 1-D arrays stored as one word (their MemInfo:
   // unowned_copies::stores_one_word) with plain-bytes keys, while no iterator is alive: `word`, a
-  // MemInfo the caller keeps alive throughout, is stored with a reference of the dictionary's own,
-  // counted in the calling thread's stripe of the books (`refs`, count_refs' counter). 1 inserted;
+  // MemInfo the caller keeps alive throughout, is stored with a reference of the dictionary's own
+  // (taken as `ref` says: an atomic add, or from the reserve of the thread's stripe of unowned
+  // copies), counted in the calling thread's cell of the books (`refs`: ref_cells()). 1 inserted;
   // 0 replaced, the old word in old_out with its reference handed to the caller (who releases it,
   // out of every lock); -1 not decided here, nothing changed.
+  template <class Reference = fresh_reference>
   PARDICT_ALWAYS_INLINE int set_word_detached(detail::epoch_domain& domain,
                                               detail::epoch_domain::thread_state& ts,
                                               void (*wake)(detail::group_meta&) noexcept,
-                                              std::atomic<std::int64_t>& refs, const void* kp,
-                                              std::uint64_t word, void* old_out) noexcept {
+                                              ref_cell* refs, const void* kp, std::uint64_t word,
+                                              void* old_out, Reference ref = {}) noexcept {
     if constexpr (!std::is_same_v<V, std::uint64_t>) {
       return -1;
     } else {
@@ -306,18 +308,18 @@ class dict_impl final : public dict_base {
       }
       // The reference is taken before the element is visible: once stored, another thread may
       // pop it and release the dictionary's reference.
-      auto* mi = reinterpret_cast<std::size_t*>(word);
-      __atomic_fetch_add(mi, 1, __ATOMIC_RELAXED);
+      ref.take(word);
       const int r = map_.insert_or_assign_detached(domain, ts, wake, load<K>(kp), word,
                                                    detail::leaf_fn{[&](value_type& x) {
                                                      std::memcpy(old_out, &x.second, sizeof(V));
                                                      x.second = word;
                                                    }});
       if (r < 0) {
-        // Undone: the caller's own reference keeps the count above zero.
-        __atomic_fetch_sub(mi, 1, __ATOMIC_RELAXED);
+        ref.give_back(word);  // undone
       } else if (r > 0) {
-        refs.fetch_add(1, std::memory_order_relaxed);  // a replace hands one out as it takes one
+        // A replace hands one out as it takes one. The thread entered through its slot (a
+        // thread without one gets -1), so ts.index names a cell of its own.
+        count_in_own_cell(refs, ts.index, 1);
       }
       return r;
     }

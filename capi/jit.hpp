@@ -32,9 +32,10 @@
 //   numba passes the op and the field's kind as constants, so only the one operation remains.
 // * Values holding a reference are served for one layout only, 1-D arrays stored as their
 //   MemInfo (jit_set_array): the store takes the dictionary's reference with the same atomic add
-//   as jitted code, counts it in the thread's stripe of the books (the block's `refs`), and hands
-//   a replaced value back to the caller, which releases it after every lock is let go. The
-//   thread's stripe of unowned copies comes from the block too (its `stripe`).
+//   as jitted code (the thread's copy of an owner-less array: from its stripe's reserve,
+//   unowned_copies.hpp), counts it in the thread's cell of the books (the block's `refs`, indexed
+//   by its epoch slot), and hands a replaced value back to the caller, which releases it after
+//   every lock is let go. The thread's stripe of unowned copies is its epoch slot's too.
 #pragma once
 
 #include <atomic>
@@ -54,10 +55,9 @@ struct pardict_jit_thread {
   // detail::wake_sleepers: the futex wake-up keeps tables in libstdc++ that inlined code would
   // get its own copy of.
   void (*wake)(pardict::detail::group_meta&) noexcept;
-  // thread_stripe(): the thread's stripe of unowned copies and views (unowned_copies.hpp), and
-  // its counter of the books of references (count_refs, refs.hpp).
-  std::size_t stripe;
-  std::atomic<std::int64_t>* refs;
+  // The cells of the books of references (count_refs, refs.hpp), of which the thread writes the
+  // one of its epoch slot.
+  pardict::capi::ref_cell* refs;
 };
 
 namespace pardict::capi {
@@ -234,19 +234,22 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
     const std::uint64_t mi = static_cast<const std::uint64_t*>(array)[mi_word];
     int r;
     if (!described) {
-      r = base->copies.with_view_in<words>(
-          th->stripe, array, -1, [&](const std::uint64_t* view) PARDICT_INLINE_LAMBDA {
-            return impl->set_word_detached(*th->domain, *th->ts, th->wake, *th->refs, key, *view,
-                                           old_out);
-          });
+      r = base->copies.with_view_in<words>(*th->domain, th->ts->index, array, -1,
+                                           [&](const std::uint64_t* view) PARDICT_INLINE_LAMBDA {
+                                             return impl->set_word_detached(*th->domain, *th->ts,
+                                                                            th->wake, th->refs, key,
+                                                                            *view, old_out);
+                                           });
     } else if (mi != 0) {
-      r = impl->set_word_detached(*th->domain, *th->ts, th->wake, *th->refs, key, mi, old_out);
+      r = impl->set_word_detached(*th->domain, *th->ts, th->wake, th->refs, key, mi, old_out);
     } else {
       r = base->copies.with_copy_in<words>(
-          th->stripe, array, -1, [&](const std::uint64_t* copy) PARDICT_INLINE_LAMBDA {
-            return impl->set_word_detached(*th->domain, *th->ts, th->wake, *th->refs, key,
-                                           copy[mi_word], old_out);
-          });
+          *th->domain, th->ts->index, array, -1,
+          [&](const std::uint64_t* copy, unowned_copies::reserved_reference ref)
+              PARDICT_INLINE_LAMBDA {
+                return impl->set_word_detached(*th->domain, *th->ts, th->wake, th->refs, key,
+                                               copy[mi_word], old_out, ref);
+              });
     }
     if (r >= 0) [[likely]]
       return jit_stored<K>(d, key, r);

@@ -15,6 +15,8 @@
 #include <cstring>
 
 #include "blob.hpp"
+#include "pardict/detail/config.hpp"  // PARDICT_ALWAYS_INLINE
+#include "pardict/detail/epoch.hpp"
 #include "pardict/detail/platform.hpp"  // PARDICT_NOINLINE
 
 namespace pardict::capi {
@@ -22,18 +24,47 @@ namespace pardict::capi {
 using release_fn = void (*)(void*);
 extern std::atomic<release_fn> g_release;
 
-// References held by dictionaries and iterators, counted in per-thread stripes (a single counter
-// would be one contended line for every insert of an array value from prange).
+// The books: references held by dictionaries and iterators, counted in one cell per epoch slot
+// (epoch_domain::thread_index(): unique among live threads, and passed to a new thread only after
+// its owner has exited), each written by its thread alone with a plain load and store, and one
+// shared cell, updated atomically, for threads without a slot. A single counter would be one
+// contended line for every insert of an array value from prange, and a locked add per insert
+// costs that insert's overlap with the next one's cache misses.
+struct alignas(64) ref_cell {
+  std::atomic<std::int64_t> n{0};
+};
+inline constexpr std::size_t owned_ref_cells = detail::epoch_domain::max_slots;
+// The calling thread's own cell of `cells` (owned_ref_cells + 1 of them), whose index it has
+// read from its thread_state: delta added without a locked instruction.
+PARDICT_ALWAYS_INLINE inline void count_in_own_cell(ref_cell* cells, std::size_t index,
+                                                    std::int64_t delta) noexcept {
+  if (index < owned_ref_cells) [[likely]] {
+    std::atomic<std::int64_t>& n = cells[index].n;
+    n.store(n.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  } else {
+    cells[owned_ref_cells].n.fetch_add(delta, std::memory_order_relaxed);
+  }
+}
 void count_refs(std::int64_t delta) noexcept;
 std::int64_t live_refs() noexcept;
+ref_cell* ref_cells() noexcept;  // the books' cells, for the numba fast path (capi/jit.hpp)
 extern std::atomic<std::int64_t> g_live_dicts;
-
-// Which of 64 stripes the calling thread uses (assigned at its first call, round robin).
-std::size_t thread_stripe() noexcept;
 
 inline void nrt_incref(void* meminfo) noexcept {
   __atomic_fetch_add(static_cast<std::size_t*>(meminfo), 1, __ATOMIC_RELAXED);
 }
+
+// A reference taken for a store (dict_impl's set_word_detached) with the atomic add jitted code
+// does, and given back with an atomic subtract (the caller's own reference keeps it above zero).
+// unowned_copies::reserved_reference is the other kind, taken from a reserve.
+struct fresh_reference {
+  PARDICT_ALWAYS_INLINE void take(std::uint64_t meminfo) const noexcept {
+    nrt_incref(reinterpret_cast<void*>(meminfo));
+  }
+  PARDICT_ALWAYS_INLINE void give_back(std::uint64_t meminfo) const noexcept {
+    __atomic_fetch_sub(reinterpret_cast<std::size_t*>(meminfo), 1, __ATOMIC_RELAXED);
+  }
+};
 
 // What to do with each reference of a blob, and how the books change.
 enum class ref_op {

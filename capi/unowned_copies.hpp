@@ -10,9 +10,25 @@
 // longer matches, so a new one is made.
 //
 // The copies are numba array structs of one layout (pardict_numba_layout): meminfo, parent,
-// nitems, itemsize, data, shape[ndim], strides[ndim]. Each stripe is owned by whoever sets its
-// busy word; threads that share a stripe (more than 64 of them) or meet a clear() just skip the
-// cache.
+// nitems, itemsize, data, shape[ndim], strides[ndim].
+//
+// Stripes, one per epoch slot (epoch_domain::thread_index(): unique among live threads; a slot
+// passes to a new thread only after its owner has exited, through the slot's release/acquire),
+// made 64 at a time on first use. A stripe is used by its thread alone, so taking it needs no
+// locked instruction, only a handshake with release_all() (clear() and the destructor, from any
+// thread), the asymmetric Dekker pair the epoch announcement uses: the owner stores its busy
+// word, light_fence, then reads revoked_; release_all stores revoked_, heavy_fence, then reads
+// every busy word. Either the owner sees revoked_ (and skips the cache this time) or release_all
+// sees the busy word (and waits for the owner's release store before it clears the stripe).
+// Threads without an epoch slot (more than epoch_domain::max_slots at once) skip the cache.
+//
+// A store of the thread's copy takes the dictionary's reference to it from the stripe's reserve
+// (reserved_reference): references taken from the copy's MemInfo `reserve_batch` at a time, so
+// that a loop storing one copy under many keys does one atomic add per batch, not per key. The
+// MemInfo's count is then higher than its holders by the reserve, which goes back (one atomic
+// subtract) when the stripe lets the copy go; the stripe's own reference keeps that subtraction
+// from reaching zero, so no destructor runs early. The books (refs.hpp) count the stored
+// references, not the reserve.
 #pragma once
 
 #include <algorithm>
@@ -20,20 +36,26 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <utility>
 
 #include "blob.hpp"
 #include "pardict/detail/config.hpp"  // PARDICT_ALWAYS_INLINE
+#include "pardict/detail/epoch.hpp"
 #include "pardict_capi.h"
 #include "refs.hpp"
 
 namespace pardict::capi {
 
 class unowned_copies {
+  using epoch_domain = detail::epoch_domain;
+
  public:
-  static constexpr std::size_t stripes = 64;
+  static constexpr std::size_t stripes = epoch_domain::max_slots;  // one per epoch slot
+  static constexpr std::size_t chunk_stripes = 64;                 // made together on first use
+  static constexpr std::size_t chunks = stripes / chunk_stripes;
   // numba's array struct, in words.
   static constexpr std::size_t meminfo_word = PARDICT_NB_ARRAY_MEMINFO / word_bytes;
   static constexpr std::size_t nitems_word = PARDICT_NB_ARRAY_NITEMS / word_bytes;
@@ -73,8 +95,10 @@ class unowned_copies {
   unowned_copies& operator=(const unowned_copies&) = delete;
   ~unowned_copies() {
     release_all();
-    if (std::uint64_t* t = table_.load(std::memory_order_relaxed)) {
-      ::operator delete[](t, std::align_val_t{64});
+    for (auto& c : chunks_) {
+      if (std::uint64_t* t = c.load(std::memory_order_relaxed)) {
+        ::operator delete[](t, std::align_val_t{64});
+      }
     }
   }
 
@@ -87,22 +111,44 @@ class unowned_copies {
     });
   }
 
+  // References to the stripe's copy from its reserve (see the top), for set_word_detached.
+  static constexpr std::uint64_t reserve_batch = 64;
+  class reserved_reference {
+   public:
+    explicit reserved_reference(std::uint64_t* reserve) noexcept : reserve_(reserve) {}
+    PARDICT_ALWAYS_INLINE void take(std::uint64_t meminfo) const noexcept {
+      if (*reserve_ == 0) [[unlikely]] {
+        __atomic_fetch_add(reinterpret_cast<std::size_t*>(meminfo), reserve_batch,
+                           __ATOMIC_RELAXED);
+        *reserve_ = reserve_batch;
+      }
+      --*reserve_;
+    }
+    PARDICT_ALWAYS_INLINE void give_back(std::uint64_t) const noexcept { ++*reserve_; }
+
+   private:
+    std::uint64_t* reserve_;
+  };
+
   // fn(copy) with this thread's copy of `src` if it still matches, else `miss`. The stripe stays
-  // locked while fn runs, and its own reference keeps the copy alive, so fn may store the copy
+  // taken while fn runs, and its own reference keeps the copy alive, so fn may store the copy
   // (taking a reference of its own) without the find-incref-store-decref round trip. fn may
-  // throw; the stripe is unlocked either way.
+  // throw; the stripe is let go either way.
   template <class R, class Fn>
   R with_copy(const void* src, R miss, Fn&& fn) {
-    return with_copy_in(thread_stripe(), src, miss, std::forward<Fn>(fn));
+    return with_copy_in(epoch_domain::instance(), my_stripe(), src, miss,
+                        [&](const std::uint64_t* c, reserved_reference) { return fn(c); });
   }
-  // with_copy for a caller that names the calling thread's stripe (thread_stripe()): the numba
-  // fast path (capi/jit.hpp), which cannot reach the thread_local behind it. Words: the array
-  // struct's words when the caller knows them (array_words_, 1-D arrays there), so that the
-  // compares unroll; 0 reads them from the object.
+  // with_copy for a caller that names the domain and the calling thread's stripe (its epoch slot
+  // index, thread_state::index): the numba fast path (capi/jit.hpp), which cannot reach the
+  // thread_locals behind them. Words: the array struct's words when the caller knows them
+  // (array_words_, 1-D arrays there), so that the compares unroll; 0 reads them from the object.
+  // fn(copy, a reserved_reference for storing it).
   template <std::size_t Words = 0, class R, class Fn>
-  PARDICT_ALWAYS_INLINE R with_copy_in(std::size_t stripe, const void* src, R miss, Fn&& fn) {
+  PARDICT_ALWAYS_INLINE R with_copy_in(const epoch_domain& domain, std::size_t stripe,
+                                       const void* src, R miss, Fn&& fn) {
     const std::size_t words = Words != 0 ? Words : array_words_;
-    return with_stripe(stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
+    return with_stripe(domain, stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
       const auto* a = static_cast<const std::uint64_t*>(src);
       const std::uint64_t* c = e + copy_at;
       // Nothing remembered (a zero-size source with a null data pointer never matches), another
@@ -118,7 +164,7 @@ class unowned_copies {
                       reinterpret_cast<const unsigned char*>(a[data_word]), n)) {
         return miss;
       }
-      return fn(c);
+      return fn(c, reserved_reference(e + reserve_at));
     });
   }
 
@@ -137,16 +183,17 @@ class unowned_copies {
   }
 
   // fn(pointer to the view's MemInfo word) with this thread's last view for `src`, else `miss`;
-  // as with_copy, the stripe stays locked (its reference keeping the view alive) while fn runs.
+  // as with_copy, the stripe stays taken (its reference keeping the view alive) while fn runs.
   template <class R, class Fn>
   R with_view(const void* src, R miss, Fn&& fn) {
-    return with_view_in(thread_stripe(), src, miss, std::forward<Fn>(fn));
+    return with_view_in(epoch_domain::instance(), my_stripe(), src, miss, std::forward<Fn>(fn));
   }
-  // with_view for a caller that names the calling thread's stripe, as with_copy_in.
+  // with_view for a caller that names the domain and its stripe, as with_copy_in.
   template <std::size_t Words = 0, class R, class Fn>
-  PARDICT_ALWAYS_INLINE R with_view_in(std::size_t stripe, const void* src, R miss, Fn&& fn) {
+  PARDICT_ALWAYS_INLINE R with_view_in(const epoch_domain& domain, std::size_t stripe,
+                                       const void* src, R miss, Fn&& fn) {
     const std::size_t words = Words != 0 ? Words : array_words_;
-    return with_stripe(stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
+    return with_stripe(domain, stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
       const std::uint64_t* source = e + copy_at + words;  // = e + view_at_
       const std::uint64_t* view = source + words;         // = view_word(e)
       if (*view == 0 || !same_bytes(reinterpret_cast<const unsigned char*>(source),
@@ -159,50 +206,71 @@ class unowned_copies {
 
   // `view` (a view MemInfo just made for `src`) becomes this thread's last view.
   void remember_view(const void* src, void* view) noexcept {
+    const epoch_domain& domain = epoch_domain::instance();
     std::uint64_t* e = mine();
-    if (e == nullptr || !try_lock(e)) return;
+    if (e == nullptr || !take(domain, e)) return;
     const auto word = reinterpret_cast<std::uint64_t>(view);
     incref_words(&word, meminfo_mask);
     const std::uint64_t old = *view_word(e);
     std::memcpy(e + view_at_, src, word_bytes * array_words_);
     *view_word(e) = word;
-    unlock(e);
+    let_go(e);
     release_words(&old, meminfo_mask);
   }
 
   // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
   void remember(const void* src, const void* copy) noexcept {
+    const epoch_domain& domain = epoch_domain::instance();
     std::uint64_t* e = mine();
-    if (e == nullptr || !try_lock(e)) return;
+    if (e == nullptr || !take(domain, e)) return;
     incref_words(copy, meminfo_mask);
-    replace_and_unlock(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
+    replace_and_let_go(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
   }
 
-  // Drops every remembered copy and view (dictionary cleared or destroyed).
+  // References left in the calling thread's stripe's reserve (tests).
+  std::uint64_t reserved() noexcept {
+    return with_stripe(epoch_domain::instance(), my_stripe(), std::uint64_t{0},
+                       [](std::uint64_t* e) { return e[reserve_at]; });
+  }
+
+  // Drops every remembered copy and view (dictionary cleared or destroyed). Stripes taken
+  // meanwhile miss (see the top); concurrent calls take turns.
   void release_all() noexcept {
-    std::uint64_t* t = table_.load(std::memory_order_acquire);
-    if (t == nullptr) return;
-    for (std::size_t i = 0; i < stripes; ++i) {
-      std::uint64_t* e = t + i * stride_;
-      while (!try_lock(e)) std::this_thread::yield();
-      const std::uint64_t view = std::exchange(*view_word(e), 0);
-      replace_and_unlock(e, 0, nullptr);
-      release_words(&view, meminfo_mask);
+    std::lock_guard<std::mutex> lk(release_mutex_);
+    revoked_.store(true, std::memory_order_relaxed);
+    epoch_domain::instance().heavy_fence();
+    for (auto& c : chunks_) {
+      std::uint64_t* t = c.load(std::memory_order_acquire);
+      if (t == nullptr) continue;
+      for (std::size_t i = 0; i < chunk_stripes; ++i) {
+        std::uint64_t* e = t + i * stride_;
+        while (busy(e)) std::this_thread::yield();  // its owner lets go within one store
+        const std::uint64_t view = std::exchange(*view_word(e), 0);
+        replace_and_let_go(e, 0, nullptr);
+        release_words(&view, meminfo_mask);
+      }
     }
+    revoked_.store(false, std::memory_order_release);
   }
 
  private:
-  // fn(stripe) with the calling thread's stripe (its index: thread_stripe()) locked, unlocked
-  // however fn returns; or `miss` when no stripe exists yet or the thread shares a busy one.
+  // fn(stripe) with the calling thread's stripe (its index: thread_state::index) taken, let go
+  // however fn returns; or `miss` when the thread has no stripe (no epoch slot, or its chunk is
+  // not made yet: mine() makes it) or a release_all() is running.
   template <class R, class Fn>
-  PARDICT_ALWAYS_INLINE R with_stripe(std::size_t stripe, R miss, Fn&& fn) {
-    std::uint64_t* t = table_.load(std::memory_order_acquire);
-    if (t == nullptr) return miss;
-    std::uint64_t* e = t + stripe * stride_;
-    if (!try_lock(e)) return miss;
-    struct unlocker {
+  PARDICT_ALWAYS_INLINE R with_stripe(const epoch_domain& domain, std::size_t stripe, R miss,
+                                      Fn&& fn) {
+    if (stripe >= stripes) [[unlikely]]
+      return miss;
+    std::uint64_t* t = chunks_[stripe / chunk_stripes].load(std::memory_order_acquire);
+    if (t == nullptr) [[unlikely]]
+      return miss;
+    std::uint64_t* e = t + (stripe % chunk_stripes) * stride_;
+    if (!take(domain, e)) [[unlikely]]
+      return miss;
+    struct letting_go {
       std::uint64_t* e;
-      ~unlocker() { unlock(e); }
+      ~letting_go() { let_go(e); }
     } u{e};
     return fn(e);
   }
@@ -226,66 +294,109 @@ class unowned_copies {
     return differ == 0;
   }
 
-  // A stripe's words: busy (its lock), the source's data pointer, the copy's array struct, then
+  // A stripe's words: busy (taken by its owner), the source's data pointer, the reserve of
+  // references to the copy, the copy's array struct, then
   // the last view's source struct and view MemInfo (view_at_); rounded up to 64 bytes.
   static constexpr std::size_t busy_at = 0;
   static constexpr std::size_t source_at = 1;
-  static constexpr std::size_t copy_at = 2;
+  static constexpr std::size_t reserve_at = 2;
+  static constexpr std::size_t copy_at = 3;
 
   std::uint64_t* view_word(std::uint64_t* e) const noexcept { return e + view_at_ + array_words_; }
 
-  // The calling thread's stripe, the table made on first use; null when that allocation fails.
+  // The calling thread's stripe index: its epoch slot's, a slot taken now if it has none yet (a
+  // thread's first store may come before its first map operation); `stripes` without one.
+  static std::size_t my_stripe() noexcept {
+    if (epoch_domain::thread_index() >= stripes) {
+      detail::epoch_guard take_a_slot;
+    }
+    return epoch_domain::thread_index();
+  }
+  // The calling thread's stripe, its chunk made on first use; null without an epoch slot or when
+  // that allocation fails.
   std::uint64_t* mine() {
-    std::uint64_t* t = table_.load(std::memory_order_acquire);
+    const std::size_t stripe = my_stripe();
+    if (stripe >= stripes) return nullptr;
+    std::atomic<std::uint64_t*>& chunk = chunks_[stripe / chunk_stripes];
+    std::uint64_t* t = chunk.load(std::memory_order_acquire);
     if (t == nullptr) {
-      const std::size_t bytes = word_bytes * stripes * stride_;
+      const std::size_t bytes = word_bytes * chunk_stripes * stride_;
       auto* fresh =
           static_cast<std::uint64_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
       if (fresh == nullptr) return nullptr;
       std::memset(fresh, 0, bytes);
-      if (table_.compare_exchange_strong(t, fresh, std::memory_order_acq_rel)) {
+      if (chunk.compare_exchange_strong(t, fresh, std::memory_order_acq_rel)) {
         t = fresh;
       } else {
         ::operator delete[](fresh, std::align_val_t{64});
       }
     }
-    return t + thread_stripe() * stride_;
+    return t + (stripe % chunk_stripes) * stride_;
+  }
+  // The owner's side of the handshake with release_all (see the top): a plain store and the light
+  // fence (a compiler barrier where the OS has a process-wide barrier), no locked instruction.
+  PARDICT_ALWAYS_INLINE bool take(const epoch_domain& domain, std::uint64_t* e) noexcept {
+    busy_word(e).store(1, std::memory_order_relaxed);
+    domain.light_fence_here();
+    if (revoked_.load(std::memory_order_acquire)) [[unlikely]] {
+      let_go(e);
+      return false;
+    }
+    return true;
+  }
+  PARDICT_ALWAYS_INLINE static void let_go(std::uint64_t* e) noexcept {
+    busy_word(e).store(0, std::memory_order_release);
+  }
+  static bool busy(std::uint64_t* e) noexcept {
+    return busy_word(e).load(std::memory_order_acquire) != 0;
   }
   // std::atomic_ref where the standard library has it; libc++ before 19 (Apple clang's included)
   // does not, and there the compiler is clang, whose __atomic builtins do the same.
-  static bool try_lock(std::uint64_t* e) noexcept {
 #if defined(__cpp_lib_atomic_ref)
-    return std::atomic_ref<std::uint64_t>(e[busy_at]).exchange(1, std::memory_order_acquire) == 0;
-#else
-    return __atomic_exchange_n(&e[busy_at], std::uint64_t{1}, __ATOMIC_ACQUIRE) == 0;
-#endif
+  PARDICT_ALWAYS_INLINE static std::atomic_ref<std::uint64_t> busy_word(std::uint64_t* e) noexcept {
+    return std::atomic_ref<std::uint64_t>(e[busy_at]);
   }
-  static void unlock(std::uint64_t* e) noexcept {
-#if defined(__cpp_lib_atomic_ref)
-    std::atomic_ref<std::uint64_t>(e[busy_at]).store(0, std::memory_order_release);
 #else
-    __atomic_store_n(&e[busy_at], std::uint64_t{0}, __ATOMIC_RELEASE);
-#endif
+  struct busy_ref {
+    std::uint64_t* w;
+    void store(std::uint64_t v, std::memory_order o) const noexcept {
+      __atomic_store_n(w, v, o == std::memory_order_release ? __ATOMIC_RELEASE : __ATOMIC_RELAXED);
+    }
+    std::uint64_t load(std::memory_order) const noexcept {
+      return __atomic_load_n(w, __ATOMIC_ACQUIRE);
+    }
+  };
+  PARDICT_ALWAYS_INLINE static busy_ref busy_word(std::uint64_t* e) noexcept {
+    return busy_ref{&e[busy_at]};
   }
-  // With the stripe locked: store (source data pointer, copy), or clear it when copy is null;
-  // then unlock and release the copy it held, whose destructor may run (not under the stripe).
-  void replace_and_unlock(std::uint64_t* e, std::uint64_t src_data, const void* copy) noexcept {
+#endif
+  // With the stripe taken: store (source data pointer, copy), or clear it when copy is null;
+  // then let it go and release the copy it held, whose destructor may run (not under the stripe).
+  // The old copy's unused reserve goes back first; the stripe's own reference, released last,
+  // keeps that from reaching zero.
+  void replace_and_let_go(std::uint64_t* e, std::uint64_t src_data, const void* copy) noexcept {
     std::uint64_t old[max_array_words];
     std::memcpy(old, e + copy_at, word_bytes * array_words_);
+    if (const std::uint64_t reserve = std::exchange(e[reserve_at], 0); reserve != 0) {
+      __atomic_fetch_sub(reinterpret_cast<std::size_t*>(old[meminfo_word]), reserve,
+                         __ATOMIC_RELEASE);
+    }
     e[source_at] = src_data;
     if (copy != nullptr) {
       std::memcpy(e + copy_at, copy, word_bytes * array_words_);
     } else {
       std::memset(e + copy_at, 0, word_bytes * array_words_);
     }
-    unlock(e);
+    let_go(e);
     release_words(old, meminfo_mask);
   }
 
-  const std::size_t array_words_;  // words of one array struct
-  const std::size_t view_at_;      // where a stripe's view part starts (source struct, MemInfo)
-  const std::size_t stride_;       // words per stripe
-  std::atomic<std::uint64_t*> table_{nullptr};
+  const std::size_t array_words_;     // words of one array struct
+  const std::size_t view_at_;         // where a stripe's view part starts (source struct, MemInfo)
+  const std::size_t stride_;          // words per stripe
+  std::atomic<bool> revoked_{false};  // a release_all() is running
+  std::atomic<std::uint64_t*> chunks_[chunks] = {};
+  std::mutex release_mutex_;  // release_all()s take turns
 };
 
 }  // namespace pardict::capi

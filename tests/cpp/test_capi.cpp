@@ -16,6 +16,7 @@
 #include <sched.h>
 #endif
 
+#include "jit.hpp"
 #include "pardict_capi.h"
 #include "support/fake_nrt.hpp"
 
@@ -1023,6 +1024,70 @@ TEST_F(CapiTest, SetArrayInTheOneWordFormStoresTheMemInfo) {
   pardict_free(d);
   EXPECT_EQ(copy_mi.refct.load(), 1u);
   EXPECT_EQ(own_mi.refct.load(), 1u);
+}
+
+// The numba fast path's store of the thread's copy (jit_set_array on an owner-less array) takes
+// the dictionary's references from the stripe's reserve: reserve_batch at a time from the copy's
+// MemInfo, the unused rest given back when the stripe lets the copy go (clear, free, or another
+// copy remembered). The books count the stored references only.
+TEST_F(CapiTest, CopyStoresTakeReferencesFromTheStripesReserve) {
+  constexpr auto batch = pardict::capi::unowned_copies::reserve_batch;
+  pardict_dict* d = make(8, 8, 0, 0, /*vrefs=*/1u);  // 1-D arrays, one word
+  auto& copies = reinterpret_cast<pardict::capi::dict_base*>(d)->copies;
+  const std::int64_t refs0 = pardict_live_refs();
+  float src_data[2] = {0.1f, 0.2f}, copy_data[2] = {0.1f, 0.2f}, copy2_data[2] = {0.1f, 0.2f};
+  const array1d src = float_array(nullptr, src_data, 2);
+  fake_meminfo copy_mi, copy2_mi;
+  const array1d copy = float_array(&copy_mi, copy_data, 2);
+  const array1d copy2 = float_array(&copy2_mi, copy2_data, 2);
+  auto store = [&](std::uint64_t k) {
+    void* old = nullptr;
+    const std::int32_t st = pardict::capi::jit_set_array<std::uint64_t>(d, &k, &src, &old, true);
+    if (old != nullptr) fake_release(old);
+    return st;
+  };
+  ASSERT_EQ(pardict_unowned_remember(d, &src, 1, &copy), PARDICT_OK);
+  ASSERT_EQ(copy_mi.refct.load(), 2u);  // the test's, the stripe's
+  EXPECT_EQ(copies.reserved(), 0u);
+  // Stores decided inline take from the reserve, the others (the first, before the table exists;
+  // those the home group cannot decide) add one each: either way the count is its holders' (the
+  // test, the stripe, one per key) plus what is left in the reserve.
+  constexpr std::uint64_t n = 1000;
+  bool reserve_used = false;
+  for (std::uint64_t k = 0; k < n; ++k) {
+    ASSERT_EQ(store(k), PARDICT_INSERTED) << k;
+    const std::uint64_t left = copies.reserved();
+    ASSERT_LE(left, batch);  // a store not decided inline gives its reference back
+    ASSERT_EQ(copy_mi.refct.load(), 2 + (k + 1) + left) << k;
+    reserve_used |= left != 0;
+  }
+  EXPECT_TRUE(reserve_used);
+  EXPECT_EQ(pardict_live_refs() - refs0, static_cast<std::int64_t>(n + 1));  // + the stripe's
+  EXPECT_EQ(store(0), PARDICT_REPLACED);  // takes one, hands one back
+  EXPECT_EQ(copy_mi.refct.load(), 2 + n + copies.reserved());
+  for (std::uint64_t k = 0; k < n / 2; ++k) {
+    void* out = nullptr;
+    ASSERT_EQ(pardict_pop(d, &k, &out), PARDICT_FOUND);
+    fake_release(out);
+  }
+  EXPECT_EQ(copy_mi.refct.load(), 2 + n / 2 + copies.reserved());
+  // Another copy remembered: the first one's reserve and the stripe's reference go back.
+  ASSERT_EQ(pardict_unowned_remember(d, &src, 1, &copy2), PARDICT_OK);
+  EXPECT_EQ(copies.reserved(), 0u);
+  EXPECT_EQ(copy_mi.refct.load(), 1 + n / 2);
+  EXPECT_EQ(store(n), PARDICT_INSERTED);
+  EXPECT_EQ(copy2_mi.refct.load(), 3 + copies.reserved());
+  EXPECT_EQ(pardict_clear(d), PARDICT_OK);  // the entries, and the stripe's copy and reserve
+  EXPECT_EQ(copy_mi.refct.load(), 1u);
+  EXPECT_EQ(copy2_mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_live_refs(), refs0);
+  // Freeing the dictionary gives back what a stripe still holds.
+  ASSERT_EQ(pardict_unowned_remember(d, &src, 1, &copy2), PARDICT_OK);
+  for (std::uint64_t k = 0; k < 10; ++k) EXPECT_EQ(store(k), PARDICT_INSERTED);
+  EXPECT_EQ(copy2_mi.refct.load(), 2 + 10 + copies.reserved());
+  pardict_free(d);
+  EXPECT_EQ(copy2_mi.refct.load(), 1u);
+  EXPECT_EQ(pardict_live_refs(), refs0);
 }
 
 // A thread's last view MemInfo is found again for an equal array struct, with a new reference,

@@ -451,6 +451,128 @@ TEST(CapiConcurrency, ViewsFromManyThreadsWithClears) {
 // thread's copy of it, and one stored as the thread's view of it, under keys that collide so that
 // values are replaced. Every reference stored, handed back (old_out) or remembered is released
 // exactly once.
+// A thread's stripe of unowned copies and its cell of the books are its epoch slot's: taken with
+// plain stores, passed to the next thread that takes the slot after the owner exits. Waves of
+// threads store one owner-less array (through the numba fast path, as prange does) and pop half of
+// their keys: from the second wave on, every thread's first store finds the copy its slot's
+// previous owner left (it is the same source with the same contents), so no wave after the first
+// makes a copy. Then every slot is held by a sleeping thread, and one more thread, without a
+// slot, stores: it has no stripe (every store makes a copy) and counts in the shared cell. The
+// books stay exact throughout: every reference the dictionary holds is counted once.
+TEST(CapiConcurrency, StripesAndBooksPassWithTheirSlots) {
+  using domain = pardict::detail::epoch_domain;
+  ASSERT_EQ(pardict_jit_thread_ctx()->abi_id, pardict::capi::jit_abi_id());
+  pardict_set_release(&fake_release);
+  const std::int64_t refs0 = pardict_live_refs();
+  std::int32_t st;
+  pardict_dict* d = pardict_new(8, 8, 0, 0, 1u, 0, &st);  // 1-D arrays, one word
+  ASSERT_EQ(st, PARDICT_OK);
+  float data[3] = {1, 2, 3};
+  const array1d borrowed = float_array(nullptr, data, 3);
+  constexpr int waves = 3, threads = 24, rounds = 200;
+  std::vector<fake_meminfo> made(waves * threads + 64);  // one copy per thread of wave 0 at most
+  std::vector<std::array<float, 3>> copies(made.size(), {1, 2, 3});
+  std::atomic<std::size_t> next_copy{0};
+  // d[key] = borrowed, as jitted code does it: a miss makes a copy, remembers it and stores it.
+  // True on a miss.
+  auto store = [&](std::uint64_t key) -> bool {
+    void* old = nullptr;
+    std::int32_t s = pardict::capi::jit_set_array<std::uint64_t>(d, &key, &borrowed, &old, true);
+    EXPECT_EQ(old, nullptr);
+    if (s != PARDICT_NEED_COPY) {
+      EXPECT_EQ(s, PARDICT_INSERTED);
+      return false;
+    }
+    const std::size_t i = next_copy.fetch_add(1);
+    if (i >= made.size()) {
+      ADD_FAILURE() << "more copies than expected";
+      return true;
+    }
+    const array1d copy = float_array(&made[i], copies[i].data(), 3);
+    EXPECT_EQ(pardict_unowned_remember(d, &borrowed, 1, &copy), PARDICT_OK);
+    EXPECT_EQ(pardict_set_array(d, &key, &copy, 1), PARDICT_INSERTED);
+    return true;
+  };
+  // Per thread: its slot and its misses. A slot whose stripe holds a copy of `borrowed` (left by
+  // an earlier thread) gives its next owner no miss; any other slot exactly one.
+  std::vector<bool> holds_copy(domain::max_slots, false);
+  std::int64_t expected_len = 0;
+  std::size_t later_hits = 0;
+  for (int w = 0; w < waves; ++w) {
+    std::vector<std::size_t> slot(threads), missed(threads, 0);
+    // The wave's threads exit together: one that exited early would hand its slot to another.
+    pardict_test::start_latch start(threads), finish(threads);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, w, t] {
+        start.arrive_and_wait();
+        for (int r = 0; r < rounds; ++r) {
+          const auto key = static_cast<std::uint64_t>((w * threads + t) * rounds + r);
+          if (store(key)) ++missed[t];
+          if (r % 2 == 1) {
+            void* out = nullptr;
+            EXPECT_EQ(pardict_pop(d, &key, &out), PARDICT_FOUND);
+            if (out != nullptr) fake_release(out);
+          }
+        }
+        slot[t] = domain::thread_index();
+        finish.arrive_and_wait();
+      });
+    }
+    for (auto& th : pool) th.join();
+    for (int t = 0; t < threads; ++t) {
+      ASSERT_LT(slot[t], domain::max_slots);
+      EXPECT_EQ(missed[t], holds_copy[slot[t]] ? 0u : 1u) << "wave " << w << " slot " << slot[t];
+      if (holds_copy[slot[t]]) ++later_hits;
+      holds_copy[slot[t]] = true;
+    }
+    expected_len += threads * rounds / 2;
+    ASSERT_EQ(pardict_len(d), expected_len);
+  }
+  // Slots go to the lowest free index, so later waves reuse the first one's (a worker thread of
+  // the library may take or free one between waves).
+  EXPECT_GT(later_hits, static_cast<std::size_t>(threads));
+  // The dictionary's references (one per key) and the stripes' (one per remembered copy).
+  EXPECT_EQ(pardict_live_refs() - refs0, expected_len + static_cast<std::int64_t>(next_copy));
+
+  // Every slot held by a sleeping thread: the next thread has none.
+  std::vector<std::thread> holders;
+  std::atomic<std::size_t> arrived{0};
+  std::atomic<bool> release{false};
+  for (std::size_t t = 0; t < domain::max_slots; ++t) {
+    holders.emplace_back([&] {
+      (void)pardict_len(d);
+      const std::uint64_t k = ~std::uint64_t{0};
+      (void)pardict_contains(d, &k);
+      arrived.fetch_add(1);
+      release.wait(false);  // asleep, not polling
+    });
+  }
+  while (arrived.load() < holders.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::size_t slotless_index = 0, slotless_misses = 0;
+  const std::size_t copies_before = next_copy.load();
+  std::thread([&] {
+    for (int r = 0; r < 8; ++r) {
+      const auto key = static_cast<std::uint64_t>(1'000'000 + r);
+      if (store(key)) ++slotless_misses;
+    }
+    slotless_index = domain::thread_index();
+  }).join();
+  release.store(true);
+  release.notify_all();
+  for (auto& h : holders) h.join();
+  EXPECT_EQ(slotless_index, domain::max_slots);  // the case this part is for
+  EXPECT_EQ(slotless_misses, 8u);                // no stripe: every store makes a copy
+  expected_len += 8;
+  EXPECT_EQ(pardict_len(d), expected_len);
+  // The slotless thread's copies were not remembered: each is held by its key alone.
+  EXPECT_EQ(pardict_live_refs() - refs0, expected_len + static_cast<std::int64_t>(copies_before));
+
+  std::thread([&] { pardict_free(d); }).join();  // a fresh thread: no slot yet when it counts
+  for (std::size_t i = 0; i < next_copy.load(); ++i) EXPECT_EQ(made[i].refct.load(), 1u) << i;
+  EXPECT_EQ(pardict_live_refs(), refs0);
+}
+
 // pardict_jit_thread_for hands the thread's block only to code made for the loaded layouts.
 TEST(CapiConcurrency, JitThreadBlockOnlyForTheLoadedAbi) {
   const pardict_jit_thread* th = pardict_jit_thread_ctx();
