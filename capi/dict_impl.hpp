@@ -318,8 +318,10 @@ class dict_impl final : public dict_base {
         ref.give_back(word);  // undone
       } else if (r > 0) {
         // A replace hands one out as it takes one. The thread entered through its slot (a
-        // thread without one gets -1), so ts.index names a cell of its own.
-        count_in_own_cell(refs, ts.index, 1);
+        // thread without one gets -1), so ts.index names a cell of its own (count_in_own_cell
+        // without its test).
+        std::atomic<std::int64_t>& n = refs[ts.index].n;
+        n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       }
       return r;
     }
