@@ -46,6 +46,12 @@ std::int64_t live_refs() noexcept {
 
 ref_cell* ref_cells() noexcept { return g_refs; }
 
+std::size_t shared_stripe_of_thread() noexcept {
+  static std::atomic<std::size_t> next{0};
+  static thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine;
+}
+
 // The dictionary for a layout's key and value classes; null for classes that have no blob type.
 std::unique_ptr<dict_base> make_dict(const layout& l, std::int64_t n_keys) {
   std::unique_ptr<dict_base> d;

@@ -48,6 +48,8 @@ PARDICT_ALWAYS_INLINE inline void count_in_own_cell(ref_cell* cells, std::size_t
 void count_refs(std::int64_t delta) noexcept;
 std::int64_t live_refs() noexcept;
 ref_cell* ref_cells() noexcept;  // the books' cells, for the numba fast path (capi/jit.hpp)
+// A number fixed for the calling thread, handed out round robin (unowned_copies' shared stripes).
+std::size_t shared_stripe_of_thread() noexcept;
 extern std::atomic<std::int64_t> g_live_dicts;
 
 inline void nrt_incref(void* meminfo) noexcept {

@@ -20,7 +20,10 @@
 // word, light_fence, then reads revoked_; release_all stores revoked_, heavy_fence, then reads
 // every busy word. Either the owner sees revoked_ (and skips the cache this time) or release_all
 // sees the busy word (and waits for the owner's release store before it clears the stripe).
-// Threads without an epoch slot (more than epoch_domain::max_slots at once) skip the cache.
+// Threads without an epoch slot (more than epoch_domain::max_slots at once, or under mingw-w64's
+// emulated TLS, whose threads cannot give their slots back) share `shared_stripes` more, taken
+// with an atomic exchange (which also orders the busy word before the read of revoked_); a thread
+// that finds its shared stripe taken skips the cache.
 //
 // A store of the thread's copy takes the dictionary's reference to it from the stripe's reserve
 // (reserved_reference): references taken from the copy's MemInfo `reserve_batch` at a time, so
@@ -54,8 +57,9 @@ class unowned_copies {
 
  public:
   static constexpr std::size_t stripes = epoch_domain::max_slots;  // one per epoch slot
-  static constexpr std::size_t chunk_stripes = 64;                 // made together on first use
-  static constexpr std::size_t chunks = stripes / chunk_stripes;
+  static constexpr std::size_t shared_stripes = 64;  // for threads without one, after those
+  static constexpr std::size_t chunk_stripes = 64;   // made together on first use
+  static constexpr std::size_t chunks = (stripes + shared_stripes) / chunk_stripes;
   // numba's array struct, in words.
   static constexpr std::size_t meminfo_word = PARDICT_NB_ARRAY_MEMINFO / word_bytes;
   static constexpr std::size_t nitems_word = PARDICT_NB_ARRAY_NITEMS / word_bytes;
@@ -207,8 +211,9 @@ class unowned_copies {
   // `view` (a view MemInfo just made for `src`) becomes this thread's last view.
   void remember_view(const void* src, void* view) noexcept {
     const epoch_domain& domain = epoch_domain::instance();
-    std::uint64_t* e = mine();
-    if (e == nullptr || !take(domain, e)) return;
+    const std::size_t stripe = my_stripe();
+    std::uint64_t* e = mine(stripe);
+    if (e == nullptr || !take(domain, e, stripe >= stripes)) return;
     const auto word = reinterpret_cast<std::uint64_t>(view);
     incref_words(&word, meminfo_mask);
     const std::uint64_t old = *view_word(e);
@@ -221,8 +226,9 @@ class unowned_copies {
   // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
   void remember(const void* src, const void* copy) noexcept {
     const epoch_domain& domain = epoch_domain::instance();
-    std::uint64_t* e = mine();
-    if (e == nullptr || !take(domain, e)) return;
+    const std::size_t stripe = my_stripe();
+    std::uint64_t* e = mine(stripe);
+    if (e == nullptr || !take(domain, e, stripe >= stripes)) return;
     incref_words(copy, meminfo_mask);
     replace_and_let_go(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
   }
@@ -254,19 +260,19 @@ class unowned_copies {
   }
 
  private:
-  // fn(stripe) with the calling thread's stripe (its index: thread_state::index) taken, let go
-  // however fn returns; or `miss` when the thread has no stripe (no epoch slot, or its chunk is
-  // not made yet: mine() makes it) or a release_all() is running.
+  // fn(stripe) with the calling thread's stripe (its index: its epoch slot's, thread_state::index,
+  // or past `stripes` a shared one) taken, let go however fn returns; or `miss` when its chunk is
+  // not made yet (mine() makes it), a shared stripe is taken, or a release_all() is running.
   template <class R, class Fn>
   PARDICT_ALWAYS_INLINE R with_stripe(const epoch_domain& domain, std::size_t stripe, R miss,
                                       Fn&& fn) {
-    if (stripe >= stripes) [[unlikely]]
+    if (stripe >= stripes + shared_stripes) [[unlikely]]
       return miss;
     std::uint64_t* t = chunks_[stripe / chunk_stripes].load(std::memory_order_acquire);
     if (t == nullptr) [[unlikely]]
       return miss;
     std::uint64_t* e = t + (stripe % chunk_stripes) * stride_;
-    if (!take(domain, e)) [[unlikely]]
+    if (!take(domain, e, stripe >= stripes)) [[unlikely]]
       return miss;
     struct letting_go {
       std::uint64_t* e;
@@ -305,18 +311,17 @@ class unowned_copies {
   std::uint64_t* view_word(std::uint64_t* e) const noexcept { return e + view_at_ + array_words_; }
 
   // The calling thread's stripe index: its epoch slot's, a slot taken now if it has none yet (a
-  // thread's first store may come before its first map operation); `stripes` without one.
+  // thread's first store may come before its first map operation); a shared one without.
   static std::size_t my_stripe() noexcept {
     if (epoch_domain::thread_index() >= stripes) {
       detail::epoch_guard take_a_slot;
     }
-    return epoch_domain::thread_index();
+    const std::size_t slot = epoch_domain::thread_index();
+    return slot < stripes ? slot : stripes + shared_stripe_of_thread() % shared_stripes;
   }
-  // The calling thread's stripe, its chunk made on first use; null without an epoch slot or when
-  // that allocation fails.
-  std::uint64_t* mine() {
-    const std::size_t stripe = my_stripe();
-    if (stripe >= stripes) return nullptr;
+  // The calling thread's stripe (my_stripe()), its chunk made on first use; null when that
+  // allocation fails.
+  std::uint64_t* mine(std::size_t stripe) {
     std::atomic<std::uint64_t*>& chunk = chunks_[stripe / chunk_stripes];
     std::uint64_t* t = chunk.load(std::memory_order_acquire);
     if (t == nullptr) {
@@ -334,10 +339,16 @@ class unowned_copies {
     return t + (stripe % chunk_stripes) * stride_;
   }
   // The owner's side of the handshake with release_all (see the top): a plain store and the light
-  // fence (a compiler barrier where the OS has a process-wide barrier), no locked instruction.
-  PARDICT_ALWAYS_INLINE bool take(const epoch_domain& domain, std::uint64_t* e) noexcept {
-    busy_word(e).store(1, std::memory_order_relaxed);
-    domain.light_fence_here();
+  // fence (a compiler barrier where the OS has a process-wide barrier), no locked instruction. A
+  // shared stripe is taken with an exchange, a full barrier.
+  PARDICT_ALWAYS_INLINE bool take(const epoch_domain& domain, std::uint64_t* e,
+                                  bool shared) noexcept {
+    if (shared) [[unlikely]] {
+      if (busy_word(e).exchange(1, std::memory_order_seq_cst) != 0) return false;
+    } else {
+      busy_word(e).store(1, std::memory_order_relaxed);
+      domain.light_fence_here();
+    }
     if (revoked_.load(std::memory_order_acquire)) [[unlikely]] {
       let_go(e);
       return false;
@@ -364,6 +375,9 @@ class unowned_copies {
     }
     std::uint64_t load(std::memory_order) const noexcept {
       return __atomic_load_n(w, __ATOMIC_ACQUIRE);
+    }
+    std::uint64_t exchange(std::uint64_t v, std::memory_order) const noexcept {
+      return __atomic_exchange_n(w, v, __ATOMIC_SEQ_CST);
     }
   };
   PARDICT_ALWAYS_INLINE static busy_ref busy_word(std::uint64_t* e) noexcept {

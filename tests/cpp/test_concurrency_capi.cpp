@@ -457,9 +457,15 @@ TEST(CapiConcurrency, ViewsFromManyThreadsWithClears) {
 // their keys: from the second wave on, every thread's first store finds the copy its slot's
 // previous owner left (it is the same source with the same contents), so no wave after the first
 // makes a copy. Then every slot is held by a sleeping thread, and one more thread, without a
-// slot, stores: it has no stripe (every store makes a copy) and counts in the shared cell. The
-// books stay exact throughout: every reference the dictionary holds is counted once.
+// slot, stores: it uses a shared stripe (taken with an exchange) and counts in the shared cell.
+// The books stay exact throughout: every reference the dictionary holds is counted once.
 TEST(CapiConcurrency, StripesAndBooksPassWithTheirSlots) {
+#if defined(__MINGW32__)
+  // Under emutls (mingw-w64) a thread cannot give its epoch slot back (see
+  // Concurrency.ShortLivedThreadsGiveTheirEpochSlotsBack), so no slot passes to a new thread, and
+  // earlier tests have used every slot: all threads here would be without one.
+  GTEST_SKIP() << "thread_local destructors under emutls (mingw-w64) do not see the thread's slot";
+#endif
   using domain = pardict::detail::epoch_domain;
   ASSERT_EQ(pardict_jit_thread_ctx()->abi_id, pardict::capi::jit_abi_id());
   pardict_set_release(&fake_release);
@@ -562,11 +568,13 @@ TEST(CapiConcurrency, StripesAndBooksPassWithTheirSlots) {
   release.notify_all();
   for (auto& h : holders) h.join();
   EXPECT_EQ(slotless_index, domain::max_slots);  // the case this part is for
-  EXPECT_EQ(slotless_misses, 8u);                // no stripe: every store makes a copy
+  EXPECT_EQ(slotless_misses, 1u);  // its shared stripe, new in d: a copy made once, then found
+  EXPECT_EQ(next_copy.load(), copies_before + 1);
   expected_len += 8;
   EXPECT_EQ(pardict_len(d), expected_len);
-  // The slotless thread's copies were not remembered: each is held by its key alone.
-  EXPECT_EQ(pardict_live_refs() - refs0, expected_len + static_cast<std::int64_t>(copies_before));
+  // + the copy the shared stripe remembers.
+  EXPECT_EQ(pardict_live_refs() - refs0,
+            expected_len + static_cast<std::int64_t>(copies_before) + 1);
 
   std::thread([&] { pardict_free(d); }).join();  // a fresh thread: no slot yet when it counts
   for (std::size_t i = 0; i < next_copy.load(); ++i) EXPECT_EQ(made[i].refct.load(), 1u) << i;
