@@ -301,23 +301,29 @@ def test_array_values_replaced_while_read(no_leaks):
         d[k] = np.full(8, -1.0)
     bad = np.zeros(T, np.int64)
     refs0 = pardict.live_refs()
+    # Threads leave together: a thread that exited early would hand its epoch slot, and with it
+    # its stripe of remembered views, to a writer that starts later.
+    all_done = threading.Barrier(T)
 
     def work(tid, d=d):  # d bound here: the test deletes its own name for d at the end
-        if tid % 2:
-            bad[tid] = read_arrays(d, n, m)
-        else:
-            replace_arrays(d, tid, n, m)
-            for j in range(200):  # interpreter readers and writers as well
-                a = d[j % m]
-                if not (a == a[0]).all():
-                    bad[tid] += 1
-                d[j % m] = np.full(8, float(10**9 + j))
+        try:
+            if tid % 2:
+                bad[tid] = read_arrays(d, n, m)
+            else:
+                replace_arrays(d, tid, n, m)
+                for j in range(200):  # interpreter readers and writers as well
+                    a = d[j % m]
+                    if not (a == a[0]).all():
+                        bad[tid] += 1
+                    d[j % m] = np.full(8, float(10**9 + j))
+        finally:
+            all_done.wait(timeout=JOIN_TIMEOUT)
 
     run_threads(work)
     assert bad.tolist() == [0] * T
     assert len(d) == m
     # every replaced array was released; each writer thread's last view MemInfo stays remembered
-    # for its next store (pardict.numba.convert, "Arrays as one word")
+    # for its next store (pardict.numba.convert, "Arrays as one word"), in its own stripe
     writers = len(range(0, T, 2))
     assert pardict.live_refs() == refs0 + writers, "replaced arrays were not released"
     for k in range(m):
