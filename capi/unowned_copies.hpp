@@ -313,11 +313,13 @@ class unowned_copies {
   // The calling thread's stripe index: its epoch slot's, a slot taken now if it has none yet (a
   // thread's first store may come before its first map operation); a shared one without.
   static std::size_t my_stripe() noexcept {
-    if (epoch_domain::thread_index() >= stripes) {
-      detail::epoch_guard take_a_slot;
+    std::size_t slot = epoch_domain::thread_index();
+    if (slot >= stripes) [[unlikely]] {
+      { detail::epoch_guard take_a_slot; }
+      slot = epoch_domain::thread_index();
+      if (slot >= stripes) return stripes + shared_stripe_of_thread() % shared_stripes;
     }
-    const std::size_t slot = epoch_domain::thread_index();
-    return slot < stripes ? slot : stripes + shared_stripe_of_thread() % shared_stripes;
+    return slot;
   }
   // The calling thread's stripe (my_stripe()), its chunk made on first use; null when that
   // allocation fails.
