@@ -22,8 +22,8 @@
 // sees the busy word (and waits for the owner's release store before it clears the stripe).
 // Threads without an epoch slot (more than epoch_domain::max_slots at once, or under mingw-w64's
 // emulated TLS, whose threads cannot give their slots back) share `shared_stripes` more, taken
-// with an atomic exchange (which also orders the busy word before the read of revoked_); a thread
-// that finds its shared stripe taken skips the cache.
+// with an atomic exchange, as release_all() takes them, one at a time; a thread that finds its
+// shared stripe taken skips the cache.
 //
 // A store of the thread's copy takes the dictionary's reference to it from the stripe's reserve
 // (reserved_reference): references taken from the copy's MemInfo `reserve_batch` at a time, so
@@ -250,20 +250,37 @@ class unowned_copies {
     for (auto& c : chunks_) any |= c.load(std::memory_order_acquire) != nullptr;
     if (!any) return;
     std::lock_guard<std::mutex> lk(release_mutex_);
-    revoked_.store(true, std::memory_order_relaxed);
-    epoch_domain::instance().heavy_fence();
-    for (auto& c : chunks_) {
-      std::uint64_t* t = c.load(std::memory_order_acquire);
+    // The slots' stripes: owners meet revoked_ (see the top), set only for this pass.
+    constexpr std::size_t slot_chunks = stripes / chunk_stripes;
+    bool slot_stripes = false;
+    for (std::size_t c = 0; c < slot_chunks; ++c) {
+      slot_stripes |= chunks_[c].load(std::memory_order_acquire) != nullptr;
+    }
+    if (slot_stripes) {
+      revoked_.store(true, std::memory_order_relaxed);
+      epoch_domain::instance().heavy_fence();
+      for (std::size_t c = 0; c < slot_chunks; ++c) {
+        std::uint64_t* t = chunks_[c].load(std::memory_order_acquire);
+        if (t == nullptr) continue;
+        for (std::size_t i = 0; i < chunk_stripes; ++i) {
+          std::uint64_t* e = t + i * stride_;
+          while (busy(e)) std::this_thread::yield();  // its owner lets go within one store
+          drop(e);
+        }
+      }
+      revoked_.store(false, std::memory_order_release);
+    }
+    // The shared stripes: taken with the exchange their users take them with, one at a time, so
+    // that the others stay usable meanwhile.
+    for (std::size_t c = slot_chunks; c < chunks; ++c) {
+      std::uint64_t* t = chunks_[c].load(std::memory_order_acquire);
       if (t == nullptr) continue;
       for (std::size_t i = 0; i < chunk_stripes; ++i) {
         std::uint64_t* e = t + i * stride_;
-        while (busy(e)) std::this_thread::yield();  // its owner lets go within one store
-        const std::uint64_t view = std::exchange(*view_word(e), 0);
-        replace_and_let_go(e, 0, nullptr);
-        release_words(&view, meminfo_mask);
+        while (busy_word(e).exchange(1, std::memory_order_seq_cst) != 0) std::this_thread::yield();
+        drop(e);
       }
     }
-    revoked_.store(false, std::memory_order_release);
   }
 
  private:
@@ -393,6 +410,12 @@ class unowned_copies {
     return busy_ref{&e[busy_at]};
   }
 #endif
+  // With the stripe taken (or waited for, in release_all): drops its copy and view, lets it go.
+  void drop(std::uint64_t* e) noexcept {
+    const std::uint64_t view = std::exchange(*view_word(e), 0);
+    replace_and_let_go(e, 0, nullptr);
+    release_words(&view, meminfo_mask);
+  }
   // With the stripe taken: store (source data pointer, copy), or clear it when copy is null;
   // then let it go and release the copy it held, whose destructor may run (not under the stripe).
   // The old copy's unused reserve goes back first; the stripe's own reference, released last,
