@@ -641,7 +641,11 @@ TEST(CapiConcurrency, JitArrayStoresFromManyThreadsWithClears) {
     });
   }
   join_while_clearing(d, start, pool);
-  EXPECT_GT(stored.load(), threads * rounds / 2);
+  // Owned arrays, a third of the stores, are always stored; more than that means copies and views
+  // were found as well. A clear() in progress turns the slots' stripes off for every thread
+  // (unowned_copies.hpp: revoked_), and this clearer clears without pause: under qemu-user and
+  // wine, 9845 and 9305 of the 24000 stores were stored.
+  EXPECT_GT(stored.load(), threads * rounds / 3 + threads);
   EXPECT_GT(misses.load(), 0);
   pardict_free(d);
   EXPECT_EQ(owner.refct.load(), 1u);
