@@ -290,6 +290,28 @@ const pardict_jit_thread* pardict_jit_thread_for(uint64_t abi_id) {
                                                                                          : nullptr;
 }
 
+int32_t pardict_jit_fences(void) {
+  return pardict::detail::epoch_domain::instance().asymmetric() ? 1 : 0;
+}
+
+void* pardict_jit_slot_for(uint64_t abi_id) {
+  using pardict::detail::epoch_domain;
+  // The id of code compiled for the other kind of fence differs in its last bit (jit.hpp): a
+  // compiler barrier is not enough when the domain's scans do not run membarrier (and a full
+  // fence, where they do, is not worth inlining).
+  const uint64_t fences = pardict_jit_fences() != 0 ? 0 : pardict::capi::jit_symmetric_fences;
+  if (pardict_jit_thread_for(abi_id ^ fences) == nullptr) return nullptr;
+  epoch_domain::thread_state& ts = epoch_domain::this_thread();
+  // A thread's first operation takes its slot; one that finds none free (more than max_slots
+  // threads), or that is exiting, stays without and takes the C call.
+  if (ts.my_slot == nullptr) {
+    pardict::detail::epoch_guard take_a_slot;
+  }
+  return ts.my_slot;
+}
+
+void* pardict_jit_domain(void) { return &pardict::detail::epoch_domain::instance(); }
+
 void pardict_jit_grow(pardict_dict* d, const void* key) {
   if (spoiled(d)) return;
   // A growth that fails (memory) leaves the table fuller than it should be, as for an ordinary

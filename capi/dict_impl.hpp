@@ -198,7 +198,8 @@ class dict_impl final : public dict_base {
   dict_impl(const layout& l, std::int64_t n_keys)
       : dict_base(l),
         map_(static_cast<std::size_t>(n_keys), traits::make_hash(l), traits::make_equal(l)) {
-    // Values or keys holding references must be acquired while the element cannot change.
+    // Values or keys holding references must be acquired while the element cannot change (and
+    // get_detached counts on this to leave them to the ordinary path).
     if (l.key_refs | l.value_refs | l.key_strs) map_.set_locked_reads(true);
   }
 
@@ -258,28 +259,32 @@ class dict_impl final : public dict_base {
   }
 
   // get() on the numba fast path (capi/jit.hpp), the thread's epoch state passed in: 1 found,
-  // 0 absent, -1 not decided here (nothing changed; the caller calls pardict_get).
+  // 0 absent, -1 not decided here (nothing changed; the caller calls pardict_get). Only for a
+  // dictionary whose keys and values hold no reference, the caller's promise, as K and V are
+  // (pardict.numba.jit inlines lookups only for such dictionary types, whose layout the numba
+  // type fixes): a value holding one needs it acquired. Such dictionaries are the only ones
+  // whose reads lock (the constructor), so the engine's flag for that is not tested either.
   PARDICT_ALWAYS_INLINE int get_detached(detail::epoch_domain& domain,
-                                         detail::epoch_domain::thread_state& ts, const void* kp,
-                                         void* out) const noexcept {
-    if (lay.value_refs != 0) return -1;  // the reference is acquired on the ordinary path
-    return map_.read_detached(domain, ts, load<K>(kp), detail::leaf_fn{[&](const value_type& x) {
-                                std::memcpy(out, &x.second, sizeof(V));
-                              }});
+                                         const detail::epoch_domain::detached_thread& me,
+                                         const void* kp, void* out) const noexcept {
+    return map_.template read_detached<true>(
+        domain, me, load<K>(kp),
+        detail::leaf_fn{[&](const value_type& x) { std::memcpy(out, &x.second, sizeof(V)); }});
   }
 
-  // set() on the same path, for plain-bytes keys and values while no iterator is alive (an insert
-  // then has no reference to take and no key change to note): 1 inserted, 0 replaced (the old
-  // value in old_out), -1 not decided here (nothing changed; the caller calls pardict_set), 2
-  // inserted, and the table must grow: the caller calls pardict_jit_grow (grow_for).
+  // set() on the same path, for plain-bytes keys and values (the caller's promise, as for
+  // get_detached) while no iterator is alive (an insert then has no reference to take and no key
+  // change to note): 1 inserted, 0 replaced (the old value in old_out), -1 not decided here
+  // (nothing changed; the caller calls pardict_set), 2 inserted, and the table must grow: the
+  // caller calls pardict_jit_grow (grow_for).
   PARDICT_ALWAYS_INLINE int set_detached(detail::epoch_domain& domain,
-                                         detail::epoch_domain::thread_state& ts,
+                                         const detail::epoch_domain::detached_thread& me,
                                          void (*wake)(detail::group_meta&) noexcept, const void* kp,
                                          const void* vp, void* old_out) noexcept {
-    if ((lay.key_refs | lay.value_refs) != 0 || !changes.quiet()) return -1;
+    if (!changes.quiet()) return -1;
     const K k = load<K>(kp);
     const V v = load<V>(vp);
-    return map_.insert_or_assign_detached(domain, ts, wake, k, v,
+    return map_.insert_or_assign_detached(domain, me, wake, k, v,
                                           detail::leaf_fn{[&](value_type& x) {
                                             std::memcpy(old_out, &x.second, sizeof(V));
                                             x.second = v;
@@ -295,7 +300,7 @@ class dict_impl final : public dict_base {
   // out of every lock); -1 not decided here, nothing changed.
   template <class Reference = fresh_reference>
   PARDICT_ALWAYS_INLINE int set_word_detached(detail::epoch_domain& domain,
-                                              detail::epoch_domain::thread_state& ts,
+                                              const detail::epoch_domain::detached_thread& me,
                                               void (*wake)(detail::group_meta&) noexcept,
                                               ref_cell* refs, const void* kp, std::uint64_t word,
                                               void* old_out, Reference ref = {}) noexcept {
@@ -309,7 +314,7 @@ class dict_impl final : public dict_base {
       // The reference is taken before the element is visible: once stored, another thread may
       // pop it and release the dictionary's reference.
       ref.take(word);
-      const int r = map_.insert_or_assign_detached(domain, ts, wake, load<K>(kp), word,
+      const int r = map_.insert_or_assign_detached(domain, me, wake, load<K>(kp), word,
                                                    detail::leaf_fn{[&](value_type& x) {
                                                      std::memcpy(old_out, &x.second, sizeof(V));
                                                      x.second = word;
@@ -318,9 +323,9 @@ class dict_impl final : public dict_base {
         ref.give_back(word);  // undone
       } else if (r > 0) {
         // A replace hands one out as it takes one. The thread entered through its slot (a
-        // thread without one gets -1), so ts.index names a cell of its own (count_in_own_cell
+        // thread without one gets -1), so me.index names a cell of its own (count_in_own_cell
         // without its test).
-        std::atomic<std::int64_t>& n = refs[ts.index].n;
+        std::atomic<std::int64_t>& n = refs[me.index].n;
         n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       }
       return r;
@@ -328,14 +333,15 @@ class dict_impl final : public dict_base {
   }
 
   // combine() on the same path for a scalar value (one field of `kind` at offset 0, op a
-  // combining op: the caller has checked both), while no iterator is alive: 1 inserted, 0
-  // combined, the stored result in out either way; -1 and 2 as for set_detached.
+  // combining op: the caller has checked both) of a plain-bytes dictionary (as for
+  // set_detached), while no iterator is alive: 1 inserted, 0 combined, the stored result in out
+  // either way; -1 and 2 as for set_detached.
   PARDICT_ALWAYS_INLINE int combine_detached(detail::epoch_domain& domain,
-                                             detail::epoch_domain::thread_state& ts,
+                                             const detail::epoch_domain::detached_thread& me,
                                              void (*wake)(detail::group_meta&) noexcept,
                                              const void* kp, const void* vp, combine_op op,
                                              std::int32_t kind, void* out) noexcept {
-    if ((lay.key_refs | lay.value_refs) != 0 || !changes.quiet()) return -1;
+    if (!changes.quiet()) return -1;
     const K k = load<K>(kp);
     const V v = load<V>(vp);
     // insert_or_assign_detached inserts (k, v) or runs its callback on the element
@@ -343,7 +349,7 @@ class dict_impl final : public dict_base {
       field_combine::one_field(&x.second, &v, op, kind);
       std::memcpy(out, &x.second, sizeof(V));
     };
-    const int r = map_.insert_or_assign_detached(domain, ts, wake, k, v, detail::leaf_fn{combine});
+    const int r = map_.insert_or_assign_detached(domain, me, wake, k, v, detail::leaf_fn{combine});
     if (r > 0) std::memcpy(out, &v, sizeof(V));
     return r;
   }
@@ -352,11 +358,12 @@ class dict_impl final : public dict_base {
   // (concurrent_table::upsert_detached).
   void grow_for(const void* kp) override { map_.grow_after_detached_insert(load<K>(kp)); }
 
-  // contains() on the same path.
+  // contains() on the same path, for the same dictionaries.
   PARDICT_ALWAYS_INLINE int contains_detached(detail::epoch_domain& domain,
-                                              detail::epoch_domain::thread_state& ts,
+                                              const detail::epoch_domain::detached_thread& me,
                                               const void* kp) const noexcept {
-    return map_.read_detached(domain, ts, load<K>(kp), detail::leaf_fn{[](const value_type&) {}});
+    return map_.template read_detached<true>(domain, me, load<K>(kp),
+                                             detail::leaf_fn{[](const value_type&) {}});
   }
 
   int contains(const void* kp) const override {

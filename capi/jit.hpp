@@ -11,14 +11,25 @@
 //   through pardict_jit_thread, which the compiled module (_ext) fills; tests/python/test_jit.py
 //   checks that the bitcode defines no global variable and calls nothing but the C ABI.
 // * thread_locals cannot be reached from JIT-linked code at all (numba's linker does not resolve
-//   TLS relocations). pardict_jit_thread_for() returns the calling thread's block; it is declared
-//   `const` (its result never changes on a thread, like glibc's __errno_location), so LLVM calls
-//   it once per loop, not once per operation.
+//   TLS relocations). pardict_jit_thread_ctx() returns the calling thread's block,
+//   pardict_jit_slot_for() its epoch slot and pardict_jit_domain() the epoch domain; they are
+//   declared `const` (their results never change on a thread, like glibc's __errno_location), so
+//   LLVM calls them once per loop, not once per operation. What an operation needs on every
+//   call comes from those results themselves (the slot, its index, the domain), not from loads
+//   out of the block: each operation's fence (a compiler barrier at least) would make LLVM load
+//   the block's fields again in every iteration.
 // * A function numba cached (cache=True) holds this code compiled from the pardict it was built
 //   with, which may not be the one loaded now: the inlined code passes its jit_abi_id() to
-//   pardict_jit_thread_for, which answers nullptr unless it is the loaded _ext's, and the code
-//   then takes the C call (which is always right). Code cached before that function existed calls
-//   pardict_jit_thread_ctx and compares the block's abi_id itself: both stay exported.
+//   pardict_jit_slot_for, which answers nullptr unless it is the loaded _ext's, and the code
+//   then takes the C call (which is always right). Code cached by older versions calls
+//   pardict_jit_thread_for (the same check on the block) or pardict_jit_thread_ctx (and compares
+//   the block's abi_id itself): all three stay exported.
+// * The light fence of the epoch announcement and of the group unlock (a compiler barrier where the
+//   epoch scans run a process-wide barrier, else a full fence: epoch.hpp) is compiled in: numba
+//   passes pardict_jit_fences() to each entry point as its last argument, a constant, so no flag
+//   is read per operation, and that answer is part of the id pardict_jit_slot_for checks, so
+//   code compiled for the other kind (a cached function, a fork child that lost membarrier)
+//   takes the C call.
 // * Only the common case is decided inline (a thread with its epoch slot outside any other
 //   operation, no fork gate, the key's home group decides); everything else calls the C ABI,
 //   which handles every case, so no behaviour depends on which path ran. A thread inside a
@@ -34,8 +45,8 @@
 //   MemInfo (jit_set_array): the store takes the dictionary's reference with the same atomic add
 //   as jitted code (the thread's copy of an owner-less array: from its stripe's reserve,
 //   unowned_copies.hpp), counts it in the thread's cell of the books (the block's `refs`, indexed
-//   by its epoch slot), and hands a replaced value back to the caller, which releases it after
-//   every lock is let go. The thread's stripe of unowned copies is its epoch slot's too.
+//   by its epoch slot's index), and hands a replaced value back to the caller, which releases it
+//   after every lock is let go. The thread's stripe of unowned copies is its epoch slot's too.
 #pragma once
 
 #include <atomic>
@@ -90,6 +101,10 @@ constexpr std::uint64_t jit_abi_id() noexcept {
   return h;
 }
 
+// What code compiled for a full light fence (pardict_jit_fences() == 0) passes as its id:
+// jit_abi_id() with its last bit flipped.
+constexpr std::uint64_t jit_symmetric_fences = 1;
+
 }  // namespace pardict::capi
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -114,6 +129,8 @@ constexpr std::uint64_t jit_abi_id() noexcept {
 extern "C" PARDICT_API const pardict_jit_thread* pardict_jit_thread_ctx(void) PARDICT_CONST_FN;
 extern "C" PARDICT_API const pardict_jit_thread* pardict_jit_thread_for(std::uint64_t abi_id)
     PARDICT_CONST_FN;
+extern "C" PARDICT_API void* pardict_jit_slot_for(std::uint64_t abi_id) PARDICT_CONST_FN;
+extern "C" PARDICT_API void* pardict_jit_domain(void) PARDICT_CONST_FN;
 #endif
 
 namespace pardict::capi {
@@ -150,23 +167,41 @@ struct c_buffer {
   }
 };
 
-// The thread's block when the inline path may run for d: the layouts match, and d was not made
-// before a fork that left the process's dictionaries suspect. nullptr: take the C call.
-PARDICT_ALWAYS_INLINE inline const pardict_jit_thread* jit_usable(const dict_base* d) {
-  const pardict_jit_thread* th = pardict_jit_thread_for(jit_abi_id());
-  return th != nullptr && d != nullptr ? th : nullptr;
+// What the inline path needs of the calling thread, all from `const` calls (loop invariants).
+struct jit_context {
+  const pardict_jit_thread* th;  // nullptr: take the C call
+  detail::epoch_domain* domain;
+  detail::epoch_domain::detached_thread me;  // the thread's slot (not nullptr) and its index
+  explicit operator bool() const noexcept { return th != nullptr; }
+};
+
+// The thread's context when the inline path may run for d: the layouts match, the thread has an
+// epoch slot, and d was not made before a fork that left the process's dictionaries suspect.
+// Otherwise th is nullptr: take the C call.
+// The three calls are made unconditionally, before any branch: LLVM hoists a `const` call out of
+// a loop only from code that runs on every iteration.
+// `fences` is pardict_jit_fences()'s answer when the caller was compiled (numba passes it as a
+// constant, so that the light fence's choice folds away), and is part of the id the library checks.
+PARDICT_ALWAYS_INLINE inline jit_context jit_usable(const dict_base* d, std::int32_t fences) {
+  const bool asymmetric = fences != 0;
+  const std::uint64_t id = jit_abi_id() ^ (asymmetric ? 0 : jit_symmetric_fences);
+  auto* const sl = static_cast<detail::epoch_domain::slot*>(pardict_jit_slot_for(id));
+  auto* const domain = static_cast<detail::epoch_domain*>(pardict_jit_domain());
+  const pardict_jit_thread* const th = pardict_jit_thread_ctx();
+  if (sl == nullptr || d == nullptr) return {nullptr, nullptr, {nullptr, 0, false}};
+  return {th, domain, {sl, domain->index_of(sl), asymmetric}};
 }
 
 // pardict_get, pardict_set and pardict_contains with the home-group case inline; K and V are the
 // dictionary's key and value blobs (the caller, which knows the dictionary's type, picks the
 // instance).
 template <class K, class V>
-PARDICT_ALWAYS_INLINE inline std::int32_t jit_get(const pardict_dict* d, const void* key,
-                                                  void* out) {
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_get(const pardict_dict* d, const void* key, void* out,
+                                                  std::int32_t fences) {
   const auto* base = reinterpret_cast<const dict_base*>(d);
-  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
+  if (const jit_context c = jit_usable(base, fences)) [[likely]] {
     const int r =
-        static_cast<const dict_impl<K, V>*>(base)->get_detached(*th->domain, *th->ts, key, out);
+        static_cast<const dict_impl<K, V>*>(base)->get_detached(*c.domain, c.me, key, out);
     if (r >= 0) [[likely]]
       return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
   }
@@ -193,10 +228,11 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_stored(pardict_dict* d, const void
 
 template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* key,
-                                                  const void* value, void* old_out) {
+                                                  const void* value, void* old_out,
+                                                  std::int32_t fences) {
   auto* base = reinterpret_cast<dict_base*>(d);
-  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
-    const int r = static_cast<dict_impl<K, V>*>(base)->set_detached(*th->domain, *th->ts, th->wake,
+  if (const jit_context c = jit_usable(base, fences)) [[likely]] {
+    const int r = static_cast<dict_impl<K, V>*>(base)->set_detached(*c.domain, c.me, c.th->wake,
                                                                     key, value, old_out);
     if (r >= 0) [[likely]]
       return jit_stored<K>(d, key, r);
@@ -222,32 +258,31 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* k
 template <class K>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const void* key,
                                                         const void* array, void* old_out,
-                                                        bool described) {
+                                                        bool described, std::int32_t fences) {
   auto* base = reinterpret_cast<dict_base*>(d);
-  const pardict_jit_thread* th = jit_usable(base);
+  const jit_context c = jit_usable(base, fences);
   // The layout checked before the copy or view is: their compares assume a 1-D array's struct.
-  if (th != nullptr && unowned_copies::stores_one_word(base->lay.value_size, base->lay.value_refs))
-      [[likely]] {
+  if (c && unowned_copies::stores_one_word(base->lay.value_size, base->lay.value_refs)) [[likely]] {
     auto* impl = static_cast<dict_impl<K, std::uint64_t>*>(base);
     constexpr std::size_t mi_word = unowned_copies::meminfo_word;
     constexpr std::size_t words = unowned_copies::array_bytes(1) / word_bytes;
     const std::uint64_t mi = static_cast<const std::uint64_t*>(array)[mi_word];
     int r;
     if (!described) {
-      r = base->copies.with_view_in<words>(*th->domain, th->ts->index, array, -1,
+      r = base->copies.with_view_in<words>(c.me.asymmetric, c.me.index, array, -1,
                                            [&](const std::uint64_t* view) PARDICT_INLINE_LAMBDA {
-                                             return impl->set_word_detached(*th->domain, *th->ts,
-                                                                            th->wake, th->refs, key,
-                                                                            *view, old_out);
+                                             return impl->set_word_detached(*c.domain, c.me,
+                                                                            c.th->wake, c.th->refs,
+                                                                            key, *view, old_out);
                                            });
     } else if (mi != 0) {
-      r = impl->set_word_detached(*th->domain, *th->ts, th->wake, th->refs, key, mi, old_out);
+      r = impl->set_word_detached(*c.domain, c.me, c.th->wake, c.th->refs, key, mi, old_out);
     } else {
       r = base->copies.with_copy_in<words>(
-          *th->domain, th->ts->index, array, -1,
+          c.me.asymmetric, c.me.index, array, -1,
           [&](const std::uint64_t* copy, unowned_copies::reserved_reference ref)
               PARDICT_INLINE_LAMBDA {
-                return impl->set_word_detached(*th->domain, *th->ts, th->wake, th->refs, key,
+                return impl->set_word_detached(*c.domain, c.me, c.th->wake, c.th->refs, key,
                                                copy[mi_word], old_out, ref);
               });
     }
@@ -267,15 +302,16 @@ template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const void* key,
                                                       const void* value, std::int32_t op,
                                                       const std::int32_t* fields,
-                                                      std::int32_t n_fields, void* out) {
+                                                      std::int32_t n_fields, void* out,
+                                                      std::int32_t fences) {
   auto* base = reinterpret_cast<dict_base*>(d);
-  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
+  if (const jit_context c = jit_usable(base, fences)) [[likely]] {
     if (n_fields == 1 && fields[0] == 0 && op >= PARDICT_OP_ADD && op <= PARDICT_OP_MAX &&
         out != nullptr) {
       const std::uint32_t size = kind_size(fields[1]);
       if (size != 0 && size <= base->lay.value_size) [[likely]] {
         const int r = static_cast<dict_impl<K, V>*>(base)->combine_detached(
-            *th->domain, *th->ts, th->wake, key, value, to_combine_op(op), fields[1], out);
+            *c.domain, c.me, c.th->wake, key, value, to_combine_op(op), fields[1], out);
         if (r >= 0) [[likely]]
           return jit_stored<K>(d, key, r, PARDICT_NEW_KEY, PARDICT_OLD_KEY);
       }
@@ -291,11 +327,12 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const voi
 }
 
 template <class K, class V>
-PARDICT_ALWAYS_INLINE inline std::int32_t jit_contains(const pardict_dict* d, const void* key) {
+PARDICT_ALWAYS_INLINE inline std::int32_t jit_contains(const pardict_dict* d, const void* key,
+                                                       std::int32_t fences) {
   const auto* base = reinterpret_cast<const dict_base*>(d);
-  if (const pardict_jit_thread* th = jit_usable(base)) [[likely]] {
+  if (const jit_context c = jit_usable(base, fences)) [[likely]] {
     const int r =
-        static_cast<const dict_impl<K, V>*>(base)->contains_detached(*th->domain, *th->ts, key);
+        static_cast<const dict_impl<K, V>*>(base)->contains_detached(*c.domain, c.me, key);
     if (r >= 0) [[likely]]
       return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
   }

@@ -329,6 +329,15 @@ PARDICT_API const pardict_jit_thread* pardict_jit_thread_ctx(void);
 // (so that the inlined code checks neither per operation), else NULL: take the C call. Inlined
 // code compiled by an older pardict calls pardict_jit_thread_ctx and checks the id itself.
 PARDICT_API const pardict_jit_thread* pardict_jit_thread_for(uint64_t abi_id);
+// Which light fence the inlined code must compile in: 1, a compiler barrier (the epoch scans
+// run a process-wide barrier, membarrier or FlushProcessWriteBuffers); 0, a full fence.
+PARDICT_API int32_t pardict_jit_fences(void);
+// The calling thread's epoch slot (taken now if it has none yet) when `abi_id` is the loaded
+// library's id for code compiled with pardict_jit_fences()'s answer and no fork has left
+// dictionaries suspect, else NULL (also when no slot is free); and the process's epoch domain.
+// Each fixed for the thread's life, so that jitted loops ask once.
+PARDICT_API void* pardict_jit_slot_for(uint64_t abi_id);
+PARDICT_API void* pardict_jit_domain(void);
 // For the same path: an insert it made spent the last of its table's budget; starts the growth an
 // ordinary insert of `key` would have started.
 PARDICT_API void pardict_jit_grow(pardict_dict* d, const void* key);

@@ -140,19 +140,19 @@ class unowned_copies {
   // throw; the stripe is let go either way.
   template <class R, class Fn>
   R with_copy(const void* src, R miss, Fn&& fn) {
-    return with_copy_in(epoch_domain::instance(), my_stripe(), src, miss,
+    return with_copy_in(epoch_domain::instance().asymmetric(), my_stripe(), src, miss,
                         [&](const std::uint64_t* c, reserved_reference) { return fn(c); });
   }
-  // with_copy for a caller that names the domain and the calling thread's stripe (its epoch slot
-  // index, thread_state::index): the numba fast path (capi/jit.hpp), which cannot reach the
-  // thread_locals behind them. Words: the array struct's words when the caller knows them
-  // (array_words_, 1-D arrays there), so that the compares unroll; 0 reads them from the object.
-  // fn(copy, a reserved_reference for storing it).
+  // with_copy for a caller that names the light fence (epoch_domain::asymmetric(), as the
+  // caller read it) and the calling thread's stripe (its epoch slot index): the numba fast path
+  // (capi/jit.hpp), which cannot reach the thread_locals behind them. Words: the array struct's
+  // words when the caller knows them (array_words_, 1-D arrays there), so that the compares unroll;
+  // 0 reads them from the object. fn(copy, a reserved_reference for storing it).
   template <std::size_t Words = 0, class R, class Fn>
-  PARDICT_ALWAYS_INLINE R with_copy_in(const epoch_domain& domain, std::size_t stripe,
-                                       const void* src, R miss, Fn&& fn) {
+  PARDICT_ALWAYS_INLINE R with_copy_in(bool asymmetric, std::size_t stripe, const void* src, R miss,
+                                       Fn&& fn) {
     const std::size_t words = Words != 0 ? Words : array_words_;
-    return with_stripe(domain, stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
+    return with_stripe(asymmetric, stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
       const auto* a = static_cast<const std::uint64_t*>(src);
       const std::uint64_t* c = e + copy_at;
       // Nothing remembered (a zero-size source with a null data pointer never matches), another
@@ -190,14 +190,15 @@ class unowned_copies {
   // as with_copy, the stripe stays taken (its reference keeping the view alive) while fn runs.
   template <class R, class Fn>
   R with_view(const void* src, R miss, Fn&& fn) {
-    return with_view_in(epoch_domain::instance(), my_stripe(), src, miss, std::forward<Fn>(fn));
+    return with_view_in(epoch_domain::instance().asymmetric(), my_stripe(), src, miss,
+                        std::forward<Fn>(fn));
   }
-  // with_view for a caller that names the domain and its stripe, as with_copy_in.
+  // with_view for a caller that names the light fence and its stripe, as with_copy_in.
   template <std::size_t Words = 0, class R, class Fn>
-  PARDICT_ALWAYS_INLINE R with_view_in(const epoch_domain& domain, std::size_t stripe,
-                                       const void* src, R miss, Fn&& fn) {
+  PARDICT_ALWAYS_INLINE R with_view_in(bool asymmetric, std::size_t stripe, const void* src, R miss,
+                                       Fn&& fn) {
     const std::size_t words = Words != 0 ? Words : array_words_;
-    return with_stripe(domain, stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
+    return with_stripe(asymmetric, stripe, miss, [&](std::uint64_t* e) PARDICT_INLINE_LAMBDA -> R {
       const std::uint64_t* source = e + copy_at + words;  // = e + view_at_
       const std::uint64_t* view = source + words;         // = view_word(e)
       if (*view == 0 || !same_bytes(reinterpret_cast<const unsigned char*>(source),
@@ -210,10 +211,10 @@ class unowned_copies {
 
   // `view` (a view MemInfo just made for `src`) becomes this thread's last view.
   void remember_view(const void* src, void* view) noexcept {
-    const epoch_domain& domain = epoch_domain::instance();
+    const bool asymmetric = epoch_domain::instance().asymmetric();
     const std::size_t stripe = my_stripe();
     std::uint64_t* e = mine(stripe);
-    if (e == nullptr || !take(domain, e, stripe >= stripes)) return;
+    if (e == nullptr || !take(asymmetric, e, stripe >= stripes)) return;
     const auto word = reinterpret_cast<std::uint64_t>(view);
     incref_words(&word, meminfo_mask);
     const std::uint64_t old = *view_word(e);
@@ -225,17 +226,17 @@ class unowned_copies {
 
   // `copy` (a fresh copy of `src`, with its own reference) becomes this thread's copy of `src`.
   void remember(const void* src, const void* copy) noexcept {
-    const epoch_domain& domain = epoch_domain::instance();
+    const bool asymmetric = epoch_domain::instance().asymmetric();
     const std::size_t stripe = my_stripe();
     std::uint64_t* e = mine(stripe);
-    if (e == nullptr || !take(domain, e, stripe >= stripes)) return;
+    if (e == nullptr || !take(asymmetric, e, stripe >= stripes)) return;
     incref_words(copy, meminfo_mask);
     replace_and_let_go(e, static_cast<const std::uint64_t*>(src)[data_word], copy);
   }
 
   // References left in the calling thread's stripe's reserve (tests).
   std::uint64_t reserved() noexcept {
-    return with_stripe(epoch_domain::instance(), my_stripe(), std::uint64_t{0},
+    return with_stripe(epoch_domain::instance().asymmetric(), my_stripe(), std::uint64_t{0},
                        [](std::uint64_t* e) { return e[reserve_at]; });
   }
 
@@ -288,15 +289,14 @@ class unowned_copies {
   // or past `stripes` a shared one) taken, let go however fn returns; or `miss` when its chunk is
   // not made yet (mine() makes it), a shared stripe is taken, or a release_all() is running.
   template <class R, class Fn>
-  PARDICT_ALWAYS_INLINE R with_stripe(const epoch_domain& domain, std::size_t stripe, R miss,
-                                      Fn&& fn) {
+  PARDICT_ALWAYS_INLINE R with_stripe(bool asymmetric, std::size_t stripe, R miss, Fn&& fn) {
     if (stripe >= stripes + shared_stripes) [[unlikely]]
       return miss;
     std::uint64_t* t = chunks_[stripe / chunk_stripes].load(std::memory_order_acquire);
     if (t == nullptr) [[unlikely]]
       return miss;
     std::uint64_t* e = t + (stripe % chunk_stripes) * stride_;
-    if (!take(domain, e, stripe >= stripes)) [[unlikely]]
+    if (!take(asymmetric, e, stripe >= stripes)) [[unlikely]]
       return miss;
     struct letting_go {
       std::uint64_t* e;
@@ -367,13 +367,12 @@ class unowned_copies {
   // The owner's side of the handshake with release_all (see the top): a plain store and the light
   // fence (a compiler barrier where the OS has a process-wide barrier), no locked instruction. A
   // shared stripe is taken with an exchange, a full barrier.
-  PARDICT_ALWAYS_INLINE bool take(const epoch_domain& domain, std::uint64_t* e,
-                                  bool shared) noexcept {
+  PARDICT_ALWAYS_INLINE bool take(bool asymmetric, std::uint64_t* e, bool shared) noexcept {
     if (shared) [[unlikely]] {
       if (busy_word(e).exchange(1, std::memory_order_seq_cst) != 0) return false;
     } else {
       busy_word(e).store(1, std::memory_order_relaxed);
-      domain.light_fence_here();
+      epoch_domain::light_fence_as(asymmetric);
     }
     if (revoked_.load(std::memory_order_acquire)) [[unlikely]] {
       let_go(e);

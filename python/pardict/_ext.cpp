@@ -215,6 +215,8 @@ NB_MODULE(_ext, m) {
     d["pardict_get"] = addr(&pardict_get);
     d["pardict_jit_thread_ctx"] = addr(&pardict_jit_thread_ctx);
     d["pardict_jit_thread_for"] = addr(&pardict_jit_thread_for);
+    d["pardict_jit_slot_for"] = addr(&pardict_jit_slot_for);
+    d["pardict_jit_domain"] = addr(&pardict_jit_domain);
     d["pardict_jit_grow"] = addr(&pardict_jit_grow);
     d["pardict_contains"] = addr(&pardict_contains);
     d["pardict_pop"] = addr(&pardict_pop);
@@ -251,6 +253,8 @@ NB_MODULE(_ext, m) {
       "set_release",
       [](std::uintptr_t fn) { pardict_set_release(reinterpret_cast<void (*)(void*)>(fn)); },
       "Install numba's NRT_MemInfo_release as the function that drops stored references.");
+  m.def("jit_fences", &pardict_jit_fences,
+        "1 when the numba fast path's light fence is a compiler barrier, 0 a full fence.");
   m.def("live_dicts", &pardict_live_dicts, "Dictionaries alive in this process.");
   m.def("live_refs", &pardict_live_refs,
         "NRT references held by dictionaries and iterators in this process.");

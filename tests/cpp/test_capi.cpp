@@ -1042,7 +1042,8 @@ TEST_F(CapiTest, CopyStoresTakeReferencesFromTheStripesReserve) {
   const array1d copy2 = float_array(&copy2_mi, copy2_data, 2);
   auto store = [&](std::uint64_t k) {
     void* old = nullptr;
-    const std::int32_t st = pardict::capi::jit_set_array<std::uint64_t>(d, &k, &src, &old, true);
+    const std::int32_t st =
+        pardict::capi::jit_set_array<std::uint64_t>(d, &k, &src, &old, true, pardict_jit_fences());
     if (old != nullptr) fake_release(old);
     return st;
   };

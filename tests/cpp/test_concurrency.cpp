@@ -524,7 +524,7 @@ TEST(Concurrency, DetachedReadsNeverMissPresentKeysDuringGrowth) {
         auto copy = leaf_fn{[&](const i64_map::value_type& x) { v = x.second; }};
         const unsigned depth_before = ts.depth;
         const bool inside_before = epoch_domain::this_thread_inside();
-        const int r = m.read_detached(dom, ts, k, copy);
+        const int r = m.read_detached(dom, dom.detached(ts), k, copy);
         if (ts.depth != depth_before || epoch_domain::this_thread_inside() != inside_before)
           wrong.fetch_add(1);
         if (r >= 0) decided.fetch_add(1);
@@ -538,7 +538,7 @@ TEST(Concurrency, DetachedReadsNeverMissPresentKeysDuringGrowth) {
         }
         if (t == 2 && rng() % 64 == 0) {
           other.visit(1, [&](i64_map::value_type&) {
-            if (m.read_detached(dom, ts, k, copy) >= 0) inside_decided.fetch_add(1);
+            if (m.read_detached(dom, dom.detached(ts), k, copy) >= 0) inside_decided.fetch_add(1);
           });
         }
       });
@@ -583,8 +583,8 @@ TEST(Concurrency, DetachedUpsertsKeepExactCountsWhileTheMapGrows) {
             }};
             const unsigned depth_before = ts.depth;
             const bool inside_before = epoch_domain::this_thread_inside();
-            int r = m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, k, v,
-                                                on_found);
+            int r = m.insert_or_assign_detached(dom, dom.detached(ts),
+                                                &pardict::detail::wake_sleepers, k, v, on_found);
             if (ts.depth != depth_before || epoch_domain::this_thread_inside() != inside_before)
               wrong.fetch_add(1);
             if (r == 2) {  // inserted, and the table's budget is spent: the caller grows it
@@ -619,8 +619,9 @@ TEST(Concurrency, DetachedUpsertsKeepExactCountsWhileTheMapGrows) {
               other.visit(1, [&](i64_map::value_type&) {
                 std::int64_t ignored = 0;
                 auto keep = leaf_fn{[&](i64_map::value_type& x) { ignored = x.second; }};
-                if (m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, hk,
-                                                value_of(hk), keep) >= 0)
+                if (m.insert_or_assign_detached(dom, dom.detached(ts),
+                                                &pardict::detail::wake_sleepers, hk, value_of(hk),
+                                                keep) >= 0)
                   inside_decided.fetch_add(1);
               });
             }
@@ -654,8 +655,8 @@ TEST(Concurrency, DetachedInsertsReportTheInsertThatExhaustsTheBudget) {
   const std::uint64_t n = 200000;
   for (std::uint64_t i = 0; i < n; ++i) {
     const std::int64_t k = key_of(i);
-    const int r =
-        m.insert_or_assign_detached(dom, ts, &pardict::detail::wake_sleepers, k, value_of(k), keep);
+    const int r = m.insert_or_assign_detached(
+        dom, dom.detached(ts), &pardict::detail::wake_sleepers, k, value_of(k), keep);
     if (r == 2) {
       ++reported;
       const std::size_t before = m.bucket_count();

@@ -157,13 +157,18 @@ TEST(Fork, OperationThatCannotFinishSpoilsTheOldDictsInTheChild) {
     if (pardict_len(d) != PARDICT_ERR_FORKED) _exit(21);
     std::int32_t s2;
     if (pardict_copy(d, &s2) != nullptr || s2 != PARDICT_ERR_FORKED) _exit(22);
-    // The numba fast path is not handed the thread's block in this child, so inlined operations
-    // take the C call, which refuses d (capi/jit.hpp, pardict_jit_thread_for).
+    // The numba fast path is not handed the thread's block or slot in this child, so inlined
+    // operations take the C call, which refuses d (capi/jit.hpp, pardict_jit_slot_for).
     if (pardict_jit_thread_for(pardict::capi::jit_abi_id()) != nullptr) _exit(26);
+    const std::uint64_t id = pardict::capi::jit_abi_id() ^
+                             (pardict_jit_fences() != 0 ? 0 : pardict::capi::jit_symmetric_fences);
+    if (pardict_jit_slot_for(id) != nullptr) _exit(29);
     double out = 0;
-    if (pardict::capi::jit_get<std::uint64_t, std::uint64_t>(d, &k, &out) != PARDICT_ERR_FORKED)
+    if (pardict::capi::jit_get<std::uint64_t, std::uint64_t>(d, &k, &out, pardict_jit_fences()) !=
+        PARDICT_ERR_FORKED)
       _exit(27);
-    if (pardict::capi::jit_set<std::uint64_t, std::uint64_t>(d, &k, &v, &out) != PARDICT_ERR_FORKED)
+    if (pardict::capi::jit_set<std::uint64_t, std::uint64_t>(
+            d, &k, &v, &out, pardict_jit_fences()) != PARDICT_ERR_FORKED)
       _exit(28);
     pardict_free(d);  // leaked, not walked
     pardict_dict* fresh = pardict_new(8, 8, 0, 0, 0, 0, &s2);

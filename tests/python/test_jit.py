@@ -10,6 +10,7 @@ import gc
 import math
 import os
 import re
+import subprocess
 import sys
 import textwrap
 
@@ -54,7 +55,9 @@ def test_bitcode_defines_no_variable_and_calls_only_the_c_abi():
         "pardict_set",
         "pardict_set_array",
         "pardict_set_view",
-        "pardict_jit_thread_for",
+        "pardict_jit_slot_for",
+        "pardict_jit_domain",
+        "pardict_jit_thread_ctx",
         "pardict_jit_grow",
         "pardict_combine",
     }
@@ -89,7 +92,7 @@ def test_lookups_are_inlined_into_the_loop():
     d[1] = 2.0
     assert _lookup_sum(d, np.array([1, 1], np.int64)) == 4.0
     body = _loop_function_ir(_lookup_sum, "_ZN8test_jit11_lookup_sum")
-    assert "@pardict_jit_thread_for" in body  # the inlined lookup's one call per loop
+    assert "@pardict_jit_slot_for" in body  # the inlined lookup's calls made once per loop
     assert "call i32 @pardict_jit_get_" not in body  # no call left to the entry point
     # The lookup's wrapper hands back its reference to d before the inlined body, so numba's
     # pruning removes the pair: the only increfs left are the function's own, one per argument
@@ -111,9 +114,55 @@ def test_stores_are_inlined_into_the_loop():
     _store_all(d, np.array([1, 2, 1], np.int64))
     assert d.to_dict() == {1: 0.5, 2: 0.5}
     body = _loop_function_ir(_store_all, "_ZN8test_jit10_store_all")
-    assert "@pardict_jit_thread_for" in body
+    assert "@pardict_jit_slot_for" in body
     assert "call i32 @pardict_jit_set_" not in body
     assert body.count("@NRT_incref(") == 2, body  # as for lookups: none inside the loop
+
+
+_FENCE_PROBE = """
+import numpy as np
+from numba import njit, types
+
+import pardict
+from pardict.numba import jit
+
+
+@njit
+def store_all(d, keys):
+    for i in range(keys.size):
+        d[keys[i]] = 0.5
+
+
+d = pardict.Dict.empty(types.int64, types.float64)
+store_all(d, np.arange(1000, dtype=np.int64))
+(ir,) = store_all.inspect_llvm().values()
+full = sum(1 for line in ir.splitlines() if line.strip() == "fence seq_cst")
+light = ir.count('fence syncscope("singlethread") seq_cst')
+print(jit.fences(), full, light, len(d))
+"""
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_the_light_fence_is_compiled_in_as_the_process_needs_it(symmetric):
+    """The inlined store's light fences (its epoch announcement, its unlock) are a compiler
+    barrier where the epoch scans run membarrier, else full fences (PARDICT_SYMMETRIC_FENCES=1):
+    pardict_jit_fences() is passed to the entry point as a constant, so one kind is left."""
+    _bitcode_or_skip()
+    if not jit.STORES:
+        pytest.skip("the fast path is off (PARDICT_JIT_INLINE=0)")
+    env = {k: v for k, v in os.environ.items() if k != "PARDICT_SYMMETRIC_FENCES"}
+    if symmetric:
+        env["PARDICT_SYMMETRIC_FENCES"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-c", _FENCE_PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    fences, full, light, n = (int(x) for x in out)
+    assert n == 1000
+    if symmetric or fences == 0:  # the OS refused membarrier, or the process asked for full fences
+        assert fences == 0
+        assert full >= 2 and light == 0, out
+    else:
+        assert full == 0 and light >= 2, out
 
 
 def _c_call_buffers(body, cname):
@@ -381,11 +430,13 @@ def test_combines_are_inlined_and_count_exactly_from_prange():
     _add_all(d, np.array([1, 2, 1], np.int64), np.array([1.0, 2.0, 3.0]))
     assert d.to_dict() == {1: 4.0, 2: 2.0}
     body = _loop_function_ir(_add_all, "_ZN8test_jit8_add_all")
-    assert "@pardict_jit_thread_for" in body
+    assert "@pardict_jit_slot_for" in body
     assert "call i32 @pardict_jit_combine_" not in body
     calls = set(re.findall(r"call [^@]*@([\w.]+)", body))
     assert {c for c in calls if not c.startswith(("llvm.", "NRT_"))} == {
-        "pardict_jit_thread_for",
+        "pardict_jit_slot_for",  # these three once per loop
+        "pardict_jit_domain",
+        "pardict_jit_thread_ctx",
         "pardict_combine",  # what the inline path cannot decide
         "pardict_jit_grow",
     }, calls
@@ -431,7 +482,7 @@ def test_array_stores_are_inlined_into_the_loop():
     _store_arrays(d, v, 3)
     assert len(d) == 3 and d[2.0] is v
     body = _loop_function_ir(_store_arrays, "_ZN8test_jit13_store_arrays")
-    assert "@pardict_jit_thread_for" in body
+    assert "@pardict_jit_slot_for" in body
     assert "call i32 @pardict_jit_set_array" not in body
     # The store's wrapper passes d and v on as borrowed words (abi.borrowed), so no incref/decref
     # pair is left per store: the function's own increfs of d and v, and the same two on the miss

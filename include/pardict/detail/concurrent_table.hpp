@@ -471,25 +471,33 @@ class concurrent_table {
   // f must be a leaf_fn (no visiting stack either), and only the home-group case is decided.
   // 1 found (f called on a validated copy), 0 absent, -1 not decided here, having entered and
   // changed nothing: the caller takes the ordinary path.
-  template <class F>
-  PARDICT_ALWAYS_INLINE int read_detached(epoch_domain& domain, epoch_domain::thread_state& ts,
-                                          const K& k, F&& f) const {
+  // KnownUnlocked: the caller knows that this map's readers do not lock (locked_reads() is false
+  // for its whole life, which the C ABI's dictionaries whose keys and values hold no reference
+  // are), so the flag is not tested.
+  template <bool KnownUnlocked = false, class F>
+  PARDICT_ALWAYS_INLINE int read_detached(epoch_domain& domain,
+                                          const epoch_domain::detached_thread& me, const K& k,
+                                          F&& f) const {
     static_assert(is_leaf_fn<std::remove_cvref_t<F>>, "read_detached runs leaf callbacks only");
     if constexpr (!optimistic) {
       return -1;
     } else {
-      if (locked_reads_.load(std::memory_order_relaxed)) return -1;
-      epoch_domain::slot* const sl = domain.try_enter_detached(ts);
-      if (sl == nullptr) return -1;
+      if constexpr (!KnownUnlocked) {
+        if (locked_reads_.load(std::memory_order_relaxed)) return -1;
+      }
+      if (!domain.try_enter_detached(me)) return -1;
       const std::uint64_t h = hash_(k);
       const table* t = shard_of(h).cur.load(std::memory_order_acquire);
       int r = 0;
       if (t != nullptr) {
         const std::size_t g = home_of(h, t);
-        prefetch_slots(t, g, h, false);
-        r = read_home_straight(t, g, k, h, f);
+        // The group's slots are found once, before the group's acquire load of its version,
+        // after which LLVM would have to load the table's slots pointer again.
+        const value_type* const slots = t->slot(g, 0);
+        prefetch_slots(slots, h, false);
+        r = read_home_straight(t, g, slots, k, h, f);
       }
-      epoch_domain::leave_detached(sl);
+      epoch_domain::leave_detached(me.sl);
       return r;
     }
   }
@@ -502,7 +510,8 @@ class concurrent_table {
   // spent the last of its table's budget: the caller then calls grow_after_detached_insert(k)
   // (growing needs this process's engine), as an ordinary insert would have grown the table.
   template <class Make, class OnFound>
-  PARDICT_ALWAYS_INLINE int upsert_detached(epoch_domain& domain, epoch_domain::thread_state& ts,
+  PARDICT_ALWAYS_INLINE int upsert_detached(epoch_domain& domain,
+                                            const epoch_domain::detached_thread& me,
                                             void (*wake)(group_meta&) noexcept, const K& k,
                                             Make& make, OnFound& on_found) {
     static_assert(is_leaf_fn<Make> && is_leaf_fn<OnFound>,
@@ -510,10 +519,9 @@ class concurrent_table {
     if constexpr (!optimistic) {
       return -1;
     } else {
-      epoch_domain::slot* const sl = domain.try_enter_detached(ts);
-      if (sl == nullptr) return -1;
-      const int r = upsert_home_straight(domain, ts, wake, k, hash_(k), make, on_found);
-      epoch_domain::leave_detached(sl);
+      if (!domain.try_enter_detached(me)) return -1;
+      const int r = upsert_home_straight(me, wake, k, hash_(k), make, on_found);
+      epoch_domain::leave_detached(me.sl);
       return r;
     }
   }
@@ -1019,9 +1027,15 @@ class concurrent_table {
   }
   // The same for the group whose first slot is `group_slots`.
   static void prefetch_slots(const value_type* group_slots, std::uint64_t h, bool write) noexcept {
-    const unsigned first = (h >> 43) & 1 ? group_width / 2 : 0;
-    const char* p = reinterpret_cast<const char*>(group_slots + first);
     constexpr std::size_t half_bytes = sizeof(value_type) * (group_width / 2);
+    std::size_t first_byte;
+    if constexpr (std::has_single_bit(half_bytes) && half_bytes <= (std::size_t{1} << 43)) {
+      // The half's byte offset straight from bit 43: a shift and a mask (16-byte slots: 64).
+      first_byte = static_cast<std::size_t>(h >> (43 - std::countr_zero(half_bytes))) & half_bytes;
+    } else {
+      first_byte = (h >> 43) & 1 ? half_bytes : 0;
+    }
+    const char* p = reinterpret_cast<const char*>(group_slots) + first_byte;
     const std::size_t bytes =
         write ? std::min(half_bytes, std::max<std::size_t>(64, sizeof(value_type))) : half_bytes;
     for (std::size_t off = 0; off < bytes; off += 64) {
@@ -1410,18 +1424,21 @@ class concurrent_table {
   // filled to its maximum load about one key in ten lives there, and each would otherwise repeat
   // the whole lookup on the ordinary path.
   template <class F>
-  PARDICT_ALWAYS_INLINE int read_home_straight(const table* t, std::size_t g, const K& k,
-                                               std::uint64_t h, F& f) const {
-    const int r = read_group_straight(t, g, k, h, f);
+  PARDICT_ALWAYS_INLINE int read_home_straight(const table* t, std::size_t g,
+                                               const value_type* slots, const K& k, std::uint64_t h,
+                                               F& f) const {
+    const int r = read_group_straight(t, g, slots, k, h, f);
     if (r != 2) [[likely]]
       return r;
-    const int r2 = read_group_straight(t, next_group(g, t->ngroups), k, h, f);
+    const std::size_t g2 = next_group(g, t->ngroups);
+    const int r2 = read_group_straight(t, g2, t->slot(g2, 0), k, h, f);
     return r2 != 2 ? r2 : -1;
   }
   // One group of that walk: 1 found (f called), 0 absent from the table, 2 absent from this group
   // but the group's overflow bit for the key is set (the walk goes on), -1 undecided.
   template <class F>
-  PARDICT_ALWAYS_INLINE int read_group_straight(const table* t, std::size_t g, const K& k,
+  PARDICT_ALWAYS_INLINE int read_group_straight(const table* t, std::size_t g,
+                                                const value_type* slots, const K& k,
                                                 std::uint64_t h, F& f) const {
     const group_meta& gm = t->groups[g];
     const std::uint32_t s1 = gm.seq.load(std::memory_order_acquire);
@@ -1430,7 +1447,7 @@ class concurrent_table {
     const std::uint64_t m = match_tag(gm.tags.load(std::memory_order_relaxed), tag_of(h));
     if ((m & (m - 1)) != 0) return -1;
     alignas(value_type) unsigned char buf[sizeof(value_type)];
-    if (m != 0) racy_load(buf, t->slot(g, first_slot(m)));
+    if (m != 0) racy_load(buf, slots + first_slot(m));
     std::atomic_thread_fence(std::memory_order_acquire);
     if (gm.seq.load(std::memory_order_relaxed) != s1) return -1;
     if (m != 0) {
@@ -1493,13 +1510,12 @@ class concurrent_table {
   // note_insert does, and a flush that exhausts the budget is reported (2) instead of starting
   // the growth here, which needs this process's engine. The charge is counted up only: a
   // negative one (erasures) is flushed by the next insert. The thread's counter cell is that of
-  // its epoch slot index, ts.index (my_cell() reads it from a thread_local), looked up only
+  // its epoch slot index, me.index (my_cell() reads it from a thread_local), looked up only
   // after the group is unlocked: an address found before the group's lock would be held (in
   // numba's loops, spilled) across the whole operation. Returns as upsert_detached; an undecided
   // case may have locked and unlocked the home group, which readers see only as a version change.
   template <class Make, class OnFound>
-  PARDICT_ALWAYS_INLINE int upsert_home_straight(const epoch_domain& domain,
-                                                 const epoch_domain::thread_state& ts,
+  PARDICT_ALWAYS_INLINE int upsert_home_straight(const epoch_domain::detached_thread& me,
                                                  void (*wake)(group_meta&) noexcept, const K& k,
                                                  std::uint64_t h, Make& make, OnFound& on_found) {
     shard& s = shard_of(h);
@@ -1528,11 +1544,11 @@ class concurrent_table {
         }
       }
     }
-    if (release_group(gm, false, [&] { domain.light_fence_here(); })) [[unlikely]]
+    if (release_group(gm, false, [&] { epoch_domain::light_fence_as(me.asymmetric); })) [[unlikely]]
       wake(gm);
     if (r == 1) {
-      const bool owned = ts.index < owned_cells;
-      cell& c = cells_[owned ? ts.index : owned_cells];
+      const bool owned = me.index < owned_cells;
+      cell& c = cells_[owned ? me.index : owned_cells];
       add_live(c, owned, 1);
       // charge() for delta = +1 (a negative pending charge, cast to size_t, is flushed at once)
       std::atomic<std::int32_t>& p = c.pending[shard_index_of(h)];

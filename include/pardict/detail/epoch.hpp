@@ -170,9 +170,9 @@ class epoch_domain {
   static constexpr std::uint64_t announcement_of(std::uint64_t w) noexcept { return w | 1; }
   static constexpr bool confirms(std::uint64_t w, std::uint64_t a) noexcept { return w == a - 1; }
 
-  // announce()'s first round, shared by enter() and try_enter_detached(): true when one load after
-  // the fence confirms both that the epoch has not moved and that the gate is open (seq_cst: a
-  // plain load on x86; pairs with try_advance's and prepare_fork's heavy_fence).
+  // announce()'s first round, for enter() (try_enter_detached() has its own): true when one load
+  // after the fence confirms both that the epoch has not moved and that the gate is open (seq_cst:
+  // a plain load on x86; pairs with try_advance's and prepare_fork's heavy_fence).
   PARDICT_ALWAYS_INLINE bool announce_once(slot* sl) noexcept {
     const std::uint64_t a = announcement_of(state_.load(std::memory_order_relaxed));
     sl->announced.store(a, std::memory_order_relaxed);
@@ -180,22 +180,57 @@ class epoch_domain {
     return confirms(state_.load(std::memory_order_seq_cst), a);
   }
 
-  // enter() and leave() for code handed its thread_state (this_thread()): only the common case, a
-  // thread that has its slot and is not inside another operation, and the gate open. Returns the
-  // slot leave_detached() clears, or nullptr when that is not the case, having entered nothing
-  // (the caller then takes the ordinary path, which handles every case). Straight-line code, no
-  // retry loop (announce() has one): numba's reference-count pruning, which runs on the jitted
-  // caller after this is inlined there, gives up on code with loops.
-  PARDICT_ALWAYS_INLINE slot* try_enter_detached(thread_state& ts) noexcept {
-    slot* const sl = ts.my_slot;
-    if (sl == nullptr || inside(sl)) [[unlikely]]
-      return nullptr;
-    // An epoch that moved meanwhile, or a closed gate, is a case for the ordinary path.
-    if (!announce_once(sl)) [[unlikely]] {
-      leave_detached(sl);
-      return nullptr;
+  // What code compiled apart from the library (the numba fast path) is handed of the calling
+  // thread instead of reaching its thread_local: the thread's slot (nullptr: it has none, and
+  // nothing is decided detached), the slot's index, which names the thread's cells in per-thread
+  // arrays, and which light fence to use (asymmetric(), as it was when the caller asked: the
+  // jitted caller compiles it in as a constant, and the library serves it only while the domain
+  // still agrees). All are fixed for the thread's life once the slot is taken (a slot is given
+  // back only at thread exit), so the jitted caller computes them once per loop (capi/jit.hpp).
+  struct detached_thread {
+    slot* sl;
+    std::size_t index;
+    bool asymmetric;
+  };
+  detached_thread detached(const thread_state& ts) const noexcept {
+    return {ts.my_slot, ts.index, asymmetric_};
+  }
+  // Whether light_fence() is a compiler barrier (the heavy side runs membarrier), else a full
+  // fence.
+  bool asymmetric() const noexcept { return asymmetric_; }
+  // light_fence() as `asymmetric` (a value asymmetric() had) says, for code that is handed it.
+  PARDICT_ALWAYS_INLINE static void light_fence_as(bool asymmetric) noexcept {
+    if (asymmetric) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
     }
-    return sl;
+  }
+  // The index of one of this domain's slots (pointer arithmetic only: the jitted caller hoists it).
+  PARDICT_ALWAYS_INLINE std::size_t index_of(const slot* sl) const noexcept {
+    return static_cast<std::size_t>(sl - slots_);
+  }
+
+  // enter() and leave() for a detached_thread's holder: only the common case, a thread that has
+  // its slot and is not inside another operation, and the gate open. True when it entered (leave
+  // with leave_detached(sl)); false when that is not the case, having entered nothing (the caller
+  // then takes the ordinary path, which handles every case). Straight-line code, no retry loop
+  // (announce() has one): numba's reference-count pruning, which runs on the jitted caller after
+  // this is inlined there, gives up on code with loops.
+  PARDICT_ALWAYS_INLINE bool try_enter_detached(const detached_thread& me) noexcept {
+    slot* const sl = me.sl;
+    if (sl == nullptr || inside(sl)) [[unlikely]]
+      return false;
+    // announce_once with the caller's fence. An epoch that moved meanwhile, or a closed gate, is
+    // a case for the ordinary path.
+    const std::uint64_t a = announcement_of(state_.load(std::memory_order_relaxed));
+    sl->announced.store(a, std::memory_order_relaxed);
+    light_fence_as(me.asymmetric);
+    if (!confirms(state_.load(std::memory_order_seq_cst), a)) [[unlikely]] {
+      leave_detached(sl);
+      return false;
+    }
+    return true;
   }
   PARDICT_ALWAYS_INLINE static void leave_detached(slot* sl) noexcept {
     sl->announced.store(0, std::memory_order_release);

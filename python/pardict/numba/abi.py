@@ -660,7 +660,11 @@ def _inlined_or_call(context, builder, op, dty, cargs):
     """pardict_<op>(*cargs) through pardict.numba.jit's inlinable entry point when there is one
     for dty's layout, else the C call."""
     fast = jit.entry(context, builder, op, dty)
-    return builder.call(fast, cargs) if fast is not None else call(builder, f"pardict_{op}", cargs)
+    return (
+        jit.call(builder, fast, cargs)
+        if fast is not None
+        else call(builder, f"pardict_{op}", cargs)
+    )
 
 
 @intrinsic
@@ -934,7 +938,7 @@ def c_set_array(typingctx, dw, dtyref, key, aw, atyref, on_miss):
         if fast is not None:
             described = builder.zext(storable, i32)
             builder.store(
-                builder.call(fast, [h, kp, vp, builder.bitcast(old, i8p), described]), result
+                jit.call(builder, fast, [h, kp, vp, builder.bitcast(old, i8p), described]), result
             )
         else:
             with builder.if_else(storable, likely=True) as (whole, view):

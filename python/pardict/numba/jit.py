@@ -102,18 +102,36 @@ def inlinable(op: str, dty) -> bool:
     return STORES and _entry_name(op, dty) is not None
 
 
+i32 = ir.IntType(32)
+# Each entry point takes its C call's arguments and, last, `fences` (see call()).
 _TYPES = {
-    "get": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p]),
-    "contains": ir.FunctionType(ir.IntType(32), [i8p, i8p]),
-    "set": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p, i8p]),
+    "get": ir.FunctionType(i32, [i8p, i8p, i8p, i32]),
+    "contains": ir.FunctionType(i32, [i8p, i8p, i32]),
+    "set": ir.FunctionType(i32, [i8p, i8p, i8p, i8p, i32]),
     # pardict_combine's (d, key, value, op, fields, n_fields, out): d.add, d.min, d.max.
-    "combine": ir.FunctionType(
-        ir.IntType(32),
-        [i8p, i8p, i8p, ir.IntType(32), ir.IntType(32).as_pointer(), ir.IntType(32), i8p],
-    ),
+    "combine": ir.FunctionType(i32, [i8p, i8p, i8p, i32, i32.as_pointer(), i32, i8p, i32]),
     # (d, key, numba array struct, old MemInfo out, described): capi/jit.hpp, jit_set_array.
-    "set_array": ir.FunctionType(ir.IntType(32), [i8p, i8p, i8p, i8p, ir.IntType(32)]),
+    "set_array": ir.FunctionType(i32, [i8p, i8p, i8p, i8p, i32, i32]),
 }
+
+
+@functools.cache
+def fences() -> int:
+    """pardict_jit_fences(): 1 when the inlined code's light fence may be a compiler barrier (the
+    epoch scans of this process run a process-wide barrier), 0 when it must be a full fence."""
+    from .. import _ext
+
+    return int(_ext.jit_fences())
+
+
+def call(builder, fn, args):
+    """A call of entry point fn with its C call's args: `fences` goes last as a constant, so that
+    LLVM folds the choice of fence away. It is also part of the id the library checks before it
+    serves the inlined code (pardict_jit_slot_for): a function cached in a process whose answer
+    was different takes the C calls."""
+    return builder.call(fn, [*args, ir.Constant(i32, fences())])
+
+
 _ARRAY_OPS = ("set_array",)
 
 
@@ -139,4 +157,4 @@ def entry(context, builder, op, dty):
     return cgutils.get_or_insert_function(builder.module, _TYPES[op], name)
 
 
-__all__ = ["ENABLED", "STORES", "available", "bitcode_path", "entry", "inlinable"]
+__all__ = ["ENABLED", "STORES", "available", "bitcode_path", "call", "entry", "fences", "inlinable"]
