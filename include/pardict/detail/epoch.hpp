@@ -221,12 +221,25 @@ class epoch_domain {
     slot* const sl = me.sl;
     if (sl == nullptr || inside(sl)) [[unlikely]]
       return false;
-    // announce_once with the caller's fence. An epoch that moved meanwhile, or a closed gate, is
-    // a case for the ordinary path.
+    // announce_once with the caller's fence, where the load after the fence confirms only that
+    // the fork gate is open: the announcement may name an epoch older than V, the one that load
+    // reads (the epoch moved in between), and that is safe without announce()'s retry. Take an
+    // object retired in epoch E (freed once the epoch reaches E + 2):
+    // * E < V: retire() stamps under mutex_, under which try_advance() makes every advance, so
+    //   the object's unlink happened before the advance out of E, hence before V was written;
+    //   the load that reads V (seq_cst, so acquire) makes the thread's later loads see the
+    //   unlink: they cannot reach the object.
+    // * E >= V: freeing it needs the advance out of E + 1, whose scan loads the epoch E + 1
+    //   (after the unlink, as above), runs the heavy fence, then reads the slots: either it sees
+    //   this announcement, older than E + 1, and refuses to advance (every active slot must
+    //   announce the current epoch), or the thread's later loads see the unlink (the asymmetric
+    //   pairing at the top).
+    // The C path's announce() keeps the exact epoch; this saves the straight path two
+    // instructions (numba's inlined lookups and stores).
     const std::uint64_t a = announcement_of(state_.load(std::memory_order_relaxed));
     sl->announced.store(a, std::memory_order_relaxed);
     light_fence_as(me.asymmetric);
-    if (!confirms(state_.load(std::memory_order_seq_cst), a)) [[unlikely]] {
+    if (gate_closed(state_.load(std::memory_order_seq_cst))) [[unlikely]] {
       leave_detached(sl);
       return false;
     }
