@@ -284,20 +284,10 @@ class epoch_domain {
   // Reads a copy of asymmetric_ that needs no instance(): false (a full fence) until the domain
   // has registered for membarrier, which is always correct on this side.
   PARDICT_ALWAYS_INLINE static void light_fence() noexcept {
-    if (asymmetric_copy_.load(std::memory_order_relaxed)) {
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-    } else {
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-    }
+    light_fence_as(asymmetric_copy_.load(std::memory_order_relaxed));
   }
-  // light_fence() for code that is handed the domain (capi/jit.hpp).
-  PARDICT_ALWAYS_INLINE void light_fence_here() const noexcept {
-    if (asymmetric_) {
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-    } else {
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-    }
-  }
+  // light_fence() for code that is handed the domain.
+  PARDICT_ALWAYS_INLINE void light_fence_here() const noexcept { light_fence_as(asymmetric_); }
 
   void heavy_fence() noexcept {
     if (asymmetric_) {
