@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -1197,5 +1198,144 @@ TEST_F(CapiTest, ExportManyCopiesEveryElementOnceOrAsksForRoom) {
   pardict_dict* refs = make(8, 16, 0, 0, /*vrefs=*/1u);
   EXPECT_EQ(pardict_export_many(refs, keys.data(), values.data(), 1, &met), PARDICT_ERR_INVALID);
   pardict_free(refs);
+  pardict_free(d);
+}
+
+// ---- float64 keys (PARDICT_KEY_F64) ----------------------------------------------------------
+
+namespace {
+std::uint64_t f64_bits(double x) {
+  std::uint64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+// Patterned float64 keys: in order (the seed program's), multiples of powers of two, arithmetic
+// sequences with integral and non-integral steps, near 2^53, negative, tiny and special values.
+std::vector<double> patterned_f64_keys() {
+  std::vector<double> keys;
+  for (int i = -100; i < 20000; ++i) keys.push_back(i);
+  for (int k = 3; k < 62; k += 3)
+    for (int m = 1; m < 64; ++m) keys.push_back(std::ldexp(static_cast<double>(m), k));
+  for (int i = 0; i < 2000; ++i) keys.push_back(0.5 + 3.0 * i);
+  for (int i = 0; i < 2000; ++i) keys.push_back(1e6 + 7.0 * i);
+  for (int i = 0; i < 500; ++i) keys.push_back(0.1 * i + 1e-3);
+  for (int i = 0; i < 500; ++i) keys.push_back(std::ldexp(1.0, 53) + 2.0 * i);
+  for (int i = 1; i < 100; ++i) keys.push_back(-std::ldexp(1.0, 40) * i);
+  keys.push_back(std::numeric_limits<double>::infinity());
+  keys.push_back(-std::numeric_limits<double>::infinity());
+  keys.push_back(std::numeric_limits<double>::denorm_min());
+  keys.push_back(std::numeric_limits<double>::max());
+  keys.push_back(std::numeric_limits<double>::quiet_NaN());  // canonical, as keys arrive
+  std::sort(keys.begin(), keys.end(), [](double a, double b) { return f64_bits(a) < f64_bits(b); });
+  keys.erase(std::unique(keys.begin(), keys.end(),
+                         [](double a, double b) { return f64_bits(a) == f64_bits(b); }),
+             keys.end());
+  return keys;
+}
+}  // namespace
+
+// The block hash: four consecutive integral values share everything but the tag's low two bits
+// (so they share a group), and whatever the keys, no more than four share a block.
+TEST(F64KeyHash, IntegralValuesShareABlockOfFourAndNoBlockHoldsMore) {
+  using pardict::capi::f64_key_hash;
+  constexpr std::uint64_t tag_low = std::uint64_t{3} << 32;
+  for (int i = 4; i < 100000; i += 4) {
+    const std::uint64_t h0 = f64_key_hash(f64_bits(i));
+    std::set<std::uint64_t> tags;
+    for (int j = 0; j < 4; ++j) {
+      const std::uint64_t h = f64_key_hash(f64_bits(i + j));
+      ASSERT_EQ(h & ~tag_low, h0 & ~tag_low) << i + j;
+      tags.insert(h & tag_low);
+    }
+    ASSERT_EQ(tags.size(), 4u) << i;
+    // The next block is elsewhere.
+    EXPECT_NE(f64_key_hash(f64_bits(i + 4)) & ~tag_low, h0 & ~tag_low) << i;
+  }
+  std::set<std::uint64_t> distinct;
+  for (double k : patterned_f64_keys()) distinct.insert(f64_bits(k));
+  for (int i = 0; i < 200000; ++i) distinct.insert(f64_bits(i * 0.25));
+  std::map<std::uint64_t, int> per_block;
+  for (std::uint64_t bits : distinct) ++per_block[f64_key_hash(bits) & ~tag_low];
+  int most = 0;
+  for (const auto& [block, n] : per_block) most = std::max(most, n);
+  EXPECT_LE(most, 4);
+}
+
+TEST_F(CapiTest, F64KeysStoreFindEraseAndCopyLikeBytesKeys) {
+  std::int32_t st = 99;
+  EXPECT_EQ(pardict_new_kind(8, 8, 0, 0, 0, 2, 0, &st), nullptr);  // no such kind
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_new_kind(4, 8, 0, 0, 0, PARDICT_KEY_F64, 0, &st), nullptr);  // not 8 bytes
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  EXPECT_EQ(pardict_new_kind(8, 8, 1u, 0, 0, PARDICT_KEY_F64, 0, &st), nullptr);  // a reference
+  EXPECT_EQ(st, PARDICT_ERR_INVALID);
+  pardict_dict* d = pardict_new_kind(8, 8, 0, 0, 0, PARDICT_KEY_F64, 0, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  const std::vector<double> keys = patterned_f64_keys();
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto v = static_cast<std::int64_t>(i);
+    ASSERT_EQ(pardict_set(d, &keys[i], &v, nullptr), PARDICT_INSERTED) << keys[i];
+  }
+  EXPECT_EQ(pardict_len(d), static_cast<std::int64_t>(keys.size()));
+  for (const double absent : {0.25, -101.0, 20000.0, 3.75, 1e300}) {
+    std::int64_t out = -1;
+    EXPECT_EQ(pardict_get(d, &absent, &out), PARDICT_ABSENT) << absent;
+  }
+  for (std::size_t i = 0; i < keys.size(); i += 2) {
+    std::int64_t out = -1;
+    ASSERT_EQ(pardict_pop(d, &keys[i], &out), PARDICT_FOUND) << keys[i];
+    EXPECT_EQ(out, static_cast<std::int64_t>(i));
+  }
+  pardict_dict* c = pardict_copy(d, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  for (pardict_dict* x : {d, c}) {
+    EXPECT_EQ(pardict_len(x), static_cast<std::int64_t>(keys.size() / 2));
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      std::int64_t out = -1;
+      ASSERT_EQ(pardict_get(x, &keys[i], &out), i % 2 ? PARDICT_FOUND : PARDICT_ABSENT) << keys[i];
+      if (i % 2) {
+        EXPECT_EQ(out, static_cast<std::int64_t>(i));
+      }
+    }
+  }
+  pardict_free(c);
+  pardict_free(d);
+}
+
+// The numba fast path compiled for float64 keys (jit_set / jit_get with F64Keys, as the "kf8"
+// entry points are) and the library's own calls place and find the same keys: stores inline,
+// lookups through both paths, in a dictionary that grows from empty.
+TEST_F(CapiTest, F64KeysInlineAndCCallsAgree) {
+  std::int32_t st = 99;
+  pardict_dict* d = pardict_new_kind(8, 8, 0, 0, 0, PARDICT_KEY_F64, 0, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  const std::vector<double> keys = patterned_f64_keys();
+  const std::int32_t fences = pardict_jit_fences();
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto v = static_cast<std::int64_t>(i);
+    std::int64_t old = 0;
+    const std::int32_t s = i % 3 == 0 ? pardict_set(d, &keys[i], &v, &old)
+                                      : pardict::capi::jit_set<std::uint64_t, std::uint64_t, true>(
+                                            d, &keys[i], &v, &old, fences);
+    ASSERT_EQ(s, PARDICT_INSERTED) << keys[i];
+  }
+  EXPECT_EQ(pardict_len(d), static_cast<std::int64_t>(keys.size()));
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::int64_t a = -1, b = -1;
+    ASSERT_EQ(pardict_get(d, &keys[i], &a), PARDICT_FOUND) << keys[i];
+    ASSERT_EQ((pardict::capi::jit_get<std::uint64_t, std::uint64_t, true>(d, &keys[i], &b, fences)),
+              PARDICT_FOUND)
+        << keys[i];
+    EXPECT_EQ(a, static_cast<std::int64_t>(i));
+    EXPECT_EQ(b, a);
+    EXPECT_EQ(
+        (pardict::capi::jit_contains<std::uint64_t, std::uint64_t, true>(d, &keys[i], fences)),
+        PARDICT_FOUND);
+  }
+  const double absent = 0.75;
+  std::int64_t out = -1;
+  EXPECT_EQ((pardict::capi::jit_get<std::uint64_t, std::uint64_t, true>(d, &absent, &out, fences)),
+            PARDICT_ABSENT);
   pardict_free(d);
 }

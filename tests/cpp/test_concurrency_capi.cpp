@@ -870,3 +870,51 @@ TEST_F(CapiConcurrency, CopyWhileOthersInsertAndGrowFinishes) {
   pardict_free(c);
   pardict_free(d);
 }
+
+// Float64 keys (PARDICT_KEY_F64) stored by the numba fast path (jit_set with F64Keys, inlined as
+// the "kf8" entry points are) from many threads, each over its own run of integral keys in order
+// (prange's chunks of the seed program, whose blocks of four share a group), into a dictionary
+// that grows from empty, while the C call stores a third of them: every key lands exactly once
+// and both paths find it.
+TEST_F(CapiConcurrency, JitF64StoresInOrderFromManyThreadsWhileTheDictGrows) {
+  ASSERT_EQ(pardict_jit_thread_ctx()->abi_id, pardict::capi::jit_abi_id())
+      << "the test must see the library's layouts, or every store takes the C call";
+  std::int32_t st = 99;
+  pardict_dict* d = pardict_new_kind(8, 8, 0, 0, 0, PARDICT_KEY_F64, 0, &st);
+  ASSERT_EQ(st, PARDICT_OK);
+  constexpr int threads = 8, per_thread = 20000;
+  const std::int32_t fences = pardict_jit_fences();
+  pardict_test::start_latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int i = 0; i < per_thread; ++i) {
+        const double key = static_cast<double>(t * per_thread + i);
+        const std::int64_t v = t * per_thread + i;
+        std::int64_t old = -1;
+        const std::int32_t s = i % 3 == 0
+                                   ? pardict_set(d, &key, &v, &old)
+                                   : pardict::capi::jit_set<std::uint64_t, std::uint64_t, true>(
+                                         d, &key, &v, &old, fences);
+        EXPECT_EQ(s, PARDICT_INSERTED) << key;
+        // The key just stored is found inline at once (or the lookup defers to the C call).
+        std::int64_t out = -1;
+        EXPECT_EQ(
+            (pardict::capi::jit_get<std::uint64_t, std::uint64_t, true>(d, &key, &out, fences)),
+            PARDICT_FOUND)
+            << key;
+        EXPECT_EQ(out, v);
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  EXPECT_EQ(pardict_len(d), std::int64_t{threads} * per_thread);
+  for (std::int64_t i = 0; i < std::int64_t{threads} * per_thread; ++i) {
+    const double key = static_cast<double>(i);
+    std::int64_t out = -1;
+    ASSERT_EQ(pardict_get(d, &key, &out), PARDICT_FOUND) << key;
+    EXPECT_EQ(out, i);
+  }
+  pardict_free(d);
+}
