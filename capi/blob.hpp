@@ -10,7 +10,6 @@
 #include <type_traits>
 #include <utility>
 
-#include "pardict/detail/config.hpp"  // PARDICT_ALWAYS_INLINE
 #include "pardict/hash.hpp"
 #include "pardict_capi.h"
 
@@ -173,31 +172,6 @@ struct key_layout {
     return l;
   }
 };
-
-// The hash of a float64 key (a dictionary made with PARDICT_KEY_F64; its bits, canonical: no
-// -0.0, one NaN): integral values in blocks of four consecutive ones.
-//
-// Why: a table far larger than the cache costs an insert one DRAM round trip for the key's group
-// metadata and one for its slot, when every key lands in a random group. typed.Dict's serial
-// fill of `float(i)` keys (the seed program) pays neither: numba hashes float(i) to i, so its
-// index is written in order. Keeping every key in order would give up the mixing that makes
-// patterned keys safe; blocks keep most of the locality and none of the risk. The values 4j ..
-// 4j + 3 differ only in two mantissa bits (which two depends on the exponent alone, bits outside
-// them), so the block is the key with those bits cleared, and it goes through the same mix64 as
-// every key: the four share the shard, the home group, its overflow class and its preferred
-// half (one 64-byte line of 16-byte slots), and differ in the tag's low two bits. An in-order
-// fill then meets a new group and a new slot line once per four keys instead of once per key.
-// Whatever the keys, at most four of them share a block, so no key set can put more than four
-// keys on one hash value; keys that are not integral, or not in [4, 2^53), or patterned so that
-// no two share a block (multiples of 4, say), are blocks of one and scatter as before.
-PARDICT_ALWAYS_INLINE inline std::uint64_t f64_key_hash(std::uint64_t bits) noexcept {
-  // For an exponent field e in [1025, 1075] (values in [4, 2^53)) the lowest bit an integral
-  // value can set is 1075 - e: the block's two bits start there; elsewhere at bit 0.
-  const std::uint64_t s = ((bits >> 52) & 0x7ff) - 1025;
-  const unsigned low = s <= 50 ? static_cast<unsigned>(50 - s) : 0u;
-  const std::uint64_t in_block = bits & (std::uint64_t{3} << low);
-  return detail::mix64(bits ^ in_block) ^ ((in_block >> low) << 32);
-}
 
 struct blob_hash {
   key_layout layout;

@@ -218,21 +218,11 @@ void pardict_set_release(void (*release)(void*)) {
 pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_ref_mask,
                           uint32_t key_str_mask, uint32_t value_ref_mask, int64_t n_keys,
                           int32_t* status) {
-  return pardict_new_kind(key_size, value_size, key_ref_mask, key_str_mask, value_ref_mask,
-                          PARDICT_KEY_BYTES, n_keys, status);
-}
-
-pardict_dict* pardict_new_kind(uint32_t key_size, uint32_t value_size, uint32_t key_ref_mask,
-                               uint32_t key_str_mask, uint32_t value_ref_mask, int32_t key_kind,
-                               int64_t n_keys, int32_t* status) {
   int32_t dummy;
   if (status == nullptr) status = &dummy;
   const uint32_t kc = pardict_key_class(key_size), vc = pardict_value_class(value_size);
-  const bool kind_ok =
-      key_kind == PARDICT_KEY_BYTES ||
-      (key_kind == PARDICT_KEY_F64 && key_size == 8 && key_ref_mask == 0 && key_str_mask == 0);
   // References and strings live in 8-byte words inside the caller's bytes.
-  if (kc == 0 || vc == 0 || n_keys < 0 || !kind_ok || !strings_fit(key_str_mask, key_size) ||
+  if (kc == 0 || vc == 0 || n_keys < 0 || !strings_fit(key_str_mask, key_size) ||
       !mask_fits(key_ref_mask, key_size) || !mask_fits(value_ref_mask, value_size)) {
     *status = PARDICT_ERR_INVALID;
     return nullptr;
@@ -243,14 +233,7 @@ pardict_dict* pardict_new_kind(uint32_t key_size, uint32_t value_size, uint32_t 
   }
   pardict_dict* out = nullptr;
   *status = guarded([&]() -> int32_t {
-    const layout l{key_size,
-                   value_size,
-                   kc,
-                   vc,
-                   key_ref_mask,
-                   key_str_mask,
-                   value_ref_mask,
-                   static_cast<std::uint32_t>(key_kind)};
+    const layout l{key_size, value_size, kc, vc, key_ref_mask, key_str_mask, value_ref_mask};
     auto d = make_dict(l, n_keys);
     if (!d) return PARDICT_ERR_INVALID;
     out = reinterpret_cast<pardict_dict*>(d.release());

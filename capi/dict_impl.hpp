@@ -33,7 +33,6 @@ struct layout {
   std::uint32_t key_size, value_size;    // bytes of the caller's representation
   std::uint32_t key_class, value_class;  // bytes of the stored blobs
   std::uint32_t key_refs, key_strs, value_refs;
-  std::uint32_t key_kind = PARDICT_KEY_BYTES;  // how 8-byte keys hash (pardict_new_kind)
 };
 
 // Thrown (inside C++ only) to abandon an update whose callback failed: the engine's locks are
@@ -160,23 +159,6 @@ struct key_traits {
   static hasher make_hash(const layout&) { return {}; }
   static equal make_equal(const layout&) { return {}; }
 };
-// 8-byte keys: the bytes through mix64 (pardict::hash<std::uint64_t>), or, for a dictionary of
-// float64 keys (PARDICT_KEY_F64), f64_key_hash. The choice is made once, at creation; code
-// compiled for one dictionary type (the numba fast path) makes it at compile time instead
-// (dict_impl::hash_as).
-struct u64_key_hasher {
-  bool f64 = false;
-  std::uint64_t operator()(std::uint64_t x) const noexcept {
-    return f64 ? f64_key_hash(x) : detail::mix64(x);
-  }
-};
-template <>
-struct key_traits<std::uint64_t> {
-  using hasher = u64_key_hasher;
-  using equal = std::equal_to<std::uint64_t>;
-  static hasher make_hash(const layout& l) { return {l.key_kind == PARDICT_KEY_F64}; }
-  static equal make_equal(const layout&) { return {}; }
-};
 template <std::size_t W>
 struct key_traits<words<W>> {
   using hasher = blob_hash;
@@ -282,17 +264,11 @@ class dict_impl final : public dict_base {
   // (pardict.numba.jit inlines lookups only for such dictionary types, whose layout the numba
   // type fixes): a value holding one needs it acquired. Such dictionaries are the only ones
   // whose reads lock (the constructor), so the engine's flag for that is not tested either.
-  // F64Keys, here and in the other *_detached functions: the dictionary hashes its keys as
-  // float64 values (PARDICT_KEY_F64), the caller's promise (its numba type has float64 keys, and
-  // pardict.numba makes every dictionary of that type with that kind), so that the hasher's
-  // choice is a constant instead of a flag loaded and tested per operation.
-  template <bool F64Keys = false>
   PARDICT_ALWAYS_INLINE int get_detached(detail::epoch_domain& domain,
                                          const detail::epoch_domain::detached_thread& me,
                                          const void* kp, void* out) const noexcept {
-    const K k = load<K>(kp);
     return map_.template read_detached<true>(
-        domain, me, k, hash_as<F64Keys>(k),
+        domain, me, load<K>(kp),
         detail::leaf_fn{[&](const value_type& x) { std::memcpy(out, &x.second, sizeof(V)); }});
   }
 
@@ -301,7 +277,6 @@ class dict_impl final : public dict_base {
   // change to note): 1 inserted, 0 replaced (the old value in old_out), -1 not decided here
   // (nothing changed; the caller calls pardict_set), 2 inserted, and the table must grow: the
   // caller calls pardict_jit_grow (grow_for).
-  template <bool F64Keys = false>
   PARDICT_ALWAYS_INLINE int set_detached(detail::epoch_domain& domain,
                                          const detail::epoch_domain::detached_thread& me,
                                          void (*wake)(detail::group_meta&) noexcept, const void* kp,
@@ -309,7 +284,7 @@ class dict_impl final : public dict_base {
     if (!changes.quiet()) return -1;
     const K k = load<K>(kp);
     const V v = load<V>(vp);
-    return map_.insert_or_assign_detached(domain, me, wake, k, hash_as<F64Keys>(k), v,
+    return map_.insert_or_assign_detached(domain, me, wake, k, v,
                                           detail::leaf_fn{[&](value_type& x) {
                                             std::memcpy(old_out, &x.second, sizeof(V));
                                             x.second = v;
@@ -323,7 +298,7 @@ class dict_impl final : public dict_base {
   // copies), counted in the calling thread's cell of the books (`refs`: ref_cells()). 1 inserted;
   // 0 replaced, the old word in old_out with its reference handed to the caller (who releases it,
   // out of every lock); -1 not decided here, nothing changed.
-  template <bool F64Keys = false, class Reference = fresh_reference>
+  template <class Reference = fresh_reference>
   PARDICT_ALWAYS_INLINE int set_word_detached(detail::epoch_domain& domain,
                                               const detail::epoch_domain::detached_thread& me,
                                               void (*wake)(detail::group_meta&) noexcept,
@@ -339,8 +314,7 @@ class dict_impl final : public dict_base {
       // The reference is taken before the element is visible: once stored, another thread may
       // pop it and release the dictionary's reference.
       ref.take(word);
-      const K k = load<K>(kp);
-      const int r = map_.insert_or_assign_detached(domain, me, wake, k, hash_as<F64Keys>(k), word,
+      const int r = map_.insert_or_assign_detached(domain, me, wake, load<K>(kp), word,
                                                    detail::leaf_fn{[&](value_type& x) {
                                                      std::memcpy(old_out, &x.second, sizeof(V));
                                                      x.second = word;
@@ -362,7 +336,6 @@ class dict_impl final : public dict_base {
   // combining op: the caller has checked both) of a plain-bytes dictionary (as for
   // set_detached), while no iterator is alive: 1 inserted, 0 combined, the stored result in out
   // either way; -1 and 2 as for set_detached.
-  template <bool F64Keys = false>
   PARDICT_ALWAYS_INLINE int combine_detached(detail::epoch_domain& domain,
                                              const detail::epoch_domain::detached_thread& me,
                                              void (*wake)(detail::group_meta&) noexcept,
@@ -376,8 +349,7 @@ class dict_impl final : public dict_base {
       field_combine::one_field(&x.second, &v, op, kind);
       std::memcpy(out, &x.second, sizeof(V));
     };
-    const int r = map_.insert_or_assign_detached(domain, me, wake, k, hash_as<F64Keys>(k), v,
-                                                 detail::leaf_fn{combine});
+    const int r = map_.insert_or_assign_detached(domain, me, wake, k, v, detail::leaf_fn{combine});
     if (r > 0) std::memcpy(out, &v, sizeof(V));
     return r;
   }
@@ -387,26 +359,11 @@ class dict_impl final : public dict_base {
   void grow_for(const void* kp) override { map_.grow_after_detached_insert(load<K>(kp)); }
 
   // contains() on the same path, for the same dictionaries.
-  template <bool F64Keys = false>
   PARDICT_ALWAYS_INLINE int contains_detached(detail::epoch_domain& domain,
                                               const detail::epoch_domain::detached_thread& me,
                                               const void* kp) const noexcept {
-    const K k = load<K>(kp);
-    return map_.template read_detached<true>(domain, me, k, hash_as<F64Keys>(k),
+    return map_.template read_detached<true>(domain, me, load<K>(kp),
                                              detail::leaf_fn{[](const value_type&) {}});
-  }
-
-  // What map_.hash_function() answers for k, with F64Keys (see get_detached) a constant.
-  template <bool F64Keys>
-  PARDICT_ALWAYS_INLINE static std::uint64_t hash_as(const K& k) noexcept {
-    if constexpr (F64Keys) {
-      static_assert(std::is_same_v<K, std::uint64_t>, "float64 keys are 8-byte keys");
-      return f64_key_hash(k);
-    } else if constexpr (std::is_same_v<K, std::uint64_t>) {
-      return detail::mix64(k);
-    } else {
-      return typename traits::hasher{}(k);
-    }
   }
 
   int contains(const void* kp) const override {

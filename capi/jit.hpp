@@ -193,16 +193,15 @@ PARDICT_ALWAYS_INLINE inline jit_context jit_usable(const dict_base* d, std::int
 }
 
 // pardict_get, pardict_set and pardict_contains with the home-group case inline; K and V are the
-// dictionary's key and value blobs, F64Keys its key kind (PARDICT_KEY_F64: the key's hash is
-// f64_key_hash; dict_impl::hash_as): the caller, which knows the dictionary's type, picks the
-// instance.
-template <class K, class V, bool F64Keys = false>
+// dictionary's key and value blobs (the caller, which knows the dictionary's type, picks the
+// instance).
+template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_get(const pardict_dict* d, const void* key, void* out,
                                                   std::int32_t fences) {
   const auto* base = reinterpret_cast<const dict_base*>(d);
   if (const jit_context c = jit_usable(base, fences)) [[likely]] {
-    const int r = static_cast<const dict_impl<K, V>*>(base)->template get_detached<F64Keys>(
-        *c.domain, c.me, key, out);
+    const int r =
+        static_cast<const dict_impl<K, V>*>(base)->get_detached(*c.domain, c.me, key, out);
     if (r >= 0) [[likely]]
       return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
   }
@@ -227,14 +226,14 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_stored(pardict_dict* d, const void
   return r != 0 ? inserted : found;
 }
 
-template <class K, class V, bool F64Keys = false>
+template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* key,
                                                   const void* value, void* old_out,
                                                   std::int32_t fences) {
   auto* base = reinterpret_cast<dict_base*>(d);
   if (const jit_context c = jit_usable(base, fences)) [[likely]] {
-    const int r = static_cast<dict_impl<K, V>*>(base)->template set_detached<F64Keys>(
-        *c.domain, c.me, c.th->wake, key, value, old_out);
+    const int r = static_cast<dict_impl<K, V>*>(base)->set_detached(*c.domain, c.me, c.th->wake,
+                                                                    key, value, old_out);
     if (r >= 0) [[likely]]
       return jit_stored<K>(d, key, r);
   }
@@ -256,7 +255,7 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set(pardict_dict* d, const void* k
 // caller zeroes it first). A miss of the thread's copy or view takes the C call, which reports it
 // (PARDICT_NEED_COPY). The thread's block is the first thing read, on every path, so that LLVM
 // hoists its `const` call out of the caller's loop.
-template <class K, bool F64Keys = false>
+template <class K>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const void* key,
                                                         const void* array, void* old_out,
                                                         bool described, std::int32_t fences) {
@@ -272,20 +271,19 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
     if (!described) {
       r = base->copies.with_view_in<words>(c.me.asymmetric, c.me.index, array, -1,
                                            [&](const std::uint64_t* view) PARDICT_INLINE_LAMBDA {
-                                             return impl->template set_word_detached<F64Keys>(
-                                                 *c.domain, c.me, c.th->wake, c.th->refs, key,
-                                                 *view, old_out);
+                                             return impl->set_word_detached(*c.domain, c.me,
+                                                                            c.th->wake, c.th->refs,
+                                                                            key, *view, old_out);
                                            });
     } else if (mi != 0) {
-      r = impl->template set_word_detached<F64Keys>(*c.domain, c.me, c.th->wake, c.th->refs, key,
-                                                    mi, old_out);
+      r = impl->set_word_detached(*c.domain, c.me, c.th->wake, c.th->refs, key, mi, old_out);
     } else {
       r = base->copies.with_copy_in<words>(
           c.me.asymmetric, c.me.index, array, -1,
           [&](const std::uint64_t* copy, unowned_copies::reserved_reference ref)
               PARDICT_INLINE_LAMBDA {
-                return impl->template set_word_detached<F64Keys>(
-                    *c.domain, c.me, c.th->wake, c.th->refs, key, copy[mi_word], old_out, ref);
+                return impl->set_word_detached(*c.domain, c.me, c.th->wake, c.th->refs, key,
+                                               copy[mi_word], old_out, ref);
               });
     }
     if (r >= 0) [[likely]]
@@ -300,7 +298,7 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
 // pardict_combine (d.add, d.min, d.max) for scalar values: one field at offset 0 whose kind fits
 // the value; anything else (tuples, a bad op or field) takes the C call, which validates it. From
 // numba, op, fields and n_fields are constants, so the checks and the kind's arithmetic fold away.
-template <class K, class V, bool F64Keys = false>
+template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const void* key,
                                                       const void* value, std::int32_t op,
                                                       const std::int32_t* fields,
@@ -312,7 +310,7 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const voi
         out != nullptr) {
       const std::uint32_t size = kind_size(fields[1]);
       if (size != 0 && size <= base->lay.value_size) [[likely]] {
-        const int r = static_cast<dict_impl<K, V>*>(base)->template combine_detached<F64Keys>(
+        const int r = static_cast<dict_impl<K, V>*>(base)->combine_detached(
             *c.domain, c.me, c.th->wake, key, value, to_combine_op(op), fields[1], out);
         if (r >= 0) [[likely]]
           return jit_stored<K>(d, key, r, PARDICT_NEW_KEY, PARDICT_OLD_KEY);
@@ -328,13 +326,13 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_combine(pardict_dict* d, const voi
   return st;
 }
 
-template <class K, class V, bool F64Keys = false>
+template <class K, class V>
 PARDICT_ALWAYS_INLINE inline std::int32_t jit_contains(const pardict_dict* d, const void* key,
                                                        std::int32_t fences) {
   const auto* base = reinterpret_cast<const dict_base*>(d);
   if (const jit_context c = jit_usable(base, fences)) [[likely]] {
-    const int r = static_cast<const dict_impl<K, V>*>(base)->template contains_detached<F64Keys>(
-        *c.domain, c.me, key);
+    const int r =
+        static_cast<const dict_impl<K, V>*>(base)->contains_detached(*c.domain, c.me, key);
     if (r >= 0) [[likely]]
       return r != 0 ? PARDICT_FOUND : PARDICT_ABSENT;
   }

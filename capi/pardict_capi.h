@@ -79,15 +79,6 @@ enum pardict_numba_layout {
   PARDICT_NB_UNICODE_SIZE = 48  // with `parent`, the last field
 };
 
-// How a dictionary hashes its keys (pardict_new_kind). The kind decides where keys are placed,
-// never which keys are equal (keys compare as bytes either way).
-enum pardict_key_kind {
-  PARDICT_KEY_BYTES = 0,  // any key: its bytes, mixed (pardict_new)
-  PARDICT_KEY_F64 = 1     // 8-byte keys that are float64 values, canonical as every float key is
-                          // (no -0.0, one NaN): integral values hash in blocks of four consecutive
-                          // ones, which keeps keys that arrive in order close together
-};
-
 typedef struct pardict_dict pardict_dict;
 typedef struct pardict_iter pardict_iter;
 
@@ -101,12 +92,6 @@ PARDICT_API void pardict_set_release(void (*release)(void* meminfo));
 PARDICT_API pardict_dict* pardict_new(uint32_t key_size, uint32_t value_size, uint32_t key_ref_mask,
                                       uint32_t key_str_mask, uint32_t value_ref_mask,
                                       int64_t n_keys, int32_t* status);
-// pardict_new with a key kind (pardict_key_kind); PARDICT_KEY_F64 needs 8-byte keys without
-// references or strings (PARDICT_ERR_INVALID otherwise, as for an unknown kind). Copies keep it.
-PARDICT_API pardict_dict* pardict_new_kind(uint32_t key_size, uint32_t value_size,
-                                           uint32_t key_ref_mask, uint32_t key_str_mask,
-                                           uint32_t value_ref_mask, int32_t key_kind,
-                                           int64_t n_keys, int32_t* status);
 PARDICT_API void pardict_free(pardict_dict* d);
 // NRT destructor for a MemInfo whose payload holds a pardict_dict*.
 PARDICT_API void pardict_meminfo_dtor(void* payload, size_t size, void* info);

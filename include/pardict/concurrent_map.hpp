@@ -159,18 +159,11 @@ class concurrent_map {
 
   // Internal, for the C ABI's numba fast path (capi/jit.hpp): see
   // detail::concurrent_table::read_detached.
-  // The overloads that take h are given hash_function()(k) by a caller that computes it itself.
   template <bool KnownUnlocked = false, class F>
   PARDICT_ALWAYS_INLINE int read_detached(detail::epoch_domain& domain,
                                           const detail::epoch_domain::detached_thread& me,
                                           const K& k, F&& f) const {
     return table_.template read_detached<KnownUnlocked>(domain, me, k, f);
-  }
-  template <bool KnownUnlocked = false, class F>
-  PARDICT_ALWAYS_INLINE int read_detached(detail::epoch_domain& domain,
-                                          const detail::epoch_domain::detached_thread& me,
-                                          const K& k, std::uint64_t h, F&& f) const {
-    return table_.template read_detached<KnownUnlocked>(domain, me, k, h, f);
   }
   // insert_or_assign's counterpart there: k -> v, the element's old value passed to on_found
   // (a leaf_fn) before it is replaced. See detail::concurrent_table::upsert_detached.
@@ -178,15 +171,8 @@ class concurrent_map {
   PARDICT_ALWAYS_INLINE int insert_or_assign_detached(
       detail::epoch_domain& domain, const detail::epoch_domain::detached_thread& me,
       void (*wake)(detail::group_meta&) noexcept, const K& k, const V& v, F&& on_found) {
-    return insert_or_assign_detached(domain, me, wake, k, hash_function()(k), v, on_found);
-  }
-  template <class F>
-  PARDICT_ALWAYS_INLINE int insert_or_assign_detached(
-      detail::epoch_domain& domain, const detail::epoch_domain::detached_thread& me,
-      void (*wake)(detail::group_meta&) noexcept, const K& k, std::uint64_t h, const V& v,
-      F&& on_found) {
     detail::leaf_fn make{[&](void* where) { ::new (where) value_type(k, v); }};
-    return table_.upsert_detached(domain, me, wake, k, h, make, on_found);
+    return table_.upsert_detached(domain, me, wake, k, make, on_found);
   }
   // After insert_or_assign_detached returned 2 (see upsert_detached).
   void grow_after_detached_insert(const K& k) { table_.grow_after_detached_insert(k); }

@@ -89,7 +89,6 @@ nb::dict abi_constants() {
 #define OP(x) {#x, PARDICT_OP_##x}
 #define KIND(x) {#x, PARDICT_KIND_##x}
 #define NB(x) {#x, PARDICT_NB_##x}
-#define KEY(x) {#x, PARDICT_KEY_##x}
   // clang-format on
   nb::dict d;
   d["status"] =
@@ -107,9 +106,7 @@ nb::dict abi_constants() {
 #undef NAME
 #undef OP
 #undef KIND
-  d["key_kind"] = group({KEY(BYTES), KEY(F64)});
 #undef NB
-#undef KEY
   return d;
 }
 
@@ -189,7 +186,7 @@ nb::list crc32c_many(nb::sequence buffers) {
 
 NB_MODULE(_ext, m) {
   m.def("abi", &abi_constants,
-        "The C ABI's named constants by group: status, result, op, kind, numba_layout, key_kind.");
+        "The C ABI's named constants by group: status, result, op, kind, numba_layout.");
   nb::class_<watched_iter>(m, "WatchedIter")
       .def(nb::init<nb::list, std::uintptr_t, nb::object>())
       .def("__iter__", [](nb::handle self) { return nb::borrow(self); })
@@ -204,7 +201,6 @@ NB_MODULE(_ext, m) {
     d["pardict_key_class"] = addr(&pardict_key_class);
     d["pardict_value_class"] = addr(&pardict_value_class);
     d["pardict_new"] = addr(&pardict_new);
-    d["pardict_new_kind"] = addr(&pardict_new_kind);
     d["pardict_free"] = addr(&pardict_free);
     d["pardict_meminfo_dtor"] = addr(&pardict_meminfo_dtor);
     d["pardict_array_view_dtor"] = addr(&pardict_array_view_dtor);

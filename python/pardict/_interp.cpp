@@ -314,15 +314,12 @@ void bind_interpreter_path(nb::module_& m) {
   m.def(
       "new_table",
       [](std::uint32_t key_size, std::uint32_t value_size, std::uint32_t key_refs,
-         std::uint32_t key_strs, std::uint32_t value_refs, std::int64_t n_keys,
-         std::int32_t key_kind) {
+         std::uint32_t key_strs, std::uint32_t value_refs, std::int64_t n_keys) {
         std::int32_t st = PARDICT_OK;
-        pardict_dict* d = pardict_new_kind(key_size, value_size, key_refs, key_strs, value_refs,
-                                           key_kind, n_keys, &st);
+        pardict_dict* d =
+            pardict_new(key_size, value_size, key_refs, key_strs, value_refs, n_keys, &st);
         return own(d, st);
       },
-      nb::arg("key_size"), nb::arg("value_size"), nb::arg("key_refs"), nb::arg("key_strs"),
-      nb::arg("value_refs"), nb::arg("n_keys"), nb::arg("key_kind") = 0,
       nb::rv_policy::take_ownership);
   m.def(
       "copy_table",

@@ -122,7 +122,7 @@ class Dict(MutableMapping, metaclass=_DictMeta):
             raise TypeError(f"expected a pardict.DictType, got {dcttype!r}")
         n_keys = _count(n_keys, "n_keys")
         k, v, _, _ = dcttype.layouts  # a TypingError for too-large types, before anything is made
-        self._owner = _ext.new_table(k.size, v.size, k.refs, k.strs, v.refs, n_keys, k.kind)
+        self._owner = _ext.new_table(k.size, v.size, k.refs, k.strs, v.refs, n_keys)
         self._typed_as(dcttype, self._owner.address)
 
     def _typed_as(self, dcttype, table):

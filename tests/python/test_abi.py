@@ -9,7 +9,6 @@ import pytest
 
 import pardict
 from pardict.numba import abi, datamodel
-from pardict.numba import types as nbtypes
 
 HEADER = Path(__file__).resolve().parents[2] / "capi" / "pardict_capi.h"
 
@@ -28,7 +27,6 @@ def _header_constants():
         (abi.Op, "OP_"),
         (abi.Kind, "KIND_"),
         (abi.NumbaLayout, "NB_"),
-        (abi.KeyKind, "KEY_"),
     ],
     ids=lambda x: getattr(x, "__name__", x),
 )
@@ -49,13 +47,10 @@ def test_every_enumerator_of_the_header_reaches_python():
             (abi.Op, "OP_"),
             (abi.Kind, "KIND_"),
             (abi.NumbaLayout, "NB_"),
-            (abi.KeyKind, "KEY_"),
         )
         for name in enum.__members__
     }
     assert set(_header_constants()) == exported
-    # Layout.kind (numba/types.py) holds these values without importing abi (which imports it)
-    assert (abi.KeyKind.BYTES, abi.KeyKind.F64) == (nbtypes.KEY_BYTES, nbtypes.KEY_F64)
 
 
 def test_every_declared_c_function_is_exported():

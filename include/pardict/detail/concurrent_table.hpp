@@ -474,18 +474,10 @@ class concurrent_table {
   // KnownUnlocked: the caller knows that this map's readers do not lock (locked_reads() is false
   // for its whole life, which the C ABI's dictionaries whose keys and values hold no reference
   // are), so the flag is not tested.
-  // h: hash_(k), which the caller may compute itself (the C ABI's numba entry points, for which
-  // the key's kind, and so the hasher's choice, is a constant).
   template <bool KnownUnlocked = false, class F>
   PARDICT_ALWAYS_INLINE int read_detached(epoch_domain& domain,
                                           const epoch_domain::detached_thread& me, const K& k,
                                           F&& f) const {
-    return read_detached<KnownUnlocked>(domain, me, k, hash_(k), f);
-  }
-  template <bool KnownUnlocked = false, class F>
-  PARDICT_ALWAYS_INLINE int read_detached(epoch_domain& domain,
-                                          const epoch_domain::detached_thread& me, const K& k,
-                                          std::uint64_t h, F&& f) const {
     static_assert(is_leaf_fn<std::remove_cvref_t<F>>, "read_detached runs leaf callbacks only");
     if constexpr (!optimistic) {
       return -1;
@@ -494,6 +486,7 @@ class concurrent_table {
         if (locked_reads_.load(std::memory_order_relaxed)) return -1;
       }
       if (!domain.try_enter_detached(me)) return -1;
+      const std::uint64_t h = hash_(k);
       const table* t = shard_of(h).cur.load(std::memory_order_acquire);
       int r = 0;
       if (t != nullptr) {
@@ -516,19 +509,18 @@ class concurrent_table {
   // here, having changed nothing: the caller takes the ordinary path; 2 inserted, and the insert
   // spent the last of its table's budget: the caller then calls grow_after_detached_insert(k)
   // (growing needs this process's engine), as an ordinary insert would have grown the table.
-  // h: hash_(k), as for read_detached.
   template <class Make, class OnFound>
   PARDICT_ALWAYS_INLINE int upsert_detached(epoch_domain& domain,
                                             const epoch_domain::detached_thread& me,
                                             void (*wake)(group_meta&) noexcept, const K& k,
-                                            std::uint64_t h, Make& make, OnFound& on_found) {
+                                            Make& make, OnFound& on_found) {
     static_assert(is_leaf_fn<Make> && is_leaf_fn<OnFound>,
                   "upsert_detached runs leaf callbacks only");
     if constexpr (!optimistic) {
       return -1;
     } else {
       if (!domain.try_enter_detached(me)) return -1;
-      const int r = upsert_home_straight(me, wake, k, h, make, on_found);
+      const int r = upsert_home_straight(me, wake, k, hash_(k), make, on_found);
       epoch_domain::leave_detached(me.sl);
       return r;
     }

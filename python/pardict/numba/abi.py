@@ -1,7 +1,7 @@
 """The C ABI (capi/pardict_capi.h) as jitted code sees it.
 
 * Its named numbers, as IntEnums built from what the compiled module exports (the header is their
-  one source): Status, Result, Op, Kind, NumbaLayout, KeyKind.
+  one source): Status, Result, Op, Kind, NumbaLayout.
 * A check, at import, that numba's data model still lays arrays and strings out as the C side
   reads them (datamodel.py): an unsupported numba is a clear ImportError, not memory corruption.
 * How values cross it: keys and values travel as the bytes of their numba data representation in
@@ -49,9 +49,6 @@ Kind = _enum("Kind", "kind")
 """The scalar kinds of a combined value's fields."""
 NumbaLayout = _enum("NumbaLayout", "numba_layout")
 """Byte offsets inside numba's array and unicode structs that the C side reads."""
-KeyKind = _enum("KeyKind", "key_kind")
-"""How a dictionary hashes its keys (pardict_new_kind): BYTES, or F64 for float64 keys (the
-values of types.KEY_BYTES and types.KEY_F64, which Layout.kind holds)."""
 
 OP_NAMES = {"assign": Op.ASSIGN, "add": Op.ADD, "min": Op.MIN, "max": Op.MAX}
 
@@ -73,7 +70,6 @@ CALLBACK_TYPE = ir.FunctionType(i32, [i8p, i8p])
 
 PROTOTYPES = {
     "pardict_new": (i8p, [i32, i32, i32, i32, i32, i64, _i32p]),
-    "pardict_new_kind": (i8p, [i32, i32, i32, i32, i32, i32, i64, _i32p]),
     "pardict_meminfo_dtor": (void, [i8p, i64, i8p]),
     "pardict_array_view_dtor": (void, [i8p, i64, i8p]),
     "pardict_len": (i64, [i8p]),
@@ -487,17 +483,8 @@ def c_new(typingctx, dtyref, n_keys):
         status = cgutils.alloca_once_value(builder, i32(0))
         h = call(
             builder,
-            "pardict_new_kind",
-            [
-                i32(k.size),
-                i32(v.size),
-                i32(k.refs),
-                i32(k.strs),
-                i32(v.refs),
-                i32(k.kind),
-                n,
-                status,
-            ],
+            "pardict_new",
+            [i32(k.size), i32(v.size), i32(k.refs), i32(k.strs), i32(v.refs), n, status],
         )
         return _status_or_address(builder, h, status)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from llvmlite import ir
 from numba.core import cgutils
 
-from .types import KEY_F64, stored_as_meminfo
+from .types import stored_as_meminfo
 
 i8p = ir.IntType(8).as_pointer()
 
@@ -87,13 +87,11 @@ def _entry_name(op: str, dty) -> str | None:
     k, v, kc, vc = dty.layouts
     if k.refs or k.strs or kc not in _KEY_CLASSES:
         return None
-    # float64 keys hash in blocks (KEY_F64): their own entry points, the kind compiled in
-    kname = f"f{kc}" if k.kind == KEY_F64 else str(kc)
     if op in _ARRAY_OPS:  # 1-D arrays stored as one word (convert.py, "Arrays as one word")
-        return f"pardict_jit_{op}_k{kname}" if stored_as_meminfo(dty.value_type) else None
+        return f"pardict_jit_{op}_k{kc}" if stored_as_meminfo(dty.value_type) else None
     if v.refs or v.strs or vc not in _VALUE_CLASSES:
         return None
-    return f"pardict_jit_{op}_k{kname}_v{vc}"
+    return f"pardict_jit_{op}_k{kc}_v{vc}"
 
 
 def inlinable(op: str, dty) -> bool:

@@ -74,27 +74,18 @@ def check_value_type(ty):
         raise TypingError(f"pardict values cannot be {ty}")
 
 
-# pardict_key_kind (pardict_capi.h): how the C side hashes a key.
-KEY_BYTES, KEY_F64 = 0, 1
-
-
 class Layout:
-    """Bytes and reference positions of a key or value's data representation, and, as a key, how
-    the C side hashes it (`kind`: KEY_F64 for float64, whose integral values hash in blocks of
-    four consecutive ones, capi/blob.hpp f64_key_hash; KEY_BYTES for everything else)."""
+    """Bytes and reference positions of a key or value's data representation."""
 
-    __slots__ = ("size", "refs", "strs", "kind")
+    __slots__ = ("size", "refs", "strs")
 
-    def __init__(self, size, refs, strs, kind=KEY_BYTES):
+    def __init__(self, size, refs, strs):
         self.size = size
         self.refs = refs  # bit i: word i holds an NRT MemInfo pointer
         self.strs = strs  # bit i: word i starts a numba unicode struct
-        self.kind = kind
 
     def __repr__(self):
-        return (
-            f"Layout(size={self.size}, refs={self.refs:#x}, strs={self.strs:#x}, kind={self.kind})"
-        )
+        return f"Layout(size={self.size}, refs={self.refs:#x}, strs={self.strs:#x})"
 
 
 def _walk(ctx, ty, llty, base, refs, strs):
@@ -122,7 +113,7 @@ def _walk(ctx, ty, llty, base, refs, strs):
 def layout_of(ty):
     """Bytes, MemInfo words and string words of ty's data representation."""
     if isinstance(ty, (types.Integer, types.Float)):  # plain numbers: no target context needed
-        return Layout(ty.bitwidth // 8, 0, 0, KEY_F64 if ty == types.float64 else KEY_BYTES)
+        return Layout(ty.bitwidth // 8, 0, 0)
     if isinstance(ty, types.Boolean):
         return Layout(1, 0, 0)  # numba's boolean data model is one byte
     ctx = _target_context()
