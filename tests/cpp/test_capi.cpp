@@ -28,18 +28,7 @@ using pardict_test::float_array;
 
 namespace {
 
-struct CapiTest : ::testing::Test {
-  void SetUp() override {
-    pardict_set_release(&fake_release);
-    dicts0 = pardict_live_dicts();
-    refs0 = pardict_live_refs();
-  }
-  void TearDown() override {
-    EXPECT_EQ(pardict_live_dicts(), dicts0);
-    EXPECT_EQ(pardict_live_refs(), refs0);
-  }
-  std::int64_t dicts0 = 0, refs0 = 0;
-};
+struct CapiTest : pardict_test::balanced_capi_test {};
 
 pardict_dict* make(std::uint32_t ks, std::uint32_t vs, std::uint32_t krefs = 0,
                    std::uint32_t kstrs = 0, std::uint32_t vrefs = 0, std::int64_t n = 0) {

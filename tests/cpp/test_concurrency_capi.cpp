@@ -38,20 +38,7 @@ void join_while_clearing(pardict_dict* d, pardict_test::start_latch& start,
   clearer.join();
 }
 
-// Every test starts with the fake NRT's release installed and ends with as many dictionaries and
-// as many counted references as it started with: none leaked, none released twice.
-struct CapiConcurrency : ::testing::Test {
-  void SetUp() override {
-    pardict_set_release(&fake_release);
-    dicts0 = pardict_live_dicts();
-    refs0 = pardict_live_refs();
-  }
-  void TearDown() override {
-    EXPECT_EQ(pardict_live_dicts(), dicts0);
-    EXPECT_EQ(pardict_live_refs(), refs0);
-  }
-  std::int64_t dicts0 = 0, refs0 = 0;
-};
+struct CapiConcurrency : pardict_test::balanced_capi_test {};
 
 // A dictionary of 1-D arrays stored as one word (their MemInfo), int64-sized keys.
 pardict_dict* new_array_dict() {

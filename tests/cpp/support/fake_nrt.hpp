@@ -2,6 +2,8 @@
 // release function that counts destructions, so tests can check every reference exactly.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -61,5 +63,20 @@ static_assert(offsetof(array1d, mi) == PARDICT_NB_ARRAY_MEMINFO &&
 inline array1d float_array(void* mi, float* data, std::int64_t n) {
   return {mi, nullptr, n, 4, data, n, 4};
 }
+
+// A C ABI test that starts with fake_release installed and ends with as many live dictionaries
+// and counted references as it started with: none leaked, none released twice.
+struct balanced_capi_test : ::testing::Test {
+  void SetUp() override {
+    pardict_set_release(&fake_release);
+    dicts0 = pardict_live_dicts();
+    refs0 = pardict_live_refs();
+  }
+  void TearDown() override {
+    EXPECT_EQ(pardict_live_dicts(), dicts0);
+    EXPECT_EQ(pardict_live_refs(), refs0);
+  }
+  std::int64_t dicts0 = 0, refs0 = 0;
+};
 
 }  // namespace pardict_test
