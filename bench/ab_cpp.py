@@ -19,33 +19,26 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import machine  # bench/machine.py: the machine description shared by the drivers
+import run_cpp  # one process per cell, as the full matrix runs it
 
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7i", "W7l", "W8r", "W8s"]
 
 
 def run(binary: str, m: str, w: str, t: int, n: int, timeout: float) -> float | None:
-    """Mops/s of one process, or None when the cell does not apply (exit 3) or failed."""
-    try:
-        p = subprocess.run(
-            [binary, m, w, str(t), str(n)], capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        print(f"  timeout: {binary} {m} {w} T={t}", file=sys.stderr)
+    """Mops/s of one process (run_cpp.run_one), or None when the cell does not apply or failed."""
+    rows = run_cpp.run_one(Path(binary), m, w, t, n, 1, timeout, dict(os.environ))
+    ok = [r for r in rows if r.get("check") == "ok"]
+    if not ok:
+        if rows and rows[-1].get("check") != "n/a":
+            print(f"  {binary} {m} {w} T={t}: {rows[-1].get('check')}", file=sys.stderr)
         return None
-    if p.returncode == 3:
-        return None
-    rows = [json.loads(x) for x in p.stdout.splitlines() if x.strip().startswith("{")]
-    if p.returncode != 0 or not rows or rows[-1].get("check") != "ok":
-        print(f"  failed: {binary} {m} {w} T={t} exit {p.returncode}", file=sys.stderr)
-        return None
-    return float(rows[-1]["mops"])
+    return float(ok[-1]["mops"])
 
 
 def main() -> int:

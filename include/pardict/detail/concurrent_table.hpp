@@ -1041,13 +1041,7 @@ class concurrent_table {
     const char* p = reinterpret_cast<const char*>(group_slots) + first_byte;
     const std::size_t bytes =
         write && half_bytes > 128 ? std::max<std::size_t>(64, sizeof(value_type)) : half_bytes;
-    for (std::size_t off = 0; off < bytes; off += 64) {
-      if (write) {
-        prefetch_write(p + off);
-      } else {
-        prefetch_read(p + off);
-      }
-    }
+    for (std::size_t off = 0; off < bytes; off += 64) prefetch_for(p + off, write);
   }
 
   static std::size_t next_group(std::size_t g, std::size_t n) noexcept {
@@ -1323,12 +1317,7 @@ class concurrent_table {
   void prefetch_home(std::uint64_t h, bool write) const noexcept {
     const table* t = shard_of(h).cur.load(std::memory_order_acquire);
     if (t == nullptr) return;
-    const group_meta* g = &t->groups[home_of(h, t)];
-    if (write) {
-      prefetch_write(g);
-    } else {
-      prefetch_read(g);
-    }
+    prefetch_for(&t->groups[home_of(h, t)], write);
   }
 
   // Second stage: the metadata is (nearly) in cache; prefetch the slot the key will hit, or for a
@@ -1357,20 +1346,13 @@ class concurrent_table {
   // thread and from 33.5 to 39.1 at two, and their bulk insert (W7i, 2 threads) from 14.3 to
   // 15.7 (10M keys, interleaved runs); 16-byte slots compile to the one prefetch as before.
   static void prefetch_slot(const value_type* e, bool write) noexcept {
-    const auto prefetch = [write](std::uintptr_t line) {
-      if (write) {
-        prefetch_write(reinterpret_cast<const void*>(line));
-      } else {
-        prefetch_read(reinterpret_cast<const void*>(line));
-      }
-    };
+    prefetch_for(e, write);
     const auto first = reinterpret_cast<std::uintptr_t>(e);
-    prefetch(first);
     if constexpr (64 % sizeof(value_type) != 0) {
       const std::uintptr_t last_line = (first + sizeof(value_type) - 1) & ~std::uintptr_t{63};
       for (std::uintptr_t line = (first & ~std::uintptr_t{63}) + 64; line <= last_line;
            line += 64) {
-        prefetch(line);
+        prefetch_for(reinterpret_cast<const void*>(line), write);
       }
     }
   }

@@ -357,5 +357,13 @@ PARDICT_ALWAYS_INLINE inline void prefetch_read(const void* p) noexcept {
 }
 #endif
 PARDICT_ALWAYS_INLINE inline void prefetch_write(const void* p) noexcept { prefetch_read(p); }
+// One line, for a writer or a reader.
+PARDICT_ALWAYS_INLINE inline void prefetch_for(const void* p, bool write) noexcept {
+  if (write) {
+    prefetch_write(p);
+  } else {
+    prefetch_read(p);
+  }
+}
 
 }  // namespace pardict::detail
