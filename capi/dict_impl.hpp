@@ -124,6 +124,15 @@ class dict_base {
   }
 
   PARDICT_ALWAYS_INLINE void note_key_change() noexcept { changes.note(); }
+
+  // Whether a store may be decided by dict_impl's set_word_detached now: 1-D arrays stored as one
+  // word (their MemInfo: unowned_copies::stores_one_word), plain-bytes keys, no iterator alive.
+  // The numba fast path asks once, before it takes its stripe of unowned copies: asked after it,
+  // behind the stripe's compiler barrier, the layout was loaded and tested twice per store.
+  PARDICT_ALWAYS_INLINE bool stores_words_detached() const noexcept {
+    return lay.key_refs == 0 && unowned_copies::stores_one_word(lay.value_size, lay.value_refs) &&
+           changes.quiet();
+  }
 };
 
 struct iter_state {
@@ -291,8 +300,8 @@ class dict_impl final : public dict_base {
                                           }});
   }
 
-  // set() on the same path for a dictionary of 1-D arrays stored as one word (their MemInfo:
-  // unowned_copies::stores_one_word) with plain-bytes keys, while no iterator is alive: `word`, a
+  // set() on the same path for a dictionary of 1-D arrays stored as one word, for a caller that
+  // found stores_words_detached() true just before: `word`, a
   // MemInfo the caller keeps alive throughout, is stored with a reference of the dictionary's own
   // (taken as `ref` says: an atomic add, or from the reserve of the thread's stripe of unowned
   // copies), counted in the calling thread's cell of the books (`refs`: ref_cells()). 1 inserted;
@@ -307,10 +316,6 @@ class dict_impl final : public dict_base {
     if constexpr (!std::is_same_v<V, std::uint64_t>) {
       return -1;
     } else {
-      if (lay.key_refs != 0 || !unowned_copies::stores_one_word(lay.value_size, lay.value_refs) ||
-          !changes.quiet()) {
-        return -1;
-      }
       // The reference is taken before the element is visible: once stored, another thread may
       // pop it and release the dictionary's reference.
       ref.take(word);

@@ -188,7 +188,12 @@ PARDICT_ALWAYS_INLINE inline jit_context jit_usable(const dict_base* d, std::int
   auto* const sl = static_cast<detail::epoch_domain::slot*>(pardict_jit_slot_for(id));
   auto* const domain = static_cast<detail::epoch_domain*>(pardict_jit_domain());
   const pardict_jit_thread* const th = pardict_jit_thread_ctx();
-  if (sl == nullptr || d == nullptr) return {nullptr, nullptr, {nullptr, 0, false}};
+  // One test of all three, without short circuit, so that th is used on every path: used only
+  // past the test of sl, its call was sunk into the branch that uses it, inside the caller's loop
+  // (the seed's array store called pardict_jit_thread_ctx on every store, 13 instructions and a
+  // call, where the scalar stores had it hoisted).
+  if ((sl == nullptr) | (d == nullptr) | (th == nullptr))
+    return {nullptr, nullptr, {nullptr, 0, false}};
   return {th, domain, {sl, domain->index_of(sl), asymmetric}};
 }
 
@@ -262,7 +267,7 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
   auto* base = reinterpret_cast<dict_base*>(d);
   const jit_context c = jit_usable(base, fences);
   // The layout checked before the copy or view is: their compares assume a 1-D array's struct.
-  if (c && unowned_copies::stores_one_word(base->lay.value_size, base->lay.value_refs)) [[likely]] {
+  if (c && base->stores_words_detached()) [[likely]] {
     auto* impl = static_cast<dict_impl<K, std::uint64_t>*>(base);
     constexpr std::size_t mi_word = unowned_copies::meminfo_word;
     constexpr std::size_t words = unowned_copies::array_bytes(1) / word_bytes;

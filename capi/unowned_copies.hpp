@@ -310,8 +310,19 @@ class unowned_copies {
   // store, for a few bytes each), and the numba fast path's bitcode calls nothing outside the C
   // ABI. No early exit: the contents compared are those of the source the copy was made from, so
   // they are almost always equal and read to the end either way.
+  // Arrays of 4 to 16 bytes (two to four numbers, the seed's two float32s) take two overlapping
+  // loads from each side and no loop: the general loop below, compiled for any n, cost the
+  // seed's store ~20 instructions of tests and jumps for its one word.
   PARDICT_ALWAYS_INLINE static bool same_bytes(const unsigned char* a, const unsigned char* b,
                                                std::size_t n) noexcept {
+    if (n - 4 <= 12) [[likely]] {  // 4 <= n <= 16 (n < 4 wraps around)
+      if (n >= 8) {
+        return ((load_as<std::uint64_t>(a) ^ load_as<std::uint64_t>(b)) |
+                (load_as<std::uint64_t>(a + n - 8) ^ load_as<std::uint64_t>(b + n - 8))) == 0;
+      }
+      return ((load_as<std::uint32_t>(a) ^ load_as<std::uint32_t>(b)) |
+              (load_as<std::uint32_t>(a + n - 4) ^ load_as<std::uint32_t>(b + n - 4))) == 0;
+    }
     std::uint64_t differ = 0;
     std::size_t i = 0;
     for (; i + word_bytes <= n; i += word_bytes) {
@@ -322,6 +333,12 @@ class unowned_copies {
     }
     for (; i < n; ++i) differ |= static_cast<std::uint64_t>(a[i] ^ b[i]);
     return differ == 0;
+  }
+  template <class T>
+  PARDICT_ALWAYS_INLINE static T load_as(const unsigned char* p) noexcept {
+    T x;
+    std::memcpy(&x, p, sizeof x);
+    return x;
   }
 
   // A stripe's words: busy (taken by its owner), the source's data pointer, the reserve of

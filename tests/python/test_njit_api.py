@@ -489,16 +489,21 @@ def test_unowned_array_is_copied_and_the_copy_shared_while_unchanged():
     assert np.array_equal(d[5], src)
 
 
-@pytest.mark.parametrize("n", [1, 3, 8, 9, 16, 17, 40])
-@pytest.mark.parametrize("where", ["first", "last"])
-def test_unowned_copy_sharing_sees_a_change_in_any_byte(n, where):
+@pytest.mark.parametrize(
+    "dtype, n",
     # float32 items: 4 to 160 bytes, so whole words with and without a 4-byte tail, and arrays
-    # past the 64 bytes the comparison does inline.
-    src = np.arange(n, dtype=np.float32)
-    d = Dict.empty(I64, types.float32[:])
+    # past the 64 bytes the comparison does inline; int8 items: the sizes around the two
+    # overlapping loads that compare 4 to 16 bytes (capi/unowned_copies.hpp, same_bytes).
+    [("float32", n) for n in (1, 2, 3, 4, 8, 9, 16, 17, 40)]
+    + [("int8", n) for n in (1, 3, 4, 5, 7, 8, 9, 15, 16, 17)],
+)
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_unowned_copy_sharing_sees_a_change_in_any_byte(dtype, n, where):
+    src = np.arange(n, dtype=dtype)
+    d = Dict.empty(I64, {"float32": types.float32, "int8": types.int8}[dtype][:])
     store_unowned(d, np.array([0, 1]), src)
     assert np.shares_memory(d[0], d[1])
-    src[0 if where == "first" else -1] += 0.5
+    src[{"first": 0, "middle": n // 2, "last": -1}[where]] += 1
     store_unowned(d, np.array([2]), src)
     assert np.array_equal(d[2], src) and not np.shares_memory(d[2], d[0])
     assert not np.array_equal(d[0], src)
