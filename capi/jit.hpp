@@ -182,18 +182,22 @@ struct jit_context {
 // a loop only from code that runs on every iteration.
 // `fences` is pardict_jit_fences()'s answer when the caller was compiled (numba passes it as a
 // constant, so that the light fence's choice folds away), and is part of the id the library checks.
+// `all_three`: test the three results in one expression without short circuit, so that th is used
+// on every path. The array store needs it: testing th only past the test of sl, LLVM sank its call
+// into the branch that uses it, inside the caller's loop (the seed's store called
+// pardict_jit_thread_ctx on every store, 13 instructions and a call). The other operations keep the
+// short circuit, which LLVM hoists there: with all three, the inlined lookup's loop was
+// unswitched differently and took 16 more instructions per lookup (114 against 98).
+template <bool all_three = false>
 PARDICT_ALWAYS_INLINE inline jit_context jit_usable(const dict_base* d, std::int32_t fences) {
   const bool asymmetric = fences != 0;
   const std::uint64_t id = jit_abi_id() ^ (asymmetric ? 0 : jit_symmetric_fences);
   auto* const sl = static_cast<detail::epoch_domain::slot*>(pardict_jit_slot_for(id));
   auto* const domain = static_cast<detail::epoch_domain*>(pardict_jit_domain());
   const pardict_jit_thread* const th = pardict_jit_thread_ctx();
-  // One test of all three, without short circuit, so that th is used on every path: used only
-  // past the test of sl, its call was sunk into the branch that uses it, inside the caller's loop
-  // (the seed's array store called pardict_jit_thread_ctx on every store, 13 instructions and a
-  // call, where the scalar stores had it hoisted).
-  if ((sl == nullptr) | (d == nullptr) | (th == nullptr))
-    return {nullptr, nullptr, {nullptr, 0, false}};
+  const bool unusable = all_three ? (sl == nullptr) | (d == nullptr) | (th == nullptr)
+                                  : sl == nullptr || d == nullptr;
+  if (unusable) return {nullptr, nullptr, {nullptr, 0, false}};
   return {th, domain, {sl, domain->index_of(sl), asymmetric}};
 }
 
@@ -265,7 +269,7 @@ PARDICT_ALWAYS_INLINE inline std::int32_t jit_set_array(pardict_dict* d, const v
                                                         const void* array, void* old_out,
                                                         bool described, std::int32_t fences) {
   auto* base = reinterpret_cast<dict_base*>(d);
-  const jit_context c = jit_usable(base, fences);
+  const jit_context c = jit_usable<true>(base, fences);
   // The layout checked before the copy or view is: their compares assume a 1-D array's struct.
   if (c && base->stores_words_detached()) [[likely]] {
     auto* impl = static_cast<dict_impl<K, std::uint64_t>*>(base);
