@@ -301,10 +301,10 @@ class dict_impl final : public dict_base {
   }
 
   // set() on the same path for a dictionary of 1-D arrays stored as one word, for a caller that
-  // found stores_words_detached() true just before: `word`, a
-  // MemInfo the caller keeps alive throughout, is stored with a reference of the dictionary's own
-  // (taken as `ref` says: an atomic add, or from the reserve of the thread's stripe of unowned
-  // copies), counted in the calling thread's cell of the books (`refs`: ref_cells()). 1 inserted;
+  // found stores_words_detached() true just before: `word`, a MemInfo the caller keeps alive
+  // throughout, is stored with a reference of the dictionary's own (taken as `ref` says: an
+  // atomic add, or from the reserve of the thread's stripe of unowned copies), counted in the
+  // calling thread's cell of the books (`refs`: ref_cells()). 1 inserted;
   // 0 replaced, the old word in old_out with its reference handed to the caller (who releases it,
   // out of every lock); -1 not decided here, nothing changed.
   template <class Reference = fresh_reference>
