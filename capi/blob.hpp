@@ -18,6 +18,14 @@ namespace pardict::capi {
 // The unit of the C ABI's masks: bit i of a reference or string mask names the word at byte
 // offset word_bytes * i.
 inline constexpr std::size_t word_bytes = sizeof(std::uint64_t);
+
+// The T whose bytes start at p, which need not be aligned for T (a blob, a caller's buffer).
+template <class T>
+inline T load_as(const void* p) noexcept {
+  T t;
+  std::memcpy(&t, p, sizeof(T));
+  return t;
+}
 // Masks are 32 bits wide: they can name words 0 to 31.
 inline constexpr unsigned mask_bits = 32;
 // The mask naming word 0 alone (a blob that is one reference; a key that is one string).

@@ -190,7 +190,7 @@ class dict_impl final : public dict_base {
     fresh_value(const void* d, update_fn c, void* x, V* r) : fresh_value_base{d, c, x}, result(r) {}
     V* result;
     operator V() const {  // NOLINT: implicit on purpose, used by the engine's construction
-      V v = load<V>(dflt);
+      V v = load_as<V>(dflt);
       if (cb(ctx, &v) != 0) throw callback_failed{};
       *result = v;
       return v;
@@ -224,8 +224,8 @@ class dict_impl final : public dict_base {
   std::int64_t size() const override { return static_cast<std::int64_t>(map_.size()); }
 
   int set(const void* kp, const void* vp, void* old_out) override {
-    K k = load<K>(kp);
-    V v = load<V>(vp);
+    K k = load_as<K>(kp);
+    V v = load_as<V>(vp);
     if (!(lay.key_refs | lay.value_refs)) {  // plain bytes: one test, then the engine's fast path
       const bool inserted = map_.try_emplace_or_visit(k, v, detail::leaf_fn{[&](value_type& x) {
                                                         std::memcpy(old_out, &x.second, sizeof(V));
@@ -250,7 +250,7 @@ class dict_impl final : public dict_base {
   }
 
   int get(const void* kp, void* out) const override {
-    const K k = load<K>(kp);
+    const K k = load_as<K>(kp);
     const std::uint32_t refs = lay.value_refs;
     if (!refs) {
       return map_.cvisit(k, detail::leaf_fn{[&](const value_type& x) {
@@ -277,7 +277,7 @@ class dict_impl final : public dict_base {
                                          const detail::epoch_domain::detached_thread& me,
                                          const void* kp, void* out) const noexcept {
     return map_.template read_detached<true>(
-        domain, me, load<K>(kp),
+        domain, me, load_as<K>(kp),
         detail::leaf_fn{[&](const value_type& x) { std::memcpy(out, &x.second, sizeof(V)); }});
   }
 
@@ -291,8 +291,8 @@ class dict_impl final : public dict_base {
                                          void (*wake)(detail::group_meta&) noexcept, const void* kp,
                                          const void* vp, void* old_out) noexcept {
     if (!changes.quiet()) return -1;
-    const K k = load<K>(kp);
-    const V v = load<V>(vp);
+    const K k = load_as<K>(kp);
+    const V v = load_as<V>(vp);
     return map_.insert_or_assign_detached(domain, me, wake, k, v,
                                           detail::leaf_fn{[&](value_type& x) {
                                             std::memcpy(old_out, &x.second, sizeof(V));
@@ -319,7 +319,7 @@ class dict_impl final : public dict_base {
       // The reference is taken before the element is visible: once stored, another thread may
       // pop it and release the dictionary's reference.
       ref.take(word);
-      const int r = map_.insert_or_assign_detached(domain, me, wake, load<K>(kp), word,
+      const int r = map_.insert_or_assign_detached(domain, me, wake, load_as<K>(kp), word,
                                                    detail::leaf_fn{[&](value_type& x) {
                                                      std::memcpy(old_out, &x.second, sizeof(V));
                                                      x.second = word;
@@ -347,8 +347,8 @@ class dict_impl final : public dict_base {
                                              const void* kp, const void* vp, combine_op op,
                                              std::int32_t kind, void* out) noexcept {
     if (!changes.quiet()) return -1;
-    const K k = load<K>(kp);
-    const V v = load<V>(vp);
+    const K k = load_as<K>(kp);
+    const V v = load_as<V>(vp);
     // insert_or_assign_detached inserts (k, v) or runs its callback on the element
     auto combine = [&](value_type& x) PARDICT_INLINE_LAMBDA {
       field_combine::one_field(&x.second, &v, op, kind);
@@ -361,22 +361,22 @@ class dict_impl final : public dict_base {
 
   // After a *_detached store returned 2: starts the growth of kp's table
   // (concurrent_table::upsert_detached).
-  void grow_for(const void* kp) override { map_.grow_after_detached_insert(load<K>(kp)); }
+  void grow_for(const void* kp) override { map_.grow_after_detached_insert(load_as<K>(kp)); }
 
   // contains() on the same path, for the same dictionaries.
   PARDICT_ALWAYS_INLINE int contains_detached(detail::epoch_domain& domain,
                                               const detail::epoch_domain::detached_thread& me,
                                               const void* kp) const noexcept {
-    return map_.template read_detached<true>(domain, me, load<K>(kp),
+    return map_.template read_detached<true>(domain, me, load_as<K>(kp),
                                              detail::leaf_fn{[](const value_type&) {}});
   }
 
   int contains(const void* kp) const override {
-    return map_.contains(load<K>(kp)) ? PARDICT_FOUND : PARDICT_ABSENT;
+    return map_.contains(load_as<K>(kp)) ? PARDICT_FOUND : PARDICT_ABSENT;
   }
 
   int pop(const void* kp, void* out) override {
-    const K k = load<K>(kp);
+    const K k = load_as<K>(kp);
     K stored_key;
     const bool found = map_.erase_if(k, [&](const value_type& x) {
       std::memcpy(out, &x.second, sizeof(V));
@@ -403,8 +403,8 @@ class dict_impl final : public dict_base {
   }
 
   int setdefault(const void* kp, const void* dp, void* out) override {
-    K k = load<K>(kp);
-    V d = load<V>(dp);
+    K k = load_as<K>(kp);
+    V d = load_as<V>(dp);
     incref_words(&k, lay.key_refs);
     incref_words(&d, lay.value_refs);
     const std::uint32_t refs = lay.value_refs;
@@ -425,8 +425,8 @@ class dict_impl final : public dict_base {
   }
 
   int combine(const void* kp, const void* vp, const field_combine& c, void* out) override {
-    K k = load<K>(kp);
-    const V v = load<V>(vp);
+    K k = load_as<K>(kp);
+    const V v = load_as<V>(vp);
     incref_words(&k, lay.key_refs);
     const bool inserted = map_.try_emplace_or_visit(k, v, [&](value_type& x) {
       c(&x.second, &v);
@@ -463,7 +463,7 @@ class dict_impl final : public dict_base {
   }
 
   int update(const void* kp, const void* dp, update_fn cb, void* ctx, void* out) override {
-    K k = load<K>(kp);
+    K k = load_as<K>(kp);
     incref_words(&k, lay.key_refs);
     V result;
     bool inserted = false;
@@ -489,7 +489,7 @@ class dict_impl final : public dict_base {
   }
 
   int visit(const void* kp, update_fn cb, void* ctx) override {
-    const K k = load<K>(kp);
+    const K k = load_as<K>(kp);
     // The mutable visit: always under the element's lock (a const visit may read optimistically).
     const bool found = map_.visit(k, [&](value_type& x) {
       V v = x.second;  // cb sees a copy: the value's own bytes cannot change
@@ -499,8 +499,8 @@ class dict_impl final : public dict_base {
   }
 
   int combine_present(const void* kp, const void* vp, const field_combine& c, void* out) override {
-    const K k = load<K>(kp);
-    const V v = load<V>(vp);
+    const K k = load_as<K>(kp);
+    const V v = load_as<V>(vp);
     const bool found = map_.visit(k, [&](value_type& x) {
       c(&x.second, &v);
       if (out != nullptr) std::memcpy(out, &x.second, sizeof(V));
@@ -509,8 +509,8 @@ class dict_impl final : public dict_base {
   }
 
   int insert(const void* kp, const void* vp) override {
-    K k = load<K>(kp);
-    V v = load<V>(vp);
+    K k = load_as<K>(kp);
+    V v = load_as<V>(vp);
     incref_words(&k, lay.key_refs);
     incref_words(&v, lay.value_refs);
     if (map_.try_emplace(k, v)) {
@@ -590,13 +590,15 @@ class dict_impl final : public dict_base {
     const std::size_t added = map_.load_shard(
         shard, std::span<const K>(ks, n), min_groups, seed,
         [&](std::size_t i, void* where) {
-          ::new (where) value_type(ks[i], load<V>(vs + i * sizeof(V)));
+          ::new (where) value_type(ks[i], load_as<V>(vs + i * sizeof(V)));
         },
-        [&](std::size_t i, value_type& x) { x.second = load<V>(vs + i * sizeof(V)); });
+        [&](std::size_t i, value_type& x) { x.second = load_as<V>(vs + i * sizeof(V)); });
     if (added != 0 && added != static_cast<std::size_t>(-1)) note_key_change();
     return added;
   }
-  std::size_t shard_index(const void* key) const override { return map_.shard_index(load<K>(key)); }
+  std::size_t shard_index(const void* key) const override {
+    return map_.shard_index(load_as<K>(key));
+  }
   void shard_geometry(std::uint32_t* seeds, std::uint64_t* groups) const override {
     for (std::size_t s = 0; s < map_type::shard_count; ++s) {
       const auto [seed, ngroups] = map_.shard_geometry(s);
@@ -608,13 +610,6 @@ class dict_impl final : public dict_base {
   map_type& map() noexcept { return map_; }
 
  private:
-  template <class T>
-  static T load(const void* p) noexcept {
-    T t;
-    std::memcpy(&t, p, sizeof(T));
-    return t;
-  }
-
   // A bulk add/min/max first passes through a private hot-key table (preaggregate.hpp); rows that
   // do not stay there, and everything it holds at the end, go to the dictionary in batches
   // through the prefetching path. When the first rows show the table does not pay (near-uniform
@@ -636,7 +631,7 @@ class dict_impl final : public dict_base {
     };
     auto pass = [&](const K& k, const unsigned char* v) {
       pass_k.push_back(k);
-      pass_v.push_back(load<V>(v));
+      pass_v.push_back(load_as<V>(v));
       if (pass_k.size() == hot_keys::batch) flush();
     };
     std::size_t i = 0;
@@ -685,7 +680,7 @@ class dict_impl final : public dict_base {
       for (std::size_t i = 0; i < m; ++i) {
         const std::size_t pos = at[sid[i]]++;
         bk[pos] = keys[b0 + i];
-        bv[pos] = load<V>(vs + (b0 + i) * sizeof(V));
+        bv[pos] = load_as<V>(vs + (b0 + i) * sizeof(V));
       }
       // Workers of one bulk call start at different shards, so that they do not fight over one
       // shard's groups (and its cache lines) at a time.
@@ -709,7 +704,7 @@ class dict_impl final : public dict_base {
     const std::size_t inserted = map_.emplace_or_visit_many(
         ks,
         [&](std::size_t i, void* where) {
-          ::new (where) value_type(ks[i], load<V>(vs + i * sizeof(V)));
+          ::new (where) value_type(ks[i], load_as<V>(vs + i * sizeof(V)));
         },
         [&](std::size_t i, value_type& x) {
           if (c.op == combine_op::assign) {

@@ -326,19 +326,10 @@ class unowned_copies {
     std::uint64_t differ = 0;
     std::size_t i = 0;
     for (; i + word_bytes <= n; i += word_bytes) {
-      std::uint64_t x, y;
-      std::memcpy(&x, a + i, word_bytes);
-      std::memcpy(&y, b + i, word_bytes);
-      differ |= x ^ y;
+      differ |= load_as<std::uint64_t>(a + i) ^ load_as<std::uint64_t>(b + i);
     }
     for (; i < n; ++i) differ |= static_cast<std::uint64_t>(a[i] ^ b[i]);
     return differ == 0;
-  }
-  template <class T>
-  PARDICT_ALWAYS_INLINE static T load_as(const unsigned char* p) noexcept {
-    T x;
-    std::memcpy(&x, p, sizeof x);
-    return x;
   }
 
   // A stripe's words: busy (taken by its owner), the source's data pointer, the reserve of
