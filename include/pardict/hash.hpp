@@ -126,4 +126,85 @@ struct hash<std::tuple<Ts...>> {
   }
 };
 
+namespace detail {
+
+// ---- The engine's hash: in-order placement of small integers -----------------------------------
+//
+// A table is bound by memory latency: a key that lands in a random group costs a cache miss
+// whatever the hash. Keys that arrive in order (row numbers, counters, ids, `float(i)`) need not:
+// CPython's dict, numba's typed.Dict and std::unordered_map place them in consecutive slots, and a
+// serial fill then writes memory front to back. The engine does the same for keys that are small
+// integers (|k| < 2^37), where it can afford to: the hash it uses for them keeps the key's own
+// bits where the engine takes the shard (top 6 bits: k mod 64) and the position in the shard
+// (low 32 bits: k / 64), and takes the bits of the tag, the overflow class and the preferred half
+// (32..57) from mix64(k). A table that places in order takes the group from the position
+// directly (concurrent_table.hpp, "In-order placement"); one that does not multiplies it by an
+// odd seed as for any other hash, and patterned keys that would pile up in an in-order table
+// (multiples of 2^k, ...) move a shard to such a table. Every other key (and every key of a
+// hasher other than pardict::hash) keeps its ordinary, fully mixed hash.
+inline constexpr unsigned in_order_shard_bits = 6;
+
+constexpr bool is_small_integer(std::int64_t k) noexcept {
+  return static_cast<std::uint64_t>((k >> 37) + 1) <= 1;
+}
+
+constexpr std::uint64_t in_order_hash(std::int64_t k) noexcept {
+  const auto u = static_cast<std::uint64_t>(k);
+  return (u << (64 - in_order_shard_bits)) | (mix64(u) & 0x03ffffff00000000ULL) |
+         static_cast<std::uint32_t>(static_cast<std::uint64_t>(k >> in_order_shard_bits));
+}
+
+// Whether x is a small integer (is_small_integer), and which: -0.0 is 0, NaN and infinities are
+// not.
+template <class F>
+constexpr bool small_integral_value(F x, std::int64_t& out) noexcept {
+  constexpr F bound = F(std::uint64_t{1} << 37);
+  if (!(x >= -bound && x < bound)) return false;  // NaN too
+  const auto i = static_cast<std::int64_t>(x);
+  if (static_cast<F>(i) != x) return false;
+  out = i;
+  return true;
+}
+
+// A hasher opts in to in-order placement with `static constexpr bool places_in_order = true`:
+// its hash of a small integer key must then be in_order_hash of that integer.
+template <class H>
+concept declares_in_order = requires {
+  requires H::places_in_order;
+};
+
+// The engine's hash of K under hasher H: H's own, except that pardict::hash of an integer or
+// floating key (of up to 8 bytes) gives in_order_hash for keys that are small integers. It
+// changes where keys go, never which keys are equal: equal keys (0.0 and -0.0) still hash alike.
+template <class K, class H, class = void>
+struct engine_hash {
+  static constexpr bool in_order = declares_in_order<H>;
+  template <class Q>
+  static std::uint64_t of(const H& h, const Q& k) noexcept(noexcept(h(k))) {
+    return static_cast<std::uint64_t>(h(k));
+  }
+};
+
+template <class K>
+struct engine_hash<K, pardict::hash<K>,
+                   std::enable_if_t<(std::is_integral_v<K> || std::is_enum_v<K>)&&sizeof(K) <= 8>> {
+  static constexpr bool in_order = true;
+  static std::uint64_t of(const pardict::hash<K>& h, K k) noexcept {
+    const auto i = static_cast<std::int64_t>(k);
+    return is_small_integer(i) ? in_order_hash(i) : h(k);
+  }
+};
+
+template <class K>
+struct engine_hash<K, pardict::hash<K>,
+                   std::enable_if_t<std::is_floating_point_v<K> && sizeof(K) <= 8>> {
+  static constexpr bool in_order = true;
+  static std::uint64_t of(const pardict::hash<K>& h, K k) noexcept {
+    std::int64_t i = 0;
+    return small_integral_value(k, i) ? in_order_hash(i) : h(k);
+  }
+};
+
+}  // namespace detail
+
 }  // namespace pardict

@@ -148,6 +148,67 @@ TEST_P(ThreadCount, OverlappingInsertsInsertEachKeyExactlyOnce) {
       << "keys inserted more or less than once, or holding a value other than the winner's";
 }
 
+// --- in-order placement
+// -----------------------------------------------------------------------------------------
+
+// Threads fill contiguous ranges of small keys from empty: in an in-order table the ranges' fronts
+// soon meet (one range wraps onto another's positions), and one thread's keys are multiples of
+// 2^20, which all go to shard 0 and pile up there. Both move shards to seeded tables while the
+// other threads insert and readers look up keys the inserters have published. Every published key
+// must be found, and every key be there exactly once at the end.
+TEST(Concurrency, InOrderRangesFallBackWhileOthersInsertAndRead) {
+  constexpr std::size_t inserters = 3, readers = 2;
+  const std::uint64_t per = scaled(200000, 20000);
+  auto key_in = [per](std::size_t t, std::uint64_t j) -> std::int64_t {
+    if (t + 1 < inserters) return static_cast<std::int64_t>(t * per + j);
+    return -static_cast<std::int64_t>((j + 1) << 20);
+  };
+  i64_map m;
+  std::array<std::atomic<std::uint64_t>, inserters> published{};
+  std::atomic<std::size_t> done{0};
+  std::atomic<std::uint64_t> misses{0}, rejected{0}, reads{0};
+  run_with_timeout(
+      "in-order ranges",
+      [&] {
+        run_threads(inserters + readers, [&](std::size_t t) {
+          if (t < inserters) {
+            for (std::uint64_t j = 0; j < per; ++j) {
+              const std::int64_t k = key_in(t, j);
+              if (!m.insert({k, k ^ 0x55})) rejected.fetch_add(1);
+              if (j % 64 == 63) published[t].store(j + 1, std::memory_order_release);
+            }
+            published[t].store(per, std::memory_order_release);
+            done.fetch_add(1);
+            return;
+          }
+          std::mt19937_64 rng(t);
+          std::uint64_t local = 0;
+          while (done.load() < inserters) {
+            const std::size_t w = rng() % inserters;
+            const std::uint64_t d = published[w].load(std::memory_order_acquire);
+            if (d == 0) continue;
+            const std::int64_t k = key_in(w, rng() % d);
+            const auto v = m.find(k);
+            if (!v || *v != (k ^ 0x55)) misses.fetch_add(1);
+            ++local;
+          }
+          reads.fetch_add(local);
+        });
+      },
+      watchdog_limit);
+  EXPECT_EQ(rejected.load(), 0u);
+  EXPECT_EQ(misses.load(), 0u) << "a published key was not found (out of " << reads.load() << ")";
+  EXPECT_EQ(m.shard_geometry(0).first % 2, 1u) << "the multiples of 2^20 did not fall back";
+  std::size_t missing = 0;
+  for (std::size_t t = 0; t < inserters; ++t) {
+    for (std::uint64_t j = 0; j < per; ++j) missing += m.contains(key_in(t, j)) ? 0 : 1;
+  }
+  EXPECT_EQ(missing, 0u);
+  EXPECT_EQ(
+      audit(m, inserters * per, [](std::int64_t k, std::int64_t v) { return v == (k ^ 0x55); }),
+      "");
+}
+
 // --- contended updates
 // -----------------------------------------------------------------------------------------
 

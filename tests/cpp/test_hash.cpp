@@ -153,6 +153,59 @@ TEST(Hash, IntegralDoublesAndFloatsSpreadOverAllBitWindows) {
   expect_spread(hs, "float multiples of 0.25");
 }
 
+// --- the engine's hash (in-order placement)
+// -------------------------------------------------------------------------------------------------
+
+template <class T>
+std::uint64_t eh(T x) {
+  return pardict::detail::engine_hash<T, pardict::hash<T>>::of(pardict::hash<T>{}, x);
+}
+
+// Small integers keep their own bits where the engine takes the shard (top 6 bits: k mod 64) and
+// the position (low 32: k / 64); the tag, class and half bits (32..57) stay mixed.
+TEST(EngineHash, SmallIntegersKeepTheirBitsWhereTheEnginePlacesThem) {
+  for (const std::int64_t k : {std::int64_t{0}, std::int64_t{1}, std::int64_t{63}, std::int64_t{64},
+                               std::int64_t{123456789}, std::int64_t{-1}, std::int64_t{-65},
+                               (std::int64_t{1} << 37) - 1, -(std::int64_t{1} << 37)}) {
+    const std::uint64_t x = eh(k);
+    EXPECT_EQ(x >> 58, static_cast<std::uint64_t>(k & 63)) << k;
+    EXPECT_EQ(static_cast<std::uint32_t>(x), static_cast<std::uint32_t>(k >> 6)) << k;
+    EXPECT_EQ(x & 0x03ffffff00000000ULL,
+              pardict::detail::mix64(static_cast<std::uint64_t>(k)) & 0x03ffffff00000000ULL)
+        << k;
+    EXPECT_EQ(eh(static_cast<double>(k)), x) << "float(k) placed as k: " << k;
+  }
+  EXPECT_EQ(eh(std::int32_t{-7}), eh(std::int64_t{-7}));
+  EXPECT_EQ(eh(std::uint8_t{200}), eh(std::int64_t{200}));
+  EXPECT_EQ(eh(5.0f), eh(std::int64_t{5}));
+}
+
+// Outside the small range, and for fractional floats, NaN and infinities: pardict::hash itself.
+TEST(EngineHash, OtherKeysKeepTheMixedHash) {
+  for (const std::int64_t k :
+       {std::int64_t{1} << 37, -(std::int64_t{1} << 37) - 1,
+        std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min()}) {
+    EXPECT_EQ(eh(k), h(k)) << k;
+  }
+  EXPECT_EQ(eh(std::numeric_limits<std::uint64_t>::max() - 3), eh(std::int64_t{-4}));
+  for (const double x :
+       {0.5, -2.25, 1e300, 137438953472.0, -137438953473.0, std::numeric_limits<double>::infinity(),
+        std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::denorm_min()}) {
+    EXPECT_EQ(eh(x), h(x)) << x;
+  }
+  EXPECT_EQ(eh(-0.0), eh(0.0));
+  EXPECT_EQ(eh(-0.0f), eh(std::int64_t{0}));
+  // Hashers other than pardict::hash are used as they are.
+  struct custom {
+    std::uint64_t operator()(std::int64_t k) const noexcept {
+      return ~static_cast<std::uint64_t>(k);
+    }
+  };
+  EXPECT_FALSE((pardict::detail::engine_hash<std::int64_t, custom>::in_order));
+  EXPECT_EQ((pardict::detail::engine_hash<std::int64_t, custom>::of(custom{}, 5)), ~5ULL);
+  EXPECT_FALSE((pardict::detail::engine_hash<std::string, pardict::hash<std::string>>::in_order));
+}
+
 // --- strings
 // -------------------------------------------------------------------------------------------------
 

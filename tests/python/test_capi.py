@@ -3,6 +3,7 @@ every mask is 0). Keys are passed in buffers of their size class, padding zeroed
 
 import ctypes
 import random
+import struct
 
 import pytest
 
@@ -263,6 +264,33 @@ def test_int_keys_all_operations(lib):
     assert len(t) == 1000 and all(t.get(i64(i)) == (1, i64(-i)) for i in range(0, 1000, 37))
     assert lib.pardict_clear(t.h) == OK
     assert len(t) == 0 and t.items() == []
+    t.free()
+
+
+@pytest.mark.parametrize("size, ffmt, ifmt", [(8, "<d", "<q"), (4, "<f", "<i")])
+def test_scalar_keys_placed_in_order_stay_distinct(lib, size, ffmt, ifmt):
+    """4- and 8-byte keys are placed in order when they are small integers, whether the bytes are
+    an integer's or a float's equal to one (capi/dict_impl.hpp, scalar_key_hash): the int 5 and
+    the bytes of 5.0 then share a hash and must stay two keys; fractional, huge, negative and
+    boundary values too, and keys in order from empty must all be found after the table grew."""
+    t = Table(lib, size, 8)
+    ints = [0, 1, 5, -1, -5, 63, 64, 2**31 - 1, -(2**31)]
+    if size == 8:
+        ints += [2**37 - 1, -(2**37), 2**37, 2**62, -(2**63)]
+    floats = [0.0, 1.0, 5.0, -5.0, 0.5, -2.25, 1e30, 2.0**37, 2.0**37 - 1, -(2.0**37)]
+    keys = {struct.pack(ifmt, i) for i in ints} | {struct.pack(ffmt, x) for x in floats}
+    for n, k in enumerate(sorted(keys)):
+        assert t.set(k, i64(n))[0] == 0
+    assert len(t) == len(keys)
+    for n, k in enumerate(sorted(keys)):
+        assert t.get(k) == (1, i64(n))
+    assert t.contains(struct.pack(ffmt, 5.5)) == 0
+    n = 50_000
+    for i in range(n):
+        t.set(struct.pack(ffmt, float(i + 100)), i64(i))
+    assert len(t) == len(keys) + n
+    assert all(t.get(struct.pack(ffmt, float(i + 100))) == (1, i64(i)) for i in range(0, n, 7))
+    assert all(t.get(k)[0] == 1 for k in keys)
     t.free()
 
 

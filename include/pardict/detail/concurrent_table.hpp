@@ -29,7 +29,8 @@
 // metadata line, and the metadata of even a 10M-entry table mostly lives in L3. A key's position
 // on the table's circle is its low 32 hash bits times the table's seed, an odd 32-bit number,
 // mod 2^32; the group index is `(position * n_groups) >> 32` (any group count, so reserve() sizes
-// tables exactly and growth need not waste memory on powers of two); the tag is hash bits 32..39
+// tables exactly and growth need not waste memory on powers of two; in-order tables, below, take
+// it from the low 32 bits without the seed); the tag is hash bits 32..39
 // (0 means empty); the overflow class is bits 40..42. Probing is linear over groups. There are no
 // tombstones: when an insert passes a full group it sets that group's overflow bit for the key's
 // class, and a lookup stops at the first group whose bit for its class is clear (the
@@ -49,6 +50,36 @@
 // table's seed: positions do not change with the table size, so a chunk of old groups still moves
 // to consecutive new groups. The cost is one 32-bit multiply per operation, and iteration order
 // differs between runs.
+//
+// In-order placement
+// ------------------
+// A table larger than the cache pays a memory round trip for every key it places at random.
+// Keys that arrive in order (row numbers, counters, `d[float(i)] = v` in a loop) need not pay it:
+// CPython's dict, numba's typed.Dict and std::unordered_map give consecutive keys consecutive
+// slots, so a serial fill writes memory front to back, where pardict scattered every key (the
+// seed program's fill at 10M keys on one thread: typed.Dict 1.1x pardict's speed). So for keys
+// that are small integers (|k| < 2^37, of an integer or floating type, under pardict::hash or a
+// hasher that declares places_in_order) the engine's hash is in_order_hash (hash.hpp): shard
+// k mod 64, position k / 64 in the low 32 bits. A shard's first table is then an in-order table,
+// marked by an even seed (every multiplier seed is odd): its home group is (position / 8) mod
+// ngroups (a fastmod, two multiplies), so keys 64 apart share a shard and each group holds 8
+// consecutive ones of them. Keys in order then fill each shard front to back, one element per
+// slot and none outside its home group; every other key (large, fractional, strings) carries
+// mixed low bits and lands anywhere, as in a seeded table. Growth keeps the in-order seed; the
+// positions of keys below the table's size do not change with it, so a migration still moves
+// chunks of old groups to consecutive new ones.
+//
+// The cost is robustness, which the fallback restores. Patterned keys (a stride that shares
+// factors with the group count, several threads whose ranges wrap onto each other while a table
+// is small, keys made to collide) can pile up in a stretch of groups. An insert into an in-order
+// table that walks past more than in_order_max_walk (8) full groups moves its shard, at once, to
+// a seeded table of the same size (migration::remix): positions become multiplier positions,
+// which spread any such pattern as they spread any other hash (a bijection of the 32-bit
+// position, then scaled). Inserts never walk farther than that in an in-order table without
+// starting the fallback, so no input makes inserts quadratic, and a seeded shard stays seeded
+// until clear(). Keys from another map's iteration order do not pile up in an in-order table:
+// positions are taken mod the table's size, not scaled to it, so the first keys of a sorted
+// stretch spread over a small table instead of crowding its first groups ("Why the seed").
 //
 // Lock and memory-ordering protocol
 // ---------------------------------
@@ -399,6 +430,14 @@ class concurrent_table {
   static constexpr std::size_t shard_count = std::size_t{1} << shard_bits;
   static constexpr std::size_t min_groups = 2;
   static constexpr std::size_t chunk_groups = 128;
+  static_assert(shard_bits == in_order_shard_bits, "in_order_hash puts k mod 64 in the shard bits");
+  // The seed of a table that places in order ("In-order placement" in the essay): even, where
+  // every multiplier seed is odd, and not 0, which load_shard takes as "no seed".
+  static constexpr std::uint32_t in_order_seed = 2;
+  // An insert into an in-order table that walks past this many full groups moves the shard to
+  // a seeded table: the walks that patterned keys make are long, those of keys in order short.
+  static constexpr std::size_t in_order_max_walk = 8;
+  using engine_hash_t = engine_hash<K, Hash>;
   // Counter cells: one per thread for the first owned_cells epoch slots, written by that thread
   // alone with plain loads and stores (a locked add per insert would wait for the insert's slot
   // store to drain), and one shared cell, updated atomically, for every other thread.
@@ -452,7 +491,7 @@ class concurrent_table {
   PARDICT_ALWAYS_INLINE bool read(const K& k, F&& f) const {
     check_not_reentering(this);
     epoch_guard guard;
-    const std::uint64_t h = hash_(k);
+    const std::uint64_t h = hash_of(k);
     if constexpr (optimistic) {
       if (!locked_reads_.load(std::memory_order_relaxed)) {
         const table* t = shard_of(h).cur.load(std::memory_order_acquire);
@@ -486,7 +525,7 @@ class concurrent_table {
         if (locked_reads_.load(std::memory_order_relaxed)) return -1;
       }
       if (!domain.try_enter_detached(me)) return -1;
-      const std::uint64_t h = hash_(k);
+      const std::uint64_t h = hash_of(k);
       const table* t = shard_of(h).cur.load(std::memory_order_acquire);
       int r = 0;
       if (t != nullptr) {
@@ -520,7 +559,7 @@ class concurrent_table {
       return -1;
     } else {
       if (!domain.try_enter_detached(me)) return -1;
-      const int r = upsert_home_straight(me, wake, k, hash_(k), make, on_found);
+      const int r = upsert_home_straight(me, wake, k, hash_of(k), make, on_found);
       epoch_domain::leave_detached(me.sl);
       return r;
     }
@@ -530,7 +569,7 @@ class concurrent_table {
   void grow_after_detached_insert(const K& k) {
     check_not_reentering(this);
     epoch_guard guard;
-    shard& s = shard_of(hash_(k));
+    shard& s = shard_of(hash_of(k));
     table* t = s.cur.load(std::memory_order_acquire);
     if (t != nullptr && t->budget.load(std::memory_order_relaxed) < 0) grow_after_insert(s, t);
   }
@@ -580,7 +619,7 @@ class concurrent_table {
   PARDICT_ALWAYS_INLINE bool upsert(Access, const K& k, Make&& make, OnFound&& on_found) {
     check_not_reentering(this);
     epoch_guard guard;
-    return upsert_hashed<Access>(k, hash_(k), make, on_found) == write_outcome::inserted;
+    return upsert_hashed<Access>(k, hash_of(k), make, on_found) == write_outcome::inserted;
   }
 
   // The write primitive without the insert: calls f(value_type&) on k's element under its lock
@@ -590,7 +629,7 @@ class concurrent_table {
     check_not_reentering(this);
     epoch_guard guard;
     visit_only absent;
-    return upsert_hashed<mutating_tag>(k, hash_(k), absent, f) == write_outcome::found;
+    return upsert_hashed<mutating_tag>(k, hash_of(k), absent, f) == write_outcome::found;
   }
 
   template <class Make, class OnFound>
@@ -612,7 +651,7 @@ class concurrent_table {
   std::size_t erase_if_key(const K& k, Pred&& pred) {
     check_not_reentering(this);
     epoch_guard guard;
-    const std::uint64_t h = hash_(k);
+    const std::uint64_t h = hash_of(k);
     shard& s = shard_of(h);
     for (;;) {
       table* t = s.cur.load(std::memory_order_acquire);
@@ -696,7 +735,7 @@ class concurrent_table {
     epoch_guard guard;
     probe_stats st;
     for_each_locked([&](shard&, table* t, std::size_t g, unsigned j) {
-      const std::size_t home = home_of(hash_(t->slot(g, j)->first), t);
+      const std::size_t home = home_of(hash_of(t->slot(g, j)->first), t);
       const std::size_t groups = (g >= home ? g - home : g + t->ngroups - home) + 1;
       ++st.elements;
       st.total_groups += groups;
@@ -790,11 +829,11 @@ class concurrent_table {
         }
         if (exact) {
           // One rebuild per shard: under concurrent inserts the estimate keeps moving.
-          if (t->ngroups != want) start_migration(s, t, want, false);
+          if (t->ngroups != want) start_migration(s, t, want, migration::grow);
           break;
         }
         if (t->ngroups >= want) break;
-        start_migration(s, t, want, false);
+        start_migration(s, t, want, migration::grow);
       }
     }
   }
@@ -804,7 +843,7 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // The shard a key belongs to. A map's iteration (and so export_many's output) visits the shards
   // in index order, so one map's elements arrive at another grouped by shard.
-  std::size_t shard_index(const K& k) const { return shard_index_of(hash_(k)); }
+  std::size_t shard_index(const K& k) const { return shard_index_of(hash_of(k)); }
 
   // Builds shard si from keys[0..n) in one pass: a private table of the right size (at least
   // `ngroups` groups) is filled without locks, atomic read-modify-writes or budget accounting and
@@ -816,8 +855,8 @@ class concurrent_table {
   //
   // Requires that no other thread uses shard si meanwhile (threads loading different shards of
   // one map may run at once). The seed, when not 0, places elements as the table that exported
-  // them did (it is made odd); fed in that table's order, the private table is then written
-  // front to back.
+  // them did (an even seed: in order, where this map's hash places in order; otherwise it is
+  // made odd); fed in that table's order, the private table is then written front to back.
   template <class Make, class OnAgain>
   std::size_t load_shard(std::size_t si, const K* keys, std::size_t n, std::size_t ngroups,
                          std::uint32_t seed, Make&& make, OnAgain&& on_again) {
@@ -834,13 +873,15 @@ class concurrent_table {
       }
     }
     if (n == 0) return 0;
+    const std::uint32_t exporter_seed =
+        (seed & 1) != 0 || engine_hash_t::in_order ? seed : seed | 1u;
     table* t = allocate_table(std::max(ngroups, groups_for(n)),
-                              seed != 0 ? seed | 1u : fresh_table_seed());
+                              seed != 0 ? exporter_seed : fresh_table_seed());
     std::size_t added = 0;
     bool foreign = false;
     try {
       for (std::size_t i = 0; i < n && !foreign; ++i) {
-        const std::uint64_t h = hash_(keys[i]);
+        const std::uint64_t h = hash_of(keys[i]);
         if (shard_index_of(h) != si) {
           foreign = true;
           break;
@@ -930,7 +971,7 @@ class concurrent_table {
           continue;
         }
         // A migration into a fresh minimum-size table that destroys instead of copying.
-        if (start_migration(s, t, min_groups, true)) break;
+        if (start_migration(s, t, min_groups, migration::drop)) break;
       }
     }
   }
@@ -946,6 +987,9 @@ class concurrent_table {
     // Odd multiplier of the hash's low 32 bits in the group index (see "Layout" in the essay).
     // A migration's new table keeps it; a table that starts empty gets a fresh one.
     std::uint32_t seed;
+    // The home group is mul_high(low 32 hash bits * group_mult mod 2^64, ngroups), one formula
+    // for both kinds of table, so that no operation branches on the kind (home_of).
+    std::uint64_t group_mult;
     void* block;
     std::size_t block_bytes;
     std::atomic<std::int64_t> budget;  // inserts left before the table must grow
@@ -991,15 +1035,30 @@ class concurrent_table {
   // ---------------------------------------------------------------------------------------------
   // Hash bit assignment
   // ---------------------------------------------------------------------------------------------
+  // The hash the engine places a key by (hash.hpp, engine_hash): the hasher's own, or for
+  // pardict::hash of numeric keys, in_order_hash of a key that is a small integer.
+  template <class Q>
+  std::uint64_t hash_of(const Q& k) const noexcept(noexcept(engine_hash_t::of(hash_, k))) {
+    return engine_hash_t::of(hash_, k);
+  }
   static std::size_t shard_index_of(std::uint64_t h) noexcept { return h >> (64 - shard_bits); }
   shard& shard_of(std::uint64_t h) const noexcept { return shards_[shard_index_of(h)]; }
-  // The position of h on the table's circle, [0, 2^32): the hash's low 32 bits times the table's
-  // odd seed, mod 2^32 (a bijection). The home group is the position scaled to the group count.
-  static std::uint32_t position_of(std::uint64_t h, const table* t) noexcept {
-    return static_cast<std::uint32_t>(h) * t->seed;
-  }
+  static bool in_order(const table* t) noexcept { return (t->seed & 1) == 0; }
+  // The home group of h. With x the hash's low 32 bits and n the group count:
+  // * a seeded table: the position x * seed mod 2^32 (a bijection of x) scaled to n, i.e.
+  //   ((x * seed mod 2^32) * n) >> 32, which is mul_high(x * (seed << 32) mod 2^64, n);
+  // * an in-order table: (x mod 8n) / 8, i.e. (x / 8) mod n. With M = ceil(2^64 / 8n),
+  //   x * M mod 2^64 is (x mod 8n) / 8n * 2^64 plus an error below x < 2^32 (Lemire's fastmod),
+  //   so mul_high of it and n is (x mod 8n) / 8 plus less than n / 2^32, which stays below the
+  //   1/8 that separates the quotient from the next integer while n < 2^29.
+  // group_mult is seed << 32 or M (allocate_table).
   static std::size_t home_of(std::uint64_t h, const table* t) noexcept {
-    return static_cast<std::size_t>((std::uint64_t{position_of(h, t)} * t->ngroups) >> 32);
+    const std::uint64_t x = static_cast<std::uint32_t>(h);
+    return static_cast<std::size_t>(platform::mul_high(x * t->group_mult, t->ngroups));
+  }
+  // The seed of a shard's first table and of the table clear() installs.
+  static std::uint32_t first_seed() noexcept {
+    return engine_hash_t::in_order ? in_order_seed : fresh_table_seed();
   }
   static std::uint8_t tag_of(std::uint64_t h) noexcept {
     const auto t = static_cast<std::uint8_t>(h >> 32);
@@ -1087,7 +1146,12 @@ class concurrent_table {
     t->groups = reinterpret_cast<group_meta*>(base + header);
     t->slots = reinterpret_cast<value_type*>(base + slot_off);
     t->ngroups = ngroups;
+    // An in-order table needs fewer than 2^29 groups (home_of); past that (4G slots in one shard)
+    // it is seeded.
+    if ((seed & 1) == 0 && ngroups >= (std::size_t{1} << 29)) seed = fresh_table_seed();
     t->seed = seed;
+    t->group_mult = (seed & 1) != 0 ? std::uint64_t{seed} << 32
+                                    : ~std::uint64_t{0} / (group_width * ngroups) + 1;
     t->block = raw;
     t->block_bytes = bytes;
     const auto cap =
@@ -1171,7 +1235,7 @@ class concurrent_table {
   void install_first_table(shard& s, std::size_t ngroups) {
     std::lock_guard<std::mutex> lk(s.resize_mutex);
     if (s.cur.load(std::memory_order_acquire) != nullptr) return;
-    s.cur.store(allocate_table(ngroups, fresh_table_seed()), std::memory_order_release);
+    s.cur.store(allocate_table(ngroups, first_seed()), std::memory_order_release);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1256,7 +1320,7 @@ class concurrent_table {
     std::uint64_t hs[ring];
     for (std::size_t i = 0; i < n + 2 * D; ++i) {
       if (i < n) {
-        hs[i % ring] = hash_(keys[i]);
+        hs[i % ring] = hash_of(keys[i]);
         prefetch_home(hs[i % ring], write);
       }
       if (i >= D && i - D < n) prefetch_candidate(hs[(i - D) % ring], write);
@@ -1281,7 +1345,7 @@ class concurrent_table {
     stage st[ring];
     auto first = [&](std::size_t i) {
       stage& x = st[i % ring];
-      x.h = hash_(keys[i]);
+      x.h = hash_of(keys[i]);
       x.t = shard_of(x.h).cur.load(std::memory_order_acquire);
       if (x.t == nullptr) return;
       x.g = home_of(x.h, x.t);
@@ -1799,8 +1863,10 @@ class concurrent_table {
         }
         // Mark the groups the key passes over, then publish it.
         const std::uint32_t obit = overflow_bit(h);
+        std::size_t walked = 0;
         for (std::size_t g = r.passed_from; g != r.group; g = next_group(g, t->ngroups)) {
           t->groups[g].overflow.fetch_or(obit, std::memory_order_relaxed);
+          ++walked;
         }
         construct_in(t, r.group, r.slot, make);
         group_meta& gm = t->groups[r.group];
@@ -1808,6 +1874,9 @@ class concurrent_table {
                       std::memory_order_relaxed);
         r.release();
         note_insert(s, t);
+        if (walked > in_order_max_walk && in_order(t)) [[unlikely]] {
+          remix(s, t);
+        }
         return write_outcome::inserted;
       }
     }
@@ -1881,12 +1950,30 @@ class concurrent_table {
     const std::size_t want =
         std::max(groups_for(live * 2),
                  live * 2 > t->ngroups * group_width * max_load ? t->ngroups * 2 : t->ngroups);
-    start_migration(s, t, want, false);
+    start_migration(s, t, want, migration::grow);
+  }
+
+  // An in-order table whose keys pile up (a walk past in_order_max_walk full groups) moves to a
+  // seeded table of the same size: the fallback of "In-order placement" in the essay. Out of
+  // line: it happens at most once per shard between clears.
+  PARDICT_NOINLINE void remix(shard& s, table* t) {
+    if (s.cur.load(std::memory_order_acquire) != t) return;  // replaced meanwhile
+    if (t->next.load(std::memory_order_acquire) != nullptr) {
+      help_migrate(s, t);
+      return;
+    }
+    start_migration(s, t, t->ngroups, migration::remix);
   }
 
   // Returns false if another thread had already replaced or started migrating t (in which case
   // this thread helped it finish).
-  bool start_migration(shard& s, table* t, std::size_t ngroups, bool drop) {
+  enum class migration : unsigned char {
+    grow,   // growth or shrinking: the new table keeps the old one's seed
+    drop,   // clear(): elements are destroyed, the new table starts as a first table does
+    remix,  // an in-order table met patterned keys: the new table is seeded
+  };
+  bool start_migration(shard& s, table* t, std::size_t ngroups, migration kind) {
+    const bool drop = kind == migration::drop;
     bool started = false;
     {
       std::lock_guard<std::mutex> lk(s.resize_mutex);
@@ -1896,8 +1983,10 @@ class concurrent_table {
         table* nt;
         try {
           // Growth and shrinking keep the seed, so that a chunk's elements land in consecutive
-          // groups of the new table; clear() starts over with a new one.
-          nt = allocate_table(ngroups, drop ? fresh_table_seed() : t->seed);
+          // groups of the new table; clear() starts over as a first table does.
+          nt = allocate_table(ngroups, drop                       ? first_seed()
+                                       : kind == migration::remix ? fresh_table_seed()
+                                                                  : t->seed);
         } catch (...) {
           t->next.store(nullptr, std::memory_order_release);  // undo a freeze
           throw;
@@ -2029,7 +2118,7 @@ class concurrent_table {
   // for the common case, a free slot in the home group; past a full group, the probe sets the
   // group's overflow bit for the key's class and goes on, as an insert does.
   PARDICT_ALWAYS_INLINE void move_into(table* nt, value_type* e, target_group& held) noexcept {
-    const std::uint64_t h = hash_(e->first);
+    const std::uint64_t h = hash_of(e->first);
     std::size_t g = home_of(h, nt);
     for (;;) {
       group_meta& gm = nt->groups[g];

@@ -112,6 +112,21 @@ inline void msvc_relaxed_store(W* p, W v) noexcept {
 // ---- environment -------------------------------------------------------------------------------
 
 // True when the variable is set to something other than "" or "0".
+// The high 64 bits of the 128-bit product a * b.
+inline std::uint64_t mul_high(std::uint64_t a, std::uint64_t b) noexcept {
+#if defined(__SIZEOF_INT128__)
+  __extension__ typedef unsigned __int128 u128;
+  return static_cast<std::uint64_t>((static_cast<u128>(a) * b) >> 64);
+#elif defined(_MSC_VER) && defined(_M_X64)
+  return __umulh(a, b);
+#else
+  const std::uint64_t al = a & 0xffffffffu, ah = a >> 32, bl = b & 0xffffffffu, bh = b >> 32;
+  const std::uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+  const std::uint64_t mid = (ll >> 32) + (lh & 0xffffffffu) + (hl & 0xffffffffu);
+  return hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+#endif
+}
+
 inline bool env_flag(const char* name) noexcept {
 #if defined(_MSC_VER)
   char* v = nullptr;
