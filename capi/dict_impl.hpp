@@ -193,6 +193,13 @@ struct scalar_key_hash {
     }
     return detail::in_order_hash(static_cast<std::int32_t>(bits));
   }
+  // Whether a key takes the in-order hash (for the engine's choice at growth): every 4-byte key
+  // does; an 8-byte one unless it was mixed (a mixed key equal to its in-order hash is rare, and
+  // the answer only steers a heuristic).
+  bool in_order_key(std::uint32_t) const noexcept { return true; }
+  bool in_order_key(std::uint64_t bits) const noexcept {
+    return (*this)(bits) != detail::mix64(bits);
+  }
 };
 
 // Integer keys hash as above and compare as integers; word blobs by their layout (string words by

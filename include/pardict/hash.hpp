@@ -183,6 +183,15 @@ struct engine_hash {
   static std::uint64_t of(const H& h, const Q& k) noexcept(noexcept(h(k))) {
     return static_cast<std::uint64_t>(h(k));
   }
+  // Whether k takes the in-order hash (a hasher that places in order says so itself).
+  template <class Q>
+  static bool in_order_key(const H& h, const Q& k) noexcept {
+    if constexpr (requires { h.in_order_key(k); }) {
+      return h.in_order_key(k);
+    } else {
+      return false;
+    }
+  }
 };
 
 template <class K>
@@ -193,6 +202,9 @@ struct engine_hash<K, pardict::hash<K>,
     const auto i = static_cast<std::int64_t>(k);
     return is_small_integer(i) ? in_order_hash(i) : h(k);
   }
+  static bool in_order_key(const pardict::hash<K>&, K k) noexcept {
+    return is_small_integer(static_cast<std::int64_t>(k));
+  }
 };
 
 template <class K>
@@ -202,6 +214,10 @@ struct engine_hash<K, pardict::hash<K>,
   static std::uint64_t of(const pardict::hash<K>& h, K k) noexcept {
     std::int64_t i = 0;
     return small_integral_value(k, i) ? in_order_hash(i) : h(k);
+  }
+  static bool in_order_key(const pardict::hash<K>&, K k) noexcept {
+    std::int64_t i = 0;
+    return small_integral_value(k, i);
   }
 };
 

@@ -70,6 +70,17 @@ TYPED_TEST(InOrderTest, KeysInOrderFillEachShardFrontToBack) {
   EXPECT_EQ(out_of_order, 0u) << "a shard's keys are not in the order of their positions";
 }
 
+// Random 64-bit keys never take the in-order hash: every shard's table turns seeded at its first
+// growth. Small keys in order keep every shard in order through the same growth (above).
+TEST(InOrder, RandomKeysGrowIntoSeededTables) {
+  const std::size_t n = scaled(100000, 20000);
+  map_of<std::uint64_t> m;
+  for (std::size_t i = 0; i < n; ++i) ASSERT_TRUE(m.try_emplace(pardict_test::mix64(i), 1));
+  EXPECT_EQ(seeded_shards(m), shards);
+  for (std::size_t i = 0; i < n; ++i) ASSERT_TRUE(m.contains(pardict_test::mix64(i)));
+  expect_short_walks(m, n, "random keys");
+}
+
 // Presized, then filled in order, and then in reverse: still one group per key.
 TYPED_TEST(InOrderTest, ReservedThenFilledInEitherDirection) {
   using K = TypeParam;
